@@ -1,0 +1,122 @@
+//! Run-level events: the frame every other event sits in.
+
+use serde::{Deserialize, Serialize};
+
+/// The pipeline's stages, in order. The TUI draws one row per stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Setup,
+    Apply,
+    Configure,
+    Build,
+    Selftests,
+    Initramfs,
+    Boot,
+    Run,
+    Teardown,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 9] = [
+        Stage::Setup,
+        Stage::Apply,
+        Stage::Configure,
+        Stage::Build,
+        Stage::Selftests,
+        Stage::Initramfs,
+        Stage::Boot,
+        Stage::Run,
+        Stage::Teardown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Setup => "setup",
+            Stage::Apply => "apply",
+            Stage::Configure => "configure",
+            Stage::Build => "build",
+            Stage::Selftests => "selftests",
+            Stage::Initramfs => "initramfs",
+            Stage::Boot => "boot",
+            Stage::Run => "run",
+            Stage::Teardown => "teardown",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// Nothing to do: the cached result was reused.
+    Cached,
+    Skipped,
+    Failed,
+}
+
+/// Which accelerator a VM used, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccelChoice {
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    /// Why this one: "KVM works" or the reason KVM was unusable.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    Started {
+        run_dir: String,
+        command: String,
+    },
+    StageBegin {
+        stage: Stage,
+        detail: String,
+    },
+    /// Progress within a stage; `total` is 0 when unknown.
+    StageProgress {
+        stage: Stage,
+        done: u64,
+        total: u64,
+        detail: String,
+    },
+    StageEnd {
+        stage: Stage,
+        outcome: Outcome,
+        detail: String,
+        elapsed_ms: u64,
+    },
+    Accel(AccelChoice),
+    ScenarioBegin {
+        scenario: String,
+        steps: u32,
+    },
+    /// One expectation checked.
+    Expectation {
+        scenario: String,
+        step: u32,
+        what: String,
+        expected: String,
+        actual: String,
+        held: bool,
+    },
+    ScenarioEnd {
+        scenario: String,
+        passed: bool,
+        elapsed_ms: u64,
+    },
+    /// Free-form text worth keeping in the log.
+    Note {
+        text: String,
+    },
+    /// Something went wrong that ends the run.
+    Error {
+        text: String,
+    },
+    Finished {
+        passed: bool,
+        elapsed_ms: u64,
+    },
+}

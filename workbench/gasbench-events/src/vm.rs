@@ -1,0 +1,39 @@
+//! VM events: QEMU's life, QMP, the guest console.
+
+use serde::{Deserialize, Serialize};
+
+/// How serious a console line is, from the kernel's own markers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleSeverity {
+    Normal,
+    /// `WARNING:` and friends.
+    Warn,
+    /// `BUG:`, `Oops`, `Kernel panic`, `Call Trace:`.
+    Bug,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VmEvent {
+    /// A child process (qemu, virtiofsd, device server) started.
+    ProcessStarted { name: String, pid: u32 },
+    /// A child process exited; `expected` is false when it died on us.
+    ProcessExited {
+        name: String,
+        status: String,
+        expected: bool,
+    },
+    /// The VM's run state as QMP reports it (`running`, `paused`, …).
+    State { status: String },
+    /// A QMP event, verbatim.
+    Qmp {
+        name: String,
+        data: serde_json::Value,
+    },
+    /// A line from the guest console.
+    Console {
+        line: String,
+        severity: ConsoleSeverity,
+    },
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand: its flags and the glue to its library.
+
+pub mod doctor;
+pub mod pending;
+pub mod setup;

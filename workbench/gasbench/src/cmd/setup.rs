@@ -1,0 +1,64 @@
+//! `gasbench setup`: provision the runtime.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use gasbench_env::setup::{Progress, SetupOptions, setup};
+
+use crate::Globals;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Debian mirror for the toolroot [default: the host's own apt mirror]
+    #[arg(long, env = "GASBENCH_MIRROR", value_name = "URL")]
+    mirror: Option<String>,
+}
+
+/// Prints steps as they begin, and a step's status line at most every
+/// couple of seconds, so a CI log shows progress without drowning.
+struct Printer {
+    step_started: Instant,
+    last_status: Instant,
+}
+
+impl Progress for Printer {
+    fn step(&mut self, text: &str) {
+        self.step_started = Instant::now();
+        eprintln!("setup: {text}");
+    }
+    fn status(&mut self, text: &str) {
+        if self.last_status.elapsed().as_secs() >= 2 {
+            self.last_status = Instant::now();
+            eprintln!(
+                "setup:   [{:>4}s] {text}",
+                self.step_started.elapsed().as_secs()
+            );
+        }
+    }
+}
+
+pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
+    let opts = SetupOptions {
+        cache: g.cache.clone(),
+        runtime: g.runtime,
+        mirror: args.mirror,
+    };
+    let mut printer = Printer {
+        step_started: Instant::now(),
+        last_status: Instant::now(),
+    };
+    let report = setup(&opts, &mut printer).map_err(|e| miette::miette!("{e}"))?;
+    eprintln!(
+        "setup: runtime {} ({}); {}; {:.1} s; log {}",
+        report.runtime.name(),
+        report.reason,
+        if report.actions.is_empty() {
+            "everything was in place, nothing changed".to_string()
+        } else {
+            format!("did: {}", report.actions.join("; "))
+        },
+        report.elapsed_ms as f64 / 1000.0,
+        report.log.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

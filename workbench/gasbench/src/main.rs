@@ -1,0 +1,81 @@
+//! `gasbench`: the command line. Only flags, dispatch and printing live
+//! here; every subcommand calls into a library crate that does the work.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gasbench_env::{CacheDir, RuntimePref};
+
+/// A workbench for Linux kernel patch review: build the patched kernel,
+/// boot it under QEMU with an emulated goldfish address space device, run
+/// scenarios, and trace each ioctl next to the register accesses it caused.
+#[derive(Parser)]
+#[command(name = "gasbench", version, about)]
+struct Cli {
+    /// Cache directory for the toolroot, kernel trees and logs
+    /// [env: GASBENCH_CACHE] [default: /var/cache/gasbench]
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Where tools come from: auto, host or toolroot.
+    #[arg(long, global = true, default_value = "auto", value_name = "RUNTIME")]
+    runtime: RuntimePref,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every requirement: versions, where each comes from, KVM or TCG.
+    Doctor(cmd::doctor::Args),
+    /// Provision what is missing (the Debian 13 toolroot on older hosts).
+    Setup(cmd::setup::Args),
+    /// Apply the posted series to the base tree and build the kernel.
+    Kernel(cmd::pending::Args),
+    /// Boot the patched kernel and run scenarios headless.
+    Run(cmd::pending::Args),
+    /// Check scenario files without starting a VM.
+    Scenario(cmd::pending::Args),
+    /// Serve the emulated goldfish address space device over vfio-user.
+    Device(cmd::pending::Args),
+    /// Reproduce a posted series for review: apply, build, boot, report.
+    Repro(cmd::pending::Args),
+    /// Browse a past run's directory in the TUI.
+    Open(cmd::pending::Args),
+}
+
+/// What every subcommand gets.
+pub struct Globals {
+    pub cache: CacheDir,
+    pub runtime: RuntimePref,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let globals = Globals {
+        cache: CacheDir::from_env(cli.cache_dir.as_deref()),
+        runtime: cli.runtime,
+    };
+    let result = match cli.command {
+        Some(Command::Doctor(args)) => cmd::doctor::run(&globals, args),
+        Some(Command::Setup(args)) => cmd::setup::run(&globals, args),
+        Some(Command::Kernel(_)) => cmd::pending::not_yet("kernel", 3),
+        Some(Command::Run(_)) => cmd::pending::not_yet("run", 5),
+        Some(Command::Scenario(_)) => cmd::pending::not_yet("scenario", 5),
+        Some(Command::Device(_)) => cmd::pending::not_yet("device", 4),
+        Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
+        Some(Command::Open(_)) => cmd::pending::not_yet("open", 6),
+        None => cmd::pending::not_yet("the TUI", 6),
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The tasks. Each is a sequence of commands that stops at the first
+//! failure and says which step failed.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+/// Run one step, timing it.
+fn step(name: &str, mut cmd: Command) -> anyhow::Result<()> {
+    eprintln!("xtask: ── {name}");
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    let secs = start.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("step `{name}` failed ({status}) after {secs:.1} s");
+    }
+    eprintln!("xtask: ── {name}: ok ({secs:.1} s)");
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args);
+    cmd
+}
+
+pub fn setup() -> anyhow::Result<()> {
+    step(
+        "gasbench setup",
+        cargo(&[
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "gasbench",
+            "--",
+            "setup",
+        ]),
+    )
+}
+
+pub fn tidy() -> anyhow::Result<()> {
+    step("cargo fmt --check", cargo(&["fmt", "--all", "--check"]))?;
+    step(
+        "cargo clippy -D warnings",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )
+}
+
+/// The fast tier: unit tests, the device model, the scenario parser, TUI
+/// snapshots. No VM, no root, no network.
+fn fast_tier() -> anyhow::Result<()> {
+    step("fast tier: cargo test", cargo(&["test", "--workspace"]))
+}
+
+pub fn test(end_to_end: bool) -> anyhow::Result<()> {
+    if end_to_end {
+        setup()?;
+    }
+    tidy()?;
+    fast_tier()?;
+    if end_to_end {
+        step(
+            "gasbench doctor",
+            cargo(&[
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "gasbench",
+                "--",
+                "doctor",
+            ]),
+        )?;
+    }
+    Ok(())
+}
