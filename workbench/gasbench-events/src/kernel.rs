@@ -6,23 +6,77 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum ApplyStatus {
     Applied,
+    /// Applied only with reduced context (`git apply -C1`): the base's
+    /// surroundings differ from the posting's.
     AppliedWithFuzz,
     Failed,
+}
+
+impl ApplyStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            ApplyStatus::Applied => "applied",
+            ApplyStatus::AppliedWithFuzz => "applied with fuzz",
+            ApplyStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What a patch is to the series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchRole {
+    /// As posted (extracted byte-exact from the mail).
+    Posted,
+    /// Missing from the mail and written from quotes; stands for a posted
+    /// patch.
+    Reconstructed,
+    /// The port's version of a posted patch that does not apply to the
+    /// base: same additions, context refreshed.
+    Replacement,
+    /// The port's own patch after the posted ones (a build fix, API drift).
+    Fixup,
+}
+
+impl PatchRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            PatchRole::Posted => "posted",
+            PatchRole::Reconstructed => "reconstructed",
+            PatchRole::Replacement => "replacement",
+            PatchRole::Fixup => "fixup",
+        }
+    }
+}
+
+/// One hunk's fate, for patches that did not apply cleanly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HunkOutcome {
+    pub file: String,
+    /// 1-based within the file.
+    pub hunk: u32,
+    /// The `@@ -a,b +c,d @@ ...` line as posted.
+    pub header: String,
+    pub applied: bool,
 }
 
 /// What happened to one patch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PatchApplied {
     pub series: String,
-    /// 1-based position in the series.
+    /// 1-based position in the apply sequence.
     pub index: u32,
     pub total: u32,
+    /// The posted index (`3` of `3/6`), `None` for fixups.
+    #[serde(default)]
+    pub posted_index: Option<u32>,
     pub subject: String,
-    /// True for gasbench's own fixup patches (ports), false for posted ones.
-    pub fixup: bool,
+    pub role: PatchRole,
     pub status: ApplyStatus,
     pub files: Vec<String>,
-    /// Human-readable detail: rejected hunks, fuzz offsets.
+    #[serde(default)]
+    pub hunks: Vec<HunkOutcome>,
+    /// Human-readable detail: rejected hunks, the replacement used.
     pub detail: String,
 }
 
@@ -34,7 +88,8 @@ pub enum KernelEvent {
     BuildLine {
         line: String,
     },
-    /// Build progress derived from kbuild's output.
+    /// Build progress derived from kbuild's output. `total` is an estimate
+    /// (the line count of the last full build); 0 when unknown.
     BuildProgress {
         done: u64,
         total: u64,
@@ -48,9 +103,50 @@ pub enum KernelEvent {
         builds: bool,
         first_error: Option<String>,
     },
+    /// A requested config symbol and whether it ended up set as asked.
+    ConfigChecked {
+        symbol: String,
+        wanted: String,
+        got: String,
+        ok: bool,
+    },
     /// An artifact is ready.
     Artifact {
         kind: String,
         path: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_events_round_trip_and_old_lines_without_hunks_still_read() {
+        let ev = KernelEvent::Patch(PatchApplied {
+            series: "mkdirat2-v2".into(),
+            index: 1,
+            total: 9,
+            posted_index: Some(1),
+            subject: "vfs: x".into(),
+            role: PatchRole::Posted,
+            status: ApplyStatus::AppliedWithFuzz,
+            files: vec!["fs/namei.c".into()],
+            hunks: vec![HunkOutcome {
+                file: "fs/namei.c".into(),
+                hunk: 2,
+                header: "@@ -1,2 +1,3 @@".into(),
+                applied: false,
+            }],
+            detail: String::new(),
+        });
+        let line = serde_json::to_string(&ev).unwrap();
+        assert!(line.contains(r#""status":"applied_with_fuzz""#), "{line}");
+        assert_eq!(serde_json::from_str::<KernelEvent>(&line).unwrap(), ev);
+        let old = r#"{"type":"patch","series":"s","index":1,"total":1,"subject":"x","role":"fixup","status":"applied","files":[],"detail":""}"#;
+        assert!(matches!(
+            serde_json::from_str::<KernelEvent>(old).unwrap(),
+            KernelEvent::Patch(PatchApplied { hunks, posted_index: None, .. }) if hunks.is_empty()
+        ));
+    }
 }

@@ -35,7 +35,7 @@ enum Command {
     /// Provision what is missing (the Debian 13 toolroot on older hosts).
     Setup(cmd::setup::Args),
     /// Apply the posted series to the base tree and build the kernel.
-    Kernel(cmd::pending::Args),
+    Kernel(cmd::kernel::Args),
     /// Boot the patched kernel and run scenarios headless.
     Run(cmd::pending::Args),
     /// Check scenario files without starting a VM.
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Doctor(args)) => cmd::doctor::run(&globals, args),
         Some(Command::Setup(args)) => cmd::setup::run(&globals, args),
-        Some(Command::Kernel(_)) => cmd::pending::not_yet("kernel", 3),
+        Some(Command::Kernel(args)) => cmd::kernel::run(&globals, args),
         Some(Command::Run(_)) => cmd::pending::not_yet("run", 5),
         Some(Command::Scenario(_)) => cmd::pending::not_yet("scenario", 5),
         Some(Command::Device(_)) => cmd::pending::not_yet("device", 4),

@@ -1,0 +1,168 @@
+//! Everything that can stop a kernel build, each with what to do about it.
+
+use std::path::{Path, PathBuf};
+
+use crate::kconfig::Mismatch;
+use crate::report::PatchReport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KbuildError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{label}: {error}")]
+    Series {
+        label: String,
+        /// The text the error's span points into.
+        text: String,
+        #[source]
+        error: gasbench_series::Error,
+    },
+    #[error(
+        "patch {index}/{total} of {series:?} is not in {origin} and {} has no reconstruction of it",
+        dir.display()
+    )]
+    MissingPatch {
+        index: u32,
+        total: u32,
+        series: String,
+        origin: String,
+        dir: PathBuf,
+    },
+    #[error("{} is not marked as a reconstruction (no X-Gasbench-Reconstructed header)", path.display())]
+    NotReconstruction { path: PathBuf },
+    #[error("kernel/ layout: {what}")]
+    Layout { what: String, path: Option<PathBuf> },
+    #[error("cannot run {what}: {source}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}): {detail}")]
+    Command {
+        command: String,
+        status: String,
+        detail: String,
+    },
+    #[error(
+        "{} of {series} does not apply to {base}",
+        report.label()
+    )]
+    PatchDoesNotApply {
+        series: String,
+        base: String,
+        report: Box<PatchReport>,
+    },
+    #[error("a fuzzy apply of {patch} would create a duplicate syscall number: {detail}")]
+    DuplicateSyscall { patch: String, detail: String },
+    #[error("the Rust toolchain cannot build this kernel: `make rustavailable` says: {output}")]
+    RustUnavailable { output: String },
+    #[error(
+        "the configuration lacks what was asked for: {}",
+        summarize(mismatches)
+    )]
+    ConfigNotSet { mismatches: Vec<Mismatch> },
+    #[error("the kernel build failed{}: {first_error}", log_note(log))]
+    BuildFailed { first_error: String, log: PathBuf },
+    #[error("the {what} build failed{}: {first_error}", log_note(log))]
+    SelftestFailed {
+        what: String,
+        first_error: String,
+        log: PathBuf,
+    },
+    #[error(
+        "no space left for {what} in {}: {} MiB free, about {} MiB needed",
+        path.display(), available_mib, needed_mib
+    )]
+    DiskFull {
+        what: String,
+        path: PathBuf,
+        available_mib: u64,
+        needed_mib: u64,
+    },
+    #[error("{what}")]
+    Invalid { what: String },
+}
+
+fn summarize(m: &[Mismatch]) -> String {
+    m.iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn log_note(log: &Path) -> String {
+    format!(" (full log: {})", log.display())
+}
+
+impl KbuildError {
+    pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> KbuildError {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            return KbuildError::DiskFull {
+                what: op.to_string(),
+                path: path.to_path_buf(),
+                available_mib: crate::disk::free_mib(path).unwrap_or(0),
+                needed_mib: 0,
+            };
+        }
+        KbuildError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn series(label: &str, text: &str, error: gasbench_series::Error) -> KbuildError {
+        KbuildError::Series {
+            label: label.to_string(),
+            text: text.to_string(),
+            error,
+        }
+    }
+
+    /// What the user should do next.
+    pub fn help(&self) -> String {
+        match self {
+            KbuildError::Io { .. } => "check the path and its permissions".into(),
+            KbuildError::Series { error, .. } => error.help().into(),
+            KbuildError::MissingPatch { index, dir, .. } => format!(
+                "write the patch by hand as {}/{index:04}-<title>.patch with an \
+                 `X-Gasbench-Reconstructed: <what it was rebuilt from>` header",
+                dir.display()
+            ),
+            KbuildError::NotReconstruction { .. } => {
+                "add `X-Gasbench-Reconstructed: <sources>` to its headers, or remove it".into()
+            }
+            KbuildError::Layout { .. } => {
+                "run from the gasbench checkout, or pass --kernel-dir pointing at its kernel/ directory".into()
+            }
+            KbuildError::Spawn { .. } => "run `gasbench doctor` to see which tool is missing".into(),
+            KbuildError::Command { .. } => "see the output above; `gasbench doctor` checks the tools".into(),
+            KbuildError::PatchDoesNotApply { .. } => {
+                "the base moved: port the patch (add a replacement or fixup in kernel/port/<base>/port.toml), or pick the base the series was written for".into()
+            }
+            KbuildError::DuplicateSyscall { .. } => {
+                "the base already uses that number: renumber the syscall in a fixup after the posted patch".into()
+            }
+            KbuildError::RustUnavailable { .. } => {
+                "install the versions `make rustavailable` asks for (gasbench setup provisions them in the toolroot), or build with --runtime toolroot".into()
+            }
+            KbuildError::ConfigNotSet { .. } => {
+                "enable the named dependency in a fragment under kernel/config/, or drop the symbol from the fragment".into()
+            }
+            KbuildError::BuildFailed { .. } => {
+                "fix the error (run with --per-patch to find the patch that broke the build)".into()
+            }
+            KbuildError::SelftestFailed { .. } => "see the log; the selftest is built against the installed headers".into(),
+            KbuildError::DiskFull { .. } => {
+                "free space there, or point GASBENCH_CACHE (--cache-dir) at a larger disk".into()
+            }
+            KbuildError::Invalid { .. } => "see the message".into(),
+        }
+    }
+}

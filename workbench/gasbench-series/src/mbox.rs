@@ -1,0 +1,382 @@
+//! mbox files and single RFC 5322 messages (git format-patch, b4, mail
+//! clients), with folded headers, RFC 2047 encoded words and
+//! quoted-printable or base64 bodies.
+
+use crate::date::MailDate;
+use crate::message::{Message, Person, split_addresses, strip_angles};
+use crate::span::{Line, Span, lines};
+use crate::{Error, Result};
+
+/// An mbox starts with a `From ` separator line.
+pub fn looks_like_mbox(text: &str) -> bool {
+    text.starts_with("From ")
+}
+
+/// A bare message starts with a header line (`Name: value`).
+pub fn looks_like_message(text: &str) -> bool {
+    let first = text.lines().next().unwrap_or("");
+    match first.split_once(':') {
+        Some((name, _)) => {
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && text.lines().any(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.starts_with("subject:") || l.starts_with("from:")
+                })
+        }
+        None => false,
+    }
+}
+
+fn is_separator(l: &Line<'_>) -> bool {
+    // `From <addr-or-sha> <asctime>`: at least a word after `From `.
+    l.text.starts_with("From ") && l.text.len() > 5 && !l.text[5..].trim().is_empty()
+}
+
+/// All messages of an mbox.
+pub fn parse(text: &str) -> Result<Vec<Message>> {
+    let ls = lines(text, 0);
+    // A separator is a `From ` line at the start or after a blank line.
+    let starts: Vec<usize> = (0..ls.len())
+        .filter(|&i| is_separator(&ls[i]) && (i == 0 || ls[i - 1].is_blank()))
+        .collect();
+    let mut out = Vec::new();
+    for (n, &s) in starts.iter().enumerate() {
+        let from = ls[s].next;
+        let to = starts.get(n + 1).map_or(text.len(), |&e| ls[e].start);
+        if from >= to {
+            continue;
+        }
+        out.push(parse_message(&text[from..to], from)?);
+    }
+    Ok(out)
+}
+
+struct Header<'a> {
+    name: &'a str,
+    /// Unfolded value.
+    value: String,
+    span: Span,
+}
+
+/// One message (headers, blank line, body) found at `base` in the input.
+pub fn parse_message(text: &str, base: usize) -> Result<Message> {
+    let ls = lines(text, base);
+    let mut headers: Vec<Header<'_>> = Vec::new();
+    let mut i = 0;
+    while i < ls.len() && !ls[i].is_blank() {
+        let l = ls[i].trimmed_cr();
+        if l.starts_with(' ') || l.starts_with('\t') {
+            match headers.last_mut() {
+                // Unfolding removes the line break only (RFC 5322 2.2.3).
+                Some(h) => {
+                    h.value.push_str(l);
+                    h.span.len = ls[i].start + l.len() - h.span.offset;
+                }
+                None => {
+                    return Err(Error::BadHeader {
+                        what: "the message starts with a continuation line".into(),
+                        span: ls[i].span(),
+                    });
+                }
+            }
+        } else if let Some((name, value)) = l.split_once(':') {
+            headers.push(Header {
+                name,
+                value: value.trim_start().to_string(),
+                span: ls[i].span(),
+            });
+        } else {
+            return Err(Error::BadHeader {
+                what: format!("expected `Name: value`, found {l:?}"),
+                span: ls[i].span(),
+            });
+        }
+        i += 1;
+    }
+    let body_rel = ls.get(i).map_or(text.len(), |l| l.next - base);
+    let raw_body = text.get(body_rel..).unwrap_or("");
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| (h.value.trim().to_string(), h.span))
+    };
+    let whole = Span::new(base, text.len());
+    let subject = get("Subject")
+        .map(|(v, _)| decode_words(&v))
+        .unwrap_or_default();
+    let (from_text, from_span) = get("From").ok_or_else(|| Error::BadHeader {
+        what: "no From: header".into(),
+        span: Span::new(base, ls.first().map_or(0, |l| l.text.len())),
+    })?;
+    let from = Person::parse(&decode_words(&from_text));
+    let (date_text, date_span) = get("Date").ok_or_else(|| Error::BadHeader {
+        what: "no Date: header".into(),
+        span: from_span,
+    })?;
+    let date = MailDate::parse_rfc5322(&date_text).ok_or_else(|| Error::BadDate {
+        text: date_text.clone(),
+        what: "expected RFC 5322 `Day, DD Mon YYYY HH:MM:SS +ZZZZ`".into(),
+        span: date_span,
+    })?;
+    let cte = get("Content-Transfer-Encoding")
+        .map(|(v, _)| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    // mbox separates messages by a blank line that is not part of the body.
+    let trimmed = match raw_body.strip_suffix("\n\n") {
+        Some(b) => &raw_body[..b.len() + 1],
+        None => raw_body,
+    };
+    let body = match cte.as_str() {
+        "" | "7bit" | "8bit" | "binary" => trimmed.to_string(),
+        "quoted-printable" => decode_quoted_printable(trimmed),
+        "base64" => decode_base64(trimmed)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| Error::BadEncoding {
+                subject: subject.clone(),
+                what: "invalid base64 or not UTF-8".into(),
+                span: whole,
+            })?,
+        other => {
+            return Err(Error::BadEncoding {
+                subject: subject.clone(),
+                what: format!("unknown Content-Transfer-Encoding {other:?}"),
+                span: whole,
+            });
+        }
+    };
+    Ok(Message {
+        subject,
+        from,
+        date,
+        date_text,
+        to: get("To")
+            .map(|(v, _)| split_addresses(&decode_words(&v)))
+            .unwrap_or_default(),
+        cc: get("Cc")
+            .map(|(v, _)| split_addresses(&decode_words(&v)))
+            .unwrap_or_default(),
+        message_id: get("Message-Id").and_then(|(v, _)| strip_angles(&v)),
+        in_reply_to: get("In-Reply-To").and_then(|(v, _)| strip_angles(&v)),
+        body,
+        span: whole,
+        body_offset: base + body_rel,
+    })
+}
+
+/// Decode RFC 2047 encoded words (`=?UTF-8?q?...?=`, `=?utf-8?b?...?=`).
+/// Whitespace between adjacent encoded words is dropped, as the RFC says.
+pub fn decode_words(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut last_was_word = false;
+    while let Some(start) = rest.find("=?") {
+        let (before, after) = rest.split_at(start);
+        let decoded = parse_word(after);
+        match decoded {
+            Some((word, used)) => {
+                if !(last_was_word && before.trim().is_empty()) {
+                    out.push_str(before);
+                }
+                out.push_str(&word);
+                rest = &after[used..];
+                last_was_word = true;
+            }
+            None => {
+                out.push_str(before);
+                out.push_str("=?");
+                rest = &after[2..];
+                last_was_word = false;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `=?charset?enc?text?=` at the start of `s` → (decoded, bytes used).
+fn parse_word(s: &str) -> Option<(String, usize)> {
+    let inner = s.strip_prefix("=?")?;
+    let q1 = inner.find('?')?;
+    let charset = inner[..q1].to_ascii_lowercase();
+    let rest = &inner[q1 + 1..];
+    let q2 = rest.find('?')?;
+    let enc = rest[..q2].to_ascii_lowercase();
+    let payload_and_tail = &rest[q2 + 1..];
+    let end = payload_and_tail.find("?=")?;
+    let payload = &payload_and_tail[..end];
+    let bytes = match enc.as_str() {
+        "q" => {
+            let mut v = Vec::new();
+            let b = payload.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                match b[i] {
+                    b'_' => v.push(b' '),
+                    b'=' => {
+                        let h = payload.get(i + 1..i + 3)?;
+                        v.push(u8::from_str_radix(h, 16).ok()?);
+                        i += 2;
+                    }
+                    c => v.push(c),
+                }
+                i += 1;
+            }
+            v
+        }
+        "b" => decode_base64(payload)?,
+        _ => return None,
+    };
+    let text = match charset.as_str() {
+        "utf-8" | "us-ascii" => String::from_utf8(bytes).ok()?,
+        // Latin-1 maps bytes to the first 256 code points.
+        "iso-8859-1" | "latin1" => bytes.iter().map(|&b| b as char).collect(),
+        _ => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let used = 2 + q1 + 1 + q2 + 1 + end + 2;
+    Some((text, used))
+}
+
+/// Encode a header value as RFC 2047 words if it is not plain ASCII.
+pub fn encode_word(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_string();
+    }
+    let mut out = String::from("=?UTF-8?q?");
+    for b in text.bytes() {
+        match b {
+            b' ' => out.push('_'),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'!' | b'*' | b'+' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("={b:02X}")),
+        }
+    }
+    out.push_str("?=");
+    out
+}
+
+fn decode_quoted_printable(text: &str) -> String {
+    let mut bytes = Vec::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (content, nl) = match line.strip_suffix('\n') {
+            Some(c) => (c.strip_suffix('\r').unwrap_or(c), true),
+            None => (line, false),
+        };
+        let soft = content.ends_with('=');
+        let content = if soft {
+            &content[..content.len() - 1]
+        } else {
+            content
+        };
+        let b = content.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'='
+                && let Some(v) = content
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                bytes.push(v);
+                i += 3;
+                continue;
+            }
+            bytes.push(b[i]);
+            i += 1;
+        }
+        if nl && !soft {
+            bytes.push(b'\n');
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MBOX: &str = "From 1234 Mon Sep 17 00:00:00 2001\n\
+From: =?UTF-8?q?Thomas_Wei=C3=9Fschuh?= <t@w.de>\n\
+Date: Mon, 6 Apr 2026 18:51:20 +0200\n\
+Subject: [PATCH v2 1/2] a very long subject that\n is folded\n\
+Message-Id: <abc@def>\n\
+In-Reply-To: <cover@def>\n\
+\n\
+body\n\
+From the start of a line, not a separator (no blank before)\n\
+\n\
+From 5678 Mon Sep 17 00:00:00 2001\n\
+From: B <b@c>\n\
+Date: Tue, 7 Apr 2026 10:00:00 +0000\n\
+Subject: =?utf-8?b?W1BBVENIIDIvMl0gw6k=?=\n\
+Content-Transfer-Encoding: quoted-printable\n\
+\n\
+caf=C3=A9 soft=\n\
+break\n";
+
+    #[test]
+    fn mbox_messages_with_folding_and_encodings() {
+        assert!(looks_like_mbox(MBOX));
+        let m = parse(MBOX).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].from.name, "Thomas Weißschuh");
+        assert_eq!(
+            m[0].subject,
+            "[PATCH v2 1/2] a very long subject that is folded"
+        );
+        assert_eq!(m[0].message_id.as_deref(), Some("abc@def"));
+        assert_eq!(m[0].in_reply_to.as_deref(), Some("cover@def"));
+        assert_eq!(
+            m[0].body,
+            "body\nFrom the start of a line, not a separator (no blank before)\n"
+        );
+        assert_eq!(&MBOX[m[0].body_offset..m[0].body_offset + 5], "body\n");
+        assert_eq!(m[1].subject, "[PATCH 2/2] é");
+        assert_eq!(m[1].body, "café softbreak\n", "a soft line break joins");
+    }
+
+    #[test]
+    fn missing_headers_are_errors_with_spans() {
+        let err = parse_message("Subject: x\nDate: Mon, 6 Apr 2026 18:51:20 +0200\n\nb\n", 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("no From"), "{err}");
+        let err = parse_message("From: a@b\nDate: someday\n\nb\n", 0).unwrap_err();
+        let span = err.span().unwrap();
+        assert_eq!(span.offset, 10);
+    }
+
+    #[test]
+    fn encoded_words_round_trip() {
+        let name = "Krzysztof Wilczyński";
+        assert_eq!(decode_words(&encode_word(name)), name);
+        assert_eq!(encode_word("plain"), "plain");
+        assert_eq!(decode_words("=?bogus"), "=?bogus");
+    }
+}
