@@ -57,7 +57,11 @@ pub struct HunkOutcome {
     pub hunk: u32,
     /// The `@@ -a,b +c,d @@ ...` line as posted.
     pub header: String,
+    /// Applies as posted (line offsets allowed).
     pub applied: bool,
+    /// Does not apply as posted but does with one line of context.
+    #[serde(default)]
+    pub fuzz: bool,
 }
 
 /// What happened to one patch.
@@ -137,6 +141,7 @@ mod tests {
                 hunk: 2,
                 header: "@@ -1,2 +1,3 @@".into(),
                 applied: false,
+                fuzz: true,
             }],
             detail: String::new(),
         });

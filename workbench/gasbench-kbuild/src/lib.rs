@@ -1,11 +1,699 @@
-//! The patched kernel, from posted series to bzImage.
+//! The patched kernel, from posted series to a bzImage and what the guest
+//! needs (headers, the static kselftest), reproducibly.
 //!
-//! Entry point: [`ensure_kernel`].
+//! [`ensure_kernel`] is the entry point:
+//! 1. **Apply** ([`tree`], [`apply`]): the base tree is unpacked and
+//!    committed once per cache; the plan from `kernel/` (series as posted,
+//!    the port's replacements and fixups, see [`layout`]) is applied with
+//!    `git am` in a separate work tree, patch by patch, with a report.
+//! 2. **Configure** ([`configure`], [`kconfig`]): tinyconfig plus the
+//!    fragments, then every requested symbol is verified.
+//! 3. **Build** ([`make`]): `make bzImage` out of tree, progress from
+//!    kbuild's output, the full log to a file; optionally after every
+//!    patch (`per_patch`), naming the patches that break the build.
+//! 4. **Selftests** ([`selftest`]): headers_install, then the posted
+//!    mkdirat2 kselftest as a static binary.
+//! 5. The artifacts and a [`manifest::BuildManifest`] go into a directory
+//!    named by the build's inputs; it is renamed into place only when
+//!    complete, so nothing half-built is ever reported as built, and an
+//!    unchanged request is answered from it in seconds.
+//!
+//! **Architecture invariant:** every tool runs through
+//! [`gasbench_env::Runtime`]; this crate never spells a tool path.
 
+pub mod apply;
+pub mod configure;
 pub mod disk;
 pub mod error;
 pub mod extract;
+pub mod git;
 pub mod kconfig;
+pub mod layout;
+pub mod make;
+pub mod manifest;
 pub mod report;
+pub mod selftest;
+pub mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use gasbench_env::{CacheDir, Runtime};
+use gasbench_events::EventSink;
+use gasbench_events::kernel::KernelEvent;
+use gasbench_events::run::{Outcome, RunEvent, Stage};
+use sha2::{Digest, Sha256};
 
 pub use error::KbuildError;
+pub use manifest::BuildManifest;
+pub use tree::BaseSource;
+
+use crate::git::Git;
+use crate::layout::KernelDir;
+use crate::make::Make;
+use crate::manifest::{ArtifactPaths, PatchBuild, Timings, Toolchain};
+use crate::report::ApplyReport;
+use crate::tree::{BaseTree, hex};
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct KernelRequest {
+    /// The repository's `kernel/` directory; `None` finds it above the
+    /// current directory.
+    pub kernel_dir: Option<PathBuf>,
+    pub base: BaseSource,
+    /// Only these series (directory names); `None` for all of the port.
+    pub series: Option<Vec<String>>,
+    /// Apply the posted series only, without the port's replacements and
+    /// fixups (to see what the posting does on its own).
+    pub posted_only: bool,
+    /// Build after every patch and report which ones break the build.
+    pub per_patch: bool,
+    /// `make -j`; `None` for the number of CPUs.
+    pub jobs: Option<u32>,
+    /// Throw away local edits in the cached tree instead of refusing.
+    pub discard_local_changes: bool,
+}
+
+impl Default for KernelRequest {
+    fn default() -> Self {
+        Self {
+            kernel_dir: None,
+            base: BaseSource::Packaged,
+            series: None,
+            posted_only: false,
+            per_patch: false,
+            jobs: None,
+            discard_local_changes: false,
+        }
+    }
+}
+
+/// What the rest of the pipeline needs from the kernel build.
+#[derive(Clone, Debug)]
+pub struct KernelArtifacts {
+    pub bzimage: PathBuf,
+    /// `7.2.12`.
+    pub release: String,
+    pub config: PathBuf,
+    pub system_map: PathBuf,
+    /// Installed uapi headers (`headers/include`).
+    pub headers: PathBuf,
+    /// The static `mkdirat_fd_test` binary.
+    pub selftest: PathBuf,
+    /// mkdirat2's number in the x86_64 syscall table.
+    pub mkdirat2_syscall: u32,
+    pub manifest_path: PathBuf,
+    pub manifest: BuildManifest,
+    /// True when nothing had changed and the earlier build was reused.
+    pub reused: bool,
+}
+
+struct StageTimer<'a> {
+    sink: &'a EventSink,
+    stage: Stage,
+    start: Instant,
+}
+
+impl<'a> StageTimer<'a> {
+    fn begin(sink: &'a EventSink, stage: Stage, detail: impl Into<String>) -> Self {
+        sink.emit(RunEvent::StageBegin {
+            stage,
+            detail: detail.into(),
+        });
+        Self {
+            sink,
+            stage,
+            start: Instant::now(),
+        }
+    }
+    fn ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+    fn end(self, outcome: Outcome, detail: impl Into<String>) -> u64 {
+        let ms = self.ms();
+        self.sink.emit(RunEvent::StageEnd {
+            stage: self.stage,
+            outcome,
+            detail: detail.into(),
+            elapsed_ms: ms,
+        });
+        ms
+    }
+    fn fail(self, e: &KbuildError) {
+        self.end(Outcome::Failed, e.to_string());
+    }
+}
+
+fn note(sink: &EventSink, stage: Stage, text: &str) {
+    sink.emit(RunEvent::StageProgress {
+        stage,
+        done: 0,
+        total: 0,
+        detail: text.to_string(),
+    });
+}
+
+/// Build (or reuse) the patched kernel. Fast when nothing changed.
+pub fn ensure_kernel(
+    req: &KernelRequest,
+    rt: &Runtime,
+    cache: &CacheDir,
+    sink: &EventSink,
+) -> Result<KernelArtifacts, KbuildError> {
+    let t0 = Instant::now();
+    let kdir = KernelDir::locate(req.kernel_dir.as_deref())?;
+    let fragments = kdir.fragments()?;
+    let mut timings = Timings::default();
+
+    // ---- Apply ----
+    let st = StageTimer::begin(sink, Stage::Apply, format!("base {}", kdir.base.release));
+    let (tree, _lock, report) = match prepare_and_apply(req, rt, cache, &kdir, sink) {
+        Ok(v) => v,
+        Err(e) => {
+            st.fail(&e);
+            return Err(e);
+        }
+    };
+    let (a, f, x) = report.counts();
+    timings.apply_ms = st.end(
+        if report.cached {
+            Outcome::Cached
+        } else {
+            Outcome::Ok
+        },
+        format!(
+            "{a} applied, {f} with fuzz, {x} failed as posted (replaced by the port); head {}",
+            short(&report.head)
+        ),
+    );
+
+    let make = Make {
+        rt: rt.clone(),
+        src: tree.src.clone(),
+        out: tree.out.clone(),
+        binds: vec![tree.dir.clone()],
+        arch: kdir.base.arch.clone(),
+        vars: kdir.base.make_vars.clone(),
+        jobs: req.jobs.unwrap_or_else(default_jobs),
+    };
+    let src_git = Git::new(rt, &tree.src, std::slice::from_ref(&tree.dir));
+
+    // ---- Per patch ----
+    let mut per_patch = Vec::new();
+    if req.per_patch {
+        let st = StageTimer::begin(
+            sink,
+            Stage::Build,
+            "per patch: does the tree build after each one?",
+        );
+        let lines = kdir.base.full_build_lines;
+        match run_per_patch(&make, &report, &fragments, cache, sink, &tree, lines) {
+            Ok(v) => per_patch = v,
+            Err(e) => {
+                st.fail(&e);
+                return Err(e);
+            }
+        }
+        let broken = per_patch.iter().filter(|p| !p.builds).count();
+        timings.per_patch_ms = st.end(
+            Outcome::Ok,
+            format!("{} patches built, {broken} did not build", per_patch.len()),
+        );
+    }
+
+    // The built tree at the result.
+    let local = checkout(
+        &src_git,
+        &report.head,
+        req.discard_local_changes || req.per_patch,
+    )?;
+    let tree_state = format!("{}+{}", report.head, local);
+
+    // ---- Configure ----
+    let st = StageTimer::begin(
+        sink,
+        Stage::Configure,
+        format!("{} fragments", fragments.len()),
+    );
+    let configured = match configure::configure(&make, &fragments, &tree_state, sink, true) {
+        Ok(c) => c,
+        Err(e) => {
+            st.fail(&e);
+            return Err(e);
+        }
+    };
+    timings.configure_ms = st.end(
+        if configured.reused {
+            Outcome::Cached
+        } else {
+            Outcome::Ok
+        },
+        format!(
+            "{} requested symbols verified; .config sha256 {}",
+            configured.requested.len(),
+            &configured.config_sha256[..12]
+        ),
+    );
+
+    let toolchain = toolchain(rt, &make)?;
+    let mut h = Sha256::new();
+    h.update(tree_state.as_bytes());
+    h.update(configured.config_sha256.as_bytes());
+    h.update(
+        serde_json::to_string(&toolchain)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.update(make.arch.as_bytes());
+    h.update(make.vars.join(" ").as_bytes());
+    let build_key = hex(&h.finalize());
+    let builds = cache.kernel().join("builds");
+    let final_dir = builds.join(&build_key[..16]);
+
+    if !req.per_patch
+        && let Some(a) = reuse(&final_dir)
+    {
+        for stage in [Stage::Build, Stage::Selftests] {
+            let st = StageTimer::begin(sink, stage, "");
+            st.end(
+                Outcome::Cached,
+                format!("unchanged: {}", final_dir.display()),
+            );
+        }
+        emit_artifacts(sink, &a.manifest.artifacts);
+        return Ok(a);
+    }
+
+    // ---- Build ----
+    let staging = builds.join(format!(
+        ".staging-{}-{}",
+        &build_key[..16],
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| KbuildError::io("create", &staging, e))?;
+    let log = cache
+        .logs()
+        .join(format!("kernel-build-{}.log", &build_key[..16]));
+    let _ = std::fs::remove_file(&log);
+    crate::disk::require(&tree.out, 2048, "the kernel build")?;
+    let total = progress_total(&tree, kdir.base.full_build_lines);
+    let st = StageTimer::begin(
+        sink,
+        Stage::Build,
+        format!("make bzImage (log: {})", log.display()),
+    );
+    let run = make.run_logged(&["bzImage"], &log, sink, Stage::Build, total)?;
+    if run.disk_full {
+        let e = KbuildError::DiskFull {
+            what: "the kernel build".into(),
+            path: tree.out.clone(),
+            available_mib: crate::disk::free_mib(&tree.out).unwrap_or(0),
+            needed_mib: 2048,
+        };
+        st.fail(&e);
+        return Err(e);
+    }
+    if !run.ok {
+        let e = KbuildError::BuildFailed {
+            first_error: run
+                .first_error
+                .unwrap_or_else(|| format!("make exited {}", run.status)),
+            log: log.clone(),
+        };
+        st.fail(&e);
+        return Err(e);
+    }
+    remember_steps(&tree, run.steps);
+    timings.build_ms = st.end(
+        Outcome::Ok,
+        format!(
+            "{} kbuild steps in {:.1} s",
+            run.steps,
+            run.elapsed.as_secs_f64()
+        ),
+    );
+
+    // ---- Selftests (headers first) ----
+    let st = StageTimer::begin(
+        sink,
+        Stage::Selftests,
+        "headers_install, mkdirat_fd_test (static)",
+    );
+    let t = Instant::now();
+    let headers = staging.join("headers");
+    if let Err(e) = selftest::install_headers(&make, &headers, &log, sink) {
+        st.fail(&e);
+        return Err(e);
+    }
+    timings.headers_ms = t.elapsed().as_millis() as u64;
+    let t = Instant::now();
+    let bin =
+        match selftest::build_selftest(&make, &headers, &staging.join("selftests"), &log, sink) {
+            Ok(b) => b,
+            Err(e) => {
+                st.fail(&e);
+                return Err(e);
+            }
+        };
+    timings.selftest_ms = t.elapsed().as_millis() as u64;
+    st.end(Outcome::Ok, format!("{} (static)", bin.display()));
+
+    // ---- Artifacts and manifest, renamed into place when complete ----
+    let release = std::fs::read_to_string(tree.out.join("include/config/kernel.release"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| tree.release.clone());
+    for (from, to) in [
+        (
+            tree.out.join("arch/x86/boot/bzImage"),
+            staging.join("bzImage"),
+        ),
+        (tree.out.join(".config"), staging.join("config")),
+        (tree.out.join("System.map"), staging.join("System.map")),
+        (log.clone(), staging.join("build.log")),
+    ] {
+        std::fs::copy(&from, &to).map_err(|e| KbuildError::io("copy", &from, e))?;
+    }
+    let mkdirat2 = apply::syscall_number(&tree.src, "mkdirat2");
+    timings.total_ms = t0.elapsed().as_millis() as u64;
+    let artifacts = ArtifactPaths {
+        bzimage: final_dir.join("bzImage"),
+        config: final_dir.join("config"),
+        system_map: final_dir.join("System.map"),
+        headers: final_dir.join("headers/include"),
+        selftest: final_dir.join("selftests").join(selftest::SELFTEST),
+        build_log: final_dir.join("build.log"),
+    };
+    let manifest = BuildManifest {
+        kernel_release: release,
+        base: tree.label.clone(),
+        base_commit: tree.base_commit.clone(),
+        head: report.head.clone(),
+        local_changes_sha256: local,
+        build_key: build_key.clone(),
+        arch: make.arch.clone(),
+        make_vars: make.vars.clone(),
+        config_sha256: configured.config_sha256.clone(),
+        config_mismatches: configured.mismatches.clone(),
+        config_fragments: fragments.iter().map(|f| f.name.clone()).collect(),
+        apply: report,
+        toolchain,
+        timings,
+        artifacts: artifacts.clone(),
+        mkdirat2_syscall: mkdirat2,
+        kbuild_steps: run.steps,
+        per_patch,
+    };
+    let mpath = staging.join("manifest.json");
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(&mpath, text).map_err(|e| KbuildError::io("write", &mpath, e))?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir)
+            .map_err(|e| KbuildError::io("remove", &final_dir, e))?;
+    }
+    std::fs::rename(&staging, &final_dir).map_err(|e| KbuildError::io("rename", &staging, e))?;
+    prune_builds(&builds, 6);
+    emit_artifacts(sink, &artifacts);
+    let Some(nr) = mkdirat2 else {
+        return Err(KbuildError::Invalid {
+            what: "the built tree has no mkdirat2 in arch/x86/entry/syscalls/syscall_64.tbl".into(),
+        });
+    };
+    Ok(KernelArtifacts {
+        bzimage: artifacts.bzimage.clone(),
+        release: manifest.kernel_release.clone(),
+        config: artifacts.config.clone(),
+        system_map: artifacts.system_map.clone(),
+        headers: artifacts.headers.clone(),
+        selftest: artifacts.selftest.clone(),
+        mkdirat2_syscall: nr,
+        manifest_path: final_dir.join("manifest.json"),
+        manifest,
+        reused: false,
+    })
+}
+
+type Prepared = (BaseTree, tree::TreeLock, ApplyReport);
+
+fn prepare_and_apply(
+    req: &KernelRequest,
+    rt: &Runtime,
+    cache: &CacheDir,
+    kdir: &KernelDir,
+    sink: &EventSink,
+) -> Result<Prepared, KbuildError> {
+    // One gasbench at a time per cache for the preparation itself.
+    let trees = cache.kernel().join("trees");
+    std::fs::create_dir_all(&trees).map_err(|e| KbuildError::io("create", &trees, e))?;
+    let prep_lock = tree::TreeLock::acquire(&trees.join(".prepare.lock"), || {
+        note(
+            sink,
+            Stage::Apply,
+            "waiting for another gasbench preparing a tree",
+        );
+    })?;
+    let tree = tree::prepare(rt, cache, kdir, &req.base, |s| note(sink, Stage::Apply, s))?;
+    let lock = tree::TreeLock::acquire(&tree::lock_path(&tree.dir), || {
+        note(
+            sink,
+            Stage::Apply,
+            "waiting for another gasbench using this tree",
+        );
+    })?;
+    drop(prep_lock);
+    let port = if req.posted_only {
+        None
+    } else if req.base == BaseSource::Packaged {
+        Some(kdir.port()?)
+    } else {
+        kdir.port_for(&tree.release)?
+    };
+    let plan = kdir.plan(port.as_ref(), req.series.as_deref())?;
+    let report = apply::apply_plan(rt, kdir, &tree, &plan, sink)?;
+    Ok((tree, lock, report))
+}
+
+/// Check out `head` in the built tree. Returns the sha256 of local
+/// changes kept on top ("" when none).
+fn checkout(git: &Git, head: &str, discard: bool) -> Result<String, KbuildError> {
+    let current = git.rev_parse("HEAD")?.unwrap_or_default();
+    let clean = git.is_clean()?;
+    if current == head && clean {
+        return Ok(String::new());
+    }
+    if current == head && !discard {
+        // Someone is editing the cached tree (a reviewer trying a fix):
+        // build what is there, and name it by its diff.
+        let diff = git.ok(&["diff", "HEAD"])?.stdout;
+        return Ok(hex(&Sha256::digest(diff.as_bytes())));
+    }
+    if !clean && !discard {
+        return Err(KbuildError::Invalid {
+            what: format!(
+                "the cached tree {} has local changes and the series changed; \
+                 commit or save them, or pass --discard-local-changes",
+                git.dir().display()
+            ),
+        });
+    }
+    // Only files whose content differs are rewritten: the build stays
+    // incremental.
+    git.ok(&["checkout", "--quiet", "--force", "--detach", head])?;
+    Ok(String::new())
+}
+
+fn run_per_patch(
+    make: &Make,
+    report: &ApplyReport,
+    fragments: &[layout::Fragment],
+    cache: &CacheDir,
+    sink: &EventSink,
+    tree: &BaseTree,
+    full_build_lines: u64,
+) -> Result<Vec<PatchBuild>, KbuildError> {
+    let git = &Git::new(&make.rt, &tree.src, std::slice::from_ref(&tree.dir));
+    let mut out = Vec::new();
+    let applied: Vec<_> = report
+        .patches
+        .iter()
+        .filter(|p| p.commit.is_some())
+        .collect();
+    let total = progress_total(tree, full_build_lines);
+    for (i, p) in applied.iter().enumerate() {
+        let commit = p.commit.clone().unwrap_or_default();
+        let label = match p.posted_index {
+            Some(n) => format!("{} {} {}: {}", p.series, p.role.name(), n, p.subject),
+            None => format!("{} {}: {}", p.series, p.role.name(), p.subject),
+        };
+        note(
+            sink,
+            Stage::Build,
+            &format!("[{}/{}] {label}", i + 1, applied.len()),
+        );
+        checkout(git, &commit, true)?;
+        let configured = configure::configure(make, fragments, &commit, sink, false)?;
+        let log = cache.logs().join("kernel-per-patch").join(format!(
+            "{:02}-{}.log",
+            p.position,
+            &commit[..12.min(commit.len())]
+        ));
+        let _ = std::fs::remove_file(&log);
+        let run = make.run_logged(&["bzImage"], &log, sink, Stage::Build, total)?;
+        if run.disk_full {
+            return Err(KbuildError::DiskFull {
+                what: "the per-patch build".into(),
+                path: make.out.clone(),
+                available_mib: crate::disk::free_mib(&make.out).unwrap_or(0),
+                needed_mib: 2048,
+            });
+        }
+        let first_error = (!run.ok).then(|| {
+            run.first_error
+                .clone()
+                .unwrap_or_else(|| format!("make exited {}", run.status))
+        });
+        sink.emit(KernelEvent::PatchBuild {
+            series: p.series.clone(),
+            index: p.position,
+            subject: label.clone(),
+            builds: run.ok,
+            first_error: first_error.clone(),
+        });
+        out.push(PatchBuild {
+            position: p.position,
+            series: p.series.clone(),
+            label,
+            commit,
+            builds: run.ok,
+            first_error,
+            config_missing: configured
+                .mismatches
+                .iter()
+                .map(|m| m.symbol.clone())
+                .collect(),
+            elapsed_ms: run.elapsed.as_millis() as u64,
+            log,
+        });
+    }
+    Ok(out)
+}
+
+fn reuse(dir: &Path) -> Option<KernelArtifacts> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
+    let manifest: BuildManifest = serde_json::from_str(&text).ok()?;
+    let a = &manifest.artifacts;
+    let all = [
+        &a.bzimage,
+        &a.config,
+        &a.system_map,
+        &a.headers,
+        &a.selftest,
+    ];
+    if !all.iter().all(|p| p.exists()) {
+        return None;
+    }
+    Some(KernelArtifacts {
+        bzimage: a.bzimage.clone(),
+        release: manifest.kernel_release.clone(),
+        config: a.config.clone(),
+        system_map: a.system_map.clone(),
+        headers: a.headers.clone(),
+        selftest: a.selftest.clone(),
+        mkdirat2_syscall: manifest.mkdirat2_syscall?,
+        manifest_path: dir.join("manifest.json"),
+        manifest,
+        reused: true,
+    })
+}
+
+fn emit_artifacts(sink: &EventSink, a: &ArtifactPaths) {
+    for (kind, path) in [
+        ("bzImage", &a.bzimage),
+        ("config", &a.config),
+        ("system_map", &a.system_map),
+        ("headers", &a.headers),
+        ("selftest", &a.selftest),
+        ("build_log", &a.build_log),
+    ] {
+        sink.emit(KernelEvent::Artifact {
+            kind: kind.into(),
+            path: path.display().to_string(),
+        });
+    }
+}
+
+/// Keep the `keep` newest build directories.
+fn prune_builds(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut builds: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    builds.sort();
+    let n = builds.len().saturating_sub(keep);
+    for (_, p) in builds.into_iter().take(n) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// The progress bar's total: the largest build this tree has seen, else
+/// the pin's estimate.
+fn progress_total(tree: &BaseTree, fallback: u64) -> u64 {
+    std::fs::read_to_string(tree.dir.join("kbuild-steps"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(fallback)
+}
+
+/// Remember the largest build seen (a full one) as the next total.
+fn remember_steps(tree: &BaseTree, steps: u64) {
+    let path = tree.dir.join("kbuild-steps");
+    let old: u64 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if steps > old {
+        let _ = std::fs::write(path, steps.to_string());
+    }
+}
+
+fn toolchain(rt: &Runtime, make: &Make) -> Result<Toolchain, KbuildError> {
+    const TOOLS: [&str; 6] = ["rustc", "bindgen", "clang", "ld.lld", "make", "gcc"];
+    let script = TOOLS
+        .iter()
+        .map(|t| format!("echo \"{t}=$({t} --version 2>/dev/null | head -n1)\""))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let out = rt
+        .build_command(&["sh", "-c", &script], &make.binds, &make.src)
+        .output()
+        .map_err(|e| KbuildError::Spawn {
+            what: "tool versions".into(),
+            source: e,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let versions: BTreeMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Toolchain {
+        versions,
+        runtime: rt.kind().name().to_string(),
+    })
+}
+
+fn default_jobs() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(2)
+}
+
+fn short(c: &str) -> &str {
+    &c[..12.min(c.len())]
+}

@@ -1,10 +1,14 @@
-//! `gasbench kernel`: extract posted series from mail; build the patched
-//! kernel (gasbench-kbuild does the work).
+//! `gasbench kernel`: build the patched kernel; extract posted series from
+//! mail. gasbench-kbuild does the work; this prints its events.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use gasbench_kbuild::KbuildError;
+use gasbench_events::kernel::{ApplyStatus, KernelEvent, PatchApplied};
+use gasbench_events::run::{Outcome, RunEvent};
+use gasbench_events::{EventBody, EventStream};
+use gasbench_kbuild::{BaseSource, KbuildError, KernelRequest};
 use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
 
 use crate::Globals;
@@ -17,9 +21,46 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
+    /// Apply the series to the base, configure, build bzImage, install
+    /// headers and build the mkdirat2 kselftest (static).
+    Build(BuildArgs),
     /// Extract every patch series from a digest or mbox into series
     /// directories (git-am-able patches, cover letter, series.toml).
     Extract(ExtractArgs),
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Print the build manifest as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Build after every patch and name the ones that break the build.
+    #[arg(long)]
+    per_patch: bool,
+    /// Use this kernel git checkout as the base instead of the packaged
+    /// source (it is cloned with shared objects, never modified).
+    #[arg(long, value_name = "PATH")]
+    base_tree: Option<PathBuf>,
+    /// The revision of --base-tree to use [default: the pin's upstream tag].
+    #[arg(long, value_name = "REV", requires = "base_tree")]
+    base_rev: Option<String>,
+    /// Apply the posted series only, without the port's replacements
+    /// and fixups.
+    #[arg(long)]
+    posted_only: bool,
+    /// Only this series (a directory under kernel/series); repeatable.
+    #[arg(long, value_name = "NAME")]
+    series: Vec<String>,
+    /// make -j [default: the number of CPUs].
+    #[arg(long, short = 'j')]
+    jobs: Option<u32>,
+    /// The kernel/ directory of the gasbench checkout [default: found
+    /// above the current directory].
+    #[arg(long, value_name = "DIR")]
+    kernel_dir: Option<PathBuf>,
+    /// Throw away local edits in the cached tree when the series change.
+    #[arg(long)]
+    discard_local_changes: bool,
 }
 
 #[derive(clap::Args)]
@@ -35,9 +76,210 @@ struct ExtractArgs {
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
-    let _ = g;
     match args.command {
+        Command::Build(a) => build(g, a),
         Command::Extract(a) => extract(a),
+    }
+}
+
+fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
+    let (rt, choice) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
+    eprintln!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
+    let req = KernelRequest {
+        kernel_dir: a.kernel_dir,
+        base: match a.base_tree {
+            Some(path) => BaseSource::GitTree {
+                path,
+                rev: a.base_rev,
+            },
+            None => BaseSource::Packaged,
+        },
+        series: (!a.series.is_empty()).then_some(a.series),
+        posted_only: a.posted_only,
+        per_patch: a.per_patch,
+        jobs: a.jobs,
+        discard_local_changes: a.discard_local_changes,
+    };
+    let (sink, stream) = gasbench_events::bus();
+    let cache = g.cache.clone();
+    let worker = std::thread::spawn(move || {
+        let r = gasbench_kbuild::ensure_kernel(&req, &rt, &cache, &sink);
+        drop(sink);
+        r
+    });
+    print_events(stream);
+    let result = worker
+        .join()
+        .map_err(|_| miette::miette!("the kernel build thread panicked"))?;
+    let art = result.map_err(diagnostic)?;
+    let m = &art.manifest;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(m).map_err(|e| miette::miette!("{e}"))?
+        );
+    }
+    if !m.per_patch.is_empty() {
+        eprintln!("kernel: per patch (does the tree build after it?):");
+        for p in &m.per_patch {
+            eprintln!(
+                "  {:>2} {} {}",
+                p.position,
+                if p.builds { "builds" } else { "BREAKS" },
+                p.label
+            );
+            if let Some(e) = &p.first_error {
+                eprintln!("       first error: {e}");
+            }
+        }
+    }
+    eprintln!(
+        "kernel: {} {} — mkdirat2 is syscall {} — {}",
+        if art.reused { "unchanged" } else { "built" },
+        m.kernel_release,
+        art.mkdirat2_syscall,
+        art.bzimage.display()
+    );
+    eprintln!("kernel: selftest {}", art.selftest.display());
+    eprintln!("kernel: manifest {}", art.manifest_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stage lines, the patch table, and a progress bar on a terminal.
+fn print_events(mut stream: EventStream) {
+    let tty = std::io::stderr().is_terminal();
+    let mut bar_shown = false;
+    let mut last_plain = std::time::Instant::now();
+    let clear = |shown: &mut bool| {
+        if *shown {
+            eprint!("\r\x1b[2K");
+            *shown = false;
+        }
+    };
+    while let Some(ev) = stream.blocking_recv() {
+        match ev.body {
+            EventBody::Run(RunEvent::StageBegin { stage, detail }) => {
+                clear(&mut bar_shown);
+                eprintln!("kernel: {} — {detail}", stage.name());
+            }
+            EventBody::Run(RunEvent::StageProgress {
+                stage,
+                total: 0,
+                detail,
+                ..
+            }) => {
+                clear(&mut bar_shown);
+                eprintln!("kernel: {}: {detail}", stage.name());
+            }
+            EventBody::Run(RunEvent::StageEnd {
+                stage,
+                outcome,
+                detail,
+                elapsed_ms,
+            }) => {
+                clear(&mut bar_shown);
+                let o = match outcome {
+                    Outcome::Ok => "ok",
+                    Outcome::Cached => "unchanged",
+                    Outcome::Skipped => "skipped",
+                    Outcome::Failed => "FAILED",
+                };
+                eprintln!(
+                    "kernel: {} {o} in {:.1} s — {detail}",
+                    stage.name(),
+                    elapsed_ms as f64 / 1000.0
+                );
+            }
+            EventBody::Kernel(KernelEvent::Patch(p)) => {
+                clear(&mut bar_shown);
+                print_patch(&p);
+            }
+            EventBody::Kernel(KernelEvent::PatchBuild {
+                subject,
+                builds,
+                first_error,
+                ..
+            }) => {
+                clear(&mut bar_shown);
+                eprintln!(
+                    "  after {subject}: {}",
+                    if builds { "builds" } else { "DOES NOT BUILD" }
+                );
+                if let Some(e) = first_error {
+                    eprintln!("    {e}");
+                }
+            }
+            EventBody::Kernel(KernelEvent::ConfigChecked {
+                symbol,
+                wanted,
+                got,
+                ok: false,
+            }) => {
+                clear(&mut bar_shown);
+                eprintln!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
+            }
+            EventBody::Kernel(KernelEvent::BuildProgress {
+                done,
+                total,
+                current,
+            }) => {
+                let pct = (done * 100).checked_div(total).unwrap_or(0);
+                if tty {
+                    let width = 30usize;
+                    let fill = (pct as usize * width / 100).min(width);
+                    eprint!(
+                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {current}",
+                        "#".repeat(fill),
+                        " ".repeat(width - fill)
+                    );
+                    let _ = std::io::stderr().flush();
+                    bar_shown = true;
+                } else if last_plain.elapsed().as_secs() >= 15 {
+                    last_plain = std::time::Instant::now();
+                    eprintln!("  build {done}/{total} (~{pct}%) {current}");
+                }
+            }
+            EventBody::Kernel(KernelEvent::BuildLine { line }) => {
+                let t = line.trim_start();
+                if t.starts_with("error")
+                    || t.contains(": error:")
+                    || t.starts_with("ld.lld: error")
+                {
+                    clear(&mut bar_shown);
+                    eprintln!("  {line}");
+                }
+            }
+            _ => {}
+        }
+    }
+    clear(&mut bar_shown);
+}
+
+fn print_patch(p: &PatchApplied) {
+    let status = match p.status {
+        ApplyStatus::Applied => "applied",
+        ApplyStatus::AppliedWithFuzz => "FUZZ",
+        ApplyStatus::Failed => "FAILED",
+    };
+    let which = match p.posted_index {
+        Some(i) => format!("{} {i}", p.role.name()),
+        None => p.role.name().to_string(),
+    };
+    eprintln!(
+        "  {:>2}/{:<2} {:<8} {} {:<13} {}",
+        p.index, p.total, status, p.series, which, p.subject
+    );
+    for h in p.hunks.iter().filter(|h| !h.applied) {
+        eprintln!(
+            "          hunk {} of {} {} ({})",
+            h.hunk,
+            h.file,
+            if h.fuzz { "needs fuzz" } else { "rejected" },
+            h.header
+        );
+    }
+    if p.status != ApplyStatus::Applied && !p.detail.is_empty() {
+        eprintln!("          {}", p.detail);
     }
 }
 
@@ -81,6 +323,25 @@ pub fn diagnostic(e: KbuildError) -> Report {
             d = d.with_label(LabeledSpan::at(start..end, "here"));
         }
         return Report::new(d).with_source_code(NamedSource::new(label.clone(), text.clone()));
+    }
+    if let KbuildError::PatchDoesNotApply { report, .. } = &e {
+        let mut lines = vec![format!("{} ({})", report.detail, report.file)];
+        for h in report.rejected_hunks() {
+            lines.push(format!(
+                "  rejected: {} hunk {} {}",
+                h.file, h.hunk, h.header
+            ));
+        }
+        d = d.with_help(format!("{}\n{}", lines.join("\n"), e.help()));
+    }
+    if let KbuildError::ConfigNotSet { mismatches } = &e {
+        let lines: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+        d = MietteDiagnostic::new(format!(
+            "{} requested config symbol(s) did not stick:\n{}",
+            mismatches.len(),
+            lines.join("\n")
+        ))
+        .with_help(e.help());
     }
     Report::new(d)
 }

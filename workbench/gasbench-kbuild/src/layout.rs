@@ -1,0 +1,325 @@
+//! The repository's `kernel/` directory: the base pin, the config
+//! fragments, the series as posted and the port onto the base; and the
+//! apply plan made from them.
+
+use std::path::{Path, PathBuf};
+
+use gasbench_series::manifest::{FixupKind, PatchOrigin, PortManifest, SeriesManifest};
+use gasbench_series::parse_mail;
+use serde::{Deserialize, Serialize};
+
+pub use gasbench_events::kernel::PatchRole;
+
+use crate::KbuildError;
+
+/// `kernel/base.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasePin {
+    pub release: String,
+    pub package: String,
+    pub package_version: String,
+    /// The tarball's path inside the runtime.
+    pub tarball: String,
+    pub tarball_sha256: String,
+    pub top_dir: String,
+    pub upstream_tag: String,
+    /// The port directory, relative to `kernel/`.
+    pub port: String,
+    pub arch: String,
+    pub make_vars: Vec<String>,
+    pub full_build_lines: u64,
+}
+
+/// A config fragment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    pub name: String,
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// The `kernel/` directory of a gasbench checkout.
+#[derive(Clone, Debug)]
+pub struct KernelDir {
+    root: PathBuf,
+    pub base: BasePin,
+}
+
+fn read(path: &Path) -> Result<String, KbuildError> {
+    std::fs::read_to_string(path).map_err(|e| KbuildError::io("read", path, e))
+}
+
+impl KernelDir {
+    /// Open `root` (a directory holding `base.toml`).
+    pub fn open(root: &Path) -> Result<KernelDir, KbuildError> {
+        let path = root.join("base.toml");
+        let text = read(&path).map_err(|_| KbuildError::Layout {
+            what: format!("{} has no base.toml", root.display()),
+            path: Some(root.to_path_buf()),
+        })?;
+        let base: BasePin = toml::from_str(&text).map_err(|e| KbuildError::Layout {
+            what: format!("{}: {}", path.display(), e.message()),
+            path: Some(path.clone()),
+        })?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| KbuildError::io("resolve", root, e))?;
+        Ok(KernelDir { root, base })
+    }
+
+    /// `explicit`, else the nearest `kernel/` with a base.toml above the
+    /// current directory.
+    pub fn locate(explicit: Option<&Path>) -> Result<KernelDir, KbuildError> {
+        if let Some(p) = explicit {
+            return Self::open(p);
+        }
+        let cwd =
+            std::env::current_dir().map_err(|e| KbuildError::io("read", Path::new("."), e))?;
+        for dir in cwd.ancestors() {
+            if dir.join("kernel/base.toml").is_file() {
+                return Self::open(&dir.join("kernel"));
+            }
+            if dir.join("base.toml").is_file() && dir.file_name() == Some("kernel".as_ref()) {
+                return Self::open(dir);
+            }
+        }
+        Err(KbuildError::Layout {
+            what: format!("no kernel/base.toml in {} or above it", cwd.display()),
+            path: None,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `path` relative to `kernel/`, for reports.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// The fragments under `config/`, in file-name order.
+    pub fn fragments(&self) -> Result<Vec<Fragment>, KbuildError> {
+        let dir = self.root.join("config");
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|e| KbuildError::io("read", &dir, e))?;
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "config") {
+                out.push(Fragment {
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    text: read(&path)?,
+                    path,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        if out.is_empty() {
+            return Err(KbuildError::Layout {
+                what: format!("{} has no *.config fragments", dir.display()),
+                path: Some(dir),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn series_dir(&self, name: &str) -> PathBuf {
+        self.root.join("series").join(name)
+    }
+
+    pub fn series(&self, name: &str) -> Result<SeriesManifest, KbuildError> {
+        let path = self.series_dir(name).join("series.toml");
+        let text = read(&path)?;
+        SeriesManifest::parse(&text)
+            .map_err(|e| KbuildError::series(&self.relative(&path), &text, e))
+    }
+
+    /// Every series directory's name, sorted.
+    pub fn all_series(&self) -> Result<Vec<String>, KbuildError> {
+        let dir = self.root.join("series");
+        let mut out: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| KbuildError::io("read", &dir, e))?
+            .flatten()
+            .filter(|e| e.path().join("series.toml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The port onto the pinned base: its directory and manifest.
+    pub fn port(&self) -> Result<(PathBuf, PortManifest), KbuildError> {
+        self.port_at(&self.root.join(&self.base.port))
+    }
+
+    /// The port in `dir`.
+    pub fn port_at(&self, dir: &Path) -> Result<(PathBuf, PortManifest), KbuildError> {
+        let path = dir.join("port.toml");
+        let text = read(&path)?;
+        let m = PortManifest::parse(&text)
+            .map_err(|e| KbuildError::series(&self.relative(&path), &text, e))?;
+        Ok((dir.to_path_buf(), m))
+    }
+
+    /// The port for `release`, if `kernel/port/v<release>` exists.
+    pub fn port_for(&self, release: &str) -> Result<Option<(PathBuf, PortManifest)>, KbuildError> {
+        let dir = self.root.join("port").join(format!("v{release}"));
+        if dir.join("port.toml").is_file() {
+            Ok(Some(self.port_at(&dir)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The apply plan: each series' posted patches in order (a failing one
+    /// replaced by the port's replacement, if any), then its fixups.
+    /// `port` None applies the posted series only. `only` limits the
+    /// series (by directory name).
+    pub fn plan(
+        &self,
+        port: Option<&(PathBuf, PortManifest)>,
+        only: Option<&[String]>,
+    ) -> Result<Plan, KbuildError> {
+        let names: Vec<String> = match port {
+            Some((_, m)) => m.series.iter().map(|s| s.series.clone()).collect(),
+            None => self.all_series()?,
+        };
+        if let Some(only) = only {
+            for o in only {
+                if !names.contains(o) {
+                    return Err(KbuildError::Layout {
+                        what: format!("no series {o:?} (have: {})", names.join(", ")),
+                        path: None,
+                    });
+                }
+            }
+        }
+        let mut steps = Vec::new();
+        for name in names {
+            if only.is_some_and(|o| !o.contains(&name)) {
+                continue;
+            }
+            let manifest = self.series(&name)?;
+            let sdir = self.series_dir(&name);
+            let ps = port
+                .and_then(|(dir, m)| m.series.iter().find(|s| s.series == name).map(|s| (dir, s)));
+            for p in &manifest.patches {
+                let role = match p.origin {
+                    PatchOrigin::Posted => PatchRole::Posted,
+                    PatchOrigin::Reconstructed => PatchRole::Reconstructed,
+                };
+                let replacement = match ps.and_then(|(dir, s)| {
+                    s.replacements
+                        .iter()
+                        .find(|r| r.index == p.index)
+                        .map(|r| (dir, r))
+                }) {
+                    Some((dir, r)) => {
+                        let file = dir.join(&r.file);
+                        Some(Box::new(Step {
+                            series: name.clone(),
+                            role: PatchRole::Replacement,
+                            posted_index: Some(p.index),
+                            subject: subject_of(&file)?,
+                            rel: self.relative(&file),
+                            file,
+                            replacement: None,
+                            why: Some(r.why.clone()),
+                            kind: None,
+                        }))
+                    }
+                    None => None,
+                };
+                let file = sdir.join(&p.file);
+                steps.push(Step {
+                    series: name.clone(),
+                    role,
+                    posted_index: Some(p.index),
+                    subject: p.subject.clone(),
+                    rel: self.relative(&file),
+                    file,
+                    replacement,
+                    why: None,
+                    kind: None,
+                });
+            }
+            if let Some((dir, s)) = ps {
+                for f in &s.fixups {
+                    let file = dir.join(&f.file);
+                    steps.push(Step {
+                        series: name.clone(),
+                        role: PatchRole::Fixup,
+                        posted_index: None,
+                        subject: subject_of(&file)?,
+                        rel: self.relative(&file),
+                        file,
+                        replacement: None,
+                        why: Some(f.why.clone()),
+                        kind: Some(f.kind),
+                    });
+                }
+            }
+        }
+        if steps.is_empty() {
+            return Err(KbuildError::Layout {
+                what: "the plan has no patches".into(),
+                path: None,
+            });
+        }
+        Ok(Plan { steps })
+    }
+}
+
+/// The Subject of a patch file.
+pub fn subject_of(path: &Path) -> Result<String, KbuildError> {
+    let text = read(path)?;
+    let (_, msgs) = parse_mail(&text)
+        .map_err(|e| KbuildError::series(&path.display().to_string(), &text, e))?;
+    msgs.into_iter()
+        .next()
+        .map(|m| m.subject)
+        .ok_or_else(|| KbuildError::Layout {
+            what: format!("{} holds no message", path.display()),
+            path: Some(path.to_path_buf()),
+        })
+}
+
+/// One patch to apply.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub series: String,
+    pub role: PatchRole,
+    pub posted_index: Option<u32>,
+    pub subject: String,
+    pub file: PathBuf,
+    /// `file` relative to `kernel/`.
+    pub rel: String,
+    /// What to apply if this posted patch does not apply.
+    pub replacement: Option<Box<Step>>,
+    /// Why the port has this patch.
+    pub why: Option<String>,
+    pub kind: Option<FixupKind>,
+}
+
+/// Patches in application order.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Every file the plan may apply (for hashing and bind mounts).
+    pub fn files(&self) -> Vec<&Path> {
+        let mut out = Vec::new();
+        for s in &self.steps {
+            out.push(s.file.as_path());
+            if let Some(r) = &s.replacement {
+                out.push(r.file.as_path());
+            }
+        }
+        out
+    }
+}
