@@ -2,4 +2,5 @@
 
 pub mod doctor;
 pub mod pending;
+pub mod scenario;
 pub mod setup;
