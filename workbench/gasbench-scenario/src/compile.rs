@@ -227,6 +227,9 @@ impl IntTy {
 #[derive(Clone, Debug)]
 struct VarInfo {
     line: usize,
+    /// The step that captures it had errors: accept any field, so one
+    /// mistake is not reported again at every use.
+    lenient: bool,
     fields: Vec<(&'static str, Kind)>,
     has_fd: bool,
 }
@@ -617,6 +620,9 @@ impl<'s> Cx<'s> {
             return;
         };
         let Some(field) = &r.field else { return };
+        if info.lenient {
+            return;
+        }
         if field == "ret" || (field == "fd" && info.has_fd) {
             return;
         }
@@ -1155,10 +1161,11 @@ impl<'s> Cx<'s> {
         let mut allowed: Vec<&str> = STEP_KEYS.to_vec();
         allowed.extend_from_slice(ACTIONS);
         self.check_keys(t, &allowed, "a step");
-        let actions: Vec<(&Spanned<std::borrow::Cow<'_, str>>, &V<'_>)> = t
+        let mut actions: Vec<(&Spanned<std::borrow::Cow<'_, str>>, &V<'_>)> = t
             .iter()
             .filter(|(k, _)| ACTIONS.contains(&k.get_ref().as_ref()))
             .collect();
+        actions.sort_by_key(|(k, _)| k.span().start);
         for (k, _) in actions.iter().skip(1) {
             self.err_help(
                 span_of(k),
@@ -1344,15 +1351,28 @@ impl<'s> Cx<'s> {
                         .map_or(0, |d| d.as_millis() as u64);
                     (Action::Sleep { ms }, StepKind::Sleep)
                 }
-                _ => {
-                    let a = self.action(key, av, scope)?;
-                    (
+                _ => match self.action(key, av, scope) {
+                    Some(a) => (
                         a,
                         StepKind::Call {
                             op: key.to_string(),
                         },
-                    )
-                }
+                    ),
+                    None => {
+                        if let Some((c, _)) = &capture {
+                            scope.define(
+                                c,
+                                VarInfo {
+                                    line,
+                                    lenient: true,
+                                    fields: Vec::new(),
+                                    has_fd: true,
+                                },
+                            );
+                        }
+                        return None;
+                    }
+                },
             }
         } else {
             (Action::Checkpoint, StepKind::Checkpoint)
@@ -1399,6 +1419,7 @@ impl<'s> Cx<'s> {
                 c,
                 VarInfo {
                     line,
+                    lenient: false,
                     fields: out_fields(&action),
                     has_fd: has_fd(&action),
                 },
@@ -1415,7 +1436,8 @@ impl<'s> Cx<'s> {
             span,
         );
         let has_expectation = self.expectations.len() > exp_start;
-        if matches!(kind, StepKind::Checkpoint) && !has_expectation {
+        let block_keys = t.get("threads").is_some() || t.get("fork").is_some();
+        if matches!(kind, StepKind::Checkpoint) && !has_expectation && !block_keys {
             let help = format!(
                 "give it one action ({}) or `expect.device` / `expect.kernel_log`",
                 ACTIONS.join(", ")
@@ -1441,6 +1463,7 @@ impl<'s> Cx<'s> {
                 c,
                 VarInfo {
                     line,
+                    lenient: false,
                     fields: out_fields(&action),
                     has_fd: has_fd(&action),
                 },
@@ -1758,7 +1781,7 @@ impl<'s> Cx<'s> {
                             self.err(
                                 span_of(m),
                                 format!(
-                                    "max_bytes = {n}: must be between 1 and {}",
+                                    "{key}.max_bytes = {n}: must be between 1 and {}",
                                     bundle::limits::MAX_READ_BYTES
                                 ),
                                 "out of range",
@@ -1791,7 +1814,7 @@ impl<'s> Cx<'s> {
                         Some(n) => {
                             self.err(
                                 span_of(m),
-                                format!("max_lines = {n}: must be between 1 and 100000"),
+                                format!("dmesg.max_lines = {n}: must be between 1 and 100000"),
                                 "out of range",
                             );
                             return None;

@@ -131,18 +131,31 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// Optimal string alignment distance: edits plus adjacent transpositions,
+/// the commonest typo (`dve` for `dev`).
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -157,8 +170,8 @@ mod tests {
         assert_eq!(line_col(t, 5), (2, 3));
         // Inside the two bytes of 'é': clamped to its start.
         assert_eq!(line_col(t, 6), (2, 3));
-        assert_eq!(line_col(t, 8), (2, 4));
-        assert_eq!(line_col(t, 9), (3, 1));
+        assert_eq!(line_col(t, 7), (2, 4));
+        assert_eq!(line_col(t, 8), (3, 1));
         assert_eq!(line_col(t, 999), (3, 2));
     }
 
@@ -167,6 +180,9 @@ mod tests {
         assert_eq!(suggest("erno", ["errno", "ok", "ret"]), Some("errno"));
         assert_eq!(suggest("ENOTYY", ["ENOTTY", "ENXIO"]), Some("ENOTTY"));
         assert_eq!(suggest("zzzzzz", ["ok", "ret"]), None);
+        assert_eq!(suggest("dve", ["dev", "d"]), Some("dev"));
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]
