@@ -220,7 +220,14 @@ impl Vm {
         match &mut self.virtiofsd {
             Some(v) => tokio::select! {
                 s = qemu.wait() => format!("QEMU exited ({s})"),
-                s = v.wait() => format!("virtiofsd exited ({s})"),
+                s = v.wait() => {
+                    // virtiofsd ends by itself when QEMU hangs up: if QEMU
+                    // is gone too, QEMU is the news.
+                    match qemu.wait_timeout(Duration::from_secs(1)).await {
+                        Some(q) => format!("QEMU exited ({q})"),
+                        None => format!("virtiofsd exited ({s})"),
+                    }
+                }
             },
             None => format!("QEMU exited ({})", qemu.wait().await),
         }
