@@ -102,6 +102,7 @@ pub fn test(end_to_end: bool) -> anyhow::Result<()> {
                 "doctor",
             ]),
         )?;
+        end_to_end_tier()?;
     }
     Ok(())
 }
