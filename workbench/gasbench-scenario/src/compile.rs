@@ -931,7 +931,7 @@ impl<'s> Cx<'s> {
                     span_of(v),
                     format!("{what} must be an array of rule tables, not {}", type_name(other)),
                     "expected an array",
-                    "write `faults = [ { command = \"ALLOCATE_BLOCK\", nth = 1, status = \"ENOMEM\" } ]`",
+                    "write `faults = [ { on = \"allocate_block\", nth = 1, action = \"fail\", errno = \"ENOMEM\" } ]`",
                 );
                 None
             }

@@ -69,7 +69,7 @@ close = { fd = "${n}" }
 fn sync_points_come_from_device_expectations_host_steps_and_fault_steps() {
     let c = ok(r#"
 [device]
-faults = [ { command = "GEN_HANDLE", nth = 1, handle = 0xffff_ffff } ]
+faults = [ { on = "gen_handle", nth = 1, action = "invalid_handle" } ]
 
 [[step]]
 open = { path = "/dev/goldfish_address_space" }
@@ -81,7 +81,7 @@ host = "device_del"
 expect.device = { handles = 0 }
 
 [[step]]
-faults = [ { command = "ALLOCATE_BLOCK", status = "ENOMEM" }, { command = "PING", delay_ms = 5 } ]
+faults = [ { on = "allocate_block", action = "fail", errno = "ENOMEM" }, { on = "ping", action = "delay", ms = 5 } ]
 
 [[step]]
 host = "device_add"
@@ -123,14 +123,14 @@ expect.device = { all_free = true }
     let initial = p.initial_faults.as_ref().unwrap();
     assert_eq!(
         initial.to_json(),
-        serde_json::json!([{ "command": "GEN_HANDLE", "nth": 1, "handle": 4294967295u64 }])
+        serde_json::json!([{ "on": "gen_handle", "nth": 1, "action": "invalid_handle" }])
     );
     let HostAction::SetFaults(plan) = &p.syncs[2].actions[0] else {
         panic!()
     };
     assert_eq!(plan.rules.len(), 2);
     let second = &c.source[plan.rules[1].span.start..plan.rules[1].span.end];
-    assert_eq!(second, r#"{ command = "PING", delay_ms = 5 }"#);
+    assert_eq!(second, r#"{ on = "ping", action = "delay", ms = 5 }"#);
     // Host steps expect success by default.
     assert!(
         p.expectations

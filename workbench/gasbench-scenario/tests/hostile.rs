@@ -9,7 +9,7 @@ name = "x"
 timeout = "30s"
 
 [device]
-faults = [ { command = "ALLOCATE_BLOCK", nth = 1, status = "ENOMEM" } ]
+faults = [ { on = "allocate_block", nth = 1, action = "fail", errno = "ENOMEM" } ]
 
 [[step]]
 open = { path = "/dev/goldfish_address_space", flags = ["O_RDWR"] }
