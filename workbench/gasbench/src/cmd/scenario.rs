@@ -189,8 +189,8 @@ fn render(c: &Compiled) -> String {
                     format!("ok = {ok}{}", if e.implicit { " (default)" } else { "" })
                 }
                 Check::Errno { errno } => format!("errno = {errno}"),
-                Check::Ret { matcher } => format!("ret {matcher}"),
-                Check::Out { field, matcher } => format!("out.{field} {matcher}"),
+                Check::Ret { matcher } => format!("ret {}", op_first(matcher)),
+                Check::Out { field, matcher } => format!("out.{field} {}", op_first(matcher)),
                 Check::Calls { count } => format!("calls = {count}"),
                 Check::Device { check } => format!(
                     "device {}",
@@ -248,4 +248,12 @@ fn render(c: &Compiled) -> String {
             .collect::<Vec<_>>()
     );
     s
+}
+
+/// `== 8192`, `>= 0`: the operator spelled out, equality included.
+fn op_first(m: &gasbench_scenario::Matcher) -> String {
+    match m.op {
+        gasbench_scenario::Op::Eq => format!("== {}", m.value),
+        _ => m.to_string(),
+    }
 }
