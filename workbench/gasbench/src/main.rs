@@ -38,8 +38,8 @@ enum Command {
     Kernel(cmd::kernel::Args),
     /// Boot the patched kernel and run scenarios headless.
     Run(cmd::pending::Args),
-    /// Check scenario files without starting a VM.
-    Scenario(cmd::pending::Args),
+    /// Check scenario files without starting a VM; show what one compiles to.
+    Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
     Device(cmd::pending::Args),
     /// Reproduce a posted series for review: apply, build, boot, report.
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         Some(Command::Setup(args)) => cmd::setup::run(&globals, args),
         Some(Command::Kernel(args)) => cmd::kernel::run(&globals, args),
         Some(Command::Run(_)) => cmd::pending::not_yet("run", 5),
-        Some(Command::Scenario(_)) => cmd::pending::not_yet("scenario", 5),
+        Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
         Some(Command::Device(_)) => cmd::pending::not_yet("device", 4),
         Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
         Some(Command::Open(_)) => cmd::pending::not_yet("open", 6),

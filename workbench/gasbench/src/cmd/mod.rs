@@ -3,4 +3,5 @@
 pub mod doctor;
 pub mod kernel;
 pub mod pending;
+pub mod scenario;
 pub mod setup;
