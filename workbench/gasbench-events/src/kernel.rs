@@ -106,6 +106,12 @@ pub enum KernelEvent {
         subject: String,
         builds: bool,
         first_error: Option<String>,
+        /// The second architecture its C files were compiled for, if any.
+        #[serde(default)]
+        cross_arch: Option<String>,
+        /// The first error there, when it is in a file the series touched.
+        #[serde(default)]
+        cross_error: Option<String>,
     },
     /// A requested config symbol and whether it ended up set as asked.
     ConfigChecked {

@@ -23,6 +23,7 @@
 
 pub mod apply;
 pub mod configure;
+pub mod cross;
 pub mod disk;
 pub mod error;
 pub mod extract;
@@ -70,6 +71,9 @@ pub struct KernelRequest {
     pub posted_only: bool,
     /// Build after every patch and report which ones break the build.
     pub per_patch: bool,
+    /// In per-patch mode, also compile each patch's C files for this
+    /// architecture (`arm`: no syscall wrappers, unlike x86_64).
+    pub cross_arch: Option<String>,
     /// `make -j`; `None` for the number of CPUs.
     pub jobs: Option<u32>,
     /// Throw away local edits in the cached tree instead of refusing.
@@ -84,6 +88,7 @@ impl Default for KernelRequest {
             series: None,
             posted_only: false,
             per_patch: false,
+            cross_arch: None,
             jobs: None,
             discard_local_changes: false,
         }
@@ -209,7 +214,11 @@ pub fn ensure_kernel(
             "per patch: does the tree build after each one?",
         );
         let lines = kdir.base.full_build_lines;
-        match run_per_patch(&make, &report, &fragments, cache, sink, &tree, lines) {
+        let cross = req
+            .cross_arch
+            .as_deref()
+            .map(|a| cross::CrossCheck::new(&make, a, tree.dir.join(format!("out-{a}"))));
+        match run_per_patch(&make, cross, &report, &fragments, cache, sink, &tree, lines) {
             Ok(v) => per_patch = v,
             Err(e) => {
                 st.fail(&e);
@@ -504,8 +513,10 @@ fn checkout(git: &Git, head: &str, discard: bool) -> Result<String, KbuildError>
     Ok(String::new())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_per_patch(
     make: &Make,
+    mut cross: Option<cross::CrossCheck>,
     report: &ApplyReport,
     fragments: &[layout::Fragment],
     cache: &CacheDir,
@@ -554,12 +565,25 @@ fn run_per_patch(
                 .clone()
                 .unwrap_or_else(|| format!("make exited {}", run.status))
         });
+        let cross_result = match cross.as_mut() {
+            Some(c) => {
+                let clog = log.with_extension("cross.log");
+                let _ = std::fs::remove_file(&clog);
+                c.check(&p.files, &clog, sink)?
+            }
+            None => None,
+        };
         sink.emit(KernelEvent::PatchBuild {
             series: p.series.clone(),
             index: p.position,
             subject: label.clone(),
             builds: run.ok,
             first_error: first_error.clone(),
+            cross_arch: cross_result.as_ref().map(|c| c.arch.clone()),
+            cross_error: cross_result
+                .as_ref()
+                .filter(|c| c.caused_by_series)
+                .and_then(|c| c.first_error.clone()),
         });
         out.push(PatchBuild {
             position: p.position,
@@ -573,6 +597,7 @@ fn run_per_patch(
                 .iter()
                 .map(|m| m.symbol.clone())
                 .collect(),
+            cross: cross_result,
             elapsed_ms: run.elapsed.as_millis() as u64,
             log,
         });

@@ -51,6 +51,9 @@ pub struct PatchBuild {
     pub first_error: Option<String>,
     /// Requested config symbols that were not set at this point.
     pub config_missing: Vec<String>,
+    /// The same patch's C files compiled for a second architecture.
+    #[serde(default)]
+    pub cross: Option<crate::cross::CrossResult>,
     pub elapsed_ms: u64,
     pub log: PathBuf,
 }

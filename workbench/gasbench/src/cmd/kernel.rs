@@ -37,6 +37,10 @@ struct BuildArgs {
     /// Build after every patch and name the ones that break the build.
     #[arg(long)]
     per_patch: bool,
+    /// With --per-patch: also compile each patch's C files for this
+    /// architecture (e.g. `arm`, which has no syscall wrappers).
+    #[arg(long, value_name = "ARCH", requires = "per_patch")]
+    cross_arch: Option<String>,
     /// Use this kernel git checkout as the base instead of the packaged
     /// source (it is cloned with shared objects, never modified).
     #[arg(long, value_name = "PATH")]
@@ -97,6 +101,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         series: (!a.series.is_empty()).then_some(a.series),
         posted_only: a.posted_only,
         per_patch: a.per_patch,
+        cross_arch: a.cross_arch,
         jobs: a.jobs,
         discard_local_changes: a.discard_local_changes,
     };
@@ -130,6 +135,18 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
             );
             if let Some(e) = &p.first_error {
                 eprintln!("       first error: {e}");
+            }
+            if let Some(c) = p.cross.as_ref().filter(|c| !c.ok) {
+                eprintln!(
+                    "       {} ({}): {}",
+                    c.arch,
+                    if c.caused_by_series {
+                        "the series"
+                    } else {
+                        "unrelated"
+                    },
+                    c.first_error.as_deref().unwrap_or("failed")
+                );
             }
         }
     }
@@ -198,6 +215,8 @@ fn print_events(mut stream: EventStream) {
                 subject,
                 builds,
                 first_error,
+                cross_arch,
+                cross_error,
                 ..
             }) => {
                 clear(&mut bar_shown);
@@ -207,6 +226,9 @@ fn print_events(mut stream: EventStream) {
                 );
                 if let Some(e) = first_error {
                     eprintln!("    {e}");
+                }
+                if let (Some(arch), Some(e)) = (cross_arch, cross_error) {
+                    eprintln!("    DOES NOT BUILD for {arch}: {e}");
                 }
             }
             EventBody::Kernel(KernelEvent::ConfigChecked {
