@@ -198,7 +198,9 @@ pub fn ensure_kernel(
         rt: rt.clone(),
         src: tree.src.clone(),
         out: tree.out.clone(),
-        binds: vec![tree.dir.clone()],
+        // The tree and the build outputs (headers and the selftest are
+        // written straight into the staging directory under builds/).
+        binds: vec![cache.kernel()],
         arch: kdir.base.arch.clone(),
         vars: kdir.base.make_vars.clone(),
         jobs: req.jobs.unwrap_or_else(default_jobs),
@@ -239,6 +241,20 @@ pub fn ensure_kernel(
         req.discard_local_changes || req.per_patch,
     )?;
     let tree_state = format!("{}+{}", report.head, local);
+    // The configuration depends on the Kconfig files only: editing a
+    // driver in the cached tree must not re-run the configuration.
+    let kconfig_state = if local.is_empty() {
+        report.head.clone()
+    } else {
+        let diff = src_git
+            .ok(&["diff", "HEAD", "--", ":(glob)**/Kconfig*", "Kconfig"])?
+            .stdout;
+        if diff.is_empty() {
+            report.head.clone()
+        } else {
+            format!("{}+{}", report.head, hex(&Sha256::digest(diff.as_bytes())))
+        }
+    };
 
     // ---- Configure ----
     let st = StageTimer::begin(
@@ -246,7 +262,7 @@ pub fn ensure_kernel(
         Stage::Configure,
         format!("{} fragments", fragments.len()),
     );
-    let configured = match configure::configure(&make, &fragments, &tree_state, sink, true) {
+    let configured = match configure::configure(&make, &fragments, &kconfig_state, sink, true) {
         Ok(c) => c,
         Err(e) => {
             st.fail(&e);
