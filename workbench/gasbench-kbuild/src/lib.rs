@@ -243,18 +243,8 @@ pub fn ensure_kernel(
     let tree_state = format!("{}+{}", report.head, local);
     // The configuration depends on the Kconfig files only: editing a
     // driver in the cached tree must not re-run the configuration.
-    let kconfig_state = if local.is_empty() {
-        report.head.clone()
-    } else {
-        let diff = src_git
-            .ok(&["diff", "HEAD", "--", ":(glob)**/Kconfig*", "Kconfig"])?
-            .stdout;
-        if diff.is_empty() {
-            report.head.clone()
-        } else {
-            format!("{}+{}", report.head, hex(&Sha256::digest(diff.as_bytes())))
-        }
-    };
+    let kconfig_state =
+        kconfig_state(&src_git, &tree.base_commit, &report.head, !local.is_empty())?;
 
     // ---- Configure ----
     let st = StageTimer::begin(
@@ -500,6 +490,24 @@ fn prepare_and_apply(
     Ok((tree, lock, report))
 }
 
+/// What the configuration depends on: the base and every change to a
+/// Kconfig file between it and `commit` (and, with `local`, in the work
+/// tree). Patches that touch no Kconfig file keep the configuration.
+fn kconfig_state(git: &Git, base: &str, commit: &str, local: bool) -> Result<String, KbuildError> {
+    let pathspec = [":(glob)**/Kconfig*", "Kconfig"];
+    let mut args = vec!["diff", base, commit, "--"];
+    args.extend(pathspec);
+    let mut h = Sha256::new();
+    h.update(base.as_bytes());
+    h.update(git.ok(&args)?.stdout.as_bytes());
+    if local {
+        let mut args = vec!["diff", "HEAD", "--"];
+        args.extend(pathspec);
+        h.update(git.ok(&args)?.stdout.as_bytes());
+    }
+    Ok(hex(&h.finalize()))
+}
+
 /// Check out `head` in the built tree. Returns the sha256 of local
 /// changes kept on top ("" when none).
 fn checkout(git: &Git, head: &str, discard: bool) -> Result<String, KbuildError> {
@@ -560,7 +568,8 @@ fn run_per_patch(
             &format!("[{}/{}] {label}", i + 1, applied.len()),
         );
         checkout(git, &commit, true)?;
-        let configured = configure::configure(make, fragments, &commit, sink, false)?;
+        let state = kconfig_state(git, &tree.base_commit, &commit, false)?;
+        let configured = configure::configure(make, fragments, &state, sink, false)?;
         let log = cache.logs().join("kernel-per-patch").join(format!(
             "{:02}-{}.log",
             p.position,
