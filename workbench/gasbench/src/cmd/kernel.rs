@@ -367,3 +367,89 @@ pub fn diagnostic(e: KbuildError) -> Report {
     }
     Report::new(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(r: &Report) -> String {
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .render_report(&mut out, r.as_ref())
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_damaged_patch_points_at_the_line() {
+        let text = "From 1 Mon Sep 17 00:00:00 2001\nFrom: a@b\nDate: Mon, 6 Apr 2026 18:51:20 +0200\n\
+Subject: [PATCH 1/1] foo\n\nmsg\n---\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n a\nwrapped line\n-b\n+c\n";
+        let dir = tempfile::tempdir().unwrap();
+        let err = gasbench_kbuild::extract::extract(text, "bad.mbox", dir.path()).unwrap_err();
+        let out = render(&diagnostic(err));
+        assert!(out.contains("bad.mbox"), "{out}");
+        assert!(out.contains("13 │ wrapped line"), "{out}");
+        assert!(out.contains("damaged in transit"), "{out}");
+    }
+
+    #[test]
+    fn a_patch_that_does_not_apply_lists_its_rejected_hunks() {
+        use gasbench_events::kernel::{HunkOutcome, PatchRole};
+        let report = gasbench_kbuild::report::PatchReport {
+            series: "mkdirat2-v2".into(),
+            position: 2,
+            of: 2,
+            posted_index: Some(2),
+            subject: "selftest: add tests for mkdirat2()".into(),
+            file: "series/mkdirat2-v2/0002-x.patch".into(),
+            role: PatchRole::Posted,
+            status: ApplyStatus::Failed,
+            files: vec!["tools/testing/selftests/filesystems/Makefile".into()],
+            hunks: vec![HunkOutcome {
+                file: "tools/testing/selftests/filesystems/Makefile".into(),
+                hunk: 1,
+                header: "@@ -1,7 +1,7 @@".into(),
+                applied: false,
+                fuzz: false,
+            }],
+            detail: "rejected: Makefile hunk 1".into(),
+            commit: None,
+            replaced_by: None,
+        };
+        let err = KbuildError::PatchDoesNotApply {
+            series: "mkdirat2-v2".into(),
+            base: "linux-source-7.2 7.2.12".into(),
+            report: Box::new(report),
+        };
+        let out = render(&diagnostic(err));
+        assert!(out.contains("mkdirat2-v2 patch 2"), "{out}");
+        assert!(
+            out.contains("rejected: tools/testing/selftests/filesystems/Makefile hunk 1"),
+            "{out}"
+        );
+        assert!(out.contains("port the patch"), "{out}");
+    }
+
+    #[test]
+    fn an_unset_config_symbol_names_the_dependency() {
+        let err = KbuildError::ConfigNotSet {
+            mismatches: vec![gasbench_kbuild::kconfig::Mismatch {
+                symbol: "GOLDFISH_ADDRESS_SPACE".into(),
+                wanted: "y".into(),
+                got: "n".into(),
+                fragment: "30-rust-goldfish.config".into(),
+                line: 4,
+                reason: Some("it depends on `PCI && RUST && MMU`, and RUST is not set".into()),
+            }],
+        };
+        let out = render(&diagnostic(err));
+        assert!(
+            out.contains(
+                "CONFIG_GOLDFISH_ADDRESS_SPACE=y (30-rust-goldfish.config:4) ended up not set"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("RUST is not set"), "{out}");
+    }
+}
