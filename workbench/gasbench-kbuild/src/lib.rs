@@ -309,6 +309,8 @@ pub fn ensure_kernel(
     ));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| KbuildError::io("create", &staging, e))?;
+    // A failed build leaves no half-made directory behind.
+    let staging_guard = RemoveOnDrop(Some(staging.clone()));
     let log = cache
         .logs()
         .join(format!("kernel-build-{}.log", &build_key[..16]));
@@ -365,16 +367,23 @@ pub fn ensure_kernel(
     }
     timings.headers_ms = t.elapsed().as_millis() as u64;
     let t = Instant::now();
-    let bin =
-        match selftest::build_selftest(&make, &headers, &staging.join("selftests"), &log, sink) {
-            Ok(b) => b,
-            Err(e) => {
-                st.fail(&e);
-                return Err(e);
-            }
-        };
+    if let Err(e) =
+        selftest::build_selftest(&make, &headers, &staging.join("selftests"), &log, sink)
+    {
+        st.fail(&e);
+        return Err(e);
+    }
     timings.selftest_ms = t.elapsed().as_millis() as u64;
-    st.end(Outcome::Ok, format!("{} (static)", bin.display()));
+    st.end(
+        Outcome::Ok,
+        format!(
+            "{} (static)",
+            final_dir
+                .join("selftests")
+                .join(selftest::SELFTEST)
+                .display()
+        ),
+    );
 
     // ---- Artifacts and manifest, renamed into place when complete ----
     let release = std::fs::read_to_string(tree.out.join("include/config/kernel.release"))
@@ -429,6 +438,7 @@ pub fn ensure_kernel(
             .map_err(|e| KbuildError::io("remove", &final_dir, e))?;
     }
     std::fs::rename(&staging, &final_dir).map_err(|e| KbuildError::io("rename", &staging, e))?;
+    staging_guard.disarm();
     prune_builds(&builds, 6);
     emit_artifacts(sink, &artifacts);
     let Some(nr) = mkdirat2 else {
@@ -671,6 +681,23 @@ fn emit_artifacts(sink: &EventSink, a: &ArtifactPaths) {
             kind: kind.into(),
             path: path.display().to_string(),
         });
+    }
+}
+
+/// Removes a directory when dropped, unless disarmed.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
     }
 }
 
