@@ -65,11 +65,9 @@ pub fn apply_plan(
     let key = plan_key(&tree.base_commit, plan)?;
     let reports_dir = tree.dir.join("applied");
     let report_path = reports_dir.join(format!("{key}.json"));
-    let git = Git::new(
-        rt,
-        &tree.apply,
-        &[tree.dir.clone(), kdir.root().to_path_buf()],
-    );
+    let mut binds = tree.binds();
+    binds.push(kdir.root().to_path_buf());
+    let git = Git::new(rt, &tree.apply, &binds);
     let key_ref = format!("refs/gasbench/applied/{key}");
 
     if let Ok(text) = std::fs::read_to_string(&report_path)

@@ -200,12 +200,16 @@ pub fn ensure_kernel(
         out: tree.out.clone(),
         // The tree and the build outputs (headers and the selftest are
         // written straight into the staging directory under builds/).
-        binds: vec![cache.kernel()],
+        binds: {
+            let mut b = vec![cache.kernel()];
+            b.extend(tree.shared_with.iter().cloned());
+            b
+        },
         arch: kdir.base.arch.clone(),
         vars: kdir.base.make_vars.clone(),
         jobs: req.jobs.unwrap_or_else(default_jobs),
     };
-    let src_git = Git::new(rt, &tree.src, std::slice::from_ref(&tree.dir));
+    let src_git = Git::new(rt, &tree.src, &tree.binds());
 
     // ---- Per patch ----
     let mut per_patch = Vec::new();
@@ -558,7 +562,7 @@ fn run_per_patch(
     tree: &BaseTree,
     full_build_lines: u64,
 ) -> Result<Vec<PatchBuild>, KbuildError> {
-    let git = &Git::new(&make.rt, &tree.src, std::slice::from_ref(&tree.dir));
+    let git = &Git::new(&make.rt, &tree.src, &tree.binds());
     let mut out = Vec::new();
     let applied: Vec<_> = report
         .patches

@@ -46,6 +46,18 @@ pub struct BaseTree {
     pub label: String,
     /// True when the tree was already there.
     pub reused: bool,
+    /// Repositories the tree borrows objects from (a `--shared` clone of
+    /// a `--base-tree`): every command on the tree must see them.
+    pub shared_with: Vec<PathBuf>,
+}
+
+impl BaseTree {
+    /// What a command working on this tree needs bind-mounted.
+    pub fn binds(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.dir.clone()];
+        v.extend(self.shared_with.iter().cloned());
+        v
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,6 +65,8 @@ struct Ready {
     base_commit: String,
     release: String,
     label: String,
+    #[serde(default)]
+    shared_with: Vec<PathBuf>,
 }
 
 /// The tag the base commit carries in the tree's repository.
@@ -107,6 +121,13 @@ pub fn prepare(
         release: String::new(),
         label: label.clone(),
         reused: false,
+        shared_with: match source {
+            BaseSource::Packaged => Vec::new(),
+            BaseSource::GitTree { path, .. } => vec![
+                path.canonicalize()
+                    .map_err(|e| KbuildError::io("open", path, e))?,
+            ],
+        },
     };
     if let Ok(text) = std::fs::read_to_string(dir.join("ready"))
         && let Ok(r) = serde_json::from_str::<Ready>(&text)
@@ -117,6 +138,7 @@ pub fn prepare(
             base_commit: r.base_commit,
             release: r.release,
             reused: true,
+            shared_with: r.shared_with,
             ..t
         });
     }
@@ -153,7 +175,7 @@ pub fn prepare(
             g.ok(&["tag", "-f", BASE_TAG, "HEAD"])?;
         }
     }
-    let g = Git::new(rt, &t.src, std::slice::from_ref(&dir));
+    let g = Git::new(rt, &t.src, &t.binds());
     let base_commit = g.rev_parse("HEAD")?.ok_or_else(|| KbuildError::Invalid {
         what: "the base tree has no commit".into(),
     })?;
@@ -171,6 +193,7 @@ pub fn prepare(
         base_commit: base_commit.clone(),
         release: release.clone(),
         label,
+        shared_with: t.shared_with.clone(),
     };
     let path = dir.join("ready");
     std::fs::write(

@@ -255,6 +255,10 @@ fn the_apply_report_names_every_outcome() {
     let t = tree::prepare(&rt, &f.cache, &k, &source, |_| {}).unwrap();
     assert!(!t.reused);
     assert_eq!(t.release, "7.2.12");
+    // The --shared clone borrows the checkout's objects: commands on the
+    // tree must see it.
+    assert_eq!(t.shared_with, vec![f.base_repo.canonicalize().unwrap()]);
+    assert!(t.binds().contains(&f.base_repo.canonicalize().unwrap()));
     let port = k.port_for(&t.release).unwrap().expect("port/v7.2.12");
     let plan = k.plan(Some(&port), None).unwrap();
     let (sink, mut events) = gasbench_events::bus();
