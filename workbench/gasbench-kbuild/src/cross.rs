@@ -80,11 +80,14 @@ impl CrossCheck {
         }
         let args: Vec<&str> = objects.iter().map(String::as_str).collect();
         let run = self.make.run_logged(&args, log, sink, Stage::Build, 0)?;
+        let prefix = format!("{}/", self.make.src.display());
         let err = if run.ok {
             None
         } else {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            first_error(&text).or(run.first_error)
+            first_error(&text)
+                .map(|e| e.replace(&prefix, ""))
+                .or(run.first_error)
         };
         let caused_by_series = err
             .as_deref()

@@ -107,7 +107,11 @@ impl Make {
         total: u64,
     ) -> Result<MakeRun, KbuildError> {
         let cmd = self.command(args);
-        run_streaming(cmd, log, sink, stage, total)
+        let mut run = run_streaming(cmd, log, sink, stage, total)?;
+        // Errors name files relative to the tree, as a reviewer reads them.
+        let prefix = format!("{}/", self.src.display());
+        run.first_error = run.first_error.map(|e| e.replace(&prefix, ""));
+        Ok(run)
     }
 }
 
