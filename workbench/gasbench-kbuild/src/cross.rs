@@ -33,6 +33,8 @@ pub struct CrossResult {
 
 pub struct CrossCheck {
     make: Make,
+    /// The main build's output: only objects it builds are cross-checked.
+    main_out: PathBuf,
     touched: BTreeSet<String>,
     configured: bool,
 }
@@ -45,6 +47,7 @@ impl CrossCheck {
         make.out = out;
         CrossCheck {
             make,
+            main_out: base.out.clone(),
             touched: BTreeSet::new(),
             configured: false,
         }
@@ -59,7 +62,12 @@ impl CrossCheck {
         sink: &EventSink,
     ) -> Result<Option<CrossResult>, KbuildError> {
         self.touched.extend(files.iter().cloned());
-        let objects = objects_for(files, self.make.srcarch(), &self.make.src);
+        // Only what the main build compiles on its own: `rust/helpers/*.c`
+        // are #included into helpers.c and need CONFIG_RUST, for example.
+        let objects: Vec<String> = objects_for(files, self.make.srcarch(), &self.make.src)
+            .into_iter()
+            .filter(|o| self.main_out.join(o).is_file())
+            .collect();
         if objects.is_empty() {
             return Ok(None);
         }
