@@ -49,10 +49,7 @@ pub enum KbuildError {
         status: String,
         detail: String,
     },
-    #[error(
-        "{} of {series} does not apply to {base}",
-        report.label()
-    )]
+    #[error("{} does not apply to {base}", report.label())]
     PatchDoesNotApply {
         series: String,
         base: String,
