@@ -960,11 +960,13 @@ impl Device {
             self.regs.handle = INVALID_HANDLE;
             return Outcome::err(errno::ENOSPC, format!("{MAX_HANDLES} handles are live"));
         }
-        // A counter from 1, skipping 0 and (after wrapping) live handles.
+        // A counter from 1. It skips 0 and 0xffffffff (the driver's "no
+        // handle"; the emulator would hand it out after 2^32 opens) and,
+        // once it wraps, handles still live.
         let handle = loop {
             let h = self.next_handle;
             self.next_handle = self.next_handle.wrapping_add(1);
-            if h != 0 && !self.contexts.contains_key(&h) {
+            if h != 0 && h != INVALID_HANDLE && !self.contexts.contains_key(&h) {
                 break h;
             }
         };
@@ -1322,4 +1324,42 @@ fn le_value(b: &[u8]) -> u64 {
     let n = b.len().min(8);
     x[..n].copy_from_slice(&b[..n]);
     u64::from_le_bytes(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoTrace;
+
+    #[test]
+    fn the_handle_counter_wraps_past_reserved_and_live_handles() {
+        let mut d = Device::new(DeviceConfig::default(), Box::new(NoTrace)).unwrap();
+        d.next_handle = u32::MAX - 1;
+        let mut gen_handle = |d: &mut Device| {
+            let o = d.cmd_gen_handle();
+            assert_eq!(o.status, 0);
+            d.regs.handle
+        };
+        assert_eq!(gen_handle(&mut d), u32::MAX - 1);
+        assert_eq!(gen_handle(&mut d), 1, "skips 0xffffffff and 0");
+        assert_eq!(gen_handle(&mut d), 2);
+        d.next_handle = 1;
+        assert_eq!(gen_handle(&mut d), 3, "skips live 1 and 2");
+        d.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn effects_merge_adds_delays() {
+        let mut a = Effects {
+            delay: Some(Duration::from_millis(2)),
+            ..Default::default()
+        };
+        a.merge(Effects {
+            delay: Some(Duration::from_millis(3)),
+            disconnect: true,
+            irq: false,
+        });
+        assert_eq!(a.delay, Some(Duration::from_millis(5)));
+        assert!(a.disconnect);
+    }
 }
