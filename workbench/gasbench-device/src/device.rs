@@ -1335,7 +1335,7 @@ mod tests {
     fn the_handle_counter_wraps_past_reserved_and_live_handles() {
         let mut d = Device::new(DeviceConfig::default(), Box::new(NoTrace)).unwrap();
         d.next_handle = u32::MAX - 1;
-        let mut gen_handle = |d: &mut Device| {
+        let gen_handle = |d: &mut Device| {
             let o = d.cmd_gen_handle();
             assert_eq!(o.status, 0);
             d.regs.handle
