@@ -279,6 +279,11 @@ impl Device {
         self.trace.enabled()
     }
 
+    /// Pass on events the trace holds back.
+    pub fn flush_trace(&mut self) {
+        self.trace.flush();
+    }
+
     /// Install a fault plan; occurrences are counted from now.
     pub fn set_fault_plan(&mut self, plan: FaultPlan) {
         self.faults = FaultState::new(plan);

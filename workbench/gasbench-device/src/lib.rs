@@ -41,7 +41,7 @@ pub use device::{AccessError, Device, Effects, MAX_HANDLES, MAX_MAPPINGS, Region
 pub use faults::{FaultAction, FaultPlan, FaultPlanError, FaultRule, Trigger};
 pub use gasbench_events::device::DeviceState;
 pub use memory::{DmaError, GuestRam, NoRam};
-pub use trace::{Collect, DeviceTrace, NoTrace};
+pub use trace::{Collect, Deferred, DeviceTrace, NoTrace};
 
 pub const VENDOR_ID: u16 = 0x607d;
 pub const DEVICE_ID: u16 = 0xf153;

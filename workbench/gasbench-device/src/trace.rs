@@ -11,6 +11,40 @@ pub trait DeviceTrace: Send {
     fn enabled(&self) -> bool {
         true
     }
+    /// Pass on anything held back (see [`Deferred`]).
+    fn flush(&mut self) {}
+}
+
+/// Holds events until [`DeviceTrace::flush`], then passes them on in
+/// order. The transport flushes after it has replied, so reporting an
+/// access costs the guest nothing.
+pub struct Deferred {
+    inner: Box<dyn DeviceTrace>,
+    held: Vec<DeviceEvent>,
+}
+
+impl Deferred {
+    pub fn new(inner: Box<dyn DeviceTrace>) -> Self {
+        Deferred {
+            inner,
+            held: Vec::with_capacity(16),
+        }
+    }
+}
+
+impl DeviceTrace for Deferred {
+    fn emit(&mut self, ev: DeviceEvent) {
+        self.held.push(ev);
+    }
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+    fn flush(&mut self) {
+        for ev in self.held.drain(..) {
+            self.inner.emit(ev);
+        }
+        self.inner.flush();
+    }
 }
 
 /// The run's event bus.
@@ -45,5 +79,33 @@ impl Collect {
 impl DeviceTrace for Collect {
     fn emit(&mut self, ev: DeviceEvent) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_holds_until_flushed_in_order() {
+        let c = Collect::default();
+        let mut d = Deferred::new(Box::new(c.clone()));
+        for i in 0..3 {
+            d.emit(DeviceEvent::Anomaly {
+                text: i.to_string(),
+            });
+        }
+        assert!(c.take().is_empty());
+        d.flush();
+        let got: Vec<String> = c
+            .take()
+            .into_iter()
+            .map(|e| match e {
+                DeviceEvent::Anomaly { text } => text,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(got, ["0", "1", "2"]);
+        assert!(!Deferred::new(Box::new(NoTrace)).enabled());
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gasbench_device::{Device, DeviceConfig, DeviceState, DeviceTrace, FaultPlan};
+use gasbench_device::{Deferred, Device, DeviceConfig, DeviceState, DeviceTrace, FaultPlan};
 use gasbench_events::EventSink;
 use gasbench_events::device::DeviceEvent;
 use tokio::sync::watch;
@@ -101,6 +101,17 @@ impl Shared {
         }
     }
 
+    /// Report an event now (not held back).
+    pub(crate) fn emit(&self, ev: DeviceEvent) {
+        let mut d = self.device();
+        d.emit(ev);
+        d.flush_trace();
+    }
+
+    pub(crate) fn flush(&self) {
+        self.device().flush_trace();
+    }
+
     fn set_status(&self, s: ServerStatus) {
         *lock(&self.status) = s.clone();
         self.watch.send_replace(s);
@@ -137,7 +148,8 @@ impl DeviceServer {
         trace: Box<dyn DeviceTrace>,
         faults: FaultPlan,
     ) -> Result<DeviceServer, ServerError> {
-        let mut device = Device::new(cfg.clone(), trace)?;
+        // Events are held during an access and passed on after the reply.
+        let mut device = Device::new(cfg.clone(), Box::new(Deferred::new(trace)))?;
         device.set_fault_plan(faults);
         let listener = bind(socket)?;
         let meta = std::fs::symlink_metadata(socket).map_err(|source| ServerError::Bind {
@@ -159,7 +171,7 @@ impl DeviceServer {
             status_changed: Condvar::new(),
             watch,
         });
-        shared.device().emit(DeviceEvent::Listening {
+        shared.emit(DeviceEvent::Listening {
             socket: socket.display().to_string(),
             bar1_size: cfg.bar1_size,
         });
@@ -217,7 +229,9 @@ impl DeviceServer {
 
     /// Reset the device as a client DEVICE_RESET would.
     pub fn reset_device(&self, by: &str) {
-        self.shared.device().reset(by);
+        let mut d = self.shared.device();
+        d.reset(by);
+        d.flush_trace();
     }
 
     pub fn status(&self) -> ServerStatus {
@@ -329,7 +343,7 @@ fn serve(shared: &Shared, listener: &UnixListener) {
             (format!("the server thread panicked: {what}"), true)
         }
     };
-    shared.device().emit(DeviceEvent::Stopped {
+    shared.emit(DeviceEvent::Stopped {
         reason: reason.clone(),
     });
     shared.set_status(ServerStatus::Stopped { reason, error });
@@ -364,7 +378,7 @@ fn accept_loop(shared: &Shared, listener: &UnixListener) -> Result<(), String> {
         shared.set_status(ServerStatus::Connected { session: sessions });
         let reason = Session::new(shared, stream).run();
         *lock(&shared.conn) = None;
-        shared.device().emit(DeviceEvent::Disconnected {
+        shared.emit(DeviceEvent::Disconnected {
             reason: reason.clone(),
         });
         if shared.stopping() {

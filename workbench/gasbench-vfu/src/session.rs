@@ -72,6 +72,10 @@ impl<'a> Session<'a> {
             if self.shared.stopping() {
                 return "the server stopped".into();
             }
+            // Whatever the last message made the device report goes out
+            // now, after its reply and before we wait: in order, and before
+            // the hook runs for the next message.
+            self.shared.flush();
             let mut hb = [0u8; HEADER_LEN];
             self.fds.clear();
             match sock::recv_exact_with_fds(&self.stream, &mut hb, &mut self.fds) {
@@ -117,6 +121,7 @@ impl<'a> Session<'a> {
             self.out.clear();
             let (reply, fx) = self.dispatch(&h);
             if fx.disconnect {
+                self.shared.flush();
                 sock::shutdown(&self.stream);
                 return format!(
                     "fault: dropped the connection on {} instead of replying",
