@@ -249,13 +249,17 @@ impl DeviceServer {
         timeout: Duration,
         pred: impl Fn(&ServerStatus) -> bool,
     ) -> Option<ServerStatus> {
-        let deadline = Instant::now() + timeout;
+        // A huge timeout means "forever", not an overflow.
+        let deadline = Instant::now().checked_add(timeout);
         let mut s = lock(&self.shared.status);
         loop {
             if pred(&s) {
                 return Some(s.clone());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
             if left.is_zero() {
                 return None;
             }
