@@ -90,10 +90,9 @@ impl DmaSpace {
         }
         let writable = flags & vfio::DMA_MAP_FLAG_WRITE != 0;
         let (map, note) = match fd {
-            None => (
-                None,
-                Some("shared without a file descriptor: the device cannot reach it".to_string()),
-            ),
+            // ROM, VGA memory and the like come without an fd; the
+            // DmaMap event says the window is unreachable, which is normal.
+            None => (None, None),
             Some(fd) => match map_fd(fd, file_offset, gpa, size, writable) {
                 Ok((m, note)) => (Some(m), note),
                 Err(why) => (None, Some(why)),
