@@ -23,6 +23,9 @@ const ROUNDS: usize = 9;
 trait Case {
     fn name(&self) -> &'static str;
     fn once(&mut self, i: u64);
+    fn stats(&self) -> Option<gasbench_vfu::TransportStats> {
+        None
+    }
 }
 
 /// 32 bytes out, 36 back, one write and one read each side.
@@ -84,12 +87,26 @@ struct Read32 {
     client: RawClient,
     _server: Option<DeviceServer>,
 }
+
+fn cases_stats(cases: &[Box<dyn Case>]) -> String {
+    cases
+        .iter()
+        .filter_map(|c| {
+            c.stats()
+                .map(|s| format!("{} {:.2} µs", c.name(), s.mean_us()))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 impl Case for Read32 {
     fn name(&self) -> &'static str {
         self.name
     }
     fn once(&mut self, _: u64) {
         self.client.read32(Register::Status.offset());
+    }
+    fn stats(&self) -> Option<gasbench_vfu::TransportStats> {
+        self._server.as_ref().map(|s| s.stats())
     }
 }
 
@@ -103,6 +120,9 @@ impl Case for Write32 {
     }
     fn once(&mut self, i: u64) {
         self.client.write32(Register::Handle.offset(), i as u32);
+    }
+    fn stats(&self) -> Option<gasbench_vfu::TransportStats> {
+        Some(self._server.stats())
     }
 }
 
@@ -124,6 +144,28 @@ fn server(dir: &std::path::Path, name: &str, traced: bool) -> (DeviceServer, Raw
     let mut c = RawClient::connect(&path).unwrap();
     c.version().unwrap();
     (server, c)
+}
+
+/// The device model alone, with and without events, no socket.
+fn model_only(n: u64, traced: bool) -> f64 {
+    use gasbench_device::{Deferred, Device, DeviceTrace, Region};
+    let trace: Box<dyn DeviceTrace> = if traced {
+        let (sink, mut rx) = gasbench_events::bus();
+        std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+        Box::new(Deferred::new(Box::new(sink)))
+    } else {
+        Box::new(NoTrace)
+    };
+    let mut d = Device::new(DeviceConfig::default(), trace).unwrap();
+    let mut b = [0u8; 4];
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = d
+            .read(Region::Bar0, Register::Status.offset(), &mut b)
+            .unwrap();
+        d.flush_trace();
+    }
+    t.elapsed().as_secs_f64() / n as f64 * 1e6
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -197,5 +239,12 @@ fn main() {
     println!(
         "  gasbench server cost over a do-nothing vfio-user server: {:+.2} µs/access (traced read)",
         med[3] - base
+    );
+    let stats = cases_stats(&cases);
+    println!("  time in the server per message (read → reply sent): {stats}");
+    println!(
+        "  the device model alone per access: {:.3} µs without events, {:.3} µs with events on the bus",
+        model_only(n, false),
+        model_only(n, true)
     );
 }

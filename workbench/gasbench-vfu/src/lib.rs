@@ -44,4 +44,4 @@ pub mod signals;
 pub mod sock;
 pub mod wire;
 
-pub use server::{DeviceServer, ServerError, ServerStatus};
+pub use server::{DeviceServer, ServerError, ServerStatus, TransportStats};

@@ -4,7 +4,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -75,6 +75,28 @@ pub(crate) struct Shared {
     status: Mutex<ServerStatus>,
     status_changed: Condvar,
     watch: watch::Sender<ServerStatus>,
+    messages: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// How busy the server has been.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Messages handled (all sessions).
+    pub messages: u64,
+    /// Time spent between having read a message and having replied to it.
+    pub busy_ns: u64,
+}
+
+impl TransportStats {
+    /// Mean time in the server per message, in microseconds.
+    pub fn mean_us(&self) -> f64 {
+        if self.messages == 0 {
+            0.0
+        } else {
+            self.busy_ns as f64 / self.messages as f64 / 1000.0
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,6 +108,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn device(&self) -> MutexGuard<'_, Device> {
         lock(&self.device)
+    }
+
+    pub(crate) fn account(&self, busy: Duration) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.busy_ns
+            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -170,6 +198,8 @@ impl DeviceServer {
             status: Mutex::new(initial),
             status_changed: Condvar::new(),
             watch,
+            messages: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
         });
         shared.emit(DeviceEvent::Listening {
             socket: socket.display().to_string(),
@@ -200,6 +230,14 @@ impl DeviceServer {
     /// A consistent snapshot of the device, from any thread.
     pub fn state(&self) -> DeviceState {
         self.shared.device().state()
+    }
+
+    /// Messages handled and time spent on them.
+    pub fn stats(&self) -> TransportStats {
+        TransportStats {
+            messages: self.shared.messages.load(Ordering::Relaxed),
+            busy_ns: self.shared.busy_ns.load(Ordering::Relaxed),
+        }
     }
 
     /// The device model's internal invariants (see

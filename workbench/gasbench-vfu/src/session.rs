@@ -118,9 +118,11 @@ impl<'a> Session<'a> {
                 continue;
             }
             self.shared.before_message();
+            let started = Instant::now();
             self.out.clear();
             let (reply, fx) = self.dispatch(&h);
             if fx.disconnect {
+                self.shared.account(started.elapsed());
                 self.shared.flush();
                 sock::shutdown(&self.stream);
                 return format!(
@@ -128,9 +130,11 @@ impl<'a> Session<'a> {
                     wire::command_name(h.command)
                 );
             }
+            let busy = started.elapsed();
             if let Some(d) = fx.delay {
                 self.sleep(d);
             }
+            let resumed = Instant::now();
             // Raise INTx before the reply: when the guest's access
             // completes, the interrupt is already on its way.
             if fx.irq {
@@ -153,6 +157,7 @@ impl<'a> Session<'a> {
                     return format!("send failed: {e}");
                 }
             }
+            self.shared.account(busy + resumed.elapsed());
         }
     }
 

@@ -170,6 +170,7 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
         }
     };
     let state = server.state();
+    let stats = server.stats();
     server.stop();
     drop(server);
     let _ = writer.join();
@@ -186,6 +187,11 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
         c.writes,
         c.ping.ok + c.ping.failed + c.ping_with_data.ok + c.ping_with_data.failed,
         c.faults
+    );
+    eprintln!(
+        "gasbench device: served {} vfio-user messages, {:.2} µs each in the server on average",
+        stats.messages,
+        stats.mean_us()
     );
     Ok(if failed {
         ExitCode::FAILURE
