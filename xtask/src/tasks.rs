@@ -50,6 +50,9 @@ pub fn tidy() -> anyhow::Result<()> {
             "clippy",
             "--workspace",
             "--all-targets",
+            // The end-to-end tests are compiled (and linted) only with
+            // their feature on.
+            "--all-features",
             "--",
             "-D",
             "warnings",
@@ -61,6 +64,23 @@ pub fn tidy() -> anyhow::Result<()> {
 /// snapshots. No VM, no root, no network.
 fn fast_tier() -> anyhow::Result<()> {
     step("fast tier: cargo test", cargo(&["test", "--workspace"]))
+}
+
+/// The end-to-end tier: real QEMU, real virtiofsd, the real kernel build.
+/// One test binary at a time: they each boot VMs on a 2-core machine.
+fn end_to_end_tier() -> anyhow::Result<()> {
+    step(
+        "end-to-end tier: cargo test -p gasbench-e2e --features e2e",
+        cargo(&[
+            "test",
+            "-p",
+            "gasbench-e2e",
+            "--features",
+            "e2e",
+            "--",
+            "--test-threads=1",
+        ]),
+    )
 }
 
 pub fn test(end_to_end: bool) -> anyhow::Result<()> {
@@ -82,6 +102,7 @@ pub fn test(end_to_end: bool) -> anyhow::Result<()> {
                 "doctor",
             ]),
         )?;
+        end_to_end_tier()?;
     }
     Ok(())
 }

@@ -1,29 +1,71 @@
 //! The agent's wire protocol: one JSON object per line, in both directions,
-//! over the guest's virtio-serial port (`/dev/hvc1` in the guest, a unix
-//! socket on the host).
+//! over the guest's virtio-serial port named [`PORT_NAME`] (a unix socket on
+//! the host).
 //!
 //! The host sends [`HostMsg`]; the agent answers with a stream of
-//! [`AgentMsg`]. Every call the agent makes on behalf of a scenario is
-//! bracketed by [`AgentMsg::CallBegin`] and [`AgentMsg::CallEnd`]: the host
-//! uses that bracket to attribute the device register accesses that happen
-//! in between to the call that caused them.
+//! [`AgentMsg`]. A session looks like this:
+//!
+//! ```text
+//! agent: Ready
+//! host:  RunBundle { id: 1, path: "bundles/1.json" }
+//! agent: BundleBegin, Thread(main), StepBegin, CallBegin, CallEnd, StepEnd, …
+//! agent: SyncWait { sync: 0 }          ← the agent stops here
+//! host:  (snapshots the device, runs device_del, …) Resume { sync: 0 }
+//! agent: StepBegin, …, BundleEnd
+//! host:  Shutdown
+//! ```
+//!
+//! Every call the agent makes on behalf of a scenario is bracketed by
+//! [`AgentMsg::CallBegin`] and [`AgentMsg::CallEnd`]. The agent writes
+//! `CallBegin` unbuffered immediately before the syscall; the write to the
+//! port returns only once QEMU has taken the bytes, so it reaches the host
+//! before the syscall's first MMIO does. The host uses that bracket to
+//! attribute device register accesses to the call that caused them.
+//!
+//! The agent does not judge: it reports what each call returned, and the
+//! host evaluates expectations from the [`CallRecord`]s.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change; the agent announces it in `Ready`.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: `Resume`, `SyncWait`, `Thread`, `Output`, `BundleBegin`; `thread` on
+///    step messages; `iteration` on call records; `missing` in `Ready`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// Identifies one call made by the agent, unique within a boot.
+/// The name of the virtio-serial port the agent talks on
+/// (`/sys/class/virtio-ports/vportNpM/name`).
+pub const PORT_NAME: &str = "org.gasbench.agent";
+
+/// The virtiofs tag of the share that carries bundles and artifacts.
+pub const SHARE_TAG: &str = "gasbench";
+
+/// Where the agent mounts the share in the guest.
+pub const SHARE_MOUNT: &str = "/mnt/gasbench";
+
+/// Kernel command line parameter that tells the agent mkdirat2's syscall
+/// number (`gasbench.mkdirat2=473`): it differs per base tree.
+pub const CMDLINE_MKDIRAT2: &str = "gasbench.mkdirat2";
+
+/// Identifies one call made by the agent, unique within a boot (also across
+/// the agent's forked children).
 pub type CallId = u64;
+
+/// Identifies one thread of execution (a thread of a parallel group, or a
+/// forked child process), unique within a boot. The bundle's main thread
+/// is announced like any other.
+pub type ThreadId = u32;
 
 /// Host → agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum HostMsg {
-    /// Run the compiled scenario found at `path` (relative to the share).
+    /// Run the compiled bundle found at `path` (relative to the share).
     RunBundle { id: u64, path: String },
+    /// Continue after the agent stopped at sync point `sync`.
+    Resume { bundle: u64, sync: u32 },
     /// Flush, sync and power off.
     Shutdown,
 }
@@ -32,36 +74,64 @@ pub enum HostMsg {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum AgentMsg {
-    /// The agent is PID 1, has mounted what it needs and waits for work.
+    /// The agent has mounted what it could and waits for work.
     Ready(Ready),
-    /// A scenario step starts.
+    /// A bundle was read and starts.
+    BundleBegin {
+        bundle: u64,
+        scenario: String,
+        steps: u32,
+    },
+    /// A thread of execution starts running steps: the bundle's main
+    /// thread (`parent` = None), a thread of a parallel group, or a forked
+    /// child process. Captured values are inherited from `parent`.
+    Thread {
+        thread: ThreadId,
+        parent: Option<ThreadId>,
+        /// The group or fork step that started it (None for main).
+        step: Option<u32>,
+        pid: u32,
+    },
+    /// A scenario step starts on `thread`.
     StepBegin {
         bundle: u64,
         step: u32,
+        thread: ThreadId,
         name: String,
     },
     /// A call is about to enter the kernel.
     CallBegin {
         call: CallId,
         step: u32,
-        thread: u32,
+        thread: ThreadId,
         name: String,
     },
     /// The call returned.
     CallEnd(CallRecord),
-    /// A step ended; `error` is set when the agent itself could not run it
-    /// (a bad path, a missing binary), not when a call failed.
+    /// A step ended on `thread`; `error` is set when the agent itself could
+    /// not run it (an unset variable, a missing binary), not when a call
+    /// failed.
     StepEnd {
         bundle: u64,
         step: u32,
+        thread: ThreadId,
         error: Option<String>,
     },
-    /// One line of KTAP from a kselftest binary, already parsed.
+    /// The agent finished the step `step` and stops at sync point `sync`
+    /// until the host sends [`HostMsg::Resume`] with the same numbers.
+    SyncWait { bundle: u64, sync: u32, step: u32 },
+    /// A line a program run by a step printed (a kselftest's KTAP).
+    Output {
+        step: u32,
+        thread: ThreadId,
+        line: String,
+    },
+    /// One KTAP result line of a kselftest binary, already parsed.
     Ktap(KtapResult),
     /// Free text the agent wants on record (mount failures and the like).
     Log { level: LogLevel, text: String },
-    /// The bundle is finished.
-    BundleEnd { bundle: u64 },
+    /// The bundle is finished; `error` is set when it stopped early.
+    BundleEnd { bundle: u64, error: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,7 +139,12 @@ pub struct Ready {
     pub protocol: u32,
     pub kernel_release: String,
     /// Syscall numbers the agent will use, by name (`mkdirat2` → 473).
+    /// mkdirat2 is absent when the command line did not give its number.
     pub syscalls: BTreeMap<String, i64>,
+    /// Things the agent could not set up (a mount, the share), each said
+    /// in a sentence. Empty when everything is there.
+    #[serde(default)]
+    pub missing: Vec<String>,
     /// Monotonic clock at the time of the message, for rough alignment.
     pub monotonic_ns: u64,
 }
@@ -79,27 +154,44 @@ pub struct Ready {
 pub struct CallRecord {
     pub call: CallId,
     pub step: u32,
-    pub thread: u32,
-    /// `open`, `ioctl:ALLOCATE_BLOCK`, `mkdirat2`, …
+    pub thread: ThreadId,
+    /// 0-based repetition of the step (`repeat = N`).
+    #[serde(default)]
+    pub iteration: u32,
+    /// `open`, `ioctl:ALLOCATE_BLOCK`, `ioctl`, `mkdirat2`, `kselftest`, …
     pub name: String,
     pub fd: Option<i32>,
     /// Decoded arguments as passed in.
     pub args_in: serde_json::Value,
-    /// Decoded in/out arguments after the call (for `_IOWR` structs).
+    /// Decoded results after the call: in/out structs, stat fields, the
+    /// text a file held, a program's exit status.
     pub args_out: serde_json::Value,
     pub ret: i64,
-    /// Symbolic errno (`EINVAL`) when `ret` signals failure.
+    /// Symbolic errno (`EINVAL`) when the call failed.
     pub errno: Option<String>,
     pub duration_ns: u64,
+}
+
+impl CallRecord {
+    /// The call succeeded as far as the kernel is concerned.
+    pub fn ok(&self) -> bool {
+        self.errno.is_none()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KtapResult {
     pub step: u32,
+    #[serde(default)]
+    pub thread: ThreadId,
     pub binary: String,
+    /// Nesting level: 0 for top-level results, 1 for subtests, …
+    #[serde(default)]
+    pub depth: u32,
     pub number: u32,
     pub name: String,
     pub status: KtapStatus,
+    /// The text after `#` (`SKIP no device`), if any.
     pub directive: Option<String>,
 }
 
@@ -112,12 +204,34 @@ pub enum KtapStatus {
     Xfail,
 }
 
+impl KtapStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KtapStatus::Ok => "ok",
+            KtapStatus::NotOk => "not_ok",
+            KtapStatus::Skip => "skip",
+            KtapStatus::Xfail => "xfail",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     Info,
     Warn,
     Error,
+}
+
+/// Encode one message as a line (with its `\n`), ready for a single write.
+pub fn encode_line<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these types cannot fail: no maps with non-string keys,
+    // no floats that are NaN.
+    let mut line = serde_json::to_vec(msg).unwrap_or_else(|e| {
+        format!(r#"{{"msg":"log","level":"error","text":"encode: {e}"}}"#).into_bytes()
+    });
+    line.push(b'\n');
+    line
 }
 
 #[cfg(test)]
@@ -132,12 +246,50 @@ mod tests {
             thread: 0,
             name: "ioctl:PING".into(),
         };
-        let line = serde_json::to_string(&msg).unwrap();
-        assert!(!line.contains('\n'));
-        assert!(line.starts_with(r#"{"msg":"call_begin""#), "{line}");
-        assert_eq!(serde_json::from_str::<AgentMsg>(&line).unwrap(), msg);
+        let line = encode_line(&msg);
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(line.ends_with(b"\n"));
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.starts_with(r#"{"msg":"call_begin""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<AgentMsg>(text.trim_end()).unwrap(),
+            msg
+        );
 
         let host: HostMsg = serde_json::from_str(r#"{"op":"shutdown"}"#).unwrap();
         assert_eq!(host, HostMsg::Shutdown);
+        let host: HostMsg = serde_json::from_str(r#"{"op":"resume","bundle":3,"sync":1}"#).unwrap();
+        assert_eq!(host, HostMsg::Resume { bundle: 3, sync: 1 });
+    }
+
+    #[test]
+    fn strings_with_newlines_stay_on_one_line() {
+        let msg = AgentMsg::Output {
+            step: 1,
+            thread: 0,
+            line: "a\nb\r\n".into(),
+        };
+        let line = encode_line(&msg);
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+    }
+
+    #[test]
+    fn call_record_ok_is_the_absence_of_errno() {
+        let mut r = CallRecord {
+            call: 1,
+            step: 0,
+            thread: 0,
+            iteration: 0,
+            name: "close".into(),
+            fd: Some(3),
+            args_in: serde_json::Value::Null,
+            args_out: serde_json::Value::Null,
+            ret: 0,
+            errno: None,
+            duration_ns: 1,
+        };
+        assert!(r.ok());
+        r.errno = Some("EBADF".into());
+        assert!(!r.ok());
     }
 }

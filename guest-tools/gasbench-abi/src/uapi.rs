@@ -118,6 +118,68 @@ impl Ioctl {
         }
     }
 
+    /// The short name scenarios use (`ALLOCATE_BLOCK`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Ioctl::AllocateBlock => "ALLOCATE_BLOCK",
+            Ioctl::DeallocateBlock => "DEALLOCATE_BLOCK",
+            Ioctl::Ping => "PING",
+            Ioctl::ClaimShared => "CLAIM_SHARED",
+            Ioctl::UnclaimShared => "UNCLAIM_SHARED",
+        }
+    }
+
+    /// Parse a short name (`PING`) or the header's macro name.
+    pub fn from_name(name: &str) -> Option<Ioctl> {
+        Ioctl::ALL
+            .into_iter()
+            .find(|i| i.name() == name || i.c_name() == name)
+    }
+
+    /// The argument's fields as `(name, byte offset, width in bytes)`, in
+    /// layout order. DEALLOCATE_BLOCK and UNCLAIM_SHARED take a bare `u64`
+    /// offset, named `offset` here.
+    pub const fn layout(self) -> &'static [(&'static str, usize, usize)] {
+        match self {
+            Ioctl::AllocateBlock => &[("size", 0, 8), ("offset", 8, 8), ("phys_addr", 16, 8)],
+            Ioctl::DeallocateBlock | Ioctl::UnclaimShared => &[("offset", 0, 8)],
+            Ioctl::Ping => &[
+                ("offset", 0, 8),
+                ("size", 8, 8),
+                ("metadata", 16, 8),
+                ("version", 24, 4),
+                ("wait_fd", 28, 4),
+                ("wait_flags", 32, 4),
+                ("direction", 36, 4),
+            ],
+            Ioctl::ClaimShared => &[("offset", 0, 8), ("size", 8, 8)],
+        }
+    }
+
+    /// Encode field values (missing fields are 0) into the argument's byte
+    /// image. Values wider than a field are truncated to it, as a C cast
+    /// would; callers that care check ranges first.
+    pub fn encode(self, field: impl Fn(&str) -> u64) -> Vec<u8> {
+        let mut out = vec![0u8; self.arg_size()];
+        for &(name, at, width) in self.layout() {
+            let v = field(name).to_ne_bytes();
+            out[at..at + width].copy_from_slice(&v[..width]);
+        }
+        out
+    }
+
+    /// Decode a byte image into `(field, value)` pairs; `None` if too short.
+    pub fn decode(self, bytes: &[u8]) -> Option<Vec<(&'static str, u64)>> {
+        self.layout()
+            .iter()
+            .map(|&(name, at, width)| {
+                let mut v = [0u8; 8];
+                v[..width].copy_from_slice(bytes.get(at..at + width)?);
+                Some((name, u64::from_ne_bytes(v)))
+            })
+            .collect()
+    }
+
     /// Decode a request number back to a known ioctl.
     pub fn from_request(request: u32) -> Option<Ioctl> {
         Ioctl::ALL.into_iter().find(|i| i.request() == request)
@@ -275,6 +337,49 @@ mod tests {
             assert_eq!(Ioctl::from_request(i.request()), Some(i));
         }
         assert_eq!(Ioctl::from_request(0xC008_470F), None);
+    }
+
+    #[test]
+    fn layout_encoding_matches_the_structs() {
+        let p = Ping {
+            offset: 1,
+            size: 2,
+            metadata: 3,
+            version: 4,
+            wait_fd: 5,
+            wait_flags: 6,
+            direction: 7,
+        };
+        let vals = [
+            ("offset", 1),
+            ("size", 2),
+            ("metadata", 3),
+            ("version", 4),
+            ("wait_fd", 5),
+            ("wait_flags", 6),
+            ("direction", 7),
+        ];
+        let get = |n: &str| vals.iter().find(|(k, _)| *k == n).map_or(0, |(_, v)| *v);
+        assert_eq!(Ioctl::Ping.encode(get), p.to_bytes());
+        assert_eq!(Ioctl::Ping.decode(&p.to_bytes()).unwrap(), vals.to_vec());
+        let a = AllocateBlock {
+            size: 0x1000,
+            offset: 0,
+            phys_addr: 0,
+        };
+        assert_eq!(
+            Ioctl::AllocateBlock.encode(|n| if n == "size" { 0x1000 } else { 0 }),
+            a.to_bytes()
+        );
+        assert_eq!(Ioctl::DeallocateBlock.encode(|_| 9), 9u64.to_ne_bytes());
+        assert!(Ioctl::ClaimShared.decode(&[0; 15]).is_none());
+        for i in Ioctl::ALL {
+            assert_eq!(Ioctl::from_name(i.name()), Some(i));
+            assert_eq!(Ioctl::from_name(i.c_name()), Some(i));
+            let (_, at, w) = *i.layout().last().unwrap();
+            assert_eq!(at + w, i.arg_size(), "{i:?}");
+        }
+        assert_eq!(Ioctl::from_name("MMAP"), None);
     }
 
     #[test]

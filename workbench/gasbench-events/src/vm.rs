@@ -31,6 +31,9 @@ pub enum VmEvent {
         name: String,
         data: serde_json::Value,
     },
+    /// A line on the agent port that is not a protocol message (a guest
+    /// agent that crashed mid-line, a stray print).
+    AgentText { line: String },
     /// A line from the guest console.
     Console {
         line: String,

@@ -1,0 +1,84 @@
+//! Where the agent's messages go: the virtio-serial port in the guest,
+//! stdout when run on the host. One message is one line, written with
+//! as few `write`s as the kernel allows and under a lock, so lines from
+//! parallel threads never interleave.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
+
+use gasbench_abi::protocol::{AgentMsg, LogLevel, encode_line};
+
+pub struct Out {
+    fd: Mutex<OwnedFd>,
+    /// Also print `Log` messages on stderr (the console in the guest).
+    echo_logs: bool,
+}
+
+impl Out {
+    pub fn new(fd: OwnedFd, echo_logs: bool) -> Out {
+        Out {
+            fd: Mutex::new(fd),
+            echo_logs,
+        }
+    }
+
+    /// Stdout, duplicated so that closing it elsewhere does not matter.
+    pub fn stdout() -> std::io::Result<Out> {
+        let fd = std::io::stdout().as_fd_owned()?;
+        Ok(Out::new(fd, false))
+    }
+
+    /// Send one message. Errors are reported on stderr: there is nowhere
+    /// else to report them, and the agent must go on.
+    pub fn send(&self, msg: &AgentMsg) {
+        if self.echo_logs
+            && let AgentMsg::Log { level, text } = msg
+        {
+            eprintln!("gasbench-agent: {level:?}: {text}");
+        }
+        let line = encode_line(msg);
+        // A poisoned lock only means another thread panicked mid-write;
+        // the fd is still fine.
+        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = write_all(fd.as_raw_fd(), &line) {
+            eprintln!("gasbench-agent: cannot send a message: {e}");
+        }
+    }
+
+    pub fn log(&self, level: LogLevel, text: impl Into<String>) {
+        self.send(&AgentMsg::Log {
+            level,
+            text: text.into(),
+        });
+    }
+}
+
+fn write_all(fd: i32, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid readable slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+trait AsFdOwned {
+    fn as_fd_owned(&self) -> std::io::Result<OwnedFd>;
+}
+
+impl AsFdOwned for std::io::Stdout {
+    fn as_fd_owned(&self) -> std::io::Result<OwnedFd> {
+        use std::os::fd::AsFd;
+        self.as_fd().try_clone_to_owned()
+    }
+}

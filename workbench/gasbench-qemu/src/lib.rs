@@ -1,0 +1,27 @@
+//! Running a VM for gasbench.
+//!
+//! - [`spec`]: the QEMU and virtiofsd command lines, as pure functions.
+//! - [`vm`]: [`Vm::launch`] starts virtiofsd and QEMU; QEMU connects to
+//!   sockets gasbench already listens on (QMP, console, agent port) in a
+//!   0700 run directory; [`Vm::shutdown`] ends it in order, and dropping a
+//!   `Vm` kills what is left. Children die with us (PR_SET_PDEATHSIG).
+//! - [`qmp`]: QMP with the `qapi` crate's typed commands over our own
+//!   line transport, which tolerates what QEMU 11 sends that the crate's
+//!   QEMU 9.1 schema lacks.
+//! - [`agent_port`]: the guest agent's virtio-serial port, drained under
+//!   one lock so agent and device events keep their causal order.
+//! - [`console`]: console lines and their severity.
+//!
+//! **Architecture invariant:** this is the only crate that speaks QMP.
+
+pub mod agent_port;
+pub mod console;
+pub mod process;
+pub mod qmp;
+pub mod spec;
+pub mod vm;
+
+pub use agent_port::{AgentPort, FromAgent};
+pub use qmp::{Qmp, QmpError, QmpEvent};
+pub use spec::{Accel, VmSpec};
+pub use vm::{Vm, VmError};

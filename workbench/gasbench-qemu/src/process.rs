@@ -1,0 +1,171 @@
+//! Child processes that cannot outlive us: each runs in its own process
+//! group (a terminal's Ctrl-C reaches gasbench, which then tears down in
+//! order) and dies with SIGKILL if gasbench itself dies (PR_SET_PDEATHSIG).
+//! A supervisor task reports every exit on the bus, saying whether we
+//! asked for it.
+
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gasbench_events::EventSink;
+use gasbench_events::vm::VmEvent;
+use tokio::sync::{oneshot, watch};
+
+/// A supervised child.
+pub struct Supervised {
+    pub name: String,
+    pub pid: u32,
+    kill: Option<oneshot::Sender<()>>,
+    exit: watch::Receiver<Option<String>>,
+}
+
+impl Supervised {
+    /// Spawn `cmd` (stdout and stderr into `log`) and supervise it.
+    /// `stopping` says whether an exit from now on is one we asked for.
+    pub fn spawn(
+        name: &str,
+        mut cmd: std::process::Command,
+        log: std::fs::File,
+        sink: EventSink,
+        stopping: Arc<AtomicBool>,
+    ) -> std::io::Result<Supervised> {
+        let err = log.try_clone()?;
+        cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+        // SAFETY: only async-signal-safe calls (setpgid, prctl) between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().unwrap_or(0);
+        sink.emit(VmEvent::ProcessStarted {
+            name: name.into(),
+            pid,
+        });
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let task_name = name.to_owned();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                s = child.wait() => s,
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let status = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("unknown ({e})"),
+            };
+            sink.emit(VmEvent::ProcessExited {
+                name: task_name,
+                status: status.clone(),
+                expected: stopping.load(Ordering::SeqCst),
+            });
+            let _ = exit_tx.send(Some(status));
+        });
+        Ok(Supervised {
+            name: name.into(),
+            pid,
+            kill: Some(kill_tx),
+            exit: exit_rx,
+        })
+    }
+
+    /// The exit status, once it has exited.
+    pub fn exit_status(&self) -> Option<String> {
+        self.exit.borrow().clone()
+    }
+
+    /// Wait for the exit; returns its status.
+    pub async fn wait(&mut self) -> String {
+        let mut rx = self.exit.clone();
+        loop {
+            if let Some(s) = rx.borrow().clone() {
+                return s;
+            }
+            if rx.changed().await.is_err() {
+                return "unknown (supervisor gone)".into();
+            }
+        }
+    }
+
+    /// Wait up to `timeout`; `None` if it is still running.
+    pub async fn wait_timeout(&mut self, timeout: std::time::Duration) -> Option<String> {
+        tokio::time::timeout(timeout, self.wait()).await.ok()
+    }
+
+    /// SIGKILL it (its whole process group).
+    pub fn kill(&mut self) {
+        if self.pid != 0 && self.exit_status().is_none() {
+            // SAFETY: killpg on the group the child leads; harmless if gone.
+            unsafe { libc::killpg(self.pid as libc::pid_t, libc::SIGKILL) };
+        }
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn exits_are_reported_expected_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let (sink, mut bus) = gasbench_events::bus();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo hi; exit 3"]);
+        let mut p = Supervised::spawn("sh", cmd, log, sink.clone(), stopping.clone()).unwrap();
+        assert_eq!(p.wait().await, "exit status: 3");
+        let started = bus.recv().await.unwrap();
+        assert!(matches!(
+            started.body,
+            gasbench_events::EventBody::Vm(VmEvent::ProcessStarted { .. })
+        ));
+        let exited = bus.recv().await.unwrap();
+        assert!(matches!(
+            exited.body,
+            gasbench_events::EventBody::Vm(VmEvent::ProcessExited {
+                expected: false,
+                ..
+            })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("log")).unwrap(),
+            "hi\n"
+        );
+
+        let log = std::fs::File::create(dir.path().join("log2")).unwrap();
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("60");
+        let mut p = Supervised::spawn("sleep", cmd, log, sink, stopping.clone()).unwrap();
+        assert_eq!(p.wait_timeout(Duration::from_millis(100)).await, None);
+        stopping.store(true, Ordering::SeqCst);
+        p.kill();
+        let status = p.wait_timeout(Duration::from_secs(5)).await.unwrap();
+        assert!(status.contains("signal: 9"), "{status}");
+    }
+}

@@ -1,0 +1,316 @@
+//! What a VM is made of, and the command lines that make it. Pure
+//! functions from a [`VmSpec`] to argument vectors, so they are tested
+//! without starting anything.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The name the guest agent looks for under /sys/class/virtio-ports.
+pub const AGENT_PORT_NAME: &str = "org.gasbench.agent";
+/// The virtiofs tag the agent mounts.
+pub const SHARE_TAG: &str = "gasbench";
+/// The QEMU device id of the goldfish device (for QMP device_del).
+pub const GOLDFISH_ID: &str = "goldfish";
+/// The PCIe root port the goldfish device sits on, so it can be unplugged.
+pub const GOLDFISH_PORT: &str = "goldfish-port";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Everything needed to start one VM.
+#[derive(Clone, Debug)]
+pub struct VmSpec {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// Extra kernel command line, after gasbench's own.
+    pub cmdline: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub accel: Accel,
+    /// Private directory (0700) for sockets and logs.
+    pub run_dir: PathBuf,
+    /// Directory shared into the guest over virtiofs, if any.
+    pub share: Option<PathBuf>,
+    /// The goldfish device's vfio-user socket, if attached at boot.
+    pub goldfish_socket: Option<PathBuf>,
+}
+
+/// Where a VM's sockets live inside its run directory.
+#[derive(Clone, Debug)]
+pub struct Sockets {
+    pub qmp: PathBuf,
+    pub console: PathBuf,
+    pub agent: PathBuf,
+    pub virtiofsd: PathBuf,
+}
+
+impl Sockets {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            qmp: dir.join("qmp.sock"),
+            console: dir.join("console.sock"),
+            agent: dir.join("agent.sock"),
+            virtiofsd: dir.join("virtiofsd.sock"),
+        }
+    }
+}
+
+fn push(args: &mut Vec<OsString>, items: &[&str]) {
+    args.extend(items.iter().map(OsString::from));
+}
+
+/// The kernel command line gasbench always passes.
+pub fn base_cmdline() -> &'static str {
+    // reboot=t + QEMU's -no-reboot: a guest `reboot` ends QEMU even
+    // without ACPI; panic=-1 turns a panic into that same exit.
+    "console=ttyS0 reboot=t panic=-1 loglevel=7"
+}
+
+/// The goldfish device as QEMU's JSON `-device` / `device_add` argument.
+/// The JSON form is the only one that can express the socket address.
+pub fn goldfish_device_json(socket: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "driver": "vfio-user-pci",
+        "id": GOLDFISH_ID,
+        "bus": GOLDFISH_PORT,
+        "socket": { "type": "unix", "path": socket.display().to_string() },
+        // Make MMIO writes synchronous: the driver reads STATUS right
+        // after writing COMMAND and must see the command's result.
+        "x-no-posted-writes": true,
+    })
+}
+
+/// QEMU's arguments. QEMU connects to sockets gasbench already listens
+/// on (QMP, console, agent), so nothing it says before we accept is lost
+/// and there is no race on socket creation.
+pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    push(
+        &mut a,
+        &[
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ],
+    );
+    push(&mut a, &["-name", "gasbench,debug-threads=on"]);
+    let mem = format!("{}M", spec.memory_mib);
+    // Shared guest RAM: virtiofsd and the vfio-user device server map it.
+    push(
+        &mut a,
+        &[
+            "-object",
+            &format!("memory-backend-memfd,id=mem,size={mem},share=on"),
+        ],
+    );
+    push(
+        &mut a,
+        &[
+            "-machine",
+            &format!("q35,accel={},memory-backend=mem", spec.accel.name()),
+        ],
+    );
+    if spec.accel == Accel::Kvm {
+        push(&mut a, &["-cpu", "host"]);
+    }
+    push(&mut a, &["-m", &mem, "-smp", &spec.cpus.to_string()]);
+    a.push("-kernel".into());
+    a.push(spec.kernel.clone().into());
+    a.push("-initrd".into());
+    a.push(spec.initramfs.clone().into());
+    let mut cmdline = base_cmdline().to_owned();
+    if !spec.cmdline.is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(&spec.cmdline);
+    }
+    push(&mut a, &["-append", &cmdline]);
+
+    let sock = |id: &str, path: &Path| format!("socket,id={id},path={}", path.display());
+    push(
+        &mut a,
+        &[
+            "-chardev",
+            &sock("qmp", &sockets.qmp),
+            "-mon",
+            "chardev=qmp,mode=control",
+        ],
+    );
+    push(
+        &mut a,
+        &[
+            "-chardev",
+            &sock("con", &sockets.console),
+            "-serial",
+            "chardev:con",
+        ],
+    );
+    push(
+        &mut a,
+        &[
+            "-device",
+            "virtio-serial-pci,id=vser",
+            "-chardev",
+            &sock("agent", &sockets.agent),
+            "-device",
+            &format!("virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT_NAME}"),
+        ],
+    );
+    if spec.share.is_some() {
+        push(
+            &mut a,
+            &[
+                "-chardev",
+                &sock("vfsd", &sockets.virtiofsd),
+                "-device",
+                &format!("vhost-user-fs-pci,chardev=vfsd,tag={SHARE_TAG}"),
+            ],
+        );
+    }
+    // The root port exists even without the device, so it can be
+    // hot-plugged later with device_add.
+    push(
+        &mut a,
+        &[
+            "-device",
+            &format!("pcie-root-port,id={GOLDFISH_PORT},bus=pcie.0,chassis=1,slot=1"),
+        ],
+    );
+    if let Some(socket) = &spec.goldfish_socket {
+        push(
+            &mut a,
+            &["-device", &goldfish_device_json(socket).to_string()],
+        );
+    }
+    a
+}
+
+/// virtiofsd's arguments: serve `share` on `socket`.
+pub fn virtiofsd_args(share: &Path, socket: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    a.push(format!("--socket-path={}", socket.display()).into());
+    a.push(format!("--shared-dir={}", share.display()).into());
+    // The host side writes bundles and reads results while the guest runs:
+    // no caching, so each side sees the other's writes at once.
+    push(
+        &mut a,
+        &["--cache=never", "--sandbox=none", "--log-level=warn"],
+    );
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            kernel: "/k/bzImage".into(),
+            initramfs: "/k/initramfs.cpio".into(),
+            cmdline: "gasbench.mkdirat2=473".into(),
+            memory_mib: 512,
+            cpus: 2,
+            accel: Accel::Tcg,
+            run_dir: "/run/x".into(),
+            share: Some("/run/x/share".into()),
+            goldfish_socket: Some("/run/x/goldfish.sock".into()),
+        }
+    }
+
+    fn strings(a: Vec<OsString>) -> Vec<String> {
+        a.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    fn value_after(args: &[String], flag: &str, containing: &str) -> String {
+        args.windows(2)
+            .find(|w| w[0] == flag && w[1].contains(containing))
+            .map(|w| w[1].clone())
+            .unwrap_or_else(|| panic!("no {flag} … {containing} in {args:?}"))
+    }
+
+    #[test]
+    fn guest_ram_is_shared_memfd_and_the_machine_uses_it() {
+        let a = strings(qemu_args(&spec(), &Sockets::in_dir(Path::new("/run/x"))));
+        assert_eq!(
+            value_after(&a, "-object", "memfd"),
+            "memory-backend-memfd,id=mem,size=512M,share=on"
+        );
+        assert_eq!(
+            value_after(&a, "-machine", "q35"),
+            "q35,accel=tcg,memory-backend=mem"
+        );
+        assert!(
+            !a.contains(&"-cpu".to_string()),
+            "TCG keeps QEMU's default CPU"
+        );
+        let append = value_after(&a, "-append", "console=");
+        assert!(append.starts_with("console=ttyS0 reboot=t panic=-1"));
+        assert!(append.ends_with(" gasbench.mkdirat2=473"));
+    }
+
+    #[test]
+    fn every_socket_is_a_client_chardev_into_the_run_dir() {
+        let a = strings(qemu_args(&spec(), &Sockets::in_dir(Path::new("/run/x"))));
+        for (id, file) in [
+            ("qmp", "qmp.sock"),
+            ("con", "console.sock"),
+            ("agent", "agent.sock"),
+            ("vfsd", "virtiofsd.sock"),
+        ] {
+            let v = value_after(&a, "-chardev", &format!("id={id},"));
+            assert_eq!(v, format!("socket,id={id},path=/run/x/{file}"));
+            assert!(!v.contains("server"), "gasbench listens, QEMU connects");
+        }
+        assert!(a.contains(
+            &"virtserialport,bus=vser.0,chardev=agent,name=org.gasbench.agent".to_string()
+        ));
+        assert!(a.contains(&"vhost-user-fs-pci,chardev=vfsd,tag=gasbench".to_string()));
+    }
+
+    #[test]
+    fn the_goldfish_device_is_json_on_a_hotpluggable_root_port() {
+        let a = strings(qemu_args(&spec(), &Sockets::in_dir(Path::new("/run/x"))));
+        let port = a
+            .iter()
+            .position(|s| s.starts_with("pcie-root-port,id=goldfish-port"))
+            .unwrap();
+        let dev = a.iter().position(|s| s.starts_with('{')).unwrap();
+        assert!(port < dev, "the port must exist before the device");
+        let json: serde_json::Value = serde_json::from_str(&a[dev]).unwrap();
+        assert_eq!(json["driver"], "vfio-user-pci");
+        assert_eq!(json["bus"], GOLDFISH_PORT);
+        assert_eq!(json["socket"]["path"], "/run/x/goldfish.sock");
+        assert_eq!(json["x-no-posted-writes"], true);
+
+        let mut s = spec();
+        s.goldfish_socket = None;
+        s.share = None;
+        s.accel = Accel::Kvm;
+        let a = strings(qemu_args(&s, &Sockets::in_dir(Path::new("/run/x"))));
+        assert!(!a.iter().any(|x| x.contains("vfio-user")));
+        assert!(!a.iter().any(|x| x.contains("vhost-user-fs")));
+        assert!(a.iter().any(|x| x.starts_with("pcie-root-port")));
+        assert_eq!(value_after(&a, "-cpu", "host"), "host");
+    }
+
+    #[test]
+    fn virtiofsd_serves_the_share_uncached() {
+        let a = strings(virtiofsd_args(Path::new("/s"), Path::new("/r/v.sock")));
+        assert_eq!(a[0], "--socket-path=/r/v.sock");
+        assert_eq!(a[1], "--shared-dir=/s");
+        assert!(a.contains(&"--cache=never".to_string()));
+    }
+}

@@ -1,0 +1,323 @@
+//! One running VM: QEMU, its virtiofsd, and the host ends of its sockets.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gasbench_env::{HostProgram, Runtime};
+use gasbench_events::EventSink;
+use gasbench_events::vm::VmEvent;
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixListener;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::agent_port::{AgentPort, FromAgent};
+use crate::console::{LineSplitter, classify};
+use crate::process::Supervised;
+use crate::qmp::{Qmp, QmpError};
+use crate::spec::{Sockets, VmSpec, qemu_args, virtiofsd_args};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("preparing the run directory {path}: {source}")]
+    RunDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} exited ({status}) during start-up; its last words:\n{tail}")]
+    DiedEarly {
+        what: &'static str,
+        status: String,
+        tail: String,
+    },
+    #[error("{what} did not {doing} within {} s; log tail:\n{tail}", .timeout.as_secs())]
+    StartTimeout {
+        what: &'static str,
+        doing: &'static str,
+        timeout: Duration,
+        tail: String,
+    },
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+}
+
+/// How long QEMU and virtiofsd get to come up.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running VM. Dropping it kills everything it started; [`Vm::shutdown`]
+/// ends it in order.
+pub struct Vm {
+    pub qmp: Qmp,
+    pub agent: AgentPort,
+    /// Messages from the agent, in bus order. Take it once.
+    pub agent_rx: Option<mpsc::UnboundedReceiver<FromAgent>>,
+    qemu: Supervised,
+    virtiofsd: Option<Supervised>,
+    console: broadcast::Sender<String>,
+    sockets: Sockets,
+    stopping: Arc<AtomicBool>,
+    pub run_dir: PathBuf,
+}
+
+/// The last lines of a log, for error messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path)
+}
+
+impl Vm {
+    /// Start virtiofsd (when sharing) and QEMU, accept their connections,
+    /// negotiate QMP. Returns once QEMU is running the guest.
+    pub async fn launch(spec: &VmSpec, rt: &Runtime, sink: &EventSink) -> Result<Vm, VmError> {
+        let run_dir = spec.run_dir.clone();
+        let rd = |source| VmError::RunDir {
+            path: run_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&run_dir).map_err(rd)?;
+        std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).map_err(rd)?;
+        let sockets = Sockets::in_dir(&run_dir);
+        let stopping = Arc::new(AtomicBool::new(false));
+
+        let qmp_l = listen(&sockets.qmp).map_err(rd)?;
+        let con_l = listen(&sockets.console).map_err(rd)?;
+        let agent_l = listen(&sockets.agent).map_err(rd)?;
+
+        let mut virtiofsd = None;
+        if let Some(share) = &spec.share {
+            std::fs::create_dir_all(share).map_err(rd)?;
+            let _ = std::fs::remove_file(&sockets.virtiofsd);
+            let mut cmd = rt.host_program(HostProgram::Virtiofsd);
+            cmd.args(virtiofsd_args(share, &sockets.virtiofsd));
+            let log_path = run_dir.join("virtiofsd.log");
+            let log = std::fs::File::create(&log_path).map_err(rd)?;
+            let mut p = Supervised::spawn("virtiofsd", cmd, log, sink.clone(), stopping.clone())
+                .map_err(|source| VmError::Spawn {
+                    what: "virtiofsd",
+                    source,
+                })?;
+            // virtiofsd creates its socket when ready to serve.
+            let deadline = Instant::now() + START_TIMEOUT;
+            while !sockets.virtiofsd.exists() {
+                if let Some(status) = p.exit_status() {
+                    return Err(VmError::DiedEarly {
+                        what: "virtiofsd",
+                        status,
+                        tail: tail(&log_path, 20),
+                    });
+                }
+                if Instant::now() > deadline {
+                    p.kill();
+                    return Err(VmError::StartTimeout {
+                        what: "virtiofsd",
+                        doing: "create its socket",
+                        timeout: START_TIMEOUT,
+                        tail: tail(&log_path, 20),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            virtiofsd = Some(p);
+        }
+
+        let mut cmd = rt.host_program(HostProgram::Qemu);
+        cmd.args(qemu_args(spec, &sockets));
+        let qemu_log = run_dir.join("qemu.log");
+        {
+            let mut f = std::fs::File::create(&qemu_log).map_err(rd)?;
+            let _ = writeln!(f, "# {cmd:?}");
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&qemu_log)
+            .map_err(rd)?;
+        let mut qemu = Supervised::spawn("qemu", cmd, log, sink.clone(), stopping.clone())
+            .map_err(|source| VmError::Spawn {
+                what: "QEMU",
+                source,
+            })?;
+
+        // QEMU connects to our three sockets while it initialises.
+        let accept_all = async {
+            let (q, _) = qmp_l.accept().await?;
+            let (c, _) = con_l.accept().await?;
+            let (a, _) = agent_l.accept().await?;
+            Ok::<_, std::io::Error>((q, c, a))
+        };
+        let (qmp_s, con_s, agent_s) = tokio::select! {
+            r = tokio::time::timeout(START_TIMEOUT, accept_all) => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => return Err(VmError::Spawn { what: "QEMU's sockets", source }),
+                Err(_) => {
+                    qemu.kill();
+                    return Err(VmError::StartTimeout {
+                        what: "QEMU",
+                        doing: "connect to its QMP, console and agent sockets",
+                        timeout: START_TIMEOUT,
+                        tail: tail(&qemu_log, 20),
+                    });
+                }
+            },
+            status = qemu.wait() => {
+                return Err(VmError::DiedEarly { what: "QEMU", status, tail: tail(&qemu_log, 20) });
+            }
+        };
+        for p in [&sockets.qmp, &sockets.console, &sockets.agent] {
+            let _ = std::fs::remove_file(p);
+        }
+
+        let (console_tx, _) = broadcast::channel(1024);
+        spawn_console_reader(
+            con_s,
+            run_dir.join("console.log"),
+            sink.clone(),
+            console_tx.clone(),
+        );
+        let agent_std = agent_s.into_std().map_err(rd)?;
+        let (agent, agent_rx) = AgentPort::new(agent_std, sink.clone()).map_err(rd)?;
+        let qmp = Qmp::negotiate(qmp_s, sink.clone()).await?;
+        let status = qmp.status().await?;
+        sink.emit(VmEvent::State { status });
+
+        Ok(Vm {
+            qmp,
+            agent,
+            agent_rx: Some(agent_rx),
+            qemu,
+            virtiofsd,
+            console: console_tx,
+            sockets,
+            stopping,
+            run_dir,
+        })
+    }
+
+    /// Console lines from now on.
+    pub fn console(&self) -> broadcast::Receiver<String> {
+        self.console.subscribe()
+    }
+
+    /// Resolves when QEMU or virtiofsd exits while we did not ask it to:
+    /// names what died and how.
+    pub async fn died(&mut self) -> String {
+        let qemu = &mut self.qemu;
+        match &mut self.virtiofsd {
+            Some(v) => tokio::select! {
+                s = qemu.wait() => format!("QEMU exited ({s})"),
+                s = v.wait() => {
+                    // virtiofsd ends by itself when QEMU hangs up: if QEMU
+                    // is gone too, QEMU is the news.
+                    match qemu.wait_timeout(Duration::from_secs(1)).await {
+                        Some(q) => format!("QEMU exited ({q})"),
+                        None => format!("virtiofsd exited ({s})"),
+                    }
+                }
+            },
+            None => format!("QEMU exited ({})", qemu.wait().await),
+        }
+    }
+
+    /// The tail of QEMU's own log.
+    pub fn qemu_log_tail(&self, lines: usize) -> String {
+        tail(&self.run_dir.join("qemu.log"), lines)
+    }
+
+    /// End the VM in order: QMP `quit`, wait, then kill what is left.
+    /// Returns how QEMU ended.
+    pub async fn shutdown(mut self, grace: Duration) -> String {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.agent.stop();
+        if self.qemu.exit_status().is_none() {
+            let _ = self
+                .qmp
+                .execute_raw_timeout("quit", serde_json::json!({}), Duration::from_secs(3))
+                .await;
+        }
+        let status = match self.qemu.wait_timeout(grace).await {
+            Some(s) => s,
+            None => {
+                self.qemu.kill();
+                self.qemu
+                    .wait_timeout(Duration::from_secs(5))
+                    .await
+                    .unwrap_or_else(|| "did not die".into())
+            }
+        };
+        if let Some(v) = &mut self.virtiofsd {
+            // virtiofsd ends by itself once QEMU hangs up.
+            if v.wait_timeout(Duration::from_secs(2)).await.is_none() {
+                v.kill();
+                let _ = v.wait_timeout(Duration::from_secs(5)).await;
+            }
+        }
+        status
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.agent.stop();
+        self.qemu.kill();
+        if let Some(v) = &mut self.virtiofsd {
+            v.kill();
+        }
+        for p in [
+            &self.sockets.qmp,
+            &self.sockets.console,
+            &self.sockets.agent,
+            &self.sockets.virtiofsd,
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn spawn_console_reader(
+    mut stream: tokio::net::UnixStream,
+    log_path: PathBuf,
+    sink: EventSink,
+    lines_tx: broadcast::Sender<String>,
+) {
+    tokio::spawn(async move {
+        // The log is raw bytes, flushed as they come: a crash loses nothing.
+        let mut log = std::fs::File::create(&log_path).ok();
+        let mut splitter = LineSplitter::default();
+        let mut buf = vec![0u8; 8192];
+        let emit = |line: String| {
+            let severity = classify(&line);
+            let _ = lines_tx.send(line.clone());
+            sink.emit(VmEvent::Console { line, severity });
+        };
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(f) = &mut log {
+                        let _ = f.write_all(&buf[..n]);
+                    }
+                    splitter.push(&buf[..n], emit);
+                }
+            }
+        }
+        if let Some(rest) = splitter.finish() {
+            emit(rest);
+        }
+    });
+}

@@ -1,0 +1,224 @@
+//! The event log: written line by line as events happen, read back with
+//! tolerance for a last line cut short by a crash, and indexed so a viewer
+//! can jump to any event of millions without holding them in memory.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use gasbench_events::{Event, EventStream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not an event: {error}")]
+    Corrupt {
+        path: String,
+        line: u64,
+        error: String,
+    },
+}
+
+/// Write every event from `rx` to `path`, forwarding each to `forward`
+/// (the headless printer or the TUI) after it is on disk. Flushes
+/// whenever the channel is momentarily empty, so what was observed is on
+/// disk before the next thing happens. Returns when the bus closes.
+pub async fn record(
+    mut rx: EventStream,
+    path: &Path,
+    mut forward: impl FnMut(&Event),
+) -> Result<u64, LogError> {
+    let io = |source| LogError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::create(path).map_err(io)?;
+    let mut out = BufWriter::new(file);
+    let mut n = 0;
+    while let Some(ev) = rx.recv().await {
+        let mut batch = vec![ev];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        for ev in &batch {
+            serde_json::to_writer(&mut out, ev).map_err(|e| io(e.into()))?;
+            out.write_all(b"\n").map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+        for ev in &batch {
+            forward(ev);
+        }
+        n += batch.len() as u64;
+    }
+    out.flush().map_err(io)?;
+    Ok(n)
+}
+
+/// Read every event. A last line without its newline (the writer died
+/// mid-line) is skipped and reported in the second value; corruption
+/// anywhere else is an error.
+pub fn read_all(path: &Path) -> Result<(Vec<Event>, Option<String>), LogError> {
+    let io = |source| LogError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut events = Vec::new();
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(io)?;
+        if n == 0 {
+            return Ok((events, None));
+        }
+        number += 1;
+        if !line.ends_with('\n') {
+            return Ok((
+                events,
+                Some(format!(
+                    "line {number} was cut short (the run ended mid-write)"
+                )),
+            ));
+        }
+        match serde_json::from_str::<Event>(&line) {
+            Ok(ev) => events.push(ev),
+            Err(e) => {
+                return Err(LogError::Corrupt {
+                    path: path.display().to_string(),
+                    line: number,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Byte offsets of every complete line of an event log: random access to
+/// event `i` without parsing the others.
+pub struct LogIndex {
+    file: File,
+    offsets: Vec<u64>,
+    /// End of the last complete line indexed.
+    end: u64,
+}
+
+impl LogIndex {
+    pub fn open(path: &Path) -> std::io::Result<LogIndex> {
+        let file = File::open(path)?;
+        let mut idx = LogIndex {
+            file,
+            offsets: Vec::new(),
+            end: 0,
+        };
+        idx.refresh()?;
+        Ok(idx)
+    }
+
+    /// Index lines appended since the last call (a live run's log grows).
+    pub fn refresh(&mut self) -> std::io::Result<usize> {
+        let before = self.offsets.len();
+        self.file.seek(SeekFrom::Start(self.end))?;
+        let mut reader = BufReader::with_capacity(1 << 20, &self.file);
+        let mut pos = self.end;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf)?;
+            if n == 0 || buf.last() != Some(&b'\n') {
+                break;
+            }
+            self.offsets.push(pos);
+            pos += n as u64;
+        }
+        self.end = pos;
+        Ok(self.offsets.len() - before)
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Event `i`, parsed; `None` past the end or if the line is not an event.
+    pub fn get(&mut self, i: usize) -> Option<Event> {
+        let start = *self.offsets.get(i)?;
+        let end = self.offsets.get(i + 1).copied().unwrap_or(self.end);
+        let mut buf = vec![0u8; (end - start) as usize];
+        self.file.seek(SeekFrom::Start(start)).ok()?;
+        self.file.read_exact(&mut buf).ok()?;
+        serde_json::from_slice(&buf).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gasbench_events::run::RunEvent;
+
+    #[tokio::test]
+    async fn recorded_events_read_back_and_index_randomly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let (sink, rx) = gasbench_events::bus();
+        for i in 0..1000 {
+            sink.emit(RunEvent::Note {
+                text: format!("note {i}"),
+            });
+        }
+        drop(sink);
+        let mut forwarded = 0;
+        let n = record(rx, &path, |_| forwarded += 1).await.unwrap();
+        assert_eq!((n, forwarded), (1000, 1000));
+
+        let (events, cut) = read_all(&path).unwrap();
+        assert_eq!(events.len(), 1000);
+        assert!(cut.is_none());
+        assert_eq!(events[999].seq, 999);
+
+        let mut idx = LogIndex::open(&path).unwrap();
+        assert_eq!(idx.len(), 1000);
+        let ev = idx.get(517).unwrap();
+        assert_eq!(ev.seq, 517);
+        assert!(idx.get(1000).is_none());
+    }
+
+    #[test]
+    fn a_line_cut_by_a_crash_is_reported_not_fatal_and_the_index_grows_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let good = r#"{"seq":0,"t_us":1,"src":"run","ev":{"type":"note","text":"a"}}"#;
+        std::fs::write(&path, format!("{good}\n{{\"seq\":1,\"t_")).unwrap();
+        let (events, cut) = read_all(&path).unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(cut.unwrap().contains("line 2 was cut short"));
+
+        let mut idx = LogIndex::open(&path).unwrap();
+        assert_eq!(idx.len(), 1);
+        // The writer finishes the line and adds another.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let second = r#"{"seq":1,"t_us":2,"src":"run","ev":{"type":"note","text":"b"}}"#;
+        f.seek(SeekFrom::Start(good.len() as u64 + 1)).unwrap();
+        f.write_all(format!("{second}\n{second}\n").as_bytes())
+            .unwrap();
+        assert_eq!(idx.refresh().unwrap(), 2);
+        assert_eq!(idx.get(1).unwrap().seq, 1);
+
+        std::fs::write(&path, format!("garbage\n{good}\n")).unwrap();
+        assert!(matches!(
+            read_all(&path),
+            Err(LogError::Corrupt { line: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,135 @@
+//! A run directory: everything one run produced, written as it happens.
+//!
+//! ```text
+//! <run>/events.jsonl   every event, one JSON object per line, in bus order
+//! <run>/console.log    the guest console, raw
+//! <run>/qemu.log       QEMU's own output and its command line
+//! <run>/results.json   the summary: verdicts, expected vs actual
+//! <run>/junit.xml      the same for CI systems
+//! <run>/ktap/*.ktap    kselftest output as the binaries printed it
+//! <run>/share/         the virtiofs share (scenario bundles)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+pub const EVENTS: &str = "events.jsonl";
+pub const RESULTS: &str = "results.json";
+pub const JUNIT: &str = "junit.xml";
+pub const CONSOLE: &str = "console.log";
+
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// A new run directory under `base`, named by time and what ran.
+    /// Private (0700): it holds the VM's sockets.
+    pub fn create(base: &Path, label: &str) -> std::io::Result<RunDir> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::create_dir_all(base)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let clean: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        // Two runs in the same second get distinct directories.
+        let mut n = 0;
+        let path = loop {
+            let name = if n == 0 {
+                format!("{stamp}-{clean}")
+            } else {
+                format!("{stamp}-{clean}-{n}")
+            };
+            let p = base.join(name);
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => break p,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+        // `latest` points at the newest run; best effort.
+        let latest = base.join("latest");
+        let _ = std::fs::remove_file(&latest);
+        let _ = std::os::unix::fs::symlink(path.file_name().unwrap_or_default(), &latest);
+        Ok(RunDir { path })
+    }
+
+    /// An existing run directory (for `gasbench open`).
+    pub fn open(path: &Path) -> std::io::Result<RunDir> {
+        let events = path.join(EVENTS);
+        if !events.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} has no {EVENTS}: not a gasbench run directory",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn events(&self) -> PathBuf {
+        self.path.join(EVENTS)
+    }
+    pub fn results(&self) -> PathBuf {
+        self.path.join(RESULTS)
+    }
+    pub fn junit(&self) -> PathBuf {
+        self.path.join(JUNIT)
+    }
+    pub fn console(&self) -> PathBuf {
+        self.path.join(CONSOLE)
+    }
+    pub fn share(&self) -> PathBuf {
+        self.path.join("share")
+    }
+    pub fn ktap(&self) -> PathBuf {
+        self.path.join("ktap")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn run_dirs_are_private_distinct_and_linked_as_latest() {
+        let base = tempfile::tempdir().unwrap();
+        let a = RunDir::create(base.path(), "run scenarios/x.toml").unwrap();
+        let b = RunDir::create(base.path(), "run scenarios/x.toml").unwrap();
+        assert_ne!(a.path(), b.path());
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(
+            a.path()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with("-run_scenarios_x_toml")
+        );
+        let latest = std::fs::read_link(base.path().join("latest")).unwrap();
+        assert_eq!(latest, b.path().file_name().unwrap());
+        assert!(RunDir::open(a.path()).is_err(), "no events.jsonl yet");
+        std::fs::write(a.events(), "").unwrap();
+        assert!(RunDir::open(a.path()).is_ok());
+    }
+}

@@ -1,0 +1,330 @@
+//! The run's summary, folded from its events. The headless printer, the
+//! TUI and results.json all read this one fold, so they cannot disagree.
+
+use std::collections::BTreeMap;
+
+use gasbench_abi::protocol::{AgentMsg, KtapStatus};
+use gasbench_events::run::{Outcome, RunEvent, Stage};
+use gasbench_events::vm::{ConsoleSeverity, VmEvent};
+use gasbench_events::{Event, EventBody};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Expectation {
+    pub step: u32,
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+    pub held: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    /// None while it runs.
+    pub passed: Option<bool>,
+    pub elapsed_ms: u64,
+    pub expectations: Vec<Expectation>,
+}
+
+impl ScenarioResult {
+    pub fn failed_expectations(&self) -> impl Iterator<Item = &Expectation> {
+        self.expectations.iter().filter(|e| !e.held)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageResult {
+    pub stage: Stage,
+    pub outcome: Option<Outcome>,
+    pub detail: String,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KtapLine {
+    pub binary: String,
+    pub number: u32,
+    pub name: String,
+    pub status: KtapStatus,
+    pub directive: Option<String>,
+}
+
+/// Everything the summary table and results.json say.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub command: String,
+    pub accel: Option<String>,
+    pub accel_reason: Option<String>,
+    pub kernel_release: Option<String>,
+    pub stages: Vec<StageResult>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub ktap: Vec<KtapLine>,
+    /// Console lines at WARN or BUG level.
+    pub kernel_warnings: Vec<String>,
+    pub errors: Vec<String>,
+    /// None while the run is going.
+    pub passed: Option<bool>,
+    pub elapsed_ms: u64,
+}
+
+impl RunSummary {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> RunSummary {
+        let mut s = RunSummary::default();
+        for e in events {
+            s.apply(e);
+        }
+        s
+    }
+
+    fn scenario(&mut self, name: &str) -> &mut ScenarioResult {
+        let i = match self.scenarios.iter().position(|s| s.name == name) {
+            Some(i) => i,
+            None => {
+                self.scenarios.push(ScenarioResult {
+                    name: name.into(),
+                    ..Default::default()
+                });
+                self.scenarios.len() - 1
+            }
+        };
+        &mut self.scenarios[i]
+    }
+
+    fn stage(&mut self, stage: Stage) -> &mut StageResult {
+        let i = match self.stages.iter().position(|s| s.stage == stage) {
+            Some(i) => i,
+            None => {
+                self.stages.push(StageResult {
+                    stage,
+                    outcome: None,
+                    detail: String::new(),
+                    elapsed_ms: 0,
+                });
+                self.stages.len() - 1
+            }
+        };
+        &mut self.stages[i]
+    }
+
+    /// Fold one more event in (the TUI calls this live).
+    pub fn apply(&mut self, e: &Event) {
+        match &e.body {
+            EventBody::Run(r) => match r {
+                RunEvent::Started { command, .. } => self.command = command.clone(),
+                RunEvent::StageBegin { stage, detail } => {
+                    let st = self.stage(*stage);
+                    st.outcome = None;
+                    st.detail = detail.clone();
+                }
+                RunEvent::StageProgress { .. } => {}
+                RunEvent::StageEnd {
+                    stage,
+                    outcome,
+                    detail,
+                    elapsed_ms,
+                } => {
+                    let st = self.stage(*stage);
+                    st.outcome = Some(*outcome);
+                    st.detail = detail.clone();
+                    st.elapsed_ms = *elapsed_ms;
+                }
+                RunEvent::Accel(a) => {
+                    self.accel = Some(a.accel.clone());
+                    self.accel_reason = Some(a.reason.clone());
+                }
+                RunEvent::ScenarioBegin { scenario, .. } => {
+                    let sc = self.scenario(scenario);
+                    sc.passed = None;
+                    sc.expectations.clear();
+                }
+                RunEvent::Expectation {
+                    scenario,
+                    step,
+                    what,
+                    expected,
+                    actual,
+                    held,
+                } => self.scenario(scenario).expectations.push(Expectation {
+                    step: *step,
+                    what: what.clone(),
+                    expected: expected.clone(),
+                    actual: actual.clone(),
+                    held: *held,
+                }),
+                RunEvent::ScenarioEnd {
+                    scenario,
+                    passed,
+                    elapsed_ms,
+                } => {
+                    let sc = self.scenario(scenario);
+                    sc.passed = Some(*passed);
+                    sc.elapsed_ms = *elapsed_ms;
+                }
+                RunEvent::Note { .. } => {}
+                RunEvent::Error { text } => self.errors.push(text.clone()),
+                RunEvent::Finished { passed, elapsed_ms } => {
+                    self.passed = Some(*passed);
+                    self.elapsed_ms = *elapsed_ms;
+                }
+            },
+            EventBody::Agent(AgentMsg::Ready(r)) => {
+                self.kernel_release = Some(r.kernel_release.clone());
+            }
+            EventBody::Agent(AgentMsg::Ktap(k)) => self.ktap.push(KtapLine {
+                binary: k.binary.clone(),
+                number: k.number,
+                name: k.name.clone(),
+                status: k.status,
+                directive: k.directive.clone(),
+            }),
+            EventBody::Vm(VmEvent::Console { line, severity })
+                if *severity != ConsoleSeverity::Normal && self.kernel_warnings.len() < 1000 =>
+            {
+                self.kernel_warnings.push(line.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts for the summary line: (passed, failed, not finished).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for s in &self.scenarios {
+            match s.passed {
+                Some(true) => c.0 += 1,
+                Some(false) => c.1 += 1,
+                None => c.2 += 1,
+            }
+        }
+        c
+    }
+
+    /// Per binary: (ok, not ok, skipped).
+    pub fn ktap_counts(&self) -> BTreeMap<String, (usize, usize, usize)> {
+        let mut m: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+        for k in &self.ktap {
+            let e = m.entry(k.binary.clone()).or_default();
+            match k.status {
+                KtapStatus::Ok | KtapStatus::Xfail => e.0 += 1,
+                KtapStatus::NotOk => e.1 += 1,
+                KtapStatus::Skip => e.2 += 1,
+            }
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, body: impl Into<EventBody>) -> Event {
+        Event {
+            seq,
+            t_us: seq * 10,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn the_fold_tracks_scenarios_expectations_stages_and_the_verdict() {
+        let events = vec![
+            ev(
+                0,
+                RunEvent::Started {
+                    run_dir: "/r".into(),
+                    command: "run".into(),
+                },
+            ),
+            ev(
+                1,
+                RunEvent::StageBegin {
+                    stage: Stage::Boot,
+                    detail: "tcg".into(),
+                },
+            ),
+            ev(
+                2,
+                RunEvent::StageEnd {
+                    stage: Stage::Boot,
+                    outcome: Outcome::Ok,
+                    detail: "1.4 s".into(),
+                    elapsed_ms: 1400,
+                },
+            ),
+            ev(
+                3,
+                RunEvent::ScenarioBegin {
+                    scenario: "a".into(),
+                    steps: 2,
+                },
+            ),
+            ev(
+                4,
+                RunEvent::Expectation {
+                    scenario: "a".into(),
+                    step: 1,
+                    what: "errno".into(),
+                    expected: "EINVAL".into(),
+                    actual: "ENXIO".into(),
+                    held: false,
+                },
+            ),
+            ev(
+                5,
+                RunEvent::ScenarioEnd {
+                    scenario: "a".into(),
+                    passed: false,
+                    elapsed_ms: 30,
+                },
+            ),
+            ev(
+                6,
+                RunEvent::ScenarioBegin {
+                    scenario: "b".into(),
+                    steps: 1,
+                },
+            ),
+            ev(
+                7,
+                VmEvent::Console {
+                    line: "WARNING: at x".into(),
+                    severity: ConsoleSeverity::Warn,
+                },
+            ),
+            ev(
+                8,
+                VmEvent::Console {
+                    line: "ok".into(),
+                    severity: ConsoleSeverity::Normal,
+                },
+            ),
+        ];
+        let mut s = RunSummary::from_events(&events);
+        assert_eq!(s.counts(), (0, 1, 1));
+        assert_eq!(s.passed, None);
+        let failed: Vec<_> = s.scenarios[0].failed_expectations().collect();
+        assert_eq!(failed[0].expected, "EINVAL");
+        assert_eq!(failed[0].actual, "ENXIO");
+        assert_eq!(s.stages[0].outcome, Some(Outcome::Ok));
+        assert_eq!(s.kernel_warnings, ["WARNING: at x"]);
+        s.apply(&ev(
+            9,
+            RunEvent::ScenarioEnd {
+                scenario: "b".into(),
+                passed: true,
+                elapsed_ms: 5,
+            },
+        ));
+        s.apply(&ev(
+            10,
+            RunEvent::Finished {
+                passed: false,
+                elapsed_ms: 99,
+            },
+        ));
+        assert_eq!(s.counts(), (1, 1, 0));
+        assert_eq!(s.passed, Some(false));
+    }
+}
