@@ -16,8 +16,8 @@ pub trait DeviceTrace: Send {
 }
 
 /// Holds events until [`DeviceTrace::flush`], then passes them on in
-/// order. The transport flushes after it has replied, so reporting an
-/// access costs the guest nothing.
+/// order. The transport flushes once per message, before it replies, so a
+/// message's events go out together and before the guest can react.
 pub struct Deferred {
     inner: Box<dyn DeviceTrace>,
     held: Vec<DeviceEvent>,

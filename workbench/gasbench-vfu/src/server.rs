@@ -176,7 +176,8 @@ impl DeviceServer {
         trace: Box<dyn DeviceTrace>,
         faults: FaultPlan,
     ) -> Result<DeviceServer, ServerError> {
-        // Events are held during an access and passed on after the reply.
+        // Events are held while a message is handled and passed on, in
+        // order, before its reply is sent.
         let mut device = Device::new(cfg.clone(), Box::new(Deferred::new(trace)))?;
         device.set_fault_plan(faults);
         let listener = bind(socket)?;

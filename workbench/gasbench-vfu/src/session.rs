@@ -72,9 +72,7 @@ impl<'a> Session<'a> {
             if self.shared.stopping() {
                 return "the server stopped".into();
             }
-            // Whatever the last message made the device report goes out
-            // now, after its reply and before we wait: in order, and before
-            // the hook runs for the next message.
+            // Anything reported outside a message goes out before we wait.
             self.shared.flush();
             let mut hb = [0u8; HEADER_LEN];
             self.fds.clear();
@@ -121,9 +119,12 @@ impl<'a> Session<'a> {
             let started = Instant::now();
             self.out.clear();
             let (reply, fx) = self.dispatch(&h);
+            // The access's events reach the bus before the reply leaves:
+            // when the guest sees its access complete (and the agent writes
+            // CallEnd), the register trace is already in order before it.
+            self.shared.flush();
             if fx.disconnect {
                 self.shared.account(started.elapsed());
-                self.shared.flush();
                 sock::shutdown(&self.stream);
                 return format!(
                     "fault: dropped the connection on {} instead of replying",

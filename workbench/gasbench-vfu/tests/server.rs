@@ -363,3 +363,35 @@ fn socket_paths_are_handled_with_care() {
     drop(server);
     assert!(!path.exists());
 }
+
+/// The engine's contract: a marker the hook puts on the bus precedes the
+/// register events of the message it ran before, and those are on the bus
+/// before the client has its reply.
+#[test]
+fn hook_markers_and_register_events_are_in_causal_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sock(&dir);
+    let (sink, mut rx) = gasbench_events::bus();
+    let server = DeviceServer::start(&path, DeviceConfig::default(), sink.clone()).unwrap();
+    let marker = sink.clone();
+    server.set_before_message(move || {
+        marker.emit(gasbench_events::run::RunEvent::Note {
+            text: "call".into(),
+        });
+    });
+    let mut c = RawClient::connect(&path).unwrap();
+    c.version().unwrap();
+    while rx.try_recv().is_ok() {}
+    for r in [Register::Status, Register::Handle, Register::GuestPageSize] {
+        c.read32(reg(r));
+        // No waiting: the events are already there when the reply is.
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| match e.body {
+                EventBody::Run(gasbench_events::run::RunEvent::Note { text }) => text,
+                EventBody::Device(DeviceEvent::Reg(a)) => a.reg.unwrap().name().to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec!["call".to_string(), r.name().to_string()]);
+    }
+}
