@@ -116,7 +116,7 @@ struct Write32 {
 }
 impl Case for Write32 {
     fn name(&self) -> &'static str {
-        "REGION_WRITE HANDLE, events on the bus"
+        "REGION_WRITE HANDLE, events, polling consumer"
     }
     fn once(&mut self, i: u64) {
         self.client.write32(Register::Handle.offset(), i as u32);
@@ -126,11 +126,33 @@ impl Case for Write32 {
     }
 }
 
-fn server(dir: &std::path::Path, name: &str, traced: bool) -> (DeviceServer, RawClient) {
+/// How the bus's consumer waits for events.
+#[derive(Clone, Copy, PartialEq)]
+enum Consumer {
+    None,
+    /// Parked in recv: woken by every event.
+    Parked,
+    /// Drains on a 2 ms tick, never parked on the channel.
+    Polling,
+}
+
+fn server(dir: &std::path::Path, name: &str, consumer: Consumer) -> (DeviceServer, RawClient) {
     let path = dir.join(name);
-    let server = if traced {
+    let server = if consumer != Consumer::None {
         let (sink, mut rx) = gasbench_events::bus();
-        std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+        std::thread::spawn(move || {
+            if consumer == Consumer::Parked {
+                while rx.blocking_recv().is_some() {}
+            } else {
+                loop {
+                    while rx.try_recv().is_ok() {}
+                    if rx.is_closed() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        });
         DeviceServer::start(&path, DeviceConfig::default(), sink).unwrap()
     } else {
         DeviceServer::start_with(
@@ -180,9 +202,10 @@ fn main() {
         .unwrap_or(90_000);
     let per_round = (n / ROUNDS as u64).max(1);
     let dir = tempfile::tempdir().unwrap();
-    let (quiet_server, quiet_client) = server(dir.path(), "quiet.sock", false);
-    let (traced_server, traced_client) = server(dir.path(), "traced.sock", true);
-    let (write_server, write_client) = server(dir.path(), "write.sock", true);
+    let (quiet_server, quiet_client) = server(dir.path(), "quiet.sock", Consumer::None);
+    let (traced_server, traced_client) = server(dir.path(), "traced.sock", Consumer::Parked);
+    let (polled_server, polled_client) = server(dir.path(), "polled.sock", Consumer::Polling);
+    let (write_server, write_client) = server(dir.path(), "write.sock", Consumer::Polling);
     let mut cases: Vec<Box<dyn Case>> = vec![
         Box::new(floor()),
         Box::new(Read32 {
@@ -196,9 +219,14 @@ fn main() {
             _server: Some(quiet_server),
         }),
         Box::new(Read32 {
-            name: "REGION_READ STATUS, events on the bus",
+            name: "REGION_READ STATUS, events, parked consumer",
             client: traced_client,
             _server: Some(traced_server),
+        }),
+        Box::new(Read32 {
+            name: "REGION_READ STATUS, events, polling consumer",
+            client: polled_client,
+            _server: Some(polled_server),
         }),
         Box::new(Write32 {
             client: write_client,
@@ -229,7 +257,7 @@ fn main() {
     for (k, c) in cases.iter().enumerate() {
         let min = samples[k].iter().cloned().fold(f64::MAX, f64::min);
         println!(
-            "  {:42} {:6.2} ({:5.2})  ×{:.2} of the protocol echo",
+            "  {:46} {:6.2} ({:5.2})  ×{:.2} of the protocol echo",
             c.name(),
             med[k],
             min,
@@ -237,7 +265,9 @@ fn main() {
         );
     }
     println!(
-        "  gasbench server cost over a do-nothing vfio-user server: {:+.2} µs/access (traced read)",
+        "  gasbench server cost over a do-nothing vfio-user server: {:+.2} µs/access without events, {:+.2} with a polling consumer, {:+.2} with a parked one",
+        med[2] - base,
+        med[4] - base,
         med[3] - base
     );
     let stats = cases_stats(&cases);
