@@ -41,7 +41,7 @@ enum Command {
     /// Check scenario files without starting a VM; show what one compiles to.
     Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
-    Device(cmd::pending::Args),
+    Device(cmd::device::Args),
     /// Reproduce a posted series for review: apply, build, boot, report.
     Repro(cmd::pending::Args),
     /// Browse a past run's directory in the TUI.
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         Some(Command::Kernel(_)) => cmd::pending::not_yet("kernel", 3),
         Some(Command::Run(_)) => cmd::pending::not_yet("run", 5),
         Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
-        Some(Command::Device(_)) => cmd::pending::not_yet("device", 4),
+        Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
         Some(Command::Open(_)) => cmd::pending::not_yet("open", 6),
         None => cmd::pending::not_yet("the TUI", 6),
