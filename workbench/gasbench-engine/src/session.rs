@@ -149,6 +149,7 @@ impl Session {
 
     /// Ask the agent to power off, then make sure QEMU is gone.
     pub async fn shutdown(self) -> String {
+        self.vm.expect_exit();
         let _ = self
             .vm
             .agent

@@ -208,6 +208,12 @@ impl Vm {
         })
     }
 
+    /// From now on, QEMU and virtiofsd exiting is what we asked for (the
+    /// guest was told to power off).
+    pub fn expect_exit(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Console lines from now on.
     pub fn console(&self) -> broadcast::Receiver<String> {
         self.console.subscribe()

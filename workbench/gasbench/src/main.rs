@@ -37,7 +37,7 @@ enum Command {
     /// Apply the posted series to the base tree and build the kernel.
     Kernel(cmd::pending::Args),
     /// Boot the patched kernel and run scenarios headless.
-    Run(cmd::pending::Args),
+    Run(cmd::run::Args),
     /// Check scenario files without starting a VM; show what one compiles to.
     Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => cmd::doctor::run(&globals, args),
         Some(Command::Setup(args)) => cmd::setup::run(&globals, args),
         Some(Command::Kernel(_)) => cmd::pending::not_yet("kernel", 3),
-        Some(Command::Run(_)) => cmd::pending::not_yet("run", 5),
+        Some(Command::Run(args)) => cmd::run::run(&globals, args),
         Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),

@@ -3,5 +3,6 @@
 pub mod device;
 pub mod doctor;
 pub mod pending;
+pub mod run;
 pub mod scenario;
 pub mod setup;
