@@ -49,7 +49,14 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             },
             t.dim,
         ),
-        Span::styled("  █", t.block_alloc),
+        Span::styled("   accesses ", t.title),
+        Span::styled(
+            format!("R {}  W {}", fmt::count(d.reads), fmt::count(d.writes)),
+            t.dim,
+        ),
+    ]));
+    lines.push(Line::from(vec![
+        Span::styled(" █", t.block_alloc),
         Span::styled(
             format!(" alloc {}", fmt::bytes(d.bytes(BlockKind::Allocated))),
             t.dim,
@@ -97,11 +104,7 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     }
 
     // Counters.
-    lines.push(section(&format!(
-        "commands                 ok  fail     regs R {} W {}",
-        fmt::count(d.reads),
-        fmt::count(d.writes)
-    )));
+    lines.push(section("commands                 ok  fail"));
     let mut counters: Vec<(String, crate::device::Count)> =
         d.commands.iter().map(|(k, v)| (k.clone(), *v)).collect();
     if d.pings.ok + d.pings.failed > 0 {

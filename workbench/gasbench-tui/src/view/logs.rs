@@ -44,8 +44,6 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect, pane: Pane) {
     if !log.cursor.follow {
         info.push(Span::styled("paused (G follows) ", t.warn));
     }
-    // In the dashboard the console and the build log share a slot: name
-    // the other one so it can be found.
     let block = pane_block(m, pane, Line::from(info));
     let inner = block.inner(r);
     f.render_widget(block, r);

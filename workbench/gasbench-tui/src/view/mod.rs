@@ -133,13 +133,13 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
     if !series.is_empty() {
         facts.push(series);
     }
-    let room = (r.width as usize).saturating_sub(right_w + 20);
+    let room = (r.width as usize).saturating_sub(right_w + 20 + 1);
     left.push(Span::styled(
         fmt::fit(&facts.join(" │ "), room),
         t.header.remove_modifier(Modifier::BOLD),
     ));
     let left_w: usize = left.iter().map(|s| s.content.chars().count()).sum();
-    let gap = (r.width as usize).saturating_sub(left_w + right_w);
+    let gap = (r.width as usize).saturating_sub(left_w + right_w).max(1);
     left.push(Span::raw(" ".repeat(gap)));
     left.extend(right);
     f.render_widget(Paragraph::new(Line::from(left)), r);
@@ -149,7 +149,8 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
 fn series_summary(m: &Model) -> String {
     use gasbench_events::kernel::ApplyStatus;
     let mut out: Vec<(String, u32, u32, bool)> = Vec::new();
-    for p in m.pipeline.patches.iter().filter(|p| !p.fixup) {
+    // The posted patches (and reconstructions of missing ones), not ports.
+    for p in m.pipeline.patches.iter().filter(|p| p.index <= p.total) {
         let ok = p.status != ApplyStatus::Failed;
         match out.iter_mut().find(|s| s.0 == p.series) {
             Some(s) => {

@@ -65,7 +65,9 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             let rest = room.saturating_sub(bw + 6);
             spans.push(Span::styled(fmt::pad(&s.detail, rest), t.dim));
         } else {
-            let detail = if s.total > 0 && !matches!(s.state, StageState::Pending) {
+            let detail = if s.total > 0
+                && !matches!(s.state, StageState::Pending | StageState::Done(Outcome::Ok))
+            {
                 format!("{}/{} {}", s.done, s.total, s.detail)
             } else {
                 s.detail.clone()
@@ -88,8 +90,14 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             (ApplyStatus::AppliedWithFuzz, _) => (sym::WARN, t.warn),
             (ApplyStatus::Applied, _) => (sym::OK, t.ok),
         };
-        let series = pr.series.split_whitespace().next().unwrap_or("");
-        let pos = if pr.fixup {
+        // `goldfish-address-space v3` → `goldfish`: enough to tell the
+        // series apart in a narrow column.
+        let series = pr
+            .series
+            .split(|c: char| c == '-' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        let pos = if pr.index > pr.total {
             "port".to_string()
         } else {
             format!("{}/{}", pr.index, pr.total)
@@ -99,9 +107,13 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             Some(false) => Span::styled(" build ✗", t.fail),
             None => Span::raw(""),
         };
-        let label = format!("{} {pos:>4} ", fmt::fit(series, 9));
+        let label = format!("{} {pos:>4} ", fmt::pad(series, 8));
         let used = 3 + label.chars().count() + build.content.chars().count();
-        let mut subject = pr.subject.clone();
+        let mut subject = if pr.fixup {
+            format!("[gasbench] {}", pr.subject)
+        } else {
+            pr.subject.clone()
+        };
         if let Some(err) = &pr.first_error {
             subject = format!("{subject} — {err}");
         } else if pr.status != ApplyStatus::Applied && !pr.detail.is_empty() {

@@ -41,7 +41,7 @@ fn lines(m: &Model, w: usize) -> Vec<Line<'static>> {
     for (bin, (ok, notok, skip)) in s.ktap_counts() {
         out.push(Line::from(vec![
             Span::styled(" ktap      ", t.title),
-            Span::raw(format!("{} ", fmt::fit(&bin, w.saturating_sub(40)))),
+            Span::raw(format!("{} ", fmt::fit(&bin, w.saturating_sub(32)))),
             Span::styled(format!("{} {ok} ", sym::OK), t.ok),
             Span::styled(
                 format!("{} {notok} ", sym::FAIL),
@@ -133,20 +133,26 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         n => {
             let [label, spark] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(spark_area);
+            let mut figures = format!(
+                "n={} p50 ≈{} p90 ≈{} p99 ≈{} max {}",
+                fmt::count(n),
+                fmt::duration_ns(q(0.5)),
+                fmt::duration_ns(q(0.9)),
+                fmt::duration_ns(q(0.99)),
+                fmt::duration_ns(ping.max)
+            );
+            if figures.chars().count() + 14 > label.width as usize {
+                figures = format!(
+                    "p50 ≈{} p90 ≈{} max {}",
+                    fmt::duration_ns(q(0.5)),
+                    fmt::duration_ns(q(0.9)),
+                    fmt::duration_ns(ping.max)
+                );
+            }
             f.render_widget(
                 Paragraph::new(Line::from(vec![
                     Span::styled(" PING latency ", t.title),
-                    Span::styled(
-                        format!(
-                            "n={} p50 ≈{} p90 ≈{} p99 ≈{} max {}",
-                            fmt::count(n),
-                            fmt::duration_ns(q(0.5)),
-                            fmt::duration_ns(q(0.9)),
-                            fmt::duration_ns(q(0.99)),
-                            fmt::duration_ns(ping.max)
-                        ),
-                        t.dim,
-                    ),
+                    Span::styled(figures, t.dim),
                 ])),
                 label,
             );

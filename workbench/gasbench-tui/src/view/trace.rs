@@ -5,6 +5,7 @@
 //! of a frame does not grow with the length of the trace.
 
 use gasbench_abi::protocol::{AgentMsg, CallRecord};
+use gasbench_abi::uapi::Ioctl;
 use gasbench_events::device::{Access, DeviceEvent};
 use gasbench_events::{Event, EventBody};
 use ratatui::Frame;
@@ -51,13 +52,13 @@ fn columns(w: usize) -> Cols {
     let mut c = Cols {
         thread: w >= 64,
         fd: w >= 60,
-        name: if w >= 100 { 20 } else { 15 },
+        name: if w >= 100 { 20 } else { 16 },
         args: 0,
         result: 11,
         dur: w >= 52,
         regs: w >= 56,
     };
-    let fixed = 8
+    let fixed = 9
         + c.name
         + 1
         + c.result
@@ -78,31 +79,56 @@ fn short_name(name: &str) -> &str {
 
 fn value(key: &str, v: &Value) -> String {
     match v {
-        Value::Number(n) => match n.as_u64() {
-            Some(u)
-                if u > 4095
-                    || matches!(
-                        key,
-                        "offset" | "size" | "phys_addr" | "metadata" | "addr" | "request"
-                    ) && u > 9 =>
-            {
-                format!("{u:#x}")
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                match key {
+                    // Directory fds: AT_FDCWD is how people read -100.
+                    "dir" | "dirfd" if i == -100 => return "AT_FDCWD".into(),
+                    "mode" if i >= 0 => return format!("0{i:o}"),
+                    _ => {}
+                }
             }
-            _ => n.to_string(),
-        },
+            match n.as_u64() {
+                Some(u)
+                    if u > 4095
+                        || matches!(
+                            key,
+                            "offset" | "size" | "phys_addr" | "metadata" | "addr" | "request"
+                        ) && u > 9 =>
+                {
+                    format!("{u:#x}")
+                }
+                _ => n.to_string(),
+            }
+        }
         Value::String(s) => s.clone(),
         Value::Null => "null".into(),
         other => other.to_string(),
     }
 }
 
-/// `size=0x3000 → offset=0x7000`: arguments in, and the out fields that
-/// changed.
+fn is_zero(v: &Value) -> bool {
+    v.as_u64() == Some(0) || v.as_i64() == Some(0)
+}
+
+/// An object's fields, goldfish structs in their uapi layout order (the
+/// order a kernel developer reads them in), others as they come.
+fn ordered<'a>(name: &str, o: &'a serde_json::Map<String, Value>) -> Vec<(&'a str, &'a Value)> {
+    let layout = Ioctl::from_name(short_name(name)).map_or(&[][..], |i| i.layout());
+    let rank = |k: &str| layout.iter().position(|f| f.0 == k).unwrap_or(usize::MAX);
+    let mut v: Vec<(&str, &Value)> = o.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    v.sort_by_key(|(k, _)| rank(k));
+    v
+}
+
+/// `size=0x3000 → offset=0x7000 phys_addr=0xfe007000`: the arguments that
+/// carry something (zero fields are left to the detail view), then the out
+/// fields that changed.
 pub fn args_summary(rec: &CallRecord) -> String {
     let mut parts = Vec::new();
     if let Value::Object(inp) = &rec.args_in {
-        for (k, v) in inp {
-            if matches!(k.as_str(), "request" | "fd") {
+        for (k, v) in ordered(&rec.name, inp) {
+            if matches!(k, "request" | "fd" | "nr") || is_zero(v) {
                 continue;
             }
             parts.push(format!("{k}={}", value(k, v)));
@@ -112,9 +138,8 @@ pub fn args_summary(rec: &CallRecord) -> String {
     }
     let mut out = Vec::new();
     if let Value::Object(o) = &rec.args_out {
-        for (k, v) in o {
-            let same = rec.args_in.get(k) == Some(v);
-            if !same {
+        for (k, v) in ordered(&rec.name, o) {
+            if rec.args_in.get(k) != Some(v) {
                 out.push(format!("{k}={}", value(k, v)));
             }
         }
@@ -178,10 +203,10 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         head.push(Span::raw(fmt::rpad("fd", 3) + " "));
     }
     head.push(Span::raw(fmt::pad("call", c.name + 1)));
-    head.push(Span::raw(fmt::pad("arguments", c.args)));
+    head.push(Span::raw(fmt::pad("arguments", c.args + 1)));
     head.push(Span::raw(fmt::pad("result", c.result + 1)));
     if c.dur {
-        head.push(Span::raw(fmt::rpad("time", 7) + " "));
+        head.push(Span::raw(fmt::rpad("took", 7) + " "));
     }
     if c.regs {
         head.push(Span::raw(fmt::rpad("regs", 4)));
@@ -246,6 +271,7 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             None => "(record not readable)".into(),
         };
         spans.push(Span::raw(fmt::pad(&args, c.args)));
+        spans.push(Span::raw(" "));
         let (result, rs) = if !row.finished() {
             (format!("{} running", sym::RUNNING), t.running)
         } else if let Some(errno) = store.errno(row) {
@@ -281,10 +307,10 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     }
 }
 
-fn json_fields(v: &Value) -> String {
+fn json_fields(name: &str, v: &Value) -> String {
     match v {
-        Value::Object(o) => o
-            .iter()
+        Value::Object(o) => ordered(name, o)
+            .into_iter()
             .map(|(k, v)| format!("{k}={}", value(k, v)))
             .collect::<Vec<_>>()
             .join(" "),
@@ -307,50 +333,54 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
     let rec = record(m, row);
     let mut lines: Vec<Line> = Vec::new();
     let name = m.trace.name(row);
-    let mut head = vec![
-        Span::styled(name.to_string(), t.title),
-        Span::styled(format!("  thread {}  step {}", row.thread, row.step), t.dim),
-    ];
-    if let Some(fd) = row.fd() {
-        head.push(Span::styled(format!("  fd {fd}"), t.dim));
-    }
-    if let Some(sc) = m.trace.scenario(row) {
-        head.push(Span::styled(format!("  scenario {sc}"), t.dim));
-    }
-    if let Some(rec) = &rec {
-        head.push(Span::styled(format!("  call #{}", rec.call), t.dim));
-        if rec.iteration > 0 {
-            head.push(Span::styled(format!(" iteration {}", rec.iteration), t.dim));
-        }
-    }
-    lines.push(Line::from(head));
+    let mut head = vec![Span::styled(format!(" {name}"), t.title), Span::raw("  ")];
     match &rec {
         Some(rec) => {
-            lines.push(Line::from(vec![
-                Span::styled(" in   ", t.dim),
-                Span::raw(fmt::fit(&json_fields(&rec.args_in), w.saturating_sub(6))),
-            ]));
-            lines.push(Line::from(vec![
-                Span::styled(" out  ", t.dim),
-                Span::raw(fmt::fit(&json_fields(&rec.args_out), w.saturating_sub(6))),
-            ]));
             let (res, rs) = match &rec.errno {
                 Some(e) => (format!("{} {} {e}", sym::FAIL, rec.ret), t.fail),
                 None => (format!("{} {}", sym::OK, rec.ret), t.ok),
             };
-            lines.push(Line::from(vec![
-                Span::styled(" ret  ", t.dim),
-                Span::styled(res, rs),
-                Span::styled(
-                    format!("   took {}", fmt::duration_ns(rec.duration_ns)),
-                    t.dim,
-                ),
-            ]));
+            head.push(Span::styled(res, rs));
+            head.push(Span::styled(
+                format!(" in {}", fmt::duration_ns(rec.duration_ns)),
+                t.dim,
+            ));
         }
-        None => lines.push(Line::from(Span::styled(
-            " still in the kernel: no CallEnd yet",
+        None => head.push(Span::styled(
+            format!("{} still in the kernel", sym::RUNNING),
             t.running,
-        ))),
+        )),
+    }
+    let mut facts = format!("  · thread {} step {}", row.thread, row.step);
+    if let Some(fd) = row.fd() {
+        facts.push_str(&format!(" fd {fd}"));
+    }
+    if let Some(rec) = &rec {
+        facts.push_str(&format!(" call #{}", rec.call));
+        if rec.iteration > 0 {
+            facts.push_str(&format!(" iteration {}", rec.iteration));
+        }
+    }
+    if let Some(sc) = m.trace.scenario(row) {
+        facts.push_str(&format!(" · {sc}"));
+    }
+    head.push(Span::styled(facts, t.dim));
+    lines.push(Line::from(head));
+    if let Some(rec) = &rec {
+        lines.push(Line::from(vec![
+            Span::styled(" in   ", t.dim),
+            Span::raw(fmt::fit(
+                &json_fields(&rec.name, &rec.args_in),
+                w.saturating_sub(6),
+            )),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled(" out  ", t.dim),
+            Span::raw(fmt::fit(
+                &json_fields(&rec.name, &rec.args_out),
+                w.saturating_sub(6),
+            )),
+        ]));
     }
 
     // The device's side: events between CallBegin and CallEnd.
@@ -363,6 +393,8 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
     for seq in row.begin_seq + 1..end {
         let Some(e) = m.lookup.event(seq) else { break };
         match &e.body {
+            // State snapshots are the device pane's business.
+            EventBody::Device(DeviceEvent::State(_)) => {}
             EventBody::Device(d) => {
                 let d = d.clone();
                 dev.push((e, d));
@@ -396,7 +428,7 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
     }
     for (e, d) in &dev {
         let dt = e.t_us.saturating_sub(row.t_us);
-        let at = Span::styled(format!("   +{:>5}µs ", dt), t.dim);
+        let at = Span::styled(format!("  {:>8} ", format!("+{dt}µs")), t.dim);
         let line = match d {
             DeviceEvent::Reg(a) => {
                 let (rw, s) = match a.access {
@@ -473,7 +505,7 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
         let more = lines.len() - keep;
         lines.truncate(keep);
         lines.push(Line::from(Span::styled(
-            format!("   … {more} more lines (z zooms the pane)"),
+            format!("   … {more} more lines"),
             t.dim,
         )));
     }
