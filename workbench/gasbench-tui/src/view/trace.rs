@@ -133,6 +133,14 @@ pub fn args_summary(rec: &CallRecord) -> String {
             }
             parts.push(format!("{k}={}", value(k, v)));
         }
+        // All zero (ALLOCATE_BLOCK of size 0): the zeros are the story.
+        if parts.is_empty() {
+            for (k, v) in ordered(&rec.name, inp).into_iter().take(2) {
+                if !matches!(k, "request" | "fd" | "nr") {
+                    parts.push(format!("{k}={}", value(k, v)));
+                }
+            }
+        }
     } else if !rec.args_in.is_null() {
         parts.push(rec.args_in.to_string());
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand: its flags and the glue to its library.
 
 pub mod doctor;
+pub mod open;
 pub mod pending;
 pub mod setup;
