@@ -129,7 +129,10 @@ fn refilter(m: &mut Model, text: &str) -> Duration {
     d
 }
 
-fn cases() -> Vec<(&'static str, u16, u16, Vec<Action>, Option<Action>)> {
+/// A case: name, terminal size, actions before timing, action between frames.
+type Case = (&'static str, u16, u16, Vec<Action>, Option<Action>);
+
+fn cases() -> Vec<Case> {
     vec![
         (
             "dashboard 160x48, following the tail",
