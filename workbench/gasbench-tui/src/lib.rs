@@ -104,7 +104,14 @@ pub async fn run_live(live: Live) -> Result<(), TuiError> {
     model.suite = live.controller.suite();
     let feed = replay::from_bus(live.events);
     let mut guard = term::setup()?;
-    drive(&mut guard.terminal, model, feed, Some(live.controller)).await
+    drive(
+        &mut guard.terminal,
+        model,
+        TermEvents::new(),
+        feed,
+        Some(live.controller),
+    )
+    .await
 }
 
 /// Browse a past run: its `events.jsonl`, read on a thread.
@@ -122,7 +129,7 @@ pub async fn run_browse(run_dir: &Path) -> Result<(), TuiError> {
         Box::new(store::MemEvents::default()),
     );
     let mut guard = term::setup()?;
-    drive(&mut guard.terminal, model, feed, None).await
+    drive(&mut guard.terminal, model, TermEvents::new(), feed, None).await
 }
 
 /// At most this many frames a second.
@@ -131,20 +138,23 @@ const FRAME: Duration = Duration::from_millis(16);
 const TICK: Duration = Duration::from_millis(250);
 
 /// The main loop: keys, feed and clock in; a frame out whenever something
-/// changed, at most every [`FRAME`].
-pub async fn drive<B: Backend>(
+/// changed, at most every [`FRAME`]. `keys` is crossterm's event stream in
+/// real use and a scripted stream in tests.
+pub async fn drive<B, K>(
     terminal: &mut Terminal<B>,
     mut model: Model,
+    mut keys: K,
     mut feed: FeedRx,
     mut controller: Option<Box<dyn Controller>>,
 ) -> Result<(), TuiError>
 where
-    B::Error: Into<std::io::Error>,
+    B: Backend,
+    B::Error: std::error::Error + Send + Sync + 'static,
+    K: futures::Stream<Item = std::io::Result<TermEvent>> + Unpin,
 {
-    let mut keys = TermEvents::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let size = terminal.size().map_err(Into::into)?;
+    let size = terminal.size().map_err(std::io::Error::other)?;
     update(
         &mut model,
         Action::Resize {
@@ -166,7 +176,7 @@ where
         tokio::select! {
             biased;
             _ = tokio::time::sleep_until(next_frame), if dirty => {
-                terminal.draw(|f| view(&model, f)).map_err(Into::into)?;
+                terminal.draw(|f| view(&model, f)).map_err(std::io::Error::other)?;
                 last_draw = Instant::now();
                 dirty = false;
                 continue;
@@ -179,7 +189,7 @@ where
                 }
                 Some(Ok(TermEvent::Resize(w, h))) => {
                     // Redraw from scratch: a resize can leave stale cells.
-                    terminal.autoresize().map_err(Into::into)?;
+                    terminal.autoresize().map_err(std::io::Error::other)?;
                     actions.push(Action::Resize { width: w, height: h });
                 }
                 Some(Ok(_)) => {}
@@ -225,7 +235,14 @@ where
             dirty = true;
             for fx in update(&mut model, a) {
                 match fx {
-                    Effect::Exit => return Ok(()),
+                    Effect::Exit => {
+                        // The last state, so a terminal without an
+                        // alternate screen (and a test) sees how it ended.
+                        terminal
+                            .draw(|f| view(&model, f))
+                            .map_err(std::io::Error::other)?;
+                        return Ok(());
+                    }
                     other => {
                         let Some(c) = controller.as_mut() else {
                             if other == Effect::Quit {
