@@ -52,11 +52,15 @@ pub fn areas(area: Rect, m: &Model) -> Areas {
     let left_w = (body.width * 32 / 100).clamp(40, 64);
     let [left, right] =
         Layout::horizontal([Constraint::Length(left_w), Constraint::Min(0)]).areas(body);
-    let pipeline_h = (m.pipeline.stages.len() + m.pipeline.patches.len()) as u16 + 4;
+    // Each left pane asks for what it needs; the pipeline and the results
+    // give way first so the scenario list (what `r` acts on) stays visible.
+    let pipeline_want = (m.pipeline.stages.len() + m.pipeline.patches.len()) as u16 + 4;
+    let pipeline_h = pipeline_want.min(body.height * 45 / 100).max(7);
+    let results_h = (body.height * 30 / 100).clamp(8, 16);
     let [pipeline, scenarios, results] = Layout::vertical([
-        Constraint::Length(pipeline_h.clamp(8, body.height / 2)),
-        Constraint::Min(5),
-        Constraint::Length((body.height / 3).clamp(10, 16)),
+        Constraint::Length(pipeline_h),
+        Constraint::Min(4),
+        Constraint::Length(results_h),
     ])
     .areas(left);
     let [trace, bottom] =

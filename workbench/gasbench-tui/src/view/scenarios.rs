@@ -41,7 +41,9 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     }
     let w = inner.width as usize;
     let focused = m.focus == Pane::Scenarios;
-    let rows = inner.height as usize;
+    // The list first; what is left under it shows the selected
+    // scenario's checks.
+    let rows = (inner.height as usize).min(entries.len());
     let (sel, off) = m.scenario_cursor.window(entries.len(), rows);
     let mut lines = Vec::new();
     for (i, e) in entries.iter().enumerate().skip(off).take(rows) {
@@ -83,6 +85,44 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             ])
         };
         lines.push(line.style(row_style(m, i == sel, focused)));
+    }
+    let spare = (inner.height as usize).saturating_sub(rows);
+    if spare >= 3
+        && let Some(name) = entries
+            .get(sel)
+            .map(|e| e.name.as_str())
+            .filter(|n| !n.is_empty())
+        && let Some(res) = m.summary.scenarios.iter().find(|s| s.name == name)
+    {
+        lines.push(Line::from(Span::styled(
+            fmt::pad(&format!(" checks of {name}"), w),
+            t.dim.add_modifier(ratatui::style::Modifier::UNDERLINED),
+        )));
+        for e in res.expectations.iter().take(spare - 1) {
+            let line = if e.held {
+                Line::from(vec![
+                    Span::styled(format!(" {} ", sym::OK), t.ok),
+                    Span::styled(format!("step {} ", e.step), t.dim),
+                    Span::raw(fmt::fit(
+                        &format!("{}: {}", e.what, e.actual),
+                        w.saturating_sub(11),
+                    )),
+                ])
+            } else {
+                Line::from(vec![
+                    Span::styled(format!(" {} ", sym::FAIL), t.fail),
+                    Span::styled(format!("step {} ", e.step), t.dim),
+                    Span::raw(format!("{}: expected ", e.what)),
+                    Span::styled(e.expected.clone(), t.ok),
+                    Span::raw(", got "),
+                    Span::styled(e.actual.clone(), t.fail),
+                ])
+            };
+            lines.push(line);
+        }
+        if res.expectations.is_empty() {
+            lines.push(Line::from(Span::styled("  no checks yet", t.dim)));
+        }
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
