@@ -239,6 +239,12 @@ pub enum Action {
     ListDir {
         path: Template,
     },
+    /// Poll until `path` exists (`present`) or is gone; fails with
+    /// ETIMEDOUT when the step's timeout passes first.
+    WaitPath {
+        path: Template,
+        present: bool,
+    },
     /// Read the kernel log buffer (`/dev/kmsg`), the last `max_lines`.
     Dmesg {
         max_lines: u32,
@@ -311,6 +317,7 @@ impl Action {
             Action::ExhaustFds { .. } => "exhaust_fds",
             Action::ReadFile { .. } => "read_file",
             Action::ListDir { .. } => "list_dir",
+            Action::WaitPath { .. } => "wait_path",
             Action::Dmesg { .. } => "dmesg",
             Action::Sleep { .. } => "sleep",
             Action::Kselftest { .. } => "kselftest",

@@ -220,7 +220,7 @@ pub const RLIMITS: &[(&str, i32)] = &[
 pub const RLIM_INFINITY: u64 = u64::MAX;
 
 /// Look a name up in one of the tables above.
-pub fn lookup<T: Copy>(table: &[(&'static str, T)], name: &str) -> Option<T> {
+pub fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
     table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 

@@ -801,6 +801,36 @@ impl Runner<'_> {
                 };
                 Ok(self.finish(ctx, step, b, None, json!({"path": p}), out))
             }
+            Action::WaitPath { path, present } => {
+                let p = self.text(ctx, path)?;
+                let limit = Duration::from_millis(step.timeout_ms.unwrap_or(10_000));
+                let present = *present;
+                let b = self.bracket(ctx, step, &name, || {
+                    let t0 = Instant::now();
+                    loop {
+                        if std::path::Path::new(&p).exists() == present {
+                            return (t0.elapsed().as_millis() as i64, None);
+                        }
+                        if t0.elapsed() >= limit {
+                            return (-1, Some(libc::ETIMEDOUT));
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                });
+                let out = if b.errno.is_none() {
+                    json!({"waited_ms": b.ret})
+                } else {
+                    Value::Null
+                };
+                Ok(self.finish(
+                    ctx,
+                    step,
+                    b,
+                    None,
+                    json!({"path": p, "present": present}),
+                    out,
+                ))
+            }
             Action::Dmesg { max_lines } => {
                 let mut lines = VecDeque::new();
                 let max = (*max_lines).max(1) as usize;

@@ -181,8 +181,23 @@ fn browse_a_run_navigate_filter_expand_resize_and_quit() {
     assert!(s.contains("browse") && s.contains("TCG"), "{s}");
     assert!(s.contains("kselftest"), "the last call is on screen:\n{s}");
 
-    // Select a scenario: the trace shows only its calls.
-    t.send(&["2", "j", "j", "j"]);
+    // Select a scenario: the trace shows only its calls. Entry 0 of the
+    // list is "all scenarios", then the scenarios in the order they ran.
+    let log = std::fs::read_to_string(dir.join("events.jsonl")).expect("the log");
+    let order: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ev"]["type"] == "scenario_begin")
+        .filter_map(|v| v["ev"]["scenario"].as_str().map(String::from))
+        .collect();
+    let downs = 1 + order
+        .iter()
+        .position(|s| s == "goldfish-errors")
+        .expect("the fixture runs goldfish-errors");
+    t.send(&["2"]);
+    for _ in 0..downs {
+        t.send(&["j"]);
+    }
     t.wait_for("the scenario selected", |s| {
         s.contains("▸ ✗ goldfish-errors")
     });

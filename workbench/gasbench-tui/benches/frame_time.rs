@@ -10,6 +10,9 @@
 //! trace details read back from disk. Each case draws 200 frames, moving
 //! the selection between frames so every frame has new rows to read.
 
+#[path = "../synth/mod.rs"]
+mod synth;
+
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
@@ -35,7 +38,7 @@ fn load(calls: u64) -> Loaded {
     let path = dir.path().join("events.jsonl");
     let t = Instant::now();
     let mut w = BufWriter::new(std::fs::File::create(&path).expect("create"));
-    let events = gasbench_tui::synth::write_trace_heavy(calls, &mut w).expect("write");
+    let events = synth::write_trace_heavy(calls, &mut w).expect("write");
     w.flush().expect("flush");
     drop(w);
     let write = t.elapsed();

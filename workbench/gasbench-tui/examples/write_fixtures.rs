@@ -9,14 +9,14 @@
 
 use std::path::Path;
 
+#[path = "../synth/mod.rs"]
+mod synth;
+
 fn main() -> std::io::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthetic-run");
     std::fs::create_dir_all(&dir)?;
-    let events = gasbench_tui::synth::demo_run();
-    std::fs::write(
-        dir.join("events.jsonl"),
-        gasbench_tui::synth::to_jsonl(&events),
-    )?;
+    let events = synth::demo_run();
+    std::fs::write(dir.join("events.jsonl"), synth::to_jsonl(&events))?;
     println!("{}: {} events", dir.display(), events.len());
     Ok(())
 }

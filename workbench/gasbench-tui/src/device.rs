@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use gasbench_events::device::{Access, DeviceEvent};
+use gasbench_events::device::{Access, BlockOwner, DeviceEvent, ServiceKind, Space};
 
-/// Who holds a range of the shared BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
     /// Allocated by the guest (ALLOCATE_BLOCK).
@@ -43,13 +42,15 @@ pub struct Count {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceView {
+    /// The server is up, waiting for QEMU.
+    pub listening: bool,
     pub connected: Option<bool>,
     pub disconnect_reason: Option<String>,
     pub handles: Vec<HandleRow>,
     /// The shared BAR, in offset order.
     pub blocks: Vec<Block>,
     pub shared_size: u64,
-    /// By command name, in the device's order of first use.
+    /// By command name.
     pub commands: BTreeMap<String, Count>,
     pub pings: Count,
     pub reads: u64,
@@ -62,14 +63,129 @@ pub struct DeviceView {
     pub have_state: bool,
 }
 
+fn service_name(s: ServiceKind) -> &'static str {
+    match s {
+        ServiceKind::Echo => "echo",
+        ServiceKind::HostMemoryAllocator => "host memory",
+        ServiceKind::SharedSlots => "shared slots",
+    }
+}
+
+/// How one device event reads in a call's detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceLine {
+    pub kind: LineKind,
+    /// Register, command or `PING #h`.
+    pub name: String,
+    pub value: Option<u64>,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    Read,
+    Write,
+    CommandOk,
+    CommandFailed,
+    Ping,
+    Fault,
+    Anomaly,
+    Other,
+}
+
+/// The line a device event makes in a call's detail; `None` for state
+/// snapshots (the device pane shows state).
+pub fn describe(e: &DeviceEvent) -> Option<DeviceLine> {
+    let line = |kind, name: &str, value, text: String| {
+        Some(DeviceLine {
+            kind,
+            name: name.to_owned(),
+            value,
+            text,
+        })
+    };
+    match e {
+        DeviceEvent::Reg(r) => {
+            let name = match (r.reg, r.space) {
+                (Some(reg), _) => reg.name().to_owned(),
+                (None, Space::Bar0) => format!("BAR0+{:#x}", r.offset),
+                (None, Space::Bar1) => format!("BAR1+{:#x}", r.offset),
+                (None, Space::Config) => format!("config+{:#x}", r.offset),
+            };
+            let kind = match r.access {
+                Access::Read => LineKind::Read,
+                Access::Write => LineKind::Write,
+            };
+            line(kind, &name, Some(r.value), r.decoded.clone())
+        }
+        DeviceEvent::Command(c) => {
+            let mut text = c.decoded.clone();
+            if c.status != 0 {
+                text.push_str(&format!("  STATUS {}", c.status));
+            }
+            if let Some(f) = &c.fault {
+                text.push_str(&format!("  fault: {f}"));
+            }
+            let kind = if c.status == 0 {
+                LineKind::CommandOk
+            } else {
+                LineKind::CommandFailed
+            };
+            line(kind, c.command.name(), None, text)
+        }
+        DeviceEvent::Ping(p) => {
+            let mut text = p.decoded.clone();
+            if let Some(err) = &p.error {
+                text.push_str(&format!("  error: {err}"));
+            }
+            if let Some(f) = &p.fault {
+                text.push_str(&format!("  fault: {f}"));
+            }
+            line(LineKind::Ping, &format!("PING #{}", p.handle), None, text)
+        }
+        DeviceEvent::Fault(f) => line(
+            LineKind::Fault,
+            "FAULT",
+            None,
+            format!(
+                "rule {} on {} #{}: {}",
+                f.rule, f.trigger, f.occurrence, f.action
+            ),
+        ),
+        DeviceEvent::Anomaly { text } => line(LineKind::Anomaly, "anomaly", None, text.clone()),
+        DeviceEvent::State(_) => None,
+        DeviceEvent::Reset { by } => line(LineKind::Other, "reset", None, format!("by {by}")),
+        DeviceEvent::Disconnected { reason } | DeviceEvent::Stopped { reason } => {
+            line(LineKind::Anomaly, "disconnected", None, reason.clone())
+        }
+        DeviceEvent::Listening { .. }
+        | DeviceEvent::Connected { .. }
+        | DeviceEvent::DmaMap { .. }
+        | DeviceEvent::DmaUnmap { .. }
+        | DeviceEvent::Irqs { .. } => None,
+    }
+}
+
 impl DeviceView {
     pub fn apply(&mut self, seq: u64, e: &DeviceEvent) {
+        let _ = seq;
         match e {
-            DeviceEvent::Connected => {
+            DeviceEvent::Listening { bar1_size, .. } => {
+                self.listening = true;
+                if !self.have_state {
+                    self.shared_size = *bar1_size;
+                    self.blocks = vec![Block {
+                        offset: 0,
+                        size: *bar1_size,
+                        kind: BlockKind::Free,
+                    }];
+                }
+            }
+            DeviceEvent::Connected { .. } => {
                 self.connected = Some(true);
                 self.disconnect_reason = None;
             }
-            DeviceEvent::Disconnected { reason } => {
+            DeviceEvent::Disconnected { reason } | DeviceEvent::Stopped { reason } => {
                 self.connected = Some(false);
                 self.disconnect_reason = Some(reason.clone());
             }
@@ -78,69 +194,70 @@ impl DeviceView {
                 Access::Write => self.writes += 1,
             },
             DeviceEvent::Command(c) => {
-                let n = self.commands.entry(c.command.clone()).or_default();
+                let n = self.commands.entry(c.command.name().to_owned()).or_default();
                 if c.status == 0 {
                     n.ok += 1;
                 } else {
                     n.failed += 1;
                 }
-                if let Some(f) = &c.fault {
-                    self.faults.push((seq, format!("{}: {f}", c.command)));
+            }
+            DeviceEvent::Ping(p) => {
+                if p.error.is_some() {
+                    self.pings.failed += 1;
+                } else {
+                    self.pings.ok += 1;
                 }
             }
-            DeviceEvent::Ping {
-                handle, service, ..
-            } => {
-                self.pings.ok += 1;
-                if let Some(h) = self.handles.iter_mut().find(|h| h.handle == *handle) {
-                    h.pings += 1;
-                    h.service = Some(service.clone());
-                }
+            DeviceEvent::Fault(f) => {
+                self.faults.push((
+                    seq,
+                    format!("{} #{}: {}", f.trigger, f.occurrence, f.action),
+                ));
             }
             DeviceEvent::State(s) => {
                 self.have_state = true;
                 self.shared_size = s.shared_size;
-                let old = std::mem::take(&mut self.handles);
                 self.handles = s
                     .handles
                     .iter()
-                    .map(|&h| {
-                        let prev = old.iter().find(|o| o.handle == h);
-                        HandleRow {
-                            handle: h,
-                            ping_page: s
-                                .ping_pages
-                                .iter()
-                                .find(|(ph, _)| *ph == h)
-                                .map(|(_, a)| *a),
-                            service: prev.and_then(|p| p.service.clone()),
-                            pings: prev.map_or(0, |p| p.pings),
-                        }
+                    .map(|h| HandleRow {
+                        handle: h.handle,
+                        ping_page: h.ping_page,
+                        service: h.service.map(|k| service_name(k).to_owned()),
+                        pings: h.pings,
                     })
                     .collect();
-                let mut blocks: Vec<Block> = s
+                self.blocks = s
                     .blocks
                     .iter()
-                    .map(|&(offset, size)| Block {
-                        offset,
-                        size,
-                        kind: BlockKind::Allocated,
+                    .map(|b| Block {
+                        offset: b.offset,
+                        size: b.size,
+                        kind: match b.owner {
+                            BlockOwner::Free => BlockKind::Free,
+                            BlockOwner::Guest => BlockKind::Allocated,
+                            BlockOwner::Host { .. } => BlockKind::Claimed,
+                        },
                     })
-                    .chain(s.free.iter().map(|&(offset, size)| Block {
-                        offset,
-                        size,
-                        kind: BlockKind::Free,
-                    }))
                     .collect();
-                blocks.sort_by_key(|b| b.offset);
-                self.blocks = blocks;
+                // The snapshot's counters are the device's own: exact even
+                // when the trace was switched on late.
+                self.reads = s.counters.reads;
+                self.writes = s.counters.writes;
             }
-            DeviceEvent::Anomaly { text } => {
-                self.anomalies.push(text.clone());
-                if self.anomalies.len() > 200 {
-                    self.anomalies.remove(0);
-                }
-            }
+            DeviceEvent::Anomaly { text } => self.note(text.clone()),
+            DeviceEvent::Reset { by } => self.note(format!("reset by {by}")),
+            DeviceEvent::DmaMap { mapped: false, gpa, size } => self.note(format!(
+                "guest RAM {gpa:#x}+{size:#x} shared without a file: ping pages there are unreachable"
+            )),
+            DeviceEvent::DmaMap { .. } | DeviceEvent::DmaUnmap { .. } | DeviceEvent::Irqs { .. } => {}
+        }
+    }
+
+    fn note(&mut self, text: String) {
+        self.anomalies.push(text);
+        if self.anomalies.len() > 200 {
+            self.anomalies.remove(0);
         }
     }
 
@@ -183,7 +300,9 @@ impl DeviceView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gasbench_events::device::{CommandDone, DeviceState};
+    use gasbench_events::device::{
+        BlockInfo, CommandDone, CommandKind, DeviceState, FaultFired, HandleInfo,
+    };
 
     #[test]
     fn state_snapshots_become_a_map_and_commands_count_by_status() {
@@ -191,35 +310,90 @@ mod tests {
         d.apply(
             1,
             &DeviceEvent::State(DeviceState {
-                handles: vec![1, 2],
-                blocks: vec![(0xf000, 0x1000)],
-                free: vec![(0, 0xf000)],
-                ping_pages: vec![(1, 0x1234000)],
+                handles: vec![HandleInfo {
+                    handle: 1,
+                    ping_page: Some(0x1234000),
+                    service: Some(ServiceKind::SharedSlots),
+                    pings: 3,
+                }],
+                blocks: vec![
+                    BlockInfo {
+                        offset: 0,
+                        size: 0xe000,
+                        owner: BlockOwner::Free,
+                    },
+                    BlockInfo {
+                        offset: 0xe000,
+                        size: 0x1000,
+                        owner: BlockOwner::Host { handle: 1 },
+                    },
+                    BlockInfo {
+                        offset: 0xf000,
+                        size: 0x1000,
+                        owner: BlockOwner::Guest,
+                    },
+                ],
                 shared_size: 0x10000,
+                ..Default::default()
             }),
         );
         for status in [0, 0, 12] {
             d.apply(
                 2,
                 &DeviceEvent::Command(CommandDone {
-                    command: "ALLOCATE_BLOCK".into(),
+                    command: CommandKind::AllocateBlock,
                     code: 1,
-                    handle: Some(1),
+                    handle: 1,
                     decoded: String::new(),
                     status,
-                    fault: (status != 0).then(|| "fail ENOMEM".into()),
+                    fault: None,
                 }),
             );
         }
-        assert_eq!(d.handles[0].ping_page, Some(0x1234000));
+        d.apply(
+            3,
+            &DeviceEvent::Fault(FaultFired {
+                rule: 0,
+                trigger: "allocate_block".into(),
+                occurrence: 2,
+                action: "fail ENOMEM".into(),
+            }),
+        );
+        assert_eq!(d.handles[0].service.as_deref(), Some("shared slots"));
         assert_eq!(d.commands["ALLOCATE_BLOCK"], Count { ok: 2, failed: 1 });
-        assert_eq!(d.faults, [(2, "ALLOCATE_BLOCK: fail ENOMEM".to_string())]);
+        assert_eq!(
+            d.faults,
+            [(3, "allocate_block #2: fail ENOMEM".to_string())]
+        );
         let map = d.map(16);
         assert_eq!(map.len(), 16);
         assert_eq!(map[15], BlockKind::Allocated);
-        assert!(map[..15].iter().all(|k| *k == BlockKind::Free));
+        assert_eq!(map[14], BlockKind::Claimed);
+        assert!(map[..14].iter().all(|k| *k == BlockKind::Free));
         // A 4 KiB block in a 64 KiB BAR drawn in 4 cells still shows.
         assert_eq!(d.map(4)[3], BlockKind::Allocated);
-        assert_eq!(d.bytes(BlockKind::Free), 0xf000);
+        assert_eq!(d.bytes(BlockKind::Free), 0xe000);
+    }
+
+    #[test]
+    fn details_describe_accesses_commands_and_faults_not_state() {
+        use gasbench_events::device::{RegAccess, Register};
+        let reg = DeviceEvent::Reg(RegAccess {
+            access: Access::Write,
+            space: Space::Bar0,
+            offset: 0,
+            width: 4,
+            reg: Some(Register::Command),
+            value: 1,
+            decoded: "ALLOCATE_BLOCK".into(),
+            handle: 1,
+            status: 0,
+        });
+        let l = describe(&reg).unwrap();
+        assert_eq!(
+            (l.kind, l.name.as_str(), l.value),
+            (LineKind::Write, "COMMAND", Some(1))
+        );
+        assert!(describe(&DeviceEvent::State(DeviceState::default())).is_none());
     }
 }

@@ -23,8 +23,6 @@ pub mod layout;
 pub mod model;
 pub mod replay;
 pub mod store;
-#[doc(hidden)]
-pub mod synth;
 pub mod term;
 pub mod theme;
 pub mod view;

@@ -108,6 +108,9 @@ impl Cursor {
         } else if selected >= offset + rows {
             offset = selected + 1 - rows;
         }
+        // Never leave rows empty at the bottom while there are rows above
+        // (after a resize to a taller window, say).
+        offset = offset.min(len.saturating_sub(rows));
         if self.follow {
             offset = len.saturating_sub(rows);
         }

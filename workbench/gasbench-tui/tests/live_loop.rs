@@ -155,11 +155,20 @@ async fn keys_reach_the_controller_and_its_events_come_back_on_screen() {
         Box::new(MemEvents(events.clone())),
     );
     model.suite = fake.suite();
+    // Entry 0 is "all scenarios".
+    let downs = 1 + model
+        .suite
+        .iter()
+        .position(|s| s == "goldfish-errors")
+        .expect("the fixture has goldfish-errors");
     let (keys_tx, keys_rx) = futures::channel::mpsc::unbounded();
     let script = tokio::spawn(async move {
         let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
         pause(200).await;
-        for c in ['2', 'j', 'j', 'j', 'r'] {
+        let keys = std::iter::once('2')
+            .chain(std::iter::repeat_n('j', downs))
+            .chain(std::iter::once('r'));
+        for c in keys {
             keys_tx.unbounded_send(key(c)).unwrap();
             pause(30).await;
         }

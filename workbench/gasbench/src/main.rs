@@ -38,10 +38,10 @@ enum Command {
     Kernel(cmd::pending::Args),
     /// Boot the patched kernel and run scenarios headless.
     Run(cmd::pending::Args),
-    /// Check scenario files without starting a VM.
-    Scenario(cmd::pending::Args),
+    /// Check scenario files without starting a VM; show what one compiles to.
+    Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
-    Device(cmd::pending::Args),
+    Device(cmd::device::Args),
     /// Reproduce a posted series for review: apply, build, boot, report.
     Repro(cmd::pending::Args),
     /// Browse a past run's directory in the TUI.
@@ -65,8 +65,8 @@ fn main() -> ExitCode {
         Some(Command::Setup(args)) => cmd::setup::run(&globals, args),
         Some(Command::Kernel(_)) => cmd::pending::not_yet("kernel", 3),
         Some(Command::Run(_)) => cmd::pending::not_yet("run", 5),
-        Some(Command::Scenario(_)) => cmd::pending::not_yet("scenario", 5),
-        Some(Command::Device(_)) => cmd::pending::not_yet("device", 4),
+        Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
+        Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
         None => cmd::pending::not_yet("the TUI", 6),

@@ -6,8 +6,8 @@
 
 use gasbench_abi::protocol::{AgentMsg, CallRecord};
 use gasbench_abi::uapi::Ioctl;
-use gasbench_events::device::{Access, DeviceEvent};
-use gasbench_events::{Event, EventBody};
+use gasbench_events::EventBody;
+use gasbench_events::device::DeviceEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -16,6 +16,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use serde_json::Value;
 
 use super::{empty_hint, pane_block, row_style};
+use crate::device::{self, DeviceLine, LineKind};
 use crate::fmt;
 use crate::model::{Model, Pane};
 use crate::store::CallRow;
@@ -396,27 +397,34 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
         .end_seq()
         .unwrap_or(row.begin_seq + DETAIL_SCAN)
         .min(row.begin_seq + DETAIL_SCAN);
-    let mut dev: Vec<(Event, DeviceEvent)> = Vec::new();
+    let own = rec.as_ref().map(|r| r.call);
+    let mut dev: Vec<(u64, DeviceLine)> = Vec::new();
+    let mut regs = 0;
     let mut others: Vec<String> = Vec::new();
     for seq in row.begin_seq + 1..end {
         let Some(e) = m.lookup.event(seq) else { break };
         match &e.body {
-            // State snapshots are the device pane's business.
-            EventBody::Device(DeviceEvent::State(_)) => {}
             EventBody::Device(d) => {
-                let d = d.clone();
-                dev.push((e, d));
+                if matches!(d, DeviceEvent::Reg(_)) {
+                    regs += 1;
+                }
+                if let Some(l) = device::describe(d) {
+                    dev.push((e.t_us, l));
+                }
             }
+            // Calls that began, or ended, while this one was open.
             EventBody::Agent(AgentMsg::CallBegin {
                 call, thread, name, ..
             }) => others.push(format!("#{call} t{thread} {}", short_name(name))),
+            EventBody::Agent(AgentMsg::CallEnd(r)) if Some(r.call) != own => {
+                let s = format!("#{} t{} {}", r.call, r.thread, short_name(&r.name));
+                if !others.contains(&s) {
+                    others.push(s);
+                }
+            }
             _ => {}
         }
     }
-    let regs = dev
-        .iter()
-        .filter(|(_, d)| matches!(d, DeviceEvent::Reg(_)))
-        .count();
     let mut sub = vec![Span::styled(
         format!(" device: {regs} register accesses"),
         t.title,
@@ -434,73 +442,41 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
             t.warn,
         )));
     }
-    for (e, d) in &dev {
-        let dt = e.t_us.saturating_sub(row.t_us);
+    for (t_us, l) in &dev {
+        let dt = t_us.saturating_sub(row.t_us);
         let at = Span::styled(format!("  {:>8} ", format!("+{dt}µs")), t.dim);
-        let line = match d {
-            DeviceEvent::Reg(a) => {
-                let (rw, s) = match a.access {
-                    Access::Read => ("R", t.read),
-                    Access::Write => ("W", t.write),
-                };
-                let reg = a.reg.clone().unwrap_or_else(|| format!("{:#x}", a.offset));
-                Line::from(vec![
-                    at,
-                    Span::styled(format!("{rw} "), s),
-                    Span::raw(fmt::pad(&reg, 20)),
-                    Span::styled(format!("{:#010x}", a.value), s),
-                ])
-            }
-            DeviceEvent::Command(c) => {
-                let (mark, s) = if c.status == 0 {
-                    (sym::OK, t.ok)
-                } else {
-                    (sym::FAIL, t.fail)
-                };
-                let mut spans = vec![
-                    at,
-                    Span::styled(format!("{mark} "), s),
-                    Span::styled(fmt::pad(&c.command, 20), t.title),
-                    Span::raw(c.decoded.clone()),
-                ];
-                if c.status != 0 {
-                    spans.push(Span::styled(format!("  status {}", c.status), t.fail));
-                }
-                if let Some(fault) = &c.fault {
-                    spans.push(Span::styled(format!("  fault: {fault}"), t.warn));
-                }
-                Line::from(spans)
-            }
-            DeviceEvent::Ping {
-                handle,
-                service,
-                decoded,
-            } => Line::from(vec![
-                at,
-                Span::styled("⇄ ", t.accent),
-                Span::styled(fmt::pad(&format!("PING #{handle}"), 20), t.title),
-                Span::raw(format!("{service}: {decoded}")),
-            ]),
-            DeviceEvent::State(s) => Line::from(vec![
-                at,
-                Span::styled(
-                    format!(
-                        "  state: {} handles, {} blocks",
-                        s.handles.len(),
-                        s.blocks.len()
-                    ),
-                    t.dim,
-                ),
-            ]),
-            DeviceEvent::Anomaly { text } => Line::from(vec![
-                at,
-                Span::styled(format!("{} {text}", sym::WARN), t.warn),
-            ]),
-            DeviceEvent::Connected | DeviceEvent::Disconnected { .. } => {
-                Line::from(vec![at, Span::styled(format!("{d:?}"), t.dim)])
-            }
+        let (mark, ms) = match l.kind {
+            LineKind::Read => ("R", t.read),
+            LineKind::Write => ("W", t.write),
+            LineKind::CommandOk => (sym::OK, t.ok),
+            LineKind::CommandFailed => (sym::FAIL, t.fail),
+            LineKind::Ping => ("⇄", t.accent),
+            LineKind::Fault => (sym::WARN, t.warn),
+            LineKind::Anomaly => (sym::WARN, t.warn),
+            LineKind::Other => (" ", t.dim),
         };
-        lines.push(line);
+        let mut spans = vec![
+            at,
+            Span::styled(format!("{mark} "), ms),
+            Span::styled(
+                fmt::pad(&l.name, 20),
+                if l.value.is_some() {
+                    Style::new()
+                } else {
+                    t.title
+                },
+            ),
+        ];
+        if let Some(v) = l.value {
+            spans.push(Span::styled(format!("{v:#010x}  "), ms));
+        }
+        let text_style = match l.kind {
+            LineKind::CommandFailed | LineKind::Fault | LineKind::Anomaly => ms,
+            LineKind::Read | LineKind::Write => t.dim,
+            _ => Style::new(),
+        };
+        spans.push(Span::styled(l.text.clone(), text_style));
+        lines.push(Line::from(spans));
     }
     if dev.is_empty() {
         lines.push(Line::from(Span::styled(

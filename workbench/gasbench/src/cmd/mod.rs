@@ -1,6 +1,8 @@
 //! One module per subcommand: its flags and the glue to its library.
 
+pub mod device;
 pub mod doctor;
 pub mod open;
 pub mod pending;
+pub mod scenario;
 pub mod setup;

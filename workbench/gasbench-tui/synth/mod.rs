@@ -1,22 +1,31 @@
-//! Synthetic runs, written with the real event types, for the TUI's
-//! fixtures and its benchmark until recorded runs exist.
+//! Synthetic runs for the TUI's fixtures and its benchmark, until the
+//! pipeline records real ones.
 //!
-//! The shapes follow what the real parts will emit: the posted driver's
-//! register sequences for each goldfish ioctl (from the RFC's 6/6:
-//! `generate_handle`, `tell_ping_info_addr`, `allocate_block`,
-//! `deallocate_block`, `ping`, `destroy_handle`), the device model's
-//! allocator (best fit from the end of the smallest free block, sizes
-//! rounded as the emulator does), a Linux boot on the console, kbuild's
-//! output. Every device event sits between the `CallBegin` and `CallEnd`
-//! of the call that caused it, as the engine orders them on the bus.
+//! What is real: every device event comes from the real device model
+//! (gasbench-device), driven with the posted driver's register sequences
+//! for each goldfish ioctl (RFC 6/6: `generate_handle`,
+//! `tell_ping_info_addr`, `allocate_block`, `deallocate_block`, `ping`
+//! with its ping page, `destroy_handle`; probe's `GUEST_PAGE_SIZE` and
+//! `PHYS_START`), with a real fault plan. Every device event sits between
+//! the `CallBegin` and `CallEnd` of the call that caused it, as the engine
+//! orders them on the bus. What is made up: the agent's call records
+//! (shaped like gasbench-agent's), the timings, the console (a Linux boot),
+//! the build log and the stage/verdict frame.
 //!
-//! Device events are built only in the `dev_*` helpers below, so when the
-//! device's event types change only those helpers change.
+//! Included by `examples/write_fixtures.rs` and `benches/frame_time.rs`.
 
-use std::collections::BTreeMap;
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use gasbench_abi::protocol::{AgentMsg, CallRecord, KtapResult, KtapStatus, LogLevel, Ready};
-use gasbench_events::device::{Access, CommandDone, DeviceEvent, DeviceState, RegAccess};
+use gasbench_device::faults::Errno;
+use gasbench_device::{
+    Collect, Device, DeviceConfig, DmaError, FaultAction, FaultPlan, FaultRule, GuestRam, Region,
+    Trigger,
+};
+use gasbench_events::device::{DeviceEvent, Register};
 use gasbench_events::kernel::{ApplyStatus, KernelEvent, PatchApplied};
 use gasbench_events::run::{AccelChoice, Outcome, RunEvent, Stage};
 use gasbench_events::vm::{ConsoleSeverity, VmEvent};
@@ -26,7 +35,10 @@ use serde_json::json;
 const PAGE: u64 = 0x1000;
 /// BAR1 of the emulated device in these runs: 1 MiB.
 pub const SHARED_SIZE: u64 = 0x10_0000;
+/// Where the guest's PCI code put BAR1 (see the boot log below).
 const SHARED_PHYS: u64 = 0xfe00_0000;
+/// Guest-physical pages the driver allocates for ping pages.
+const PING_PAGES: u64 = 0x3340_0000;
 
 /// The request number as the agent prints it.
 fn request(name: &str) -> String {
@@ -34,19 +46,108 @@ fn request(name: &str) -> String {
     format!("{r:#010x}")
 }
 
-/// Builds an event log, stamping sequence numbers and times.
+fn errno_name(status: u32) -> String {
+    match status {
+        12 => "ENOMEM".into(),
+        22 => "EINVAL".into(),
+        28 => "ENOSPC".into(),
+        38 => "ENOSYS".into(),
+        n => format!("E{n}"),
+    }
+}
+
+/// Guest RAM as the device sees it: only the pages touched exist.
+#[derive(Default)]
+struct Ram(RefCell<HashMap<u64, Vec<u8>>>);
+
+impl Ram {
+    fn byte(&self, gpa: u64) -> u8 {
+        self.0
+            .borrow()
+            .get(&(gpa / PAGE))
+            .map_or(0, |p| p[(gpa % PAGE) as usize])
+    }
+    fn set(&self, gpa: u64, b: u8) {
+        self.0
+            .borrow_mut()
+            .entry(gpa / PAGE)
+            .or_insert_with(|| vec![0; PAGE as usize])[(gpa % PAGE) as usize] = b;
+    }
+}
+
+impl GuestRam for Ram {
+    fn dma_read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.byte(gpa + i as u64);
+        }
+        Ok(())
+    }
+    fn dma_write(&self, gpa: u64, data: &[u8]) -> Result<(), DmaError> {
+        for (i, b) in data.iter().enumerate() {
+            self.set(gpa + i as u64, *b);
+        }
+        Ok(())
+    }
+}
+
+/// The ping page header as the driver lays it out (PingInfoHeader).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PingHeader {
+    pub offset: u64,
+    pub size: u64,
+    pub metadata: u64,
+    pub version: u32,
+    pub wait_fd: u32,
+    pub wait_flags: u32,
+    pub direction: u32,
+}
+
+impl PingHeader {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(48);
+        b.extend(self.offset.to_ne_bytes());
+        b.extend(self.size.to_ne_bytes());
+        b.extend(self.metadata.to_ne_bytes());
+        b.extend(self.version.to_ne_bytes());
+        b.extend(self.wait_fd.to_ne_bytes());
+        b.extend(self.wait_flags.to_ne_bytes());
+        b.extend(self.direction.to_ne_bytes());
+        b.extend(0u64.to_ne_bytes());
+        b
+    }
+    fn decode(b: &[u8]) -> PingHeader {
+        let u64_at = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        PingHeader {
+            offset: u64_at(0),
+            size: u64_at(8),
+            metadata: u64_at(16),
+            version: u32_at(24),
+            wait_fd: u32_at(28),
+            wait_flags: u32_at(32),
+            direction: u32_at(36),
+        }
+    }
+    fn json(&self) -> serde_json::Value {
+        json!({"offset": self.offset, "size": self.size, "metadata": self.metadata,
+               "version": self.version, "wait_fd": self.wait_fd,
+               "wait_flags": self.wait_flags, "direction": self.direction})
+    }
+}
+
+/// Builds an event log, stamping sequence numbers and times, with the real
+/// device model behind the register accesses.
 pub struct Synth {
     pub events: Vec<Event>,
     next_seq: u64,
     t_us: u64,
     next_call: u64,
-    // Device model state, so snapshots and register values agree.
-    next_handle: u32,
-    handles: Vec<(u32, u64)>,
-    blocks: Vec<(u64, u64)>,
-    free: Vec<(u64, u64)>,
-    /// A deterministic jitter source (no rand dependency, same file every
-    /// time).
+    dev: Device,
+    trace: Collect,
+    ram: Ram,
+    /// Ping page of each open handle.
+    pages: HashMap<u32, u64>,
+    /// A deterministic jitter source (the same file every time).
     rng: u64,
 }
 
@@ -58,15 +159,24 @@ impl Default for Synth {
 
 impl Synth {
     pub fn new() -> Synth {
+        let trace = Collect::default();
+        let dev = Device::new(
+            DeviceConfig {
+                bar1_size: SHARED_SIZE,
+                irq_on_command: false,
+            },
+            Box::new(trace.clone()),
+        )
+        .expect("a valid device config");
         Synth {
             events: Vec::new(),
             next_seq: 0,
             t_us: 0,
             next_call: 1,
-            next_handle: 1,
-            handles: Vec::new(),
-            blocks: Vec::new(),
-            free: vec![(0, SHARED_SIZE)],
+            dev,
+            trace,
+            ram: Ram::default(),
+            pages: HashMap::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
@@ -96,120 +206,61 @@ impl Synth {
         self.t_us
     }
 
-    // --- device events (the only place that builds them) ---
+    // --- the device, through its registers ---
 
-    fn dev_reg(&mut self, access: Access, reg: &str, offset: u64, value: u64) {
-        let dt = 1 + self.jitter(3);
-        self.emit(
-            dt,
-            DeviceEvent::Reg(RegAccess {
-                access,
-                bar: Some(0),
-                offset,
-                width: 4,
-                reg: Some(reg.into()),
-                value,
-            }),
-        );
-    }
-
-    fn dev_command(
-        &mut self,
-        command: &str,
-        code: u32,
-        handle: Option<u32>,
-        decoded: String,
-        status: u32,
-        fault: Option<String>,
-    ) {
-        let dt = 2 + self.jitter(4);
-        self.emit(
-            dt,
-            DeviceEvent::Command(CommandDone {
-                command: command.into(),
-                code,
-                handle,
-                decoded,
-                status,
-                fault,
-            }),
-        );
-    }
-
-    fn dev_ping(&mut self, handle: u32, decoded: String) {
-        let dt = 3 + self.jitter(8);
-        self.emit(
-            dt,
-            DeviceEvent::Ping {
-                handle,
-                service: "echo".into(),
-                decoded,
-            },
-        );
-    }
-
-    fn dev_state(&mut self) {
-        let s = DeviceState {
-            handles: self.handles.iter().map(|h| h.0).collect(),
-            blocks: self.blocks.clone(),
-            free: self.free.clone(),
-            ping_pages: self.handles.clone(),
-            shared_size: SHARED_SIZE,
-        };
-        self.emit(1, DeviceEvent::State(s));
-    }
-
-    fn dev_connected(&mut self) {
-        self.emit(150, DeviceEvent::Connected);
-    }
-
-    // --- the device model's allocator ---
-
-    fn allocate(&mut self, size: u64) -> Option<(u64, u64)> {
-        if size == 0 {
-            return None;
+    /// Put what the device traced on the bus, an MMIO round trip apart.
+    fn pump(&mut self) {
+        for ev in self.trace.take() {
+            let dt = 1 + self.jitter(3);
+            self.emit(dt, ev);
         }
-        // The reference device's rounding (it adds up to a page).
-        let size = (size + 2 * PAGE - 2) / PAGE * PAGE;
-        let (i, _) = self
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.1 >= size)
-            .min_by_key(|(_, f)| f.1)?;
-        let (off, len) = self.free[i];
-        let at = off + len - size;
-        if len == size {
-            self.free.remove(i);
-        } else {
-            self.free[i].1 = len - size;
-        }
-        self.blocks.push((at, size));
-        self.blocks.sort();
-        Some((at, size))
     }
 
-    fn deallocate(&mut self, offset: u64) -> bool {
-        let Some(i) = self.blocks.iter().position(|b| b.0 == offset) else {
-            return false;
-        };
-        let b = self.blocks.remove(i);
-        self.free.push(b);
-        self.free.sort();
-        let mut merged: Vec<(u64, u64)> = Vec::new();
-        for f in self.free.drain(..) {
-            match merged.last_mut() {
-                Some(last) if last.0 + last.1 == f.0 => last.1 += f.1,
-                _ => merged.push(f),
-            }
-        }
-        self.free = merged;
-        true
+    fn w(&mut self, reg: Register, v: u32) {
+        let _ = self
+            .dev
+            .write(Region::Bar0, reg.offset(), &v.to_le_bytes(), &self.ram);
+        self.pump();
+    }
+
+    fn r(&mut self, reg: Register) -> u32 {
+        let mut b = [0u8; 4];
+        let _ = self.dev.read(Region::Bar0, reg.offset(), &mut b);
+        self.pump();
+        u32::from_le_bytes(b)
+    }
+
+    fn w64(&mut self, lo: Register, hi: Register, v: u64) {
+        self.w(lo, v as u32);
+        self.w(hi, (v >> 32) as u32);
+    }
+
+    fn r64(&mut self, lo: Register, hi: Register) -> u64 {
+        u64::from(self.r(lo)) | (u64::from(self.r(hi)) << 32)
+    }
+
+    /// The transport's own events around the model's.
+    fn dev_event(&mut self, dt: u64, ev: DeviceEvent) {
+        self.emit(dt, ev);
+    }
+
+    /// probe(): program_host_visible_state.
+    fn probe(&mut self) {
+        self.w(Register::GuestPageSize, PAGE as u32);
+        self.w64(Register::PhysStartLow, Register::PhysStartHigh, SHARED_PHYS);
+    }
+
+    fn fault_plan(&mut self, rules: Vec<FaultRule>) {
+        self.dev.set_fault_plan(FaultPlan { faults: rules });
+    }
+
+    pub fn state(&self) -> gasbench_events::device::DeviceState {
+        self.dev.state()
     }
 
     // --- agent calls ---
 
-    fn call_begin(&mut self, step: u32, thread: u32, name: &str) -> u64 {
+    fn call_begin(&mut self, step: u32, thread: u32, name: &str) -> (u64, u64) {
         let call = self.next_call;
         self.next_call += 1;
         let dt = 20 + self.jitter(40);
@@ -222,13 +273,13 @@ impl Synth {
                 name: name.into(),
             },
         );
-        call
+        (call, self.t_us)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn call_end(
         &mut self,
-        call: u64,
+        (call, began): (u64, u64),
         step: u32,
         thread: u32,
         name: &str,
@@ -239,15 +290,6 @@ impl Synth {
         errno: Option<&str>,
     ) {
         let dt = 5 + self.jitter(10);
-        let began = self
-            .events
-            .iter()
-            .rev()
-            .find_map(|e| match &e.body {
-                EventBody::Agent(AgentMsg::CallBegin { call: c, .. }) if *c == call => Some(e.t_us),
-                _ => None,
-            })
-            .unwrap_or(self.t_us);
         let duration_ns = (self.t_us + dt - began) * 1000 + self.jitter(900);
         self.emit(
             dt,
@@ -267,94 +309,77 @@ impl Synth {
         );
     }
 
-    /// `open("/dev/goldfish_address_space")`: the driver's open generates a
-    /// handle and tells the device where its ping page is.
-    pub fn open_goldfish(&mut self, step: u32, thread: u32, fd: i32) -> u32 {
-        let call = self.call_begin(step, thread, "open");
-        let handle = self.next_handle;
-        self.next_handle += 1;
-        // generate_handle: COMMAND=GEN_HANDLE, then HANDLE read back.
-        self.dev_reg(Access::Write, "COMMAND", 0, 3);
-        self.dev_command(
-            "GEN_HANDLE",
-            3,
-            Some(handle),
-            format!("handle {handle}"),
-            0,
-            None,
-        );
-        self.dev_reg(Access::Read, "HANDLE", 40, handle as u64);
-        // tell_ping_info_addr: HANDLE, PING_INFO_ADDR lo/hi, COMMAND, echo read back.
-        let page = 0x0000_0001_0340_0000 + handle as u64 * PAGE;
-        self.dev_reg(Access::Write, "HANDLE", 40, handle as u64);
-        self.dev_reg(Access::Write, "PING_INFO_ADDR_LOW", 32, page & 0xffff_ffff);
-        self.dev_reg(Access::Write, "PING_INFO_ADDR_HIGH", 36, page >> 32);
-        self.dev_reg(Access::Write, "COMMAND", 0, 5);
-        self.dev_command(
-            "TELL_PING_INFO_ADDR",
-            5,
-            Some(handle),
-            format!("handle {handle} ping page {page:#x}"),
-            0,
-            None,
-        );
-        self.dev_reg(Access::Read, "PING_INFO_ADDR_LOW", 32, page & 0xffff_ffff);
-        self.dev_reg(Access::Read, "PING_INFO_ADDR_HIGH", 36, page >> 32);
-        self.handles.push((handle, page));
-        self.dev_state();
-        self.call_end(
-            call,
-            step,
-            thread,
-            "open",
-            Some(fd),
-            json!({"path": "/dev/goldfish_address_space", "flags": 2, "mode": 0}),
-            serde_json::Value::Null,
-            fd as i64,
-            None,
-        );
-        handle
+    /// The driver's `open`: generate a handle, then tell the device where
+    /// the file's ping page is (validated by reading it back).
+    fn drv_open(&mut self) -> Result<u32, &'static str> {
+        self.w(Register::Command, 3);
+        let h = self.r(Register::Handle);
+        if h == u32::MAX {
+            return Err("EINVAL");
+        }
+        let page = PING_PAGES + u64::from(h) * PAGE;
+        self.w(Register::Handle, h);
+        self.w64(Register::PingInfoAddrLow, Register::PingInfoAddrHigh, page);
+        self.w(Register::Command, 5);
+        let back = self.r64(Register::PingInfoAddrLow, Register::PingInfoAddrHigh);
+        if back != page {
+            return Err("EINVAL");
+        }
+        self.pages.insert(h, page);
+        Ok(h)
     }
 
-    /// `close(fd)`: release frees the file's blocks and destroys its handle.
-    pub fn close_goldfish(
-        &mut self,
-        step: u32,
-        thread: u32,
-        fd: i32,
-        handle: u32,
-        leftover: &[u64],
-    ) {
-        let call = self.call_begin(step, thread, "close");
-        self.dev_reg(Access::Write, "HANDLE", 40, handle as u64);
-        self.dev_reg(Access::Write, "COMMAND", 0, 4);
-        self.dev_command(
-            "DESTROY_HANDLE",
-            4,
-            Some(handle),
-            format!("handle {handle}"),
-            0,
-            None,
-        );
-        self.handles.retain(|h| h.0 != handle);
-        for &off in leftover {
-            self.dev_reg(Access::Write, "BLOCK_OFFSET_LOW", 20, off & 0xffff_ffff);
-            self.dev_reg(Access::Write, "BLOCK_OFFSET_HIGH", 24, off >> 32);
-            self.dev_reg(Access::Write, "COMMAND", 0, 2);
-            self.deallocate(off);
-            self.dev_command(
-                "DEALLOCATE_BLOCK",
-                2,
-                Some(handle),
-                format!("free {off:#x}"),
-                0,
-                None,
-            );
-            self.dev_reg(Access::Read, "STATUS", 4, 0);
+    /// `open("/dev/goldfish_address_space")`.
+    pub fn open_goldfish(&mut self, step: u32, thread: u32, fd: i32) -> u32 {
+        let c = self.call_begin(step, thread, "open");
+        let r = self.drv_open();
+        let args = json!({"path": "/dev/goldfish_address_space", "flags": 2, "mode": 0});
+        match r {
+            Ok(h) => {
+                self.call_end(
+                    c,
+                    step,
+                    thread,
+                    "open",
+                    Some(fd),
+                    args,
+                    serde_json::Value::Null,
+                    fd as i64,
+                    None,
+                );
+                h
+            }
+            Err(e) => {
+                self.call_end(
+                    c,
+                    step,
+                    thread,
+                    "open",
+                    None,
+                    args,
+                    serde_json::Value::Null,
+                    -1,
+                    Some(e),
+                );
+                0
+            }
         }
-        self.dev_state();
+    }
+
+    /// `close(fd)`: release destroys the handle, then frees the file's
+    /// blocks, in the driver's order.
+    pub fn close_goldfish(&mut self, step: u32, thread: u32, fd: i32, handle: u32, blocks: &[u64]) {
+        let c = self.call_begin(step, thread, "close");
+        self.w(Register::Handle, handle);
+        self.w(Register::Command, 4);
+        for &off in blocks {
+            self.w64(Register::BlockOffsetLow, Register::BlockOffsetHigh, off);
+            self.w(Register::Command, 2);
+            self.r(Register::Status);
+        }
+        self.pages.remove(&handle);
         self.call_end(
-            call,
+            c,
             step,
             thread,
             "close",
@@ -366,151 +391,123 @@ impl Synth {
         );
     }
 
-    /// ALLOCATE_BLOCK; `fault` makes the device fail it with ENOMEM.
-    pub fn allocate_block(
-        &mut self,
-        step: u32,
-        thread: u32,
-        fd: i32,
-        handle: u32,
-        size: u64,
-        fault: bool,
-    ) -> Option<u64> {
+    fn drv_allocate(&mut self, size: u64) -> Result<(u64, u64), u32> {
+        self.w64(Register::BlockSizeLow, Register::BlockSizeHigh, size);
+        self.w(Register::Command, 1);
+        let status = self.r(Register::Status);
+        if status != 0 {
+            return Err(status);
+        }
+        let off = self.r64(Register::BlockOffsetLow, Register::BlockOffsetHigh);
+        let len = self.r64(Register::BlockSizeLow, Register::BlockSizeHigh);
+        Ok((off, len))
+    }
+
+    /// ALLOCATE_BLOCK of `size`.
+    pub fn allocate_block(&mut self, step: u32, thread: u32, fd: i32, size: u64) -> Option<u64> {
         let name = "ioctl:ALLOCATE_BLOCK";
-        let call = self.call_begin(step, thread, name);
-        self.dev_reg(Access::Write, "BLOCK_SIZE_LOW", 12, size & 0xffff_ffff);
-        self.dev_reg(Access::Write, "BLOCK_SIZE_HIGH", 16, size >> 32);
-        self.dev_reg(Access::Write, "COMMAND", 0, 1);
-        let got = if fault { None } else { self.allocate(size) };
-        let (status, errno) = match (size, got, fault) {
-            (0, _, _) => (22, Some("EINVAL")),
-            (_, None, _) => (12, Some("ENOMEM")),
-            _ => (0, None),
-        };
-        let decoded = match got {
-            Some((off, len)) => format!("allocate {size:#x} → offset {off:#x} size {len:#x}"),
-            None if size == 0 => "size 0 is invalid".into(),
-            None => format!("allocate {size:#x}: no space"),
-        };
-        self.dev_command(
-            "ALLOCATE_BLOCK",
-            1,
-            Some(handle),
-            decoded,
-            status,
-            fault.then(|| "rule 0: fail the 2nd allocate_block with ENOMEM".into()),
-        );
-        self.dev_reg(Access::Read, "STATUS", 4, status as u64);
+        let c = self.call_begin(step, thread, name);
         let args_in = json!({"size": size, "offset": 0, "phys_addr": 0, "request": request("ALLOCATE_BLOCK")});
-        match got {
-            Some((off, len)) => {
-                self.dev_reg(Access::Read, "BLOCK_OFFSET_LOW", 20, off & 0xffff_ffff);
-                self.dev_reg(Access::Read, "BLOCK_OFFSET_HIGH", 24, off >> 32);
-                self.dev_reg(Access::Read, "BLOCK_SIZE_LOW", 12, len & 0xffff_ffff);
-                self.dev_reg(Access::Read, "BLOCK_SIZE_HIGH", 16, len >> 32);
-                self.dev_state();
-                self.call_end(
-                    call,
-                    step,
-                    thread,
-                    name,
-                    Some(fd),
-                    args_in,
-                    json!({"size": len, "offset": off, "phys_addr": SHARED_PHYS + off}),
-                    0,
-                    None,
-                );
+        match self.drv_allocate(size) {
+            Ok((off, len)) => {
+                let out = json!({"size": len, "offset": off, "phys_addr": SHARED_PHYS + off});
+                self.call_end(c, step, thread, name, Some(fd), args_in, out, 0, None);
                 Some(off)
             }
-            None => {
-                self.call_end(
-                    call,
-                    step,
-                    thread,
-                    name,
-                    Some(fd),
-                    args_in,
-                    json!({"size": size, "offset": 0, "phys_addr": 0}),
-                    -1,
-                    errno,
-                );
+            Err(status) => {
+                let out = json!({"size": size, "offset": 0, "phys_addr": 0});
+                let e = errno_name(status);
+                self.call_end(c, step, thread, name, Some(fd), args_in, out, -1, Some(&e));
                 None
             }
         }
     }
 
-    /// DEALLOCATE_BLOCK of `offset`; an offset the file never allocated is
-    /// refused by the driver before the device is asked.
-    pub fn deallocate_block(&mut self, step: u32, thread: u32, fd: i32, handle: u32, offset: u64) {
+    /// DEALLOCATE_BLOCK; an offset this file never allocated is refused by
+    /// the driver (ENXIO) before the device is asked.
+    pub fn deallocate_block(&mut self, step: u32, thread: u32, fd: i32, offset: u64, known: bool) {
         let name = "ioctl:DEALLOCATE_BLOCK";
-        let call = self.call_begin(step, thread, name);
-        let known = self.blocks.iter().any(|b| b.0 == offset);
-        let args_in = json!({"offset": offset, "request": request("DEALLOCATE_BLOCK")});
-        if known {
-            self.dev_reg(Access::Write, "BLOCK_OFFSET_LOW", 20, offset & 0xffff_ffff);
-            self.dev_reg(Access::Write, "BLOCK_OFFSET_HIGH", 24, offset >> 32);
-            self.dev_reg(Access::Write, "COMMAND", 0, 2);
-            self.deallocate(offset);
-            self.dev_command(
-                "DEALLOCATE_BLOCK",
-                2,
-                Some(handle),
-                format!("free {offset:#x}"),
-                0,
-                None,
-            );
-            self.dev_reg(Access::Read, "STATUS", 4, 0);
-            self.dev_state();
+        let c = self.call_begin(step, thread, name);
+        let args = json!({"offset": offset, "request": request("DEALLOCATE_BLOCK")});
+        if !known {
             self.call_end(
-                call,
+                c,
                 step,
                 thread,
                 name,
                 Some(fd),
-                args_in.clone(),
-                args_in,
-                0,
-                None,
-            );
-        } else {
-            self.call_end(
-                call,
-                step,
-                thread,
-                name,
-                Some(fd),
-                args_in.clone(),
-                args_in,
+                args.clone(),
+                args,
                 -1,
                 Some("ENXIO"),
             );
+            return;
         }
+        self.w64(Register::BlockOffsetLow, Register::BlockOffsetHigh, offset);
+        self.w(Register::Command, 2);
+        let status = self.r(Register::Status);
+        let (ret, e) = if status == 0 {
+            (0, None)
+        } else {
+            (-1, Some(errno_name(status)))
+        };
+        self.call_end(
+            c,
+            step,
+            thread,
+            name,
+            Some(fd),
+            args.clone(),
+            args,
+            ret,
+            e.as_deref(),
+        );
     }
 
-    /// PING: one register write, the device serves the ping page.
-    pub fn ping(&mut self, step: u32, thread: u32, fd: i32, handle: u32, n: u64) {
+    /// PING: the driver fills the ping page (adding PHYS_START to the
+    /// offset), writes the handle to PING, and copies the page back.
+    pub fn ping(
+        &mut self,
+        step: u32,
+        thread: u32,
+        fd: i32,
+        handle: u32,
+        req: PingHeader,
+    ) -> PingHeader {
         let name = "ioctl:PING";
-        let call = self.call_begin(step, thread, name);
-        self.dev_reg(Access::Write, "PING", 28, handle as u64);
-        self.dev_ping(
-            handle,
-            format!("echo offset {:#x} size {:#x} metadata {n}", n * PAGE, PAGE),
+        let c = self.call_begin(step, thread, name);
+        let page = self.pages.get(&handle).copied().unwrap_or(PING_PAGES);
+        let mut header = req;
+        header.offset = req.offset + SHARED_PHYS;
+        let _ = self.ram.dma_write(page, &header.encode());
+        self.w(Register::Ping, handle);
+        let mut back = [0u8; 48];
+        let _ = self.ram.dma_read(page, &mut back);
+        let reply = PingHeader::decode(&back);
+        let mut args_in = req.json();
+        args_in["request"] = json!(request("PING"));
+        self.call_end(
+            c,
+            step,
+            thread,
+            name,
+            Some(fd),
+            args_in,
+            reply.json(),
+            0,
+            None,
         );
-        let args = json!({"offset": n * PAGE, "size": PAGE, "metadata": n, "version": 1, "wait_fd": 0, "wait_flags": 0, "direction": 0, "request": request("PING")});
-        let mut out = args.clone();
-        out["version"] = json!(2);
-        out.as_object_mut().map(|o| o.remove("request"));
-        self.call_end(call, step, thread, name, Some(fd), args, out, 0, None);
+        reply
     }
 
     /// CLAIM_SHARED: bookkeeping in the driver, no register access.
     pub fn claim_shared(&mut self, step: u32, thread: u32, fd: i32, offset: u64, size: u64) {
         let name = "ioctl:CLAIM_SHARED";
-        let call = self.call_begin(step, thread, name);
+        let c = self.call_begin(step, thread, name);
         let args = json!({"offset": offset, "size": size});
         let mut with_req = args.clone();
         with_req["request"] = json!(request("CLAIM_SHARED"));
-        self.call_end(call, step, thread, name, Some(fd), with_req, args, 0, None);
+        self.call_end(c, step, thread, name, Some(fd), with_req, args, 0, None);
     }
 
     /// A plain syscall with no device activity.
@@ -526,8 +523,8 @@ impl Synth {
         ret: i64,
         errno: Option<&str>,
     ) {
-        let call = self.call_begin(step, thread, name);
-        self.call_end(call, step, thread, name, fd, args_in, args_out, ret, errno);
+        let c = self.call_begin(step, thread, name);
+        self.call_end(c, step, thread, name, fd, args_in, args_out, ret, errno);
     }
 
     fn step(&mut self, bundle: u64, step: u32, thread: u32, name: &str) {
@@ -970,12 +967,34 @@ pub fn demo_run() -> Vec<Event> {
             pid: 4811,
         },
     );
-    s.dev_connected();
+    s.dev_event(
+        1_500,
+        DeviceEvent::Listening {
+            socket: "/var/cache/gasbench/runs/1795770000-tui/goldfish.sock".into(),
+            bar1_size: SHARED_SIZE,
+        },
+    );
     s.emit(
         3_000,
         VmEvent::ProcessStarted {
             name: "qemu-system-x86_64".into(),
             pid: 4812,
+        },
+    );
+    s.dev_event(
+        40_000,
+        DeviceEvent::Connected {
+            client_version: "0.1".into(),
+            client_caps: r#"{"capabilities":{"max_msg_fds":8,"max_data_xfer_size":1048576}}"#
+                .into(),
+        },
+    );
+    s.dev_event(
+        200,
+        DeviceEvent::DmaMap {
+            gpa: 0,
+            size: 1 << 30,
+            mapped: true,
         },
     );
     s.emit(
@@ -984,19 +1003,10 @@ pub fn demo_run() -> Vec<Event> {
             status: "running".into(),
         },
     );
-    s.dev_state();
     for (i, l) in BOOT.iter().enumerate() {
         s.console(if i == 0 { 250_000 } else { 30_000 }, l);
         if l.contains("goldfish_address_space 0000:00:02.0: enabling") {
-            // probe: program_host_visible_state.
-            s.dev_reg(Access::Write, "GUEST_PAGE_SIZE", 8, PAGE);
-            s.dev_reg(
-                Access::Write,
-                "PHYS_START_LOW",
-                44,
-                SHARED_PHYS & 0xffff_ffff,
-            );
-            s.dev_reg(Access::Write, "PHYS_START_HIGH", 48, SHARED_PHYS >> 32);
+            s.probe();
         }
     }
     let mut syscalls = BTreeMap::new();
@@ -1025,7 +1035,7 @@ pub fn demo_run() -> Vec<Event> {
         200,
         RunEvent::StageBegin {
             stage: Stage::Run,
-            detail: "6 scenarios".into(),
+            detail: "7 scenarios".into(),
         },
     );
     let mut bundle = 0u64;
@@ -1084,12 +1094,13 @@ pub fn demo_run() -> Vec<Event> {
         s.step(b, 2, 0, "close it");
         s.close_goldfish(2, 0, 3, h, &[]);
         s.step_end(b, 2, 0);
+        let left = s.state().handles.len();
         s.expect(
             "goldfish-open-close",
             2,
-            "device: no handle left",
-            "0 handles",
-            "0 handles",
+            "device: handles left",
+            "0",
+            &left.to_string(),
         );
         true
     });
@@ -1099,9 +1110,14 @@ pub fn demo_run() -> Vec<Event> {
         let h = s.open_goldfish(1, 0, 3);
         s.step_end(b, 1, 0);
         s.step(b, 2, 0, "allocate 12 KiB");
-        let off = s.allocate_block(2, 0, 3, h, 0x3000, false).unwrap_or(0);
+        let off = s.allocate_block(2, 0, 3, 0x3000).unwrap_or(0);
         s.step_end(b, 2, 0);
-        let size = s.blocks.iter().find(|b| b.0 == off).map_or(0, |b| b.1);
+        let size = s
+            .state()
+            .blocks
+            .iter()
+            .find(|x| x.offset == off)
+            .map_or(0, |x| x.size);
         s.expect(
             "goldfish-allocate-ping",
             2,
@@ -1109,25 +1125,104 @@ pub fn demo_run() -> Vec<Event> {
             "0x4000",
             &format!("{size:#x}"),
         );
-        s.step(b, 3, 0, "ping x40");
-        for n in 0..40 {
-            s.ping(3, 0, 3, h, n);
-        }
-        s.step_end(b, 3, 0);
-        s.expect("goldfish-allocate-ping", 3, "every ping ret", "0", "0");
-        s.step(b, 4, 0, "claim the block");
-        s.claim_shared(4, 0, 3, off, 0x4000);
-        s.step_end(b, 4, 0);
-        s.step(b, 5, 0, "free and close");
-        s.deallocate_block(5, 0, 3, h, off);
-        s.close_goldfish(5, 0, 3, h, &[]);
-        s.step_end(b, 5, 0);
+        s.step(b, 3, 0, "bind the echo service, ping x40");
+        let bind = s.ping(
+            3,
+            0,
+            3,
+            h,
+            PingHeader {
+                metadata: 100,
+                version: 1,
+                ..Default::default()
+            },
+        );
         s.expect(
             "goldfish-allocate-ping",
-            5,
+            3,
+            "bind reply metadata",
+            "0",
+            &bind.metadata.to_string(),
+        );
+        for n in 0..40u64 {
+            s.ping(
+                3,
+                0,
+                3,
+                h,
+                PingHeader {
+                    offset: n * PAGE,
+                    size: PAGE,
+                    metadata: n,
+                    version: 1,
+                    ..Default::default()
+                },
+            );
+        }
+        s.step_end(b, 3, 0);
+        s.step(b, 4, 0, "free and close");
+        s.deallocate_block(4, 0, 3, off, true);
+        s.close_goldfish(4, 0, 3, h, &[]);
+        s.step_end(b, 4, 0);
+        let idle = if s.state().is_idle() { "idle" } else { "busy" };
+        s.expect(
+            "goldfish-allocate-ping",
+            4,
             "device idle after close",
             "idle",
+            idle,
+        );
+        true
+    });
+
+    scenario(&mut s, "goldfish-shared-slots", 3, &|s, b| {
+        s.step(b, 1, 0, "open, bind shared slots");
+        let h = s.open_goldfish(1, 0, 3);
+        s.ping(
+            1,
+            0,
+            3,
+            h,
+            PingHeader {
+                metadata: 6,
+                version: 1,
+                ..Default::default()
+            },
+        );
+        s.step_end(b, 1, 0);
+        s.step(b, 2, 0, "carve 32 KiB, claim it");
+        let carved = s.ping(
+            2,
+            0,
+            3,
+            h,
+            PingHeader {
+                metadata: 1,
+                size: 0x8000,
+                version: 1,
+                ..Default::default()
+            },
+        );
+        s.claim_shared(2, 0, 3, carved.offset, carved.size);
+        s.step_end(b, 2, 0);
+        let claims = s.state().claims().count();
+        s.expect(
+            "goldfish-shared-slots",
+            2,
+            "device: claims",
+            "1",
+            &claims.to_string(),
+        );
+        s.step(b, 3, 0, "close: the claim dies with the context");
+        s.close_goldfish(3, 0, 3, h, &[]);
+        s.step_end(b, 3, 0);
+        let idle = if s.state().is_idle() { "idle" } else { "busy" };
+        s.expect(
+            "goldfish-shared-slots",
+            3,
+            "device idle after close",
             "idle",
+            idle,
         );
         true
     });
@@ -1137,26 +1232,51 @@ pub fn demo_run() -> Vec<Event> {
         let h = s.open_goldfish(1, 0, 3);
         s.step_end(b, 1, 0);
         s.step(b, 2, 0, "allocate size 0");
-        s.allocate_block(2, 0, 3, h, 0, false);
+        s.allocate_block(2, 0, 3, 0);
         s.step_end(b, 2, 0);
         s.expect("goldfish-errors", 2, "errno", "EINVAL", "EINVAL");
         s.step(b, 3, 0, "allocate twice, the 2nd fails (fault plan)");
-        let first = s.allocate_block(3, 0, 3, h, 0x2000, false).unwrap_or(0);
-        s.allocate_block(3, 0, 3, h, 0x2000, true);
+        s.fault_plan(vec![
+            FaultRule::new(
+                Trigger::AllocateBlock,
+                2,
+                FaultAction::Fail { errno: Errno(12) },
+            )
+            .expect("a valid rule"),
+        ]);
+        let first = s.allocate_block(3, 0, 3, 0x2000);
+        let second = s.allocate_block(3, 0, 3, 0x2000);
         s.step_end(b, 3, 0);
-        s.expect("goldfish-errors", 3, "errno of the 2nd", "ENOMEM", "ENOMEM");
+        s.expect(
+            "goldfish-errors",
+            3,
+            "2nd allocate",
+            "ENOMEM",
+            if second.is_none() { "ENOMEM" } else { "ok" },
+        );
         s.step(b, 4, 0, "free an offset never allocated");
-        s.deallocate_block(4, 0, 3, h, 0x1234_0000);
+        s.deallocate_block(4, 0, 3, 0x1234_0000, false);
         s.step_end(b, 4, 0);
         s.expect("goldfish-errors", 4, "errno", "EINVAL", "ENXIO");
-        s.console(400, "[    4.912000] goldfish_address_space: deallocate of unknown offset 0x12340000 by handle 3");
-        s.close_goldfish(4, 0, 3, h, &[first]);
+        s.close_goldfish(4, 0, 3, h, &first.into_iter().collect::<Vec<_>>());
+        s.fault_plan(vec![]);
         false
     });
 
     scenario(&mut s, "goldfish-threads", 3, &|s, b| {
-        s.step(b, 1, 0, "open");
+        s.step(b, 1, 0, "open, bind echo");
         let h = s.open_goldfish(1, 0, 3);
+        s.ping(
+            1,
+            0,
+            3,
+            h,
+            PingHeader {
+                metadata: 100,
+                version: 1,
+                ..Default::default()
+            },
+        );
         s.step_end(b, 1, 0);
         s.step(b, 2, 0, "two threads: ping / allocate");
         s.emit(
@@ -1177,57 +1297,84 @@ pub fn demo_run() -> Vec<Event> {
                 pid: 3,
             },
         );
-        for n in 0..6 {
-            // Thread 1 pings while thread 2 allocates: the calls overlap,
-            // so the register accesses between them are shared.
+        let mut blocks = Vec::new();
+        for n in 0..6u64 {
+            // Thread 1 pings while thread 2 allocates: both calls are open
+            // when the device sees the accesses, so their attribution is
+            // shared.
+            let req = PingHeader {
+                size: PAGE,
+                metadata: n,
+                version: 1,
+                ..Default::default()
+            };
             let c1 = s.call_begin(2, 1, "ioctl:PING");
             let c2 = s.call_begin(2, 2, "ioctl:ALLOCATE_BLOCK");
-            s.dev_reg(Access::Write, "PING", 28, h as u64);
-            s.dev_ping(h, format!("echo metadata {n}"));
-            s.dev_reg(Access::Write, "BLOCK_SIZE_LOW", 12, 0x1000);
-            s.dev_reg(Access::Write, "BLOCK_SIZE_HIGH", 16, 0);
-            s.dev_reg(Access::Write, "COMMAND", 0, 1);
-            let (off, len) = s.allocate(0x1000).unwrap_or_default();
-            s.dev_command(
-                "ALLOCATE_BLOCK",
-                1,
-                Some(h),
-                format!("allocate 0x1000 → offset {off:#x} size {len:#x}"),
-                0,
-                None,
-            );
-            s.dev_reg(Access::Read, "STATUS", 4, 0);
-            let ping = json!({"offset": 0, "size": PAGE, "metadata": n, "version": 1, "wait_fd": 0, "wait_flags": 0, "direction": 0});
-            s.call_end(c1, 2, 1, "ioctl:PING", Some(3), ping.clone(), ping, 0, None);
-            s.dev_reg(Access::Read, "BLOCK_OFFSET_LOW", 20, off);
-            s.dev_reg(Access::Read, "BLOCK_OFFSET_HIGH", 24, 0);
-            s.dev_reg(Access::Read, "BLOCK_SIZE_LOW", 12, len);
-            s.dev_reg(Access::Read, "BLOCK_SIZE_HIGH", 16, 0);
-            s.dev_state();
+            let page = s.pages.get(&h).copied().unwrap_or(PING_PAGES);
+            let mut header = req;
+            header.offset = SHARED_PHYS;
+            let _ = s.ram.dma_write(page, &header.encode());
+            s.w(Register::Ping, h);
+            let got = s.drv_allocate(0x1000);
+            let mut back = [0u8; 48];
+            let _ = s.ram.dma_read(page, &mut back);
+            let mut ping_in = req.json();
+            ping_in["request"] = json!(request("PING"));
             s.call_end(
-                c2,
+                c1,
                 2,
-                2,
-                "ioctl:ALLOCATE_BLOCK",
+                1,
+                "ioctl:PING",
                 Some(3),
-                json!({"size": 0x1000, "offset": 0, "phys_addr": 0}),
-                json!({"size": len, "offset": off, "phys_addr": SHARED_PHYS + off}),
+                ping_in,
+                PingHeader::decode(&back).json(),
                 0,
                 None,
             );
+            let args_in = json!({"size": 0x1000, "offset": 0, "phys_addr": 0, "request": request("ALLOCATE_BLOCK")});
+            match got {
+                Ok((off, len)) => {
+                    blocks.push(off);
+                    s.call_end(
+                        c2,
+                        2,
+                        2,
+                        "ioctl:ALLOCATE_BLOCK",
+                        Some(3),
+                        args_in,
+                        json!({"size": len, "offset": off, "phys_addr": SHARED_PHYS + off}),
+                        0,
+                        None,
+                    );
+                }
+                Err(st) => {
+                    let e = errno_name(st);
+                    s.call_end(
+                        c2,
+                        2,
+                        2,
+                        "ioctl:ALLOCATE_BLOCK",
+                        Some(3),
+                        args_in,
+                        serde_json::Value::Null,
+                        -1,
+                        Some(&e),
+                    );
+                }
+            }
         }
         s.step_end(b, 2, 0);
         s.expect("goldfish-threads", 2, "all calls ret", "0", "0");
         s.step(b, 3, 0, "close frees everything");
-        let left: Vec<u64> = s.blocks.iter().map(|b| b.0).collect();
-        s.close_goldfish(3, 0, 3, h, &left);
+        s.close_goldfish(3, 0, 3, h, &blocks);
         s.step_end(b, 3, 0);
+        let idle = if s.state().is_idle() { "idle" } else { "busy" };
         s.expect(
             "goldfish-threads",
             3,
             "device idle after close",
             "idle",
-            "idle",
+            idle,
         );
         true
     });
@@ -1374,7 +1521,7 @@ pub fn demo_run() -> Vec<Event> {
         RunEvent::StageEnd {
             stage: Stage::Run,
             outcome: Outcome::Failed,
-            detail: "5 of 6 passed".into(),
+            detail: "6 of 7 passed".into(),
             elapsed_ms: 3_900,
         },
     );
@@ -1446,8 +1593,9 @@ pub fn demo_run() -> Vec<Event> {
 
 /// A run dominated by its trace, written to `out` as it is made (a
 /// million calls do not fit in memory as `Event`s): `calls` goldfish
-/// ioctls, PING with an ALLOCATE/DEALLOCATE pair every 16, each with its
-/// register accesses. About 4.3 events per call. Returns the event count.
+/// ioctls against the device model, PING (echo) with an
+/// ALLOCATE/DEALLOCATE pair every 16, each with its register accesses and
+/// the device's events. Returns the event count.
 pub fn write_trace_heavy(calls: u64, out: &mut impl std::io::Write) -> std::io::Result<u64> {
     let mut s = Synth::new();
     let mut written = 0u64;
@@ -1473,17 +1621,39 @@ pub fn write_trace_heavy(calls: u64, out: &mut impl std::io::Write) -> std::io::
             steps: 1,
         },
     );
-    s.dev_connected();
+    s.probe();
     let h = s.open_goldfish(1, 0, 3);
-    let mut n = 1;
+    s.ping(
+        1,
+        0,
+        3,
+        h,
+        PingHeader {
+            metadata: 100,
+            version: 1,
+            ..Default::default()
+        },
+    );
+    let mut n = 2;
     while n < calls {
         if n % 16 == 0 {
-            if let Some(off) = s.allocate_block(1, 0, 3, h, 0x1000, false) {
-                s.deallocate_block(1, 0, 3, h, off);
+            if let Some(off) = s.allocate_block(1, 0, 3, 0x1000) {
+                s.deallocate_block(1, 0, 3, off, true);
             }
             n += 2;
         } else {
-            s.ping(1, 0, 3, h, n);
+            s.ping(
+                1,
+                0,
+                3,
+                h,
+                PingHeader {
+                    size: PAGE,
+                    metadata: n,
+                    version: 1,
+                    ..Default::default()
+                },
+            );
             n += 1;
         }
         if s.events.len() >= 4096 {

@@ -1,0 +1,11 @@
+//! The pipeline that joins the stages: build what is missing, boot,
+//! run scenarios, collect. Every step is reported on the event bus; the
+//! CLI and the TUI only consume events and call in here.
+//!
+//! - [`agent_build`]: the static guest agent.
+//! - [`guest_image`]: the initramfs around it.
+//! - [`session`]: a booted guest whose agent said `Ready`.
+
+pub mod agent_build;
+pub mod guest_image;
+pub mod session;

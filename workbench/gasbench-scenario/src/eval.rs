@@ -1,0 +1,854 @@
+//! Judging a run: the engine feeds the [`Evaluator`] what it observed (the
+//! agent's messages, device snapshots at sync points, host action results,
+//! console lines with the step they belong to) and gets one [`Verdict`] per
+//! expectation, with what was expected and what happened.
+//!
+//! Call-level expectations are checked as each call record arrives, so
+//! `${…}` values resolve to what was captured on that thread at that time.
+//! Device expectations are checked against the snapshot taken when the
+//! agent stopped after their step, with the main thread's captures.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use gasbench_abi::expr::IntExpr;
+use gasbench_abi::protocol::{AgentMsg, CallRecord, KtapResult, KtapStatus, ThreadId};
+use gasbench_events::device::{BlockInfo, BlockOwner, DeviceState};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::plan::*;
+
+/// One checked expectation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The step it belongs to (None for scenario-wide checks).
+    pub step: Option<u32>,
+    pub step_name: String,
+    /// Line in the scenario file where the expectation (or step) is.
+    pub line: usize,
+    /// `errno`, `out.size`, `device.handles`, `kernel_log`, …
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+    pub held: bool,
+}
+
+/// All verdicts of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Report {
+    /// Every expectation held (and there was at least one).
+    pub fn passed(&self) -> bool {
+        !self.verdicts.is_empty() && self.verdicts.iter().all(|v| v.held)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| !v.held)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Cap {
+    ret: i64,
+    fd: Option<i32>,
+    out: Value,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    /// A per-call check, folded over the step's calls.
+    Calls {
+        seen: u64,
+        failed: u64,
+        first_failure: Option<String>,
+        last: Option<String>,
+    },
+    Done {
+        held: bool,
+        actual: String,
+    },
+    Pending,
+}
+
+pub struct Evaluator<'a> {
+    c: &'a Compiled,
+    states: Vec<State>,
+    /// Per-call expectation ids, by step.
+    per_call: HashMap<u32, Vec<usize>>,
+    started: HashSet<u32>,
+    step_errors: BTreeMap<u32, Vec<String>>,
+    calls: HashMap<u32, u64>,
+    parents: HashMap<ThreadId, Option<ThreadId>>,
+    captures: HashMap<ThreadId, HashMap<String, Cap>>,
+    main: Option<ThreadId>,
+    ktap: HashMap<u32, Vec<KtapResult>>,
+    kselftest_out: HashMap<u32, Value>,
+    console: Vec<(Option<u32>, String)>,
+    bundle_begun: bool,
+    bundle_end: Option<Option<String>>,
+    regexes: HashMap<String, regex::Regex>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(c: &'a Compiled) -> Evaluator<'a> {
+        let mut per_call: HashMap<u32, Vec<usize>> = HashMap::new();
+        let states = c
+            .plan
+            .expectations
+            .iter()
+            .map(|e| match e.check {
+                Check::Ok { .. } | Check::Errno { .. } | Check::Ret { .. } | Check::Out { .. } => {
+                    per_call.entry(e.step).or_default().push(e.id);
+                    State::Calls {
+                        seen: 0,
+                        failed: 0,
+                        first_failure: None,
+                        last: None,
+                    }
+                }
+                _ => State::Pending,
+            })
+            .collect();
+        Evaluator {
+            c,
+            states,
+            per_call,
+            started: HashSet::new(),
+            step_errors: BTreeMap::new(),
+            calls: HashMap::new(),
+            parents: HashMap::new(),
+            captures: HashMap::new(),
+            main: None,
+            ktap: HashMap::new(),
+            kselftest_out: HashMap::new(),
+            console: Vec::new(),
+            bundle_begun: false,
+            bundle_end: None,
+            regexes: HashMap::new(),
+        }
+    }
+
+    /// Everything the agent said, in order.
+    pub fn agent(&mut self, msg: &AgentMsg) {
+        match msg {
+            AgentMsg::BundleBegin { .. } => self.bundle_begun = true,
+            AgentMsg::Thread { thread, parent, .. } => {
+                self.parents.insert(*thread, *parent);
+                if parent.is_none() && self.main.is_none() {
+                    self.main = Some(*thread);
+                }
+            }
+            AgentMsg::StepBegin { step, .. } => {
+                self.started.insert(*step);
+            }
+            AgentMsg::StepEnd {
+                step,
+                error: Some(e),
+                ..
+            } => self.step_errors.entry(*step).or_default().push(e.clone()),
+            AgentMsg::CallEnd(r) => self.record(r),
+            AgentMsg::Ktap(k) => self.ktap.entry(k.step).or_default().push(k.clone()),
+            AgentMsg::BundleEnd { error, .. } => self.bundle_end = Some(error.clone()),
+            _ => {}
+        }
+    }
+
+    /// The device state when the agent stopped at `sync`.
+    pub fn device_snapshot(&mut self, sync: u32, state: &DeviceState) {
+        let Some(sp) = self.c.plan.sync(sync) else {
+            return;
+        };
+        let step = sp.step;
+        let main = self.main;
+        for e in &self.c.plan.expectations {
+            if e.step != step {
+                continue;
+            }
+            if let Check::Device { check } = &e.check {
+                let (held, actual) = match self.device_check(check, state, main) {
+                    Ok(x) => x,
+                    Err(why) => (false, why),
+                };
+                self.states[e.id] = State::Done { held, actual };
+            }
+        }
+    }
+
+    /// The outcome of the host action(s) at `sync`.
+    pub fn host_action(&mut self, sync: u32, result: Result<(), String>) {
+        let Some(sp) = self.c.plan.sync(sync) else {
+            return;
+        };
+        for e in &self.c.plan.expectations {
+            if let (true, Check::Host { ok }) = (e.step == sp.step, &e.check) {
+                let actual = match &result {
+                    Ok(()) => "succeeded".to_string(),
+                    Err(why) => format!("failed: {why}"),
+                };
+                self.states[e.id] = State::Done {
+                    held: result.is_ok() == *ok,
+                    actual,
+                };
+            }
+        }
+    }
+
+    /// A console line, with the step that was running when it came.
+    pub fn console(&mut self, step: Option<u32>, line: &str) {
+        self.console.push((step, line.to_string()));
+    }
+
+    fn regex(&mut self, pattern: &str) -> Option<&regex::Regex> {
+        if !self.regexes.contains_key(pattern) {
+            // Patterns were validated when the scenario was compiled.
+            let r = regex::Regex::new(pattern).ok()?;
+            self.regexes.insert(pattern.to_string(), r);
+        }
+        self.regexes.get(pattern)
+    }
+
+    fn lookup(
+        &self,
+        thread: Option<ThreadId>,
+        e: &IntExpr,
+        iteration: Option<u32>,
+    ) -> Result<i128, String> {
+        let (var, add) = match e {
+            IntExpr::Lit(v) => return Ok(*v),
+            IntExpr::Ref { var, add } => (var, *add),
+        };
+        if var.var == "iteration"
+            && let Some(i) = iteration
+        {
+            return Ok(i128::from(i) + add);
+        }
+        if gasbench_abi::expr::is_builtin(&var.var) {
+            return Err(format!("{var} is only known inside the guest"));
+        }
+        let mut t = thread;
+        let mut hops = 0;
+        while let Some(id) = t {
+            if let Some(c) = self.captures.get(&id).and_then(|m| m.get(&var.var)) {
+                let base: i128 = match var.field.as_deref() {
+                    None | Some("ret") => c.ret.into(),
+                    Some("fd") => {
+                        c.fd.ok_or_else(|| format!("{var}: that call had no fd"))?
+                            .into()
+                    }
+                    Some(f) => match c.out.get(f) {
+                        Some(v) => {
+                            json_int(v).ok_or_else(|| format!("{var} is {v}, not a number"))?
+                        }
+                        None => return Err(format!("{var} was not reported (the call failed?)")),
+                    },
+                };
+                return Ok(base + add);
+            }
+            t = self.parents.get(&id).copied().flatten();
+            hops += 1;
+            if hops > 64 {
+                break;
+            }
+        }
+        Err(format!(
+            "{var} was never captured (its step failed or did not run)"
+        ))
+    }
+
+    fn record(&mut self, r: &CallRecord) {
+        *self.calls.entry(r.step).or_default() += 1;
+        let kind = self.c.plan.step(r.step).map(|s| s.kind.clone());
+        if matches!(&kind, Some(StepKind::Call { op }) if op == "kselftest") {
+            self.kselftest_out.insert(r.step, r.args_out.clone());
+        }
+        let ids = self.per_call.get(&r.step).cloned().unwrap_or_default();
+        for id in ids {
+            let check = self.c.plan.expectations[id].check.clone();
+            let (held, actual) = self.call_check(&check, r, kind.as_ref());
+            if let State::Calls {
+                seen,
+                failed,
+                first_failure,
+                last,
+            } = &mut self.states[id]
+            {
+                *seen += 1;
+                if !held {
+                    *failed += 1;
+                    if first_failure.is_none() {
+                        *first_failure = Some(format!(
+                            "{actual} (call {}, thread {}, iteration {})",
+                            r.call, r.thread, r.iteration
+                        ));
+                    }
+                }
+                *last = Some(actual);
+            }
+        }
+        if let Some(name) = self.c.plan.step(r.step).and_then(|s| s.capture.clone()) {
+            self.captures.entry(r.thread).or_default().insert(
+                name,
+                Cap {
+                    ret: r.ret,
+                    fd: r.fd,
+                    out: r.args_out.clone(),
+                },
+            );
+        }
+    }
+
+    fn call_check(
+        &mut self,
+        check: &Check,
+        r: &CallRecord,
+        kind: Option<&StepKind>,
+    ) -> (bool, String) {
+        let process = matches!(kind, Some(StepKind::Fork))
+            || matches!(kind, Some(StepKind::Call { op }) if op == "kselftest");
+        let outcome = describe_outcome(r, process);
+        match check {
+            Check::Ok { ok } => {
+                let actual_ok = r.ok() && (!process || r.ret == 0);
+                (actual_ok == *ok, outcome)
+            }
+            Check::Errno { errno } => (r.errno.as_deref() == Some(errno.as_str()), outcome),
+            Check::Ret { matcher } => {
+                let actual = Value::from(r.ret);
+                match self.matches(matcher, &actual, Some(r.thread), Some(r.iteration)) {
+                    Ok(held) => (held, format!("ret {}", r.ret)),
+                    Err(why) => (false, why),
+                }
+            }
+            Check::Out { field, matcher } => match r.args_out.get(field) {
+                None | Some(Value::Null) => (false, format!("no `{field}` reported ({outcome})")),
+                Some(v) => match self.matches(matcher, v, Some(r.thread), Some(r.iteration)) {
+                    Ok(held) => (held, format!("{field} = {}", show_json(v))),
+                    Err(why) => (false, why),
+                },
+            },
+            _ => (false, "internal: not a per-call check".into()),
+        }
+    }
+
+    fn matches(
+        &mut self,
+        m: &Matcher,
+        actual: &Value,
+        thread: Option<ThreadId>,
+        iteration: Option<u32>,
+    ) -> Result<bool, String> {
+        match &m.value {
+            Expected::Int(e) => {
+                let want = self.lookup(thread, e, iteration)?;
+                let got = json_int(actual)
+                    .ok_or_else(|| format!("{} is not a number", show_json(actual)))?;
+                Ok(match m.op {
+                    Op::Eq => got == want,
+                    Op::Ne => got != want,
+                    Op::Lt => got < want,
+                    Op::Le => got <= want,
+                    Op::Gt => got > want,
+                    Op::Ge => got >= want,
+                    Op::BitsSet => got & want == want,
+                    Op::BitsClear => got & want == 0,
+                    _ => false,
+                })
+            }
+            Expected::Bool(b) => {
+                let got = actual
+                    .as_bool()
+                    .ok_or_else(|| format!("{} is not true/false", show_json(actual)))?;
+                Ok(if m.op == Op::Ne { got != *b } else { got == *b })
+            }
+            Expected::Str(s) => {
+                let strings: Vec<String> = match actual {
+                    Value::String(x) => vec![x.clone()],
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                        .collect(),
+                    other => vec![other.to_string()],
+                };
+                let is_list = actual.is_array();
+                Ok(match m.op {
+                    Op::Eq => !is_list && strings.first() == Some(s),
+                    Op::Ne => is_list || strings.first() != Some(s),
+                    Op::Contains if is_list => strings.iter().any(|x| x == s),
+                    Op::NotContains if is_list => !strings.iter().any(|x| x == s),
+                    Op::Contains => strings.iter().any(|x| x.contains(s.as_str())),
+                    Op::NotContains => !strings.iter().any(|x| x.contains(s.as_str())),
+                    Op::Matches | Op::NotMatches => {
+                        let re = self.regex(s).ok_or_else(|| format!("bad regex {s:?}"))?;
+                        let any = strings.iter().any(|x| re.is_match(x));
+                        if m.op == Op::Matches { any } else { !any }
+                    }
+                    _ => false,
+                })
+            }
+        }
+    }
+
+    fn device_check(
+        &mut self,
+        check: &DeviceCheck,
+        st: &DeviceState,
+        main: Option<ThreadId>,
+    ) -> Result<(bool, String), String> {
+        let count = |this: &mut Self,
+                     m: &Matcher,
+                     n: usize,
+                     what: &str|
+         -> Result<(bool, String), String> {
+            let held = this.matches(m, &Value::from(n as u64), main, None)?;
+            Ok((held, format!("{n} {what}")))
+        };
+        match check {
+            DeviceCheck::Handles { matcher } => {
+                let handles: Vec<u32> = st.handles.iter().map(|h| h.handle).collect();
+                count(
+                    self,
+                    matcher,
+                    handles.len(),
+                    &format!("handles {handles:?}"),
+                )
+            }
+            DeviceCheck::Blocks { matcher } => {
+                let blocks: Vec<&BlockInfo> = st.guest_blocks().collect();
+                count(
+                    self,
+                    matcher,
+                    blocks.len(),
+                    &format!("blocks {}", show_blocks(blocks)),
+                )
+            }
+            DeviceCheck::PingPages { matcher } => {
+                let n = st.handles.iter().filter(|h| h.ping_page.is_some()).count();
+                count(self, matcher, n, "ping pages")
+            }
+            DeviceCheck::Block { offset, present } => {
+                let off = self.lookup(main, offset, None)?;
+                let there = st.guest_blocks().any(|b| i128::from(b.offset) == off);
+                Ok((
+                    there == *present,
+                    format!("blocks {}", show_blocks(st.guest_blocks())),
+                ))
+            }
+            DeviceCheck::AllFree => {
+                // The blocks tile the shared area: all free and merged is
+                // one free block covering all of it.
+                let whole = matches!(
+                    st.blocks.as_slice(),
+                    [b] if b.owner == BlockOwner::Free && b.offset == 0 && b.size == st.shared_size
+                );
+                let free = st.blocks.iter().filter(|b| b.owner == BlockOwner::Free);
+                let held = st.blocks.iter().filter(|b| b.owner != BlockOwner::Free);
+                Ok((
+                    whole,
+                    format!(
+                        "blocks {}, free {}, shared size {:#x}",
+                        show_blocks(held),
+                        show_blocks(free),
+                        st.shared_size
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn descendants(&self, step: u32) -> HashSet<u32> {
+        let mut set = HashSet::from([step]);
+        // Steps are numbered in document order, so children follow parents.
+        for s in &self.c.plan.steps {
+            if let Some(p) = s.parent
+                && set.contains(&p)
+            {
+                set.insert(s.id);
+            }
+        }
+        set
+    }
+
+    fn kernel_log(
+        &mut self,
+        rules: &KernelLogRules,
+        lines: &[String],
+    ) -> Vec<(String, String, bool, Span)> {
+        let mut out = Vec::new();
+        for p in &rules.must_match {
+            let found = match self.regex(&p.regex) {
+                Some(re) => lines.iter().find(|l| re.is_match(l)).cloned(),
+                None => None,
+            };
+            out.push((
+                format!("a console line matching /{}/", p.regex),
+                found.clone().map_or_else(
+                    || format!("none of {} lines", lines.len()),
+                    |l| format!("found: {l}"),
+                ),
+                found.is_some(),
+                p.span,
+            ));
+        }
+        for p in &rules.must_not_match {
+            let found = match self.regex(&p.regex) {
+                Some(re) => lines.iter().find(|l| re.is_match(l)).cloned(),
+                None => None,
+            };
+            out.push((
+                format!("no console line matching /{}/", p.regex),
+                found.clone().map_or_else(
+                    || format!("none of {} lines", lines.len()),
+                    |l| format!("found: {l}"),
+                ),
+                found.is_none(),
+                p.span,
+            ));
+        }
+        out
+    }
+
+    fn ktap_check(&self, step: u32, check: &KtapCheck) -> (bool, String) {
+        let results: Vec<&KtapResult> = self
+            .ktap
+            .get(&step)
+            .map(|v| v.iter().filter(|k| k.depth == 0).collect())
+            .unwrap_or_default();
+        let out = self.kselftest_out.get(&step);
+        let planned = out.and_then(|o| o.get("planned")).and_then(Value::as_u64);
+        match check {
+            KtapCheck::Planned { count } => (
+                planned == Some(u64::from(*count)),
+                planned.map_or("no plan printed".into(), |p| format!("1..{p}")),
+            ),
+            KtapCheck::AllPass => {
+                let failed: Vec<&str> = results
+                    .iter()
+                    .filter(|r| r.status == KtapStatus::NotOk)
+                    .map(|r| r.name.as_str())
+                    .collect();
+                let bail = out.and_then(|o| o.get("bail_out")).and_then(Value::as_str);
+                let held = out.is_some()
+                    && planned == Some(results.len() as u64)
+                    && failed.is_empty()
+                    && bail.is_none();
+                let actual = if out.is_none() {
+                    "the kselftest did not run".into()
+                } else if !failed.is_empty() {
+                    format!("failed: {}", failed.join(", "))
+                } else if let Some(b) = bail {
+                    format!("bailed out: {b}")
+                } else {
+                    format!(
+                        "{} of {} planned tests reported",
+                        results.len(),
+                        planned.map_or("?".into(), |p| p.to_string())
+                    )
+                };
+                (held, actual)
+            }
+            KtapCheck::Status { status, tests } => {
+                let mut wrong = Vec::new();
+                for t in tests {
+                    let found = results.iter().find(|r| {
+                        r.name == *t || r.name.rsplit_once('.').is_some_and(|(_, n)| n == t)
+                    });
+                    match found {
+                        Some(r) if r.status.as_str() == status => {}
+                        Some(r) => wrong.push(format!("{t}: {}", r.status.as_str())),
+                        None => wrong.push(format!("{t}: not reported")),
+                    }
+                }
+                if wrong.is_empty() {
+                    (true, format!("all {status}"))
+                } else {
+                    (false, wrong.join(", "))
+                }
+            }
+        }
+    }
+
+    /// Every verdict. Expectations that saw nothing fail, saying why.
+    pub fn finish(mut self) -> Report {
+        let plan = &self.c.plan;
+        let mut verdicts = Vec::new();
+        let step_name = |id: u32| {
+            plan.step(id)
+                .map_or_else(|| format!("step {id}"), |s| s.name.clone())
+        };
+        let line_of = |span: Span| crate::diag::line_col(&self.c.source, span.start).0;
+        let not_run = |this: &Self, id: u32| -> String {
+            if let Some(errs) = this.step_errors.get(&id) {
+                format!("the step could not run: {}", errs.join("; "))
+            } else if !this.started.contains(&id) {
+                match &this.bundle_end {
+                    Some(Some(e)) => format!("the step never ran (the bundle stopped: {e})"),
+                    None if this.bundle_begun => {
+                        "the step never ran (the agent did not finish the bundle)".into()
+                    }
+                    None => "the step never ran (the bundle never started)".into(),
+                    Some(None) => "the step never ran".into(),
+                }
+            } else {
+                "no call was made".into()
+            }
+        };
+        let expectations = plan.expectations.clone();
+        for e in &expectations {
+            let (what, expected) = describe_check(&e.check, plan, e.step);
+            let (held, actual) = match (&e.check, &self.states[e.id]) {
+                (_, State::Done { held, actual }) => (*held, actual.clone()),
+                (_, State::Calls { seen: 0, .. }) => (false, not_run(&self, e.step)),
+                (
+                    _,
+                    State::Calls {
+                        seen,
+                        failed,
+                        first_failure,
+                        last,
+                    },
+                ) => {
+                    if *failed > 0 {
+                        let first = first_failure.clone().unwrap_or_default();
+                        if *seen == 1 {
+                            (false, first)
+                        } else {
+                            (
+                                false,
+                                format!("{failed} of {seen} calls failed it; first: {first}"),
+                            )
+                        }
+                    } else if *seen == 1 {
+                        (true, last.clone().unwrap_or_default())
+                    } else {
+                        (
+                            true,
+                            format!("all {seen} calls: {}", last.clone().unwrap_or_default()),
+                        )
+                    }
+                }
+                (Check::Calls { count }, State::Pending) => {
+                    let n = self.calls.get(&e.step).copied().unwrap_or(0);
+                    (n == *count, format!("{n} calls"))
+                }
+                (Check::Device { .. }, State::Pending) => (
+                    false,
+                    if self.started.contains(&e.step) {
+                        "no device snapshot was taken at this step's sync point".into()
+                    } else {
+                        not_run(&self, e.step)
+                    },
+                ),
+                (Check::Host { .. }, State::Pending) => (
+                    false,
+                    if self.started.contains(&e.step) {
+                        "the host action was never reported".into()
+                    } else {
+                        not_run(&self, e.step)
+                    },
+                ),
+                (Check::Ktap { check }, State::Pending) => self.ktap_check(e.step, check),
+                (Check::KernelLog { rules }, State::Pending) => {
+                    let steps = self.descendants(e.step);
+                    let lines: Vec<String> = self
+                        .console
+                        .iter()
+                        .filter(|(s, _)| s.is_some_and(|s| steps.contains(&s)))
+                        .map(|(_, l)| l.clone())
+                        .collect();
+                    for (exp, act, held, span) in self.kernel_log(rules, &lines) {
+                        verdicts.push(Verdict {
+                            step: Some(e.step),
+                            step_name: step_name(e.step),
+                            line: line_of(span),
+                            what: "kernel_log".into(),
+                            expected: exp,
+                            actual: act,
+                            held,
+                        });
+                    }
+                    continue;
+                }
+                (_, State::Pending) => (false, "never checked".into()),
+            };
+            let line = if e.implicit {
+                plan.step(e.step).map_or(0, |s| s.line)
+            } else {
+                line_of(e.span)
+            };
+            verdicts.push(Verdict {
+                step: Some(e.step),
+                step_name: step_name(e.step),
+                line,
+                what,
+                expected,
+                actual,
+                held,
+            });
+        }
+        // Steps the agent could not run fail even without expectations.
+        for (id, errs) in &self.step_errors {
+            verdicts.push(Verdict {
+                step: Some(*id),
+                step_name: step_name(*id),
+                line: plan.step(*id).map_or(0, |s| s.line),
+                what: "the agent ran the step".into(),
+                expected: "the step runs".into(),
+                actual: errs.join("; "),
+                held: false,
+            });
+        }
+        // The whole run's console.
+        let all: Vec<String> = self.console.iter().map(|(_, l)| l.clone()).collect();
+        let rules = plan.kernel_log.clone();
+        for (exp, act, held, span) in self.kernel_log(&rules, &all) {
+            verdicts.push(Verdict {
+                step: None,
+                step_name: "(whole run)".into(),
+                line: if span.is_empty() { 0 } else { line_of(span) },
+                what: "kernel_log".into(),
+                expected: exp,
+                actual: act,
+                held,
+            });
+        }
+        let (held, actual) = match &self.bundle_end {
+            Some(None) => (true, "finished".to_string()),
+            Some(Some(e)) => (false, format!("stopped early: {e}")),
+            None if self.bundle_begun => (false, "the agent never finished it".into()),
+            None => (false, "the agent never started it".into()),
+        };
+        verdicts.push(Verdict {
+            step: None,
+            step_name: "(whole run)".into(),
+            line: 0,
+            what: "bundle".into(),
+            expected: "the agent runs every step".into(),
+            actual,
+            held,
+        });
+        Report {
+            scenario: plan.scenario.clone(),
+            verdicts,
+        }
+    }
+}
+
+fn json_int(v: &Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
+fn show_json(v: &Value) -> String {
+    match v {
+        Value::Number(_) => match json_int(v) {
+            Some(n) if n > 4096 => format!("{n:#x}"),
+            _ => v.to_string(),
+        },
+        Value::String(s) => format!("{s:?}"),
+        other => {
+            let s = other.to_string();
+            if s.len() > 200 {
+                format!("{}…", &s[..s.floor_char_boundary(200)])
+            } else {
+                s
+            }
+        }
+    }
+}
+
+fn show_blocks<'b>(blocks: impl IntoIterator<Item = &'b BlockInfo>) -> String {
+    let items: Vec<String> = blocks
+        .into_iter()
+        .map(|b| format!("{:#x}+{:#x}", b.offset, b.size))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn describe_outcome(r: &CallRecord, process: bool) -> String {
+    match &r.errno {
+        Some(e) => format!("errno {e}"),
+        None if process => format!("exit code {}", r.ret),
+        None => format!("ok (ret {})", r.ret),
+    }
+}
+
+/// `(what, expected)` of a check, for the verdict.
+fn describe_check(check: &Check, plan: &HostPlan, step: u32) -> (String, String) {
+    match check {
+        Check::Ok { ok: true } => ("ok".into(), "success".into()),
+        Check::Ok { ok: false } => ("ok".into(), "failure".into()),
+        Check::Errno { errno } => ("errno".into(), format!("errno {errno}")),
+        Check::Ret { matcher } => ("ret".into(), format!("ret {}", fmt_matcher(matcher))),
+        Check::Out { field, matcher } => (
+            format!("out.{field}"),
+            format!("{field} {}", fmt_matcher(matcher)),
+        ),
+        Check::Calls { count } => ("calls".into(), format!("{count} calls")),
+        Check::Device { check } => match check {
+            DeviceCheck::Handles { matcher } => (
+                "device.handles".into(),
+                format!("handles {}", fmt_matcher(matcher)),
+            ),
+            DeviceCheck::Blocks { matcher } => (
+                "device.blocks".into(),
+                format!("blocks {}", fmt_matcher(matcher)),
+            ),
+            DeviceCheck::PingPages { matcher } => (
+                "device.ping_pages".into(),
+                format!("ping pages {}", fmt_matcher(matcher)),
+            ),
+            DeviceCheck::Block {
+                offset,
+                present: true,
+            } => ("device.has_block".into(), format!("a block at {offset}")),
+            DeviceCheck::Block {
+                offset,
+                present: false,
+            } => ("device.lacks_block".into(), format!("no block at {offset}")),
+            DeviceCheck::AllFree => (
+                "device.all_free".into(),
+                "no blocks; the free list is the whole area".into(),
+            ),
+        },
+        Check::KernelLog { .. } => ("kernel_log".into(), String::new()),
+        Check::Ktap { check } => match check {
+            KtapCheck::AllPass => (
+                "ktap.all_pass".into(),
+                "every planned test reported ok".into(),
+            ),
+            KtapCheck::Planned { count } => ("ktap.planned".into(), format!("1..{count}")),
+            KtapCheck::Status { status, tests } => (
+                format!("ktap.{status}"),
+                format!("{status}: {}", tests.join(", ")),
+            ),
+        },
+        Check::Host { ok } => {
+            let action = plan
+                .step(step)
+                .and_then(|s| s.sync)
+                .and_then(|id| plan.sync(id))
+                .and_then(|s| s.actions.first())
+                .map_or("host", HostAction::name);
+            (
+                format!("host {action}"),
+                if *ok {
+                    "succeeds".into()
+                } else {
+                    "fails".into()
+                },
+            )
+        }
+    }
+}
+
+fn fmt_matcher(m: &Matcher) -> String {
+    match m.op {
+        Op::Eq => format!("== {}", m.value),
+        _ => m.to_string(),
+    }
+}
