@@ -7,7 +7,7 @@
 //! The big run goes through the real path: a synthetic `events.jsonl` is
 //! written to a temporary run directory, replayed by the same reader
 //! `gasbench open` uses, folded by `update`, and drawn by `view` with the
-//! trace details read back from disk. Each case draws 200 frames, moving
+//! trace details read back from disk. Each case draws 500 frames of each, alternately, moving
 //! the selection between frames so every frame has new rows to read.
 
 #[path = "../synth/mod.rs"]
@@ -22,7 +22,7 @@ use gasbench_tui::{Action, Mode, Model, Pane, Theme, update, view};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-const FRAMES: usize = 200;
+const FRAMES: usize = 500;
 
 struct Loaded {
     model: Model,
@@ -85,36 +85,59 @@ struct Stats {
     p99: Duration,
 }
 
-fn frames(m: &mut Model, w: u16, h: u16, setup: &[Action], step: Option<Action>) -> Stats {
-    update(
-        m,
-        Action::Resize {
-            width: w,
-            height: h,
-        },
-    );
-    for a in setup {
-        update(m, a.clone());
-    }
-    let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    // Warm up (page cache, allocations).
-    for _ in 0..10 {
-        term.draw(|f| view(m, f)).expect("draw");
-    }
-    let mut times = Vec::with_capacity(FRAMES);
-    for _ in 0..FRAMES {
-        if let Some(a) = &step {
-            update(m, a.clone());
-        }
-        let t = Instant::now();
-        term.draw(|f| view(m, f)).expect("draw");
-        times.push(t.elapsed());
-    }
+fn stats(mut times: Vec<Duration>) -> Stats {
     times.sort();
     Stats {
-        median: times[FRAMES / 2],
-        p99: times[FRAMES * 99 / 100],
+        median: times[times.len() / 2],
+        p99: times[times.len() * 99 / 100],
     }
+}
+
+/// Draw the two models' frames alternately, so that whatever else the
+/// machine is doing weighs on both alike.
+fn frames(
+    models: [&mut Model; 2],
+    w: u16,
+    h: u16,
+    setup: &[Action],
+    step: Option<Action>,
+) -> (Stats, Stats) {
+    let mut terms = [
+        Terminal::new(TestBackend::new(w, h)).expect("terminal"),
+        Terminal::new(TestBackend::new(w, h)).expect("terminal"),
+    ];
+    let mut ms = models;
+    for m in ms.iter_mut() {
+        update(
+            m,
+            Action::Resize {
+                width: w,
+                height: h,
+            },
+        );
+        for act in setup {
+            update(m, act.clone());
+        }
+    }
+    // Warm up (page cache, allocations).
+    for _ in 0..10 {
+        for (m, t) in ms.iter().zip(terms.iter_mut()) {
+            t.draw(|f| view(m, f)).expect("draw");
+        }
+    }
+    let mut times = [Vec::with_capacity(FRAMES), Vec::with_capacity(FRAMES)];
+    for _ in 0..FRAMES {
+        for i in 0..2 {
+            if let Some(act) = &step {
+                update(ms[i], act.clone());
+            }
+            let t = Instant::now();
+            terms[i].draw(|f| view(ms[i], f)).expect("draw");
+            times[i].push(t.elapsed());
+        }
+    }
+    let [ta, tb] = times;
+    (stats(ta), stats(tb))
 }
 
 /// Time to apply a filter over the whole trace (one keystroke's worth).
@@ -216,8 +239,7 @@ fn main() {
         "case", "base median", "base p99", "big median", "big p99", "ratio"
     );
     for (name, w, h, setup, step) in cases() {
-        let s = frames(&mut small.model, w, h, &setup, step.clone());
-        let b = frames(&mut big.model, w, h, &setup, step);
+        let (s, b) = frames([&mut small.model, &mut big.model], w, h, &setup, step);
         println!(
             "{name:<46} {:>12} {:>12} {:>12} {:>12} {:>6.2}x",
             ms(s.median),

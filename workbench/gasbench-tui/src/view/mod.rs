@@ -266,7 +266,7 @@ fn help(m: &Model, f: &mut Frame, area: Rect) {
         Span::styled(format!("{} pending ", sym::PENDING), t.pending),
         Span::styled(format!("{} cached ", sym::CACHED), t.dim),
         Span::styled(format!("{} warning ", sym::WARN), t.warn),
-        Span::styled("~ shared with another open call", t.dim),
+        Span::styled("~ attribution shared (calls overlapped)", t.dim),
     ]));
     let w = (lines.iter().map(Line::width).max().unwrap_or(40) as u16 + 2).min(area.width);
     let h = (lines.len() as u16 + 2).min(area.height);

@@ -276,7 +276,8 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         ));
         let args = match &rec {
             Some(rec) => args_summary(rec),
-            None if !row.finished() => "…".into(),
+            // Still in the kernel, or the log is still being read.
+            None if !row.finished() || !m.bus_closed => "…".into(),
             None => "(record not readable)".into(),
         };
         spans.push(Span::raw(fmt::pad(&args, c.args)));
