@@ -90,6 +90,25 @@ pub struct Live {
     pub controller: Box<dyn Controller>,
 }
 
+/// A forwarder for `gasbench_trace::log::record` and the stream the TUI
+/// reads, so every event is on disk before it is shown:
+///
+/// ```ignore
+/// let (forward, tui_events) = gasbench_tui::tap();
+/// tokio::spawn(async move { log::record(bus, &log, forward).await });
+/// gasbench_tui::run_live(Live { events: tui_events, log, controller }).await?;
+/// ```
+pub fn tap() -> (impl FnMut(&Event) + Send + 'static, EventStream) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        move |e: &Event| {
+            // The TUI may have quit already; the recorder carries on.
+            let _ = tx.send(e.clone());
+        },
+        rx,
+    )
+}
+
 /// Run the TUI on a live pipeline until the user quits and the pipeline
 /// has stopped.
 pub async fn run_live(live: Live) -> Result<(), TuiError> {
@@ -273,7 +292,34 @@ where
     }
 }
 
-/// Feed events to a model as a live bus would, for tests and tools.
-pub fn ingest_all(model: &mut Model, events: &[Event]) {
-    update(model, Action::Events(events.to_vec()));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gasbench_events::run::RunEvent;
+
+    #[tokio::test]
+    async fn the_tap_shows_what_the_recorder_has_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let (sink, bus) = gasbench_events::bus();
+        for i in 0..3 {
+            sink.emit(RunEvent::Note {
+                text: format!("n{i}"),
+            });
+        }
+        drop(sink);
+        let (forward, mut rx) = tap();
+        let n = gasbench_trace::log::record(bus, &path, forward)
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
+        let lookup = DiskEvents::new(&path);
+        for i in 0..3 {
+            let e = rx.recv().await.unwrap();
+            assert_eq!(e.seq, i);
+            // Already on disk when it reaches the TUI.
+            assert_eq!(store::EventLookup::event(&lookup, i).unwrap(), e);
+        }
+        assert!(rx.recv().await.is_none(), "the stream ends with the bus");
+    }
 }
