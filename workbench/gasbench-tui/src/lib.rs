@@ -93,7 +93,7 @@ pub struct Live {
 /// A forwarder for `gasbench_trace::log::record` and the stream the TUI
 /// reads, so every event is on disk before it is shown:
 ///
-/// ```ignore
+/// ```text
 /// let (forward, tui_events) = gasbench_tui::tap();
 /// tokio::spawn(async move { log::record(bus, &log, forward).await });
 /// gasbench_tui::run_live(Live { events: tui_events, log, controller }).await?;
