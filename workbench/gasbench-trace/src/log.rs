@@ -168,6 +168,18 @@ impl LogIndex {
         self.offsets.is_empty()
     }
 
+    /// Event `i`, parsed, through a shared reference (positioned reads, no
+    /// seek): a viewer can look events up while drawing. `None` past the
+    /// end or if the line is not an event.
+    pub fn read(&self, i: usize) -> Option<Event> {
+        use std::os::unix::fs::FileExt;
+        let start = *self.offsets.get(i)?;
+        let end = self.offsets.get(i + 1).copied().unwrap_or(self.end);
+        let mut buf = vec![0u8; (end - start) as usize];
+        self.file.read_exact_at(&mut buf, start).ok()?;
+        serde_json::from_slice(&buf).ok()
+    }
+
     /// Event `i`, parsed; `None` past the end or if the line is not an event.
     pub fn get(&mut self, i: usize) -> Option<Event> {
         let start = *self.offsets.get(i)?;
@@ -208,6 +220,9 @@ mod tests {
         assert_eq!(idx.len(), 1000);
         let ev = idx.get(517).unwrap();
         assert_eq!(ev.seq, 517);
+        assert_eq!(idx.read(517).unwrap(), ev);
+        assert_eq!(idx.read(999).unwrap().seq, 999);
+        assert!(idx.read(1000).is_none());
         assert!(idx.get(1000).is_none());
     }
 

@@ -45,7 +45,7 @@ enum Command {
     /// Reproduce a posted series for review: apply, build, boot, report.
     Repro(cmd::pending::Args),
     /// Browse a past run's directory in the TUI.
-    Open(cmd::pending::Args),
+    Open(cmd::open::Args),
 }
 
 /// What every subcommand gets.
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
-        Some(Command::Open(_)) => cmd::pending::not_yet("open", 6),
+        Some(Command::Open(args)) => cmd::open::run(&globals, args),
         None => cmd::pending::not_yet("the TUI", 6),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod doctor;
+pub mod open;
 pub mod pending;
 pub mod run;
 pub mod scenario;
