@@ -81,6 +81,10 @@ impl Session {
             run_dir: spec.run_dir.clone(),
             share: Some(spec.run_dir.join("share")),
             goldfish_socket: spec.goldfish_socket.clone(),
+            tsc_khz: match spec.accel {
+                Accel::Tcg => gasbench_qemu::spec::host_tsc_khz(),
+                Accel::Kvm => None,
+            },
         };
         let mut vm = Vm::launch(&vm_spec, rt, sink).await?;
         let mut rx = vm
