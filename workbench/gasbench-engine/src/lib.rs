@@ -12,4 +12,5 @@ pub mod guest_image;
 pub mod pipeline;
 pub mod preflight;
 pub mod scenario_run;
+pub mod service;
 pub mod session;

@@ -45,6 +45,12 @@ pub enum AccelPref {
 pub struct RunOptions {
     pub scenarios: Vec<Compiled>,
     pub kernel: KernelArtifacts,
+    pub settings: RunSettings,
+}
+
+/// How to run, whatever the kernel and the scenarios.
+#[derive(Clone)]
+pub struct RunSettings {
     pub isolate: bool,
     pub accel: AccelPref,
     pub memory_mib: u32,
@@ -112,91 +118,116 @@ pub fn choose_accel(
     }
 }
 
-/// Run every scenario; never panics on what the guest does, and always
-/// tears down what it started.
-pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
-    let mut out = RunOutcome {
-        reports: Vec::new(),
-        error: None,
-        accel: String::new(),
-    };
+/// What a [`Runner`] needs besides the scenarios.
+#[derive(Clone)]
+pub struct RunnerOptions {
+    pub kernel: KernelArtifacts,
+    pub settings: RunSettings,
+}
 
-    // The initramfs: the agent and the selftests.
-    let t = Instant::now();
-    sink.emit(RunEvent::StageBegin {
-        stage: Stage::Initramfs,
-        detail: "building the static guest agent".into(),
-    });
-    let agent = match tokio::task::spawn_blocking({
-        let target = opts.cache.root().join("agent-target");
-        move || build_agent(&source_root(), &target)
-    })
-    .await
-    {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => return fail(&sink, out, Stage::Initramfs, e.to_string(), t),
-        Err(e) => return fail(&sink, out, Stage::Initramfs, e.to_string(), t),
-    };
-    let initramfs = opts.run_dir.join("initramfs.cpio");
-    let busybox = opts
-        .busybox
-        .then(|| opts.runtime.file("/usr/bin/busybox"))
-        .filter(|p| p.exists());
-    let image = GuestImage {
-        agent,
-        selftests: opts.kernel.selftests.clone(),
-        busybox,
-    };
-    match image.write(&initramfs) {
-        Ok(bytes) => stage_end(
-            &sink,
-            Stage::Initramfs,
-            Outcome::Ok,
-            format!(
-                "{:.1} MiB, {} selftest(s)",
-                bytes as f64 / (1 << 20) as f64,
-                image.selftests.len()
+/// Runs scenarios on a guest it boots when needed and keeps between
+/// scenarios while it stays fit. The headless run and the TUI's session
+/// both drive one.
+pub struct Runner {
+    opts: RunnerOptions,
+    sink: EventSink,
+    boot_spec: BootSpec,
+    accel: String,
+    guest: Option<Guest>,
+    bundle_id: u64,
+    pub boots: u32,
+}
+
+impl Runner {
+    /// Build the initramfs and choose the accelerator; boots nothing yet.
+    pub async fn prepare(opts: RunnerOptions, sink: EventSink) -> Result<Runner, String> {
+        let t = Instant::now();
+        sink.emit(RunEvent::StageBegin {
+            stage: Stage::Initramfs,
+            detail: "building the static guest agent".into(),
+        });
+        let agent = tokio::task::spawn_blocking({
+            let target = opts.settings.cache.root().join("agent-target");
+            move || build_agent(&source_root(), &target)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        let agent = match agent {
+            Ok(a) => a,
+            Err(e) => return Err(stage_failed(&sink, Stage::Initramfs, e, t)),
+        };
+        let initramfs = opts.settings.run_dir.join("initramfs.cpio");
+        let busybox = opts
+            .settings
+            .busybox
+            .then(|| opts.settings.runtime.file("/usr/bin/busybox"))
+            .filter(|p| p.exists());
+        let image = GuestImage {
+            agent,
+            selftests: opts.kernel.selftests.clone(),
+            busybox,
+        };
+        match image.write(&initramfs) {
+            Ok(bytes) => stage_end(
+                &sink,
+                Stage::Initramfs,
+                Outcome::Ok,
+                format!(
+                    "{:.1} MiB, {} selftest(s)",
+                    bytes as f64 / (1 << 20) as f64,
+                    image.selftests.len()
+                ),
+                t,
             ),
-            t,
-        ),
-        Err(e) => return fail(&sink, out, Stage::Initramfs, e.to_string(), t),
+            Err(e) => return Err(stage_failed(&sink, Stage::Initramfs, e.to_string(), t)),
+        }
+        let verdict = choose_accel(
+            opts.settings.accel,
+            &opts.settings.runtime,
+            &opts.settings.cache,
+            &opts.kernel.bzimage,
+        );
+        sink.emit(RunEvent::Accel(AccelChoice {
+            accel: verdict.accel().into(),
+            reason: verdict.reason.clone(),
+        }));
+        let boot_spec = BootSpec {
+            kernel: opts.kernel.bzimage.clone(),
+            initramfs,
+            mkdirat2: opts.kernel.mkdirat2,
+            accel: if verdict.usable {
+                Accel::Kvm
+            } else {
+                Accel::Tcg
+            },
+            memory_mib: opts.settings.memory_mib,
+            cpus: opts.settings.cpus,
+            goldfish_socket: None,
+            run_dir: opts.settings.run_dir.clone(),
+        };
+        Ok(Runner {
+            accel: verdict.accel().to_string(),
+            opts,
+            sink,
+            boot_spec,
+            guest: None,
+            bundle_id: 0,
+            boots: 0,
+        })
     }
 
-    let verdict = choose_accel(opts.accel, &opts.runtime, &opts.cache, &opts.kernel.bzimage);
-    out.accel = verdict.accel().to_string();
-    sink.emit(RunEvent::Accel(AccelChoice {
-        accel: verdict.accel().into(),
-        reason: verdict.reason.clone(),
-    }));
-    let boot_spec = BootSpec {
-        kernel: opts.kernel.bzimage.clone(),
-        initramfs,
-        mkdirat2: opts.kernel.mkdirat2,
-        accel: if verdict.usable {
-            Accel::Kvm
-        } else {
-            Accel::Tcg
-        },
-        memory_mib: opts.memory_mib,
-        cpus: opts.cpus,
-        goldfish_socket: None,
-        run_dir: opts.run_dir.clone(),
-    };
-    let share = opts.run_dir.join("share");
+    pub fn accel(&self) -> &str {
+        &self.accel
+    }
 
-    let mut guest: Option<Guest> = None;
-    let mut bundle_id = 0;
-    let mut boots = 0;
-    let run_started = Instant::now();
-    sink.emit(RunEvent::StageBegin {
-        stage: Stage::Run,
-        detail: format!("{} scenario(s)", opts.scenarios.len()),
-    });
-    for c in &opts.scenarios {
-        // Does the guest we have still suit this scenario?
-        let reboot_because = match &guest {
+    /// Why the current guest cannot serve `c`, if it cannot.
+    fn reboot_reason(&self, c: &Compiled) -> Option<String> {
+        match &self.guest {
             None => Some("first boot".to_string()),
-            Some(_) if opts.isolate => Some("one boot per scenario (--isolate)".into()),
+            Some(_) if self.opts.settings.isolate => {
+                Some("one boot per scenario (--isolate)".into())
+            }
             Some(g) if g.unfit.is_some() => g.unfit.clone(),
             Some(g) => match &g.device {
                 Some(d) if !d.state().is_idle() => Some(format!(
@@ -206,62 +237,64 @@ pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
                 )),
                 _ => None,
             },
-        };
-        if let Some(why) = reboot_because {
-            if let Some(old) = guest.take() {
-                sink.emit(RunEvent::Note {
+        }
+    }
+
+    /// Run one scenario, booting first if the guest does not suit it.
+    /// `Err` means the run cannot go on (the VM or device died, a boot
+    /// failed); a scenario that fails its expectations is `Ok`.
+    pub async fn run_one(&mut self, c: &Compiled) -> Result<Report, String> {
+        if let Some(why) = self.reboot_reason(c) {
+            if let Some(old) = self.guest.take() {
+                self.sink.emit(RunEvent::Note {
                     text: format!("rebooting: {why}"),
                 });
                 old.shutdown().await;
             }
             let t = Instant::now();
-            sink.emit(RunEvent::StageBegin {
+            self.sink.emit(RunEvent::StageBegin {
                 stage: Stage::Boot,
                 detail: format!(
                     "{} under {}",
-                    opts.kernel.description,
-                    verdict.accel().to_uppercase()
+                    self.opts.kernel.description,
+                    self.accel.to_uppercase()
                 ),
             });
-            match Guest::boot(
-                &boot_spec,
+            let g = Guest::boot(
+                &self.boot_spec,
                 Some(gasbench_device::DeviceConfig::default()),
-                &opts.runtime,
-                &sink,
-                opts.ready_timeout,
+                &self.opts.settings.runtime,
+                &self.sink,
+                self.opts.settings.ready_timeout,
             )
             .await
-            {
-                Ok(g) => {
-                    boots += 1;
-                    stage_end(
-                        &sink,
-                        Stage::Boot,
-                        Outcome::Ok,
-                        format!(
-                            "ready in {:.2} s ({})",
-                            t.elapsed().as_secs_f64(),
-                            g.session.ready.kernel_release
-                        ),
-                        t,
-                    );
-                    guest = Some(g);
-                    bundle_id = 0;
-                }
-                Err(e) => {
-                    out = fail(&sink, out, Stage::Boot, e.to_string(), t);
-                    break;
-                }
-            }
+            .map_err(|e| stage_failed(&self.sink, Stage::Boot, e.to_string(), t))?;
+            self.boots += 1;
+            stage_end(
+                &self.sink,
+                Stage::Boot,
+                Outcome::Ok,
+                format!(
+                    "ready in {:.2} s ({})",
+                    t.elapsed().as_secs_f64(),
+                    g.session.ready.kernel_release
+                ),
+                t,
+            );
+            self.guest = Some(g);
+            self.bundle_id = 0;
         }
-        let Some(g) = guest.as_mut() else { break };
-        bundle_id += 1;
-        match run_scenario(g, c, bundle_id, &share, &sink).await {
+        let Some(g) = self.guest.as_mut() else {
+            return Err("no guest".into());
+        };
+        self.bundle_id += 1;
+        let share = self.opts.settings.run_dir.join("share");
+        match run_scenario(g, c, self.bundle_id, &share, &self.sink).await {
             Ok(o) => {
                 if let Some(why) = o.unfit {
                     g.unfit = Some(why);
                 }
-                out.reports.push(o.report);
+                Ok(o.report)
             }
             Err(e) => {
                 let text = match &e {
@@ -270,13 +303,79 @@ pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
                     }
                     ScenarioError::Bundle { .. } => e.to_string(),
                 };
-                sink.emit(RunEvent::ScenarioEnd {
+                self.sink.emit(RunEvent::ScenarioEnd {
                     scenario: c.plan.scenario.clone(),
                     passed: false,
                     elapsed_ms: 0,
                 });
-                sink.emit(RunEvent::Error { text: text.clone() });
-                out.error = Some(text);
+                self.sink.emit(RunEvent::Error { text: text.clone() });
+                // Whatever is left of the guest is of no use.
+                if let Some(g) = self.guest.take() {
+                    g.shutdown().await;
+                }
+                Err(text)
+            }
+        }
+    }
+
+    /// A guest that was interrupted mid-scenario cannot be trusted.
+    pub fn mark_unfit(&mut self, why: &str) {
+        if let Some(g) = &mut self.guest {
+            g.unfit = Some(why.to_string());
+        }
+    }
+
+    /// Whether a VM is up.
+    pub fn has_guest(&self) -> bool {
+        self.guest.is_some()
+    }
+
+    /// Stop the VM if one runs; reports the teardown stage.
+    pub async fn stop(&mut self) {
+        let t = Instant::now();
+        self.sink.emit(RunEvent::StageBegin {
+            stage: Stage::Teardown,
+            detail: String::new(),
+        });
+        let how = match self.guest.take() {
+            Some(g) => g.shutdown().await,
+            None => "nothing was running".into(),
+        };
+        stage_end(&self.sink, Stage::Teardown, Outcome::Ok, how, t);
+    }
+}
+
+/// Run every scenario; never panics on what the guest does, and always
+/// tears down what it started.
+pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
+    let scenarios = opts.scenarios;
+    let opts = RunnerOptions {
+        kernel: opts.kernel,
+        settings: opts.settings,
+    };
+    let mut out = RunOutcome {
+        reports: Vec::new(),
+        error: None,
+        accel: String::new(),
+    };
+    let mut runner = match Runner::prepare(opts, sink.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(e);
+            return out;
+        }
+    };
+    out.accel = runner.accel().to_string();
+    let run_started = Instant::now();
+    sink.emit(RunEvent::StageBegin {
+        stage: Stage::Run,
+        detail: format!("{} scenario(s)", scenarios.len()),
+    });
+    for c in &scenarios {
+        match runner.run_one(c).await {
+            Ok(report) => out.reports.push(report),
+            Err(e) => {
+                out.error = Some(e);
                 break;
             }
         }
@@ -284,7 +383,9 @@ pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
     let (passed, failed) =
         out.reports.iter().fold(
             (0, 0),
-            |(p, f), r| if r.passed() { (p + 1, f) } else { (p, f + 1) },
+            |(p, f), r| {
+                if r.passed() { (p + 1, f) } else { (p, f + 1) }
+            },
         );
     stage_end(
         &sink,
@@ -294,32 +395,15 @@ pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
         } else {
             Outcome::Failed
         },
-        format!("{passed} passed, {failed} failed, {boots} boot(s)"),
+        format!("{passed} passed, {failed} failed, {} boot(s)", runner.boots),
         run_started,
     );
-
-    let t = Instant::now();
-    sink.emit(RunEvent::StageBegin {
-        stage: Stage::Teardown,
-        detail: String::new(),
-    });
-    let how = match guest.take() {
-        Some(g) => g.shutdown().await,
-        None => "nothing was running".into(),
-    };
-    stage_end(&sink, Stage::Teardown, Outcome::Ok, how, t);
+    runner.stop().await;
     out
 }
 
-fn fail(
-    sink: &EventSink,
-    mut out: RunOutcome,
-    stage: Stage,
-    text: String,
-    since: Instant,
-) -> RunOutcome {
+fn stage_failed(sink: &EventSink, stage: Stage, text: String, since: Instant) -> String {
     stage_end(sink, stage, Outcome::Failed, text.clone(), since);
     sink.emit(RunEvent::Error { text: text.clone() });
-    out.error = Some(text);
-    out
+    text
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gasbench_engine::pipeline::{self, AccelPref, KernelArtifacts, RunOptions};
+use gasbench_engine::pipeline::{self, AccelPref, KernelArtifacts, RunOptions, RunSettings};
 use gasbench_events::run::{Outcome, RunEvent};
 use gasbench_events::{Event, EventBody};
 use gasbench_trace::{RunDir, RunSummary};
@@ -149,19 +149,21 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     let opts = RunOptions {
         scenarios,
         kernel,
-        isolate: args.isolate,
-        accel: match args.accel.as_str() {
-            "kvm" => AccelPref::Kvm,
-            "tcg" => AccelPref::Tcg,
-            _ => AccelPref::Auto,
+        settings: RunSettings {
+            isolate: args.isolate,
+            accel: match args.accel.as_str() {
+                "kvm" => AccelPref::Kvm,
+                "tcg" => AccelPref::Tcg,
+                _ => AccelPref::Auto,
+            },
+            memory_mib: args.memory,
+            cpus: args.cpus,
+            ready_timeout: Duration::from_secs(args.ready_timeout),
+            cache: g.cache.clone(),
+            runtime,
+            run_dir: run_dir.path().to_path_buf(),
+            busybox: args.busybox,
         },
-        memory_mib: args.memory,
-        cpus: args.cpus,
-        ready_timeout: Duration::from_secs(args.ready_timeout),
-        cache: g.cache.clone(),
-        runtime,
-        run_dir: run_dir.path().to_path_buf(),
-        busybox: args.busybox,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
