@@ -24,6 +24,11 @@ struct Cli {
     #[arg(long, global = true, default_value = "auto", value_name = "RUNTIME")]
     runtime: RuntimePref,
 
+    /// With no subcommand: the kernel the TUI boots (default: build the
+    /// patched one).
+    #[command(flatten)]
+    kernel: cmd::kernel_choice::KernelArgs,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -69,7 +74,7 @@ fn main() -> ExitCode {
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
-        None => cmd::pending::not_yet("the TUI", 6),
+        None => cmd::tui::run(&globals, cli.kernel),
     };
     match result {
         Ok(code) => code,

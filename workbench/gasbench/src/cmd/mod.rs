@@ -2,8 +2,10 @@
 
 pub mod device;
 pub mod doctor;
+pub mod kernel_choice;
 pub mod open;
 pub mod pending;
 pub mod run;
 pub mod scenario;
 pub mod setup;
+pub mod tui;

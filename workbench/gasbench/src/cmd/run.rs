@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gasbench_engine::pipeline::{self, AccelPref, KernelArtifacts, RunOptions, RunSettings};
+use gasbench_engine::pipeline::{self, AccelPref, RunOptions, RunSettings};
 use gasbench_events::run::{Outcome, RunEvent};
 use gasbench_events::{Event, EventBody};
 use gasbench_trace::{RunDir, RunSummary};
@@ -19,15 +19,8 @@ pub struct Args {
     /// Scenario files or directories [default: the default suite, scenarios/]
     #[arg(value_name = "SCENARIO")]
     scenarios: Vec<PathBuf>,
-    /// Boot this kernel image instead of building the patched one.
-    #[arg(long, value_name = "BZIMAGE")]
-    kernel: Option<PathBuf>,
-    /// mkdirat2's syscall number on --kernel (472 as posted, 473 on 7.3).
-    #[arg(long, value_name = "NR", requires = "kernel")]
-    mkdirat2: Option<i64>,
-    /// A static kselftest binary to put in the guest (repeatable), with --kernel.
-    #[arg(long = "selftest", value_name = "BINARY", requires = "kernel")]
-    selftests: Vec<PathBuf>,
+    #[command(flatten)]
+    kernel: super::kernel_choice::KernelArgs,
     /// Boot a fresh VM for every scenario.
     #[arg(long)]
     isolate: bool,
@@ -94,28 +87,8 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         }
     }
 
-    let kernel = match &args.kernel {
-        Some(k) => {
-            if !k.exists() {
-                return Err(miette!("--kernel {}: no such file", k.display()));
-            }
-            KernelArtifacts {
-                bzimage: k.clone(),
-                mkdirat2: args.mkdirat2,
-                selftests: args
-                    .selftests
-                    .iter()
-                    .map(|p| {
-                        let name = p
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        (name, p.clone())
-                    })
-                    .collect(),
-                description: format!("kernel {}", k.display()),
-            }
-        }
+    let kernel = match args.kernel.prebuilt().map_err(|e| miette!("{e}"))? {
+        Some(k) => k,
         None => {
             return Err(miette!(
                 "building the patched kernel lands with issue #3; until then pass --kernel BZIMAGE"
