@@ -156,6 +156,17 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
             &format!("q35,accel={},memory-backend=mem", spec.accel.name()),
         ],
     );
+    // q35 hands PCI hotplug to ACPI by default, and then its root ports
+    // do not report a card present to a guest without ACPI: the guest's
+    // pciehp says "Card not present", powers the slot off and ignores
+    // device_del. Native PCIe hotplug works with or without ACPI.
+    push(
+        &mut a,
+        &[
+            "-global",
+            "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+        ],
+    );
     if spec.accel == Accel::Kvm {
         push(&mut a, &["-cpu", "host"]);
     }
