@@ -292,6 +292,10 @@ impl Drop for Vm {
         ] {
             let _ = std::fs::remove_file(p);
         }
+        // virtiofsd's lock file beside its socket.
+        let mut pid = self.sockets.virtiofsd.clone().into_os_string();
+        pid.push(".pid");
+        let _ = std::fs::remove_file(pid);
     }
 }
 
