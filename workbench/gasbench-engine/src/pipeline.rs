@@ -229,6 +229,14 @@ impl Runner {
                 Some("one boot per scenario (--isolate)".into())
             }
             Some(g) if g.unfit.is_some() => g.unfit.clone(),
+            Some(g)
+                if g.plugged
+                    && g.device.as_ref().is_some_and(|d| {
+                        !matches!(d.status(), gasbench_vfu::ServerStatus::Connected { .. })
+                    }) =>
+            {
+                Some("the goldfish device lost its connection to QEMU".into())
+            }
             Some(g) => match &g.device {
                 Some(d) if !d.state().is_idle() => Some(format!(
                     "the device still holds state from the previous scenario ({} handle(s)); {} starts on a fresh boot",
