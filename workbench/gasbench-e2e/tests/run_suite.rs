@@ -282,3 +282,45 @@ fn killing_qemu_mid_run_ends_it_naming_qemu_and_leaves_nothing_behind() {
 fn killing_virtiofsd_mid_run_ends_it_naming_virtiofsd_and_leaves_nothing_behind() {
     kill_mid_run("virtiofsd");
 }
+
+#[test]
+fn a_device_socket_that_dies_fails_the_call_and_the_next_scenario_gets_a_fresh_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("device_dies.toml");
+    std::fs::write(
+        &scenario,
+        r#"[scenario]
+name = "device-dies"
+requires = ["goldfish"]
+
+[device]
+faults = [ { on = "allocate_block", nth = 1, action = "drop_connection" } ]
+
+[[step]]
+name = "open"
+open = { path = "/dev/goldfish_address_space", flags = ["O_RDWR"] }
+capture = "fd"
+
+[[step]]
+name = "allocate while the device goes away"
+ioctl = { fd = "${fd}", cmd = "ALLOCATE_BLOCK", size = 4096 }
+expect.errno = "EIO"
+timeout = "30s"
+"#,
+    )
+    .unwrap();
+    let rfc = scenarios_dir().join("goldfish_rfc_subset.toml");
+    let (code, s, stderr) = run(
+        &[scenario.to_str().unwrap(), rfc.to_str().unwrap()],
+        &dir.path().join("runs"),
+    );
+    // The dead socket is a failed call (EIO from the driver), not a
+    // crashed run; the next scenario boots afresh and passes.
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(scenario(&s, "device-dies")["passed"], true, "{s:#}");
+    assert_eq!(scenario(&s, "goldfish-rfc-subset")["passed"], true, "{s:#}");
+    assert!(
+        stderr.contains("rebooting: the goldfish device lost its connection to QEMU"),
+        "{stderr}"
+    );
+}
