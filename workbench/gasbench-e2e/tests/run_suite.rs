@@ -286,9 +286,9 @@ fn killing_virtiofsd_mid_run_ends_it_naming_virtiofsd_and_leaves_nothing_behind(
 #[test]
 fn a_device_socket_that_dies_fails_the_call_and_the_next_scenario_gets_a_fresh_boot() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("device_dies.toml");
+    let file = dir.path().join("device_dies.toml");
     std::fs::write(
-        &scenario,
+        &file,
         r#"[scenario]
 name = "device-dies"
 requires = ["goldfish"]
@@ -311,7 +311,7 @@ timeout = "30s"
     .unwrap();
     let rfc = scenarios_dir().join("goldfish_rfc_subset.toml");
     let (code, s, stderr) = run(
-        &[scenario.to_str().unwrap(), rfc.to_str().unwrap()],
+        &[file.to_str().unwrap(), rfc.to_str().unwrap()],
         &dir.path().join("runs"),
     );
     // The dead socket is a failed call (EIO from the driver), not a
