@@ -41,6 +41,7 @@ async fn a_stock_kernel_boots_under_the_runner_and_everything_is_torn_down() {
         run_dir: run_dir.clone(),
         share: Some(dir.path().join("share")),
         goldfish_socket: None,
+        tsc_khz: None,
     };
     let (sink, mut bus) = gasbench_events::bus();
     let mut vm = Vm::launch(&spec, &rt, &sink).await.expect("the VM starts");

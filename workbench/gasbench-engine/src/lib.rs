@@ -7,5 +7,10 @@
 //! - [`session`]: a booted guest whose agent said `Ready`.
 
 pub mod agent_build;
+pub mod guest;
 pub mod guest_image;
+pub mod pipeline;
+pub mod preflight;
+pub mod scenario_run;
+pub mod service;
 pub mod session;

@@ -56,7 +56,7 @@ pub struct Session {
 }
 
 fn console_tail(path: &std::path::Path) -> String {
-    gasbench_qemu::vm::tail(path, 25)
+    gasbench_qemu::vm::tail(path, 8)
 }
 
 impl Session {
@@ -81,6 +81,10 @@ impl Session {
             run_dir: spec.run_dir.clone(),
             share: Some(spec.run_dir.join("share")),
             goldfish_socket: spec.goldfish_socket.clone(),
+            tsc_khz: match spec.accel {
+                Accel::Tcg => gasbench_qemu::spec::host_tsc_khz(),
+                Accel::Kvm => None,
+            },
         };
         let mut vm = Vm::launch(&vm_spec, rt, sink).await?;
         let mut rx = vm
@@ -133,10 +137,21 @@ impl Session {
         tokio::select! {
             r = tokio::time::timeout(timeout, self.rx.recv()) => match r {
                 Ok(Some(FromAgent::Msg(m))) => Ok(m),
-                Ok(Some(FromAgent::Closed)) | Ok(None) => Err(SessionError::AgentGone {
-                    doing: doing.into(),
-                    console: console_tail(&self.console_log),
-                }),
+                Ok(Some(FromAgent::Closed)) | Ok(None) => {
+                    // The port closes when QEMU dies, often a moment before
+                    // QEMU's exit is noticed: if QEMU is going, that is the news.
+                    match tokio::time::timeout(Duration::from_secs(2), self.vm.died()).await {
+                        Ok(what) => Err(SessionError::Died {
+                            what,
+                            doing: doing.into(),
+                            console: console_tail(&self.console_log),
+                        }),
+                        Err(_) => Err(SessionError::AgentGone {
+                            doing: doing.into(),
+                            console: console_tail(&self.console_log),
+                        }),
+                    }
+                }
                 Err(_) => Err(SessionError::Silent { timeout, doing: doing.into() }),
             },
             what = self.vm.died() => Err(SessionError::Died {
@@ -149,6 +164,7 @@ impl Session {
 
     /// Ask the agent to power off, then make sure QEMU is gone.
     pub async fn shutdown(self) -> String {
+        self.vm.expect_exit();
         let _ = self
             .vm
             .agent

@@ -319,6 +319,13 @@ pub fn check_runtime(runtime: &Runtime) -> Vec<Check> {
     checks
 }
 
+/// QEMU's version as `--version` reports it, if QEMU runs.
+pub fn qemu_version(runtime: &Runtime) -> Option<String> {
+    let mut cmd = runtime.host_program(HostProgram::Qemu);
+    cmd.arg("--version");
+    Version::find_in(&output_of(cmd).ok()?).map(|v| v.to_string())
+}
+
 fn check_qemu(ctx: &Ctx) -> Check {
     let c = ctx.check("qemu", format!(">= {QEMU_MIN} with vfio-user-pci"), true);
     let mut cmd = ctx.runtime.host_program(HostProgram::Qemu);

@@ -23,10 +23,11 @@ impl ApplyStatus {
 }
 
 /// What a patch is to the series.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PatchRole {
     /// As posted (extracted byte-exact from the mail).
+    #[default]
     Posted,
     /// Missing from the mail and written from quotes; stands for a posted
     /// patch.
@@ -75,6 +76,12 @@ pub struct PatchApplied {
     #[serde(default)]
     pub posted_index: Option<u32>,
     pub subject: String,
+    /// True for gasbench's own patches (the port's replacements and
+    /// fixups), false for posted (or reconstructed) ones.
+    pub fixup: bool,
+    /// Logs written before roles existed read as `posted`; `fixup` still
+    /// tells gasbench's own patches apart there.
+    #[serde(default)]
     pub role: PatchRole,
     pub status: ApplyStatus,
     pub files: Vec<String>,
@@ -139,6 +146,7 @@ mod tests {
             total: 9,
             posted_index: Some(1),
             subject: "vfs: x".into(),
+            fixup: false,
             role: PatchRole::Posted,
             status: ApplyStatus::AppliedWithFuzz,
             files: vec!["fs/namei.c".into()],
@@ -154,10 +162,10 @@ mod tests {
         let line = serde_json::to_string(&ev).unwrap();
         assert!(line.contains(r#""status":"applied_with_fuzz""#), "{line}");
         assert_eq!(serde_json::from_str::<KernelEvent>(&line).unwrap(), ev);
-        let old = r#"{"type":"patch","series":"s","index":1,"total":1,"subject":"x","role":"fixup","status":"applied","files":[],"detail":""}"#;
+        let old = r#"{"type":"patch","series":"s","index":1,"total":1,"subject":"x","fixup":true,"status":"applied","files":[],"detail":""}"#;
         assert!(matches!(
             serde_json::from_str::<KernelEvent>(old).unwrap(),
-            KernelEvent::Patch(PatchApplied { hunks, posted_index: None, .. }) if hunks.is_empty()
+            KernelEvent::Patch(PatchApplied { hunks, posted_index: None, fixup: true, role: PatchRole::Posted, .. }) if hunks.is_empty()
         ));
     }
 }

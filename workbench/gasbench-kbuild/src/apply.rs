@@ -169,6 +169,7 @@ pub fn event_of(r: &PatchReport) -> PatchApplied {
         total: r.of,
         posted_index: r.posted_index,
         subject: r.subject.clone(),
+        fixup: matches!(r.role, PatchRole::Replacement | PatchRole::Fixup),
         role: r.role,
         status: r.status,
         files: r.files.clone(),

@@ -45,6 +45,38 @@ pub struct VmSpec {
     pub share: Option<PathBuf>,
     /// The goldfish device's vfio-user socket, if attached at boot.
     pub goldfish_socket: Option<PathBuf>,
+    /// Under TCG: the TSC rate to give the guest (see [`host_tsc_khz`]).
+    pub tsc_khz: Option<u64>,
+}
+
+/// The host's TSC rate in kHz, measured against CLOCK_MONOTONIC.
+///
+/// Under TCG the guest's TSC ticks at the host's rate, but a kernel
+/// without ACPI has no HPET or PM timer to calibrate it against and often
+/// fails to calibrate against the PIT on a busy host ("Marking TSC
+/// unstable"); it then keeps jiffies as its clock, and every call the
+/// agent times takes "0 ns" or a multiple of 4 ms. Telling the kernel the
+/// rate (`tsc_early_khz=`) gives it a nanosecond clock.
+pub fn host_tsc_khz() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::time::{Duration, Instant};
+        // SAFETY: RDTSC has no preconditions on x86_64.
+        let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+        let t0 = Instant::now();
+        let c0 = tsc();
+        std::thread::sleep(Duration::from_millis(20));
+        let c1 = tsc();
+        let ns = t0.elapsed().as_nanos() as u64;
+        let khz = (c1.wrapping_sub(c0)).checked_mul(1_000_000)? / ns.max(1);
+        // Round to 1 MHz: the measurement's noise is far above that.
+        let khz = (khz + 500) / 1000 * 1000;
+        (100_000..20_000_000).contains(&khz).then_some(khz)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
 }
 
 /// Where a VM's sockets live inside its run directory.
@@ -124,6 +156,17 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
             &format!("q35,accel={},memory-backend=mem", spec.accel.name()),
         ],
     );
+    // q35 hands PCI hotplug to ACPI by default, and then its root ports
+    // do not report a card present to a guest without ACPI: the guest's
+    // pciehp says "Card not present", powers the slot off and ignores
+    // device_del. Native PCIe hotplug works with or without ACPI.
+    push(
+        &mut a,
+        &[
+            "-global",
+            "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+        ],
+    );
     if spec.accel == Accel::Kvm {
         push(&mut a, &["-cpu", "host"]);
     }
@@ -133,6 +176,10 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
     a.push("-initrd".into());
     a.push(spec.initramfs.clone().into());
     let mut cmdline = base_cmdline().to_owned();
+    if let (Accel::Tcg, Some(khz)) = (spec.accel, spec.tsc_khz) {
+        // Under emulation the TSC is as steady as the host's: no watchdog.
+        cmdline.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
+    }
     if !spec.cmdline.is_empty() {
         cmdline.push(' ');
         cmdline.push_str(&spec.cmdline);
@@ -227,6 +274,7 @@ mod tests {
             run_dir: "/run/x".into(),
             share: Some("/run/x/share".into()),
             goldfish_socket: Some("/run/x/goldfish.sock".into()),
+            tsc_khz: Some(2_600_000),
         }
     }
 
@@ -259,6 +307,10 @@ mod tests {
         let append = value_after(&a, "-append", "console=");
         assert!(append.starts_with("console=ttyS0 reboot=t panic=-1"));
         assert!(append.ends_with(" gasbench.mkdirat2=473"));
+        assert!(
+            append.contains(" tsc_early_khz=2600000 tsc=reliable "),
+            "{append}"
+        );
     }
 
     #[test]
@@ -304,6 +356,13 @@ mod tests {
         assert!(!a.iter().any(|x| x.contains("vhost-user-fs")));
         assert!(a.iter().any(|x| x.starts_with("pcie-root-port")));
         assert_eq!(value_after(&a, "-cpu", "host"), "host");
+    }
+
+    #[test]
+    fn the_host_tsc_rate_is_measured_plausibly() {
+        let khz = host_tsc_khz().expect("an x86_64 host has a TSC");
+        assert!((100_000..20_000_000).contains(&khz));
+        assert_eq!(khz % 1000, 0);
     }
 
     #[test]

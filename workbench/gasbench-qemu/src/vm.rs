@@ -208,6 +208,12 @@ impl Vm {
         })
     }
 
+    /// From now on, QEMU and virtiofsd exiting is what we asked for (the
+    /// guest was told to power off).
+    pub fn expect_exit(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Console lines from now on.
     pub fn console(&self) -> broadcast::Receiver<String> {
         self.console.subscribe()
@@ -286,6 +292,10 @@ impl Drop for Vm {
         ] {
             let _ = std::fs::remove_file(p);
         }
+        // virtiofsd's lock file beside its socket.
+        let mut pid = self.sockets.virtiofsd.clone().into_os_string();
+        pid.push(".pid");
+        let _ = std::fs::remove_file(pid);
     }
 }
 

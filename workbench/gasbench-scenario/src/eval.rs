@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use gasbench_abi::expr::IntExpr;
 use gasbench_abi::protocol::{AgentMsg, CallRecord, KtapResult, KtapStatus, ThreadId};
-use gasbench_events::device::DeviceState;
+use gasbench_events::device::{BlockInfo, BlockOwner, DeviceState};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -407,38 +407,51 @@ impl<'a> Evaluator<'a> {
             Ok((held, format!("{n} {what}")))
         };
         match check {
-            DeviceCheck::Handles { matcher } => count(
-                self,
-                matcher,
-                st.handles.len(),
-                &format!("handles {:?}", st.handles),
-            ),
-            DeviceCheck::Blocks { matcher } => count(
-                self,
-                matcher,
-                st.blocks.len(),
-                &format!("blocks {}", show_blocks(&st.blocks)),
-            ),
+            DeviceCheck::Handles { matcher } => {
+                let handles: Vec<u32> = st.handles.iter().map(|h| h.handle).collect();
+                count(
+                    self,
+                    matcher,
+                    handles.len(),
+                    &format!("handles {handles:?}"),
+                )
+            }
+            DeviceCheck::Blocks { matcher } => {
+                let blocks: Vec<&BlockInfo> = st.guest_blocks().collect();
+                count(
+                    self,
+                    matcher,
+                    blocks.len(),
+                    &format!("blocks {}", show_blocks(blocks)),
+                )
+            }
             DeviceCheck::PingPages { matcher } => {
-                count(self, matcher, st.ping_pages.len(), "ping pages")
+                let n = st.handles.iter().filter(|h| h.ping_page.is_some()).count();
+                count(self, matcher, n, "ping pages")
             }
             DeviceCheck::Block { offset, present } => {
                 let off = self.lookup(main, offset, None)?;
-                let there = st.blocks.iter().any(|(o, _)| i128::from(*o) == off);
+                let there = st.guest_blocks().any(|b| i128::from(b.offset) == off);
                 Ok((
                     there == *present,
-                    format!("blocks {}", show_blocks(&st.blocks)),
+                    format!("blocks {}", show_blocks(st.guest_blocks())),
                 ))
             }
             DeviceCheck::AllFree => {
-                let whole =
-                    st.blocks.is_empty() && st.free.len() == 1 && st.free[0] == (0, st.shared_size);
+                // The blocks tile the shared area: all free and merged is
+                // one free block covering all of it.
+                let whole = matches!(
+                    st.blocks.as_slice(),
+                    [b] if b.owner == BlockOwner::Free && b.offset == 0 && b.size == st.shared_size
+                );
+                let free = st.blocks.iter().filter(|b| b.owner == BlockOwner::Free);
+                let held = st.blocks.iter().filter(|b| b.owner != BlockOwner::Free);
                 Ok((
                     whole,
                     format!(
                         "blocks {}, free {}, shared size {:#x}",
-                        show_blocks(&st.blocks),
-                        show_blocks(&st.free),
+                        show_blocks(held),
+                        show_blocks(free),
                         st.shared_size
                     ),
                 ))
@@ -748,10 +761,10 @@ fn show_json(v: &Value) -> String {
     }
 }
 
-fn show_blocks(blocks: &[(u64, u64)]) -> String {
+fn show_blocks<'b>(blocks: impl IntoIterator<Item = &'b BlockInfo>) -> String {
     let items: Vec<String> = blocks
-        .iter()
-        .map(|(o, s)| format!("{o:#x}+{s:#x}"))
+        .into_iter()
+        .map(|b| format!("{:#x}+{:#x}", b.offset, b.size))
         .collect();
     format!("[{}]", items.join(", "))
 }

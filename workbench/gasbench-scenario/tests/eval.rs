@@ -93,6 +93,50 @@ close = { fd = "${dev}" }
 expect.device = { handles = 0, all_free = true }
 "#;
 
+/// A device state as the model reports it: `blocks` tile the shared area,
+/// the gaps between the guest's blocks are free.
+fn state(handles: &[(u32, Option<u64>)], guest: &[(u64, u64)], shared_size: u64) -> DeviceState {
+    use gasbench_events::device::{BlockInfo, BlockOwner, HandleInfo};
+    let mut blocks = Vec::new();
+    let mut at = 0;
+    for &(offset, size) in guest {
+        if offset > at {
+            blocks.push(BlockInfo {
+                offset: at,
+                size: offset - at,
+                owner: BlockOwner::Free,
+            });
+        }
+        blocks.push(BlockInfo {
+            offset,
+            size,
+            owner: BlockOwner::Guest,
+        });
+        at = offset + size;
+    }
+    if at < shared_size {
+        blocks.push(BlockInfo {
+            offset: at,
+            size: shared_size - at,
+            owner: BlockOwner::Free,
+        });
+    }
+    DeviceState {
+        handles: handles
+            .iter()
+            .map(|&(handle, ping_page)| HandleInfo {
+                handle,
+                ping_page,
+                service: None,
+                pings: 0,
+            })
+            .collect(),
+        blocks,
+        shared_size,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn device_snapshots_are_judged_with_captured_values() {
     let c = ok(DEVICE);
@@ -107,26 +151,11 @@ fn device_snapshots_are_judged_with_captured_values() {
     );
     r.ev.device_snapshot(
         0,
-        &DeviceState {
-            handles: vec![1],
-            blocks: vec![(0x7000, 0x2000)],
-            free: vec![(0, 0x7000), (0x9000, 0x7000)],
-            ping_pages: vec![(1, 0x1000)],
-            shared_size: 0x10000,
-        },
+        &state(&[(1, Some(0x1000))], &[(0x7000, 0x2000)], 0x10000),
     );
     r.call(2, 0, 0, None, Value::Null);
     // The close leaked a block: the device still holds it.
-    r.ev.device_snapshot(
-        1,
-        &DeviceState {
-            handles: vec![],
-            blocks: vec![(0x7000, 0x2000)],
-            free: vec![(0, 0x7000), (0x9000, 0x7000)],
-            ping_pages: vec![],
-            shared_size: 0x10000,
-        },
-    );
+    r.ev.device_snapshot(1, &state(&[], &[(0x7000, 0x2000)], 0x10000));
     let v = r.end();
     let has = find(&v, "device.has_block");
     assert!(has[0].held, "{:?}", has[0]);

@@ -13,6 +13,7 @@ pub mod junit;
 pub mod log;
 pub mod run_dir;
 pub mod summary;
+pub mod table;
 
 pub use run_dir::RunDir;
 pub use summary::RunSummary;

@@ -24,6 +24,11 @@ struct Cli {
     #[arg(long, global = true, default_value = "auto", value_name = "RUNTIME")]
     runtime: RuntimePref,
 
+    /// With no subcommand: the kernel the TUI boots (default: build the
+    /// patched one).
+    #[command(flatten)]
+    kernel: cmd::kernel_choice::KernelArgs,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,15 +42,15 @@ enum Command {
     /// Apply the posted series to the base tree and build the kernel.
     Kernel(cmd::kernel::Args),
     /// Boot the patched kernel and run scenarios headless.
-    Run(cmd::pending::Args),
+    Run(cmd::run::Args),
     /// Check scenario files without starting a VM; show what one compiles to.
     Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
-    Device(cmd::pending::Args),
+    Device(cmd::device::Args),
     /// Reproduce a posted series for review: apply, build, boot, report.
     Repro(cmd::pending::Args),
     /// Browse a past run's directory in the TUI.
-    Open(cmd::pending::Args),
+    Open(cmd::open::Args),
 }
 
 /// What every subcommand gets.
@@ -64,12 +69,12 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => cmd::doctor::run(&globals, args),
         Some(Command::Setup(args)) => cmd::setup::run(&globals, args),
         Some(Command::Kernel(args)) => cmd::kernel::run(&globals, args),
-        Some(Command::Run(_)) => cmd::pending::not_yet("run", 5),
+        Some(Command::Run(args)) => cmd::run::run(&globals, args),
         Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
-        Some(Command::Device(_)) => cmd::pending::not_yet("device", 4),
+        Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
-        Some(Command::Open(_)) => cmd::pending::not_yet("open", 6),
-        None => cmd::pending::not_yet("the TUI", 6),
+        Some(Command::Open(args)) => cmd::open::run(&globals, args),
+        None => cmd::tui::run(&globals, cli.kernel),
     };
     match result {
         Ok(code) => code,

@@ -35,11 +35,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     {
         list.insert(0, checks::check_debootstrap());
     }
-    let qemu_version = list
-        .iter()
-        .find(|c| c.name == "qemu")
-        .and_then(|c| c.found.clone())
-        .unwrap_or_default();
+    let qemu_version = checks::qemu_version(&runtime).unwrap_or_default();
     let kernel = gasbench_env::probe_kernel(&runtime, None);
     let (verdict, cached) = if qemu_version.is_empty() {
         (

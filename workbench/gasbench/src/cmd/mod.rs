@@ -1,7 +1,12 @@
 //! One module per subcommand: its flags and the glue to its library.
 
+pub mod device;
 pub mod doctor;
 pub mod kernel;
+pub mod kernel_choice;
+pub mod open;
 pub mod pending;
+pub mod run;
 pub mod scenario;
 pub mod setup;
+pub mod tui;

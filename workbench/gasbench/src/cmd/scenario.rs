@@ -42,7 +42,7 @@ pub fn run(_globals: &Globals, args: Args) -> miette::Result<ExitCode> {
 }
 
 /// Files named on the command line, directories expanded to their *.toml.
-fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -71,7 +71,7 @@ fn check(paths: &[PathBuf]) -> miette::Result<ExitCode> {
     }
     let mut bad = 0;
     for f in &files {
-        match gasbench_scenario::load(f) {
+        match load_checked(f) {
             Ok(c) => {
                 let p = &c.plan;
                 println!(
@@ -99,6 +99,31 @@ fn check(paths: &[PathBuf]) -> miette::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Load a scenario and check what only the engine can: the fault rules
+/// and device configuration, against the device model.
+pub(crate) fn load_checked(f: &Path) -> Result<Compiled, Box<gasbench_scenario::Problems>> {
+    let c = gasbench_scenario::load(f)?;
+    gasbench_engine::preflight::check(&c)?;
+    Ok(c)
+}
+
+/// Load every scenario, printing every problem of every file; `Err` with
+/// the number of bad files when any is bad.
+pub(crate) fn load_all(files: &[PathBuf]) -> Result<Vec<Compiled>, usize> {
+    let mut good = Vec::new();
+    let mut bad = 0;
+    for f in files {
+        match load_checked(f) {
+            Ok(c) => good.push(c),
+            Err(problems) => {
+                bad += 1;
+                eprintln!("{:?}", miette::Report::new(*problems));
+            }
+        }
+    }
+    if bad == 0 { Ok(good) } else { Err(bad) }
 }
 
 fn show(file: &Path, json: bool) -> miette::Result<ExitCode> {

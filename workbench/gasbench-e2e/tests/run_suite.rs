@@ -1,0 +1,326 @@
+//! `gasbench run` end to end: the patched kernel (built by the kernel
+//! stage, cached), the agent, the emulated device, the default suite.
+//! What the suite finds in the posted series is asserted as findings;
+//! an edited expectation fails the run; a QEMU or virtiofsd killed
+//! mid-run ends it with an error naming what died and nothing left behind.
+
+#[path = "support/processes.rs"]
+mod processes;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use processes::{Guarded, gasbench_binary, wait_deadline};
+use serde_json::Value;
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
+}
+
+/// Run `gasbench run --json ARGS` into `runs`; (exit code, summary, stderr).
+fn run(args: &[&str], runs: &Path) -> (Option<i32>, Value, String) {
+    let bin = gasbench_binary();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["run", "--json", "--runs"])
+        .arg(runs)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Guarded::spawn("gasbench run", &mut cmd);
+    let out = child
+        .child
+        .take()
+        .unwrap()
+        .wait_with_output()
+        .expect("gasbench run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}); stderr:\n{stderr}"));
+    (out.status.code(), summary, stderr)
+}
+
+fn scenario<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no scenario {name} in {summary:#}"))
+}
+
+fn failed_whats(s: &Value) -> Vec<String> {
+    s["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["held"] == false)
+        .map(|e| e["what"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_default_suite_runs_on_the_patched_kernel_with_truthful_verdicts() {
+    let runs = tempfile::tempdir().unwrap();
+    let (code, s, stderr) = run(&[], runs.path());
+    // The posting has defects the suite is written to find: the run fails.
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(s["errors"].as_array().unwrap().is_empty(), "{stderr}");
+    assert!(
+        s["kernel_release"].as_str().unwrap().contains("gasbench"),
+        "{s:#}"
+    );
+    assert!(["tcg", "kvm"].contains(&s["accel"].as_str().unwrap()));
+    let names: Vec<&str> = s["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert!(names.len() >= 11, "{names:?}");
+    // Every scenario ran to a verdict, with expectations checked.
+    for sc in s["scenarios"].as_array().unwrap() {
+        assert!(sc["passed"].is_boolean(), "{} did not finish", sc["name"]);
+        assert!(
+            sc["expectations"].as_array().unwrap().len() >= 5,
+            "{}",
+            sc["name"]
+        );
+    }
+    // The findings, each for its documented reason.
+    let abi = failed_whats(scenario(&s, "goldfish-abi-review"));
+    assert!(abi.iter().any(|w| w.contains("out.phys_addr")), "{abi:?}");
+    let errors = failed_whats(scenario(&s, "goldfish-errors"));
+    assert!(
+        errors.iter().any(|w| w.contains("read-only argument")),
+        "{errors:?}"
+    );
+    let kself = failed_whats(scenario(&s, "mkdirat2-kselftest"));
+    assert!(
+        kself.iter().any(|w| w.contains("cleaned up after itself")),
+        "{kself:?}"
+    );
+    // And what the posting gets right passes.
+    for name in [
+        "goldfish-rfc-subset",
+        "goldfish-faults",
+        "goldfish-leaks",
+        "goldfish-threads",
+        "goldfish-hotunplug",
+        "mkdirat2-selftest-cases",
+        "mkdirat2-flags",
+        "mkdirat2-emfile",
+    ] {
+        let sc = scenario(&s, name);
+        assert_eq!(sc["passed"], true, "{name}: {:?}", failed_whats(sc));
+    }
+    // The posted kselftest ran in the guest, every case reported.
+    let ktap = s["ktap"].as_array().unwrap();
+    assert!(ktap.len() >= 7, "{ktap:?}");
+    assert!(ktap.iter().all(|k| k["status"] == "ok"), "{ktap:?}");
+
+    // The run directory holds the record.
+    let dir = std::fs::read_dir(runs.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name() != "latest")
+        .unwrap()
+        .path();
+    for f in [
+        "events.jsonl",
+        "results.json",
+        "junit.xml",
+        "console.log",
+        "qemu.log",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
+    }
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    // Device register accesses were traced between the calls that caused them.
+    assert!(events.contains(r#""src":"device","ev":{"type":"reg""#));
+    assert!(events.contains(r#""name":"ioctl:ALLOCATE_BLOCK""#));
+}
+
+#[test]
+fn an_expectation_edited_to_a_wrong_errno_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(scenarios_dir().join("mkdirat2_selftest_cases.toml")).unwrap();
+    // The first errno the posted selftest expects, swapped for a wrong one.
+    let (at, errno) = ["\"EEXIST\"", "\"EINVAL\"", "\"ENOENT\"", "\"ENOTDIR\""]
+        .iter()
+        .filter_map(|e| text.find(e).map(|at| (at, *e)))
+        .min()
+        .expect("the scenario expects some errno");
+    let wrong = if errno == "\"EPERM\"" {
+        "\"EACCES\""
+    } else {
+        "\"EPERM\""
+    };
+    let edited = format!("{}{wrong}{}", &text[..at], &text[at + errno.len()..]);
+    let file = dir.path().join("edited.toml");
+    std::fs::write(&file, edited).unwrap();
+    let (code, s, stderr) = run(&[file.to_str().unwrap()], &dir.path().join("runs"));
+    assert_eq!(code, Some(1), "{stderr}");
+    let sc = &s["scenarios"][0];
+    assert_eq!(sc["passed"], false);
+    let bad: Vec<&Value> = sc["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["held"] == false)
+        .collect();
+    assert_eq!(
+        bad.len(),
+        1,
+        "exactly the edited expectation fails: {bad:#?}"
+    );
+    assert_eq!(
+        bad[0]["expected"],
+        format!("errno {}", wrong.trim_matches('"'))
+    );
+    assert_eq!(
+        bad[0]["actual"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+        format!("errno {}", errno.trim_matches('"'))
+    );
+}
+
+/// Start a run whose scenario idles in the guest, wait until it is
+/// running, kill `victim`, and check how the run ends.
+fn kill_mid_run(victim: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("idle.toml");
+    std::fs::write(
+        &scenario,
+        "[scenario]\nname = \"idle\"\ntimeout = \"5m\"\n\n[[step]]\nname = \"idle in the guest\"\nsleep = \"120s\"\ntimeout = \"3m\"\n",
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    let bin = gasbench_binary();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["run", "--json", "--runs"])
+        .arg(&runs)
+        .arg(&scenario)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut run = Guarded::spawn("gasbench run", &mut cmd);
+    // Wait for the scenario to start, then find the victim's pid.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let pid = loop {
+        assert!(Instant::now() < deadline, "the scenario never started");
+        assert!(run.exited().is_none(), "gasbench run ended early");
+        let events = std::fs::read_to_string(runs.join("latest/events.jsonl")).unwrap_or_default();
+        if events.contains(r#""type":"step_begin""#) || events.contains(r#""msg":"step_begin""#) {
+            let pid = events.lines().find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["ev"]["type"] == "process_started" && v["ev"]["name"] == victim)
+                    .then(|| v["ev"]["pid"].as_i64())
+                    .flatten()
+            });
+            break pid.unwrap_or_else(|| panic!("no {victim} pid in the events"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // SAFETY: kill(2) on a pid read from the run's own events.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let mut child = run.child.take().unwrap();
+    let status =
+        wait_deadline(&mut child, Duration::from_secs(120)).expect("the run ends after the kill");
+    let mut stdout = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let s: Value = serde_json::from_str(&stdout).expect("a summary even after the kill");
+    let errors = s["errors"].to_string();
+    let named = if victim == "qemu" {
+        "QEMU exited"
+    } else {
+        "virtiofsd exited"
+    };
+    assert!(
+        errors.contains(named),
+        "the error names what died: {errors}"
+    );
+    // The run directory stays readable up to that point.
+    let real = std::fs::read_link(runs.join("latest")).unwrap();
+    let rd = runs.join(real);
+    let (events, cut) = gasbench_trace::log::read_all(&rd.join("events.jsonl")).unwrap();
+    assert!(cut.is_none());
+    assert!(events.len() > 50);
+    // Nothing is left: no process holding the run directory, no socket.
+    let leftovers: Vec<_> = std::fs::read_dir(&rd)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sock"))
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let rd_str = rd.display().to_string();
+    let alive: Vec<&str> = ps.lines().filter(|l| l.contains(&rd_str)).collect();
+    assert!(alive.is_empty(), "processes left behind: {alive:?}");
+}
+
+#[test]
+fn killing_qemu_mid_run_ends_it_naming_qemu_and_leaves_nothing_behind() {
+    kill_mid_run("qemu");
+}
+
+#[test]
+fn killing_virtiofsd_mid_run_ends_it_naming_virtiofsd_and_leaves_nothing_behind() {
+    kill_mid_run("virtiofsd");
+}
+
+#[test]
+fn a_device_socket_that_dies_fails_the_call_and_the_next_scenario_gets_a_fresh_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("device_dies.toml");
+    std::fs::write(
+        &file,
+        r#"[scenario]
+name = "device-dies"
+requires = ["goldfish"]
+
+[device]
+faults = [ { on = "allocate_block", nth = 1, action = "drop_connection" } ]
+
+[[step]]
+name = "open"
+open = { path = "/dev/goldfish_address_space", flags = ["O_RDWR"] }
+capture = "fd"
+
+[[step]]
+name = "allocate while the device goes away"
+ioctl = { fd = "${fd}", cmd = "ALLOCATE_BLOCK", size = 4096 }
+expect.errno = "EIO"
+timeout = "30s"
+"#,
+    )
+    .unwrap();
+    let rfc = scenarios_dir().join("goldfish_rfc_subset.toml");
+    let (code, s, stderr) = run(
+        &[file.to_str().unwrap(), rfc.to_str().unwrap()],
+        &dir.path().join("runs"),
+    );
+    // The dead socket is a failed call (EIO from the driver), not a
+    // crashed run; the next scenario boots afresh and passes.
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(scenario(&s, "device-dies")["passed"], true, "{s:#}");
+    assert_eq!(scenario(&s, "goldfish-rfc-subset")["passed"], true, "{s:#}");
+    assert!(
+        stderr.contains("rebooting: the goldfish device lost its connection to QEMU"),
+        "{stderr}"
+    );
+}

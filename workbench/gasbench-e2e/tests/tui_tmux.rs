@@ -1,0 +1,266 @@
+//! The TUI in a real terminal: `gasbench` runs inside tmux, keys are sent
+//! with `send-keys`, the screen is read with `capture-pane`.
+//!
+//! Now: `gasbench open` on the TUI's fixture run directory (browse,
+//! navigate, filter, expand a call, the help, a resize, quit with q, exit
+//! status 0, terminal restored).
+//!
+//! Next (when `gasbench` with no arguments drives the real engine): start
+//! `gasbench` in a [`Tmux`] the same way, wait for the scenario list, press
+//! `r` on a scenario, wait (deadline) for its verdict in the Scenarios pane,
+//! read the Trace pane with [`Tmux::capture`], then `q` and check the exit
+//! status with [`Tmux::wait_exit`]. The helpers below are what that test
+//! needs.
+//!
+//! Needs tmux (`apt-get install -y tmux`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The `gasbench` binary, built by cargo now (the e2e crate cannot name
+/// another package's binary at compile time).
+fn gasbench_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "-p", "gasbench", "--message-format=json"])
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building gasbench failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"]["name"] == "gasbench" && v["target"]["kind"][0] == "bin")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .expect("cargo names the gasbench executable")
+}
+
+/// A private tmux server with one window running one command.
+struct Tmux {
+    socket: String,
+    status: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// Run `cmd` (a shell command line) in a `w`×`h` window. When it ends,
+    /// its exit status and whether the terminal is back in canonical mode
+    /// are written to a file, and the window stays for inspection.
+    fn start(cmd: &str, w: u16, h: u16) -> Tmux {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = dir.path().join("status");
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let socket = format!(
+            "gasbench-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let wrapped = format!(
+            "{cmd}; echo \"exit=$?\" > {s}.tmp; stty -a | grep -o -- '-\\?icanon' >> {s}.tmp; mv {s}.tmp {s}; echo SHELL-BACK; sleep 60",
+            s = status.display()
+        );
+        let ok = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &w.to_string(), "-y", &h.to_string()])
+            .args(["-e", "TERM=xterm-256color"])
+            .args(["sh", "-c", &wrapped])
+            .status()
+            .expect("tmux runs (apt-get install -y tmux)");
+        assert!(ok.success(), "tmux new-session failed");
+        Tmux {
+            socket,
+            status,
+            _dir: dir,
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys as tmux names them (`Tab`, `Enter`, `Escape`, `q`).
+    fn send(&self, keys: &[&str]) {
+        for k in keys {
+            self.tmux(&["send-keys", "-t", "0", k]);
+            // One key at a time, as a person types: each gets its frame.
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn capture(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "0"])
+    }
+
+    /// Wait until the screen satisfies `pred`; the screen on timeout.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.capture();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn resize(&self, w: u16, h: u16) {
+        self.tmux(&[
+            "resize-window",
+            "-t",
+            "0",
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+        ]);
+    }
+
+    /// The command's exit status and whether the terminal is canonical.
+    fn wait_exit(&self) -> (i32, bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.status.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the TUI did not exit; the screen:\n{}",
+                self.capture()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let text = std::fs::read_to_string(&self.status).expect("status file");
+        let code = text
+            .lines()
+            .find_map(|l| l.strip_prefix("exit="))
+            .and_then(|c| c.trim().parse().ok())
+            .expect("an exit status");
+        let canonical = text.lines().any(|l| l.trim() == "icanon");
+        (code, canonical)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn fixture_run_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../gasbench-tui/tests/fixtures/synthetic-run")
+}
+
+#[test]
+fn browse_a_run_navigate_filter_expand_resize_and_quit() {
+    let bin = gasbench_binary();
+    let dir = fixture_run_dir();
+    assert!(dir.join("events.jsonl").exists(), "{}", dir.display());
+    let t = Tmux::start(
+        &format!("{} open {}", bin.display(), dir.display()),
+        100,
+        30,
+    );
+
+    // It opens on the trace, following the newest calls.
+    let s = t.wait_for("the trace pane", |s| {
+        s.contains("3 Trace") && s.contains("calls")
+    });
+    assert!(s.contains("browse") && s.contains("TCG"), "{s}");
+    assert!(s.contains("kselftest"), "the last call is on screen:\n{s}");
+
+    // Select a scenario: the trace shows only its calls. Entry 0 of the
+    // list is "all scenarios", then the scenarios in the order they ran.
+    let log = std::fs::read_to_string(dir.join("events.jsonl")).expect("the log");
+    let order: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ev"]["type"] == "scenario_begin")
+        .filter_map(|v| v["ev"]["scenario"].as_str().map(String::from))
+        .collect();
+    let downs = 1 + order
+        .iter()
+        .position(|s| s == "goldfish-errors")
+        .expect("the fixture runs goldfish-errors");
+    t.send(&["2"]);
+    for _ in 0..downs {
+        t.send(&["j"]);
+    }
+    t.wait_for("the scenario selected", |s| {
+        s.contains("▸ ✗ goldfish-errors")
+    });
+    t.send(&["3"]);
+    let s = t.wait_for("the filtered trace", |s| {
+        s.contains("scenario goldfish-errors")
+    });
+    assert!(
+        s.contains("EINVAL") && s.contains("ENOMEM") && s.contains("ENXIO"),
+        "{s}"
+    );
+    assert!(!s.contains("mkdirat2  "), "another scenario's call:\n{s}");
+
+    // Filter the failures and expand the first: the device's side shows.
+    t.send(&["/", "e", "r", "r", "Enter", "g", "Enter"]);
+    let s = t.wait_for("the expanded call", |s| s.contains("register accesses"));
+    assert!(s.contains("BLOCK_SIZE_LOW") && s.contains("STATUS"), "{s}");
+    assert!(s.contains("size=0"), "the call's arguments:\n{s}");
+    t.send(&["Escape"]);
+
+    // The help lists the keys; Esc closes it.
+    t.send(&["?"]);
+    let s = t.wait_for("the help", |s| s.contains("run all scenarios"));
+    assert!(
+        s.contains("rebuild the kernel") && s.contains("stop the VM"),
+        "{s}"
+    );
+    t.send(&["Escape"]);
+    t.wait_for("the help closed", |s| !s.contains("run all scenarios"));
+
+    // Bigger: the dashboard, every pane at once. Smaller again: one pane.
+    t.resize(160, 48);
+    let s = t.wait_for("the dashboard", |s| {
+        s.contains("1 Pipeline") && s.contains("7 Results") && s.contains("4 Device")
+    });
+    assert!(s.contains("failing expectations"), "{s}");
+    t.resize(80, 24);
+    t.wait_for("one pane at 80x24", |s| {
+        s.lines().count() <= 24 && s.contains("3 Trace") && !s.contains("╭ 1 Pipeline")
+    });
+
+    // q leaves with status 0 and the terminal as it was.
+    t.send(&["q"]);
+    let (code, canonical) = t.wait_exit();
+    assert_eq!(code, 0);
+    assert!(canonical, "raw mode was not undone");
+    let s = t.wait_for("the shell's screen", |s| s.contains("SHELL-BACK"));
+    assert!(
+        !s.contains("3 Trace"),
+        "the TUI's screen was left behind:\n{s}"
+    );
+}
+
+#[test]
+fn a_directory_that_is_not_a_run_is_refused_clearly() {
+    let bin = gasbench_binary();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(bin)
+        .arg("open")
+        .arg(dir.path())
+        .output()
+        .expect("gasbench runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a gasbench run directory"), "{err}");
+}

@@ -1,0 +1,417 @@
+//! `gasbench run`: from scenarios to verdicts.
+//!
+//! Stages, each reported on the bus: the kernel (built by the kernel stage
+//! or given), the initramfs (the static agent, the kselftest binaries),
+//! the accelerator (KVM only when it really runs a kernel), boot, the
+//! scenarios, teardown. One boot serves every scenario unless a scenario
+//! leaves the guest unfit (a hang, the device unplugged, device state left
+//! behind) or `isolate` asks for a boot per scenario.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use gasbench_env::kvm::KvmVerdict;
+use gasbench_env::{CacheDir, Runtime};
+use gasbench_events::EventSink;
+use gasbench_events::run::{AccelChoice, Outcome, RunEvent, Stage};
+use gasbench_qemu::Accel;
+use gasbench_scenario::{Compiled, Report};
+
+use crate::agent_build::{build_agent, source_root};
+use crate::guest::Guest;
+use crate::guest_image::GuestImage;
+use crate::scenario_run::{ScenarioError, run_scenario};
+use crate::session::BootSpec;
+
+/// The kernel to boot and what it offers the guest.
+#[derive(Clone, Debug)]
+pub struct KernelArtifacts {
+    pub bzimage: PathBuf,
+    /// mkdirat2's syscall number on this kernel, if it has the syscall.
+    pub mkdirat2: Option<i64>,
+    /// kselftest binaries for the guest: (name, host path).
+    pub selftests: Vec<(String, PathBuf)>,
+    /// Human-readable: "7.2.12 + goldfish v3 + mkdirat2 v2 (built)".
+    pub description: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelPref {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+pub struct RunOptions {
+    pub scenarios: Vec<Compiled>,
+    pub kernel: KernelArtifacts,
+    pub settings: RunSettings,
+}
+
+/// How to run, whatever the kernel and the scenarios.
+#[derive(Clone)]
+pub struct RunSettings {
+    pub isolate: bool,
+    pub accel: AccelPref,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub ready_timeout: Duration,
+    pub cache: CacheDir,
+    pub runtime: Runtime,
+    /// The run directory (VM sockets, logs, the share).
+    pub run_dir: PathBuf,
+    /// Put busybox in the guest (for a shell when debugging).
+    pub busybox: bool,
+}
+
+/// What the run found.
+pub struct RunOutcome {
+    pub reports: Vec<Report>,
+    /// Set when the run stopped early: what died or failed.
+    pub error: Option<String>,
+    pub accel: String,
+}
+
+impl RunOutcome {
+    /// Every scenario ran and every expectation held.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && !self.reports.is_empty() && self.reports.iter().all(Report::passed)
+    }
+}
+
+fn stage_end(sink: &EventSink, stage: Stage, outcome: Outcome, detail: String, since: Instant) {
+    sink.emit(RunEvent::StageEnd {
+        stage,
+        outcome,
+        detail,
+        elapsed_ms: since.elapsed().as_millis() as u64,
+    });
+}
+
+/// Decide KVM or TCG.
+pub fn choose_accel(
+    pref: AccelPref,
+    rt: &Runtime,
+    cache: &CacheDir,
+    kernel: &std::path::Path,
+) -> KvmVerdict {
+    match pref {
+        AccelPref::Tcg => KvmVerdict {
+            usable: false,
+            reason: "TCG was asked for".into(),
+        },
+        AccelPref::Kvm => KvmVerdict {
+            usable: true,
+            reason: "KVM was asked for (not probed)".into(),
+        },
+        AccelPref::Auto => {
+            let qemu = gasbench_env::checks::qemu_version(rt).unwrap_or_default();
+            gasbench_env::kvm::probe_kvm_cached(
+                rt,
+                Some(kernel),
+                &qemu,
+                &cache.state(),
+                gasbench_env::checks::KVM_PROBE_TIMEOUT,
+            )
+            .0
+        }
+    }
+}
+
+/// What a [`Runner`] needs besides the scenarios.
+#[derive(Clone)]
+pub struct RunnerOptions {
+    pub kernel: KernelArtifacts,
+    pub settings: RunSettings,
+}
+
+/// Runs scenarios on a guest it boots when needed and keeps between
+/// scenarios while it stays fit. The headless run and the TUI's session
+/// both drive one.
+pub struct Runner {
+    opts: RunnerOptions,
+    sink: EventSink,
+    boot_spec: BootSpec,
+    accel: String,
+    guest: Option<Guest>,
+    bundle_id: u64,
+    pub boots: u32,
+}
+
+impl Runner {
+    /// Build the initramfs and choose the accelerator; boots nothing yet.
+    pub async fn prepare(opts: RunnerOptions, sink: EventSink) -> Result<Runner, String> {
+        let t = Instant::now();
+        sink.emit(RunEvent::StageBegin {
+            stage: Stage::Initramfs,
+            detail: "building the static guest agent".into(),
+        });
+        let agent = tokio::task::spawn_blocking({
+            let target = opts.settings.cache.root().join("agent-target");
+            move || build_agent(&source_root(), &target)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        let agent = match agent {
+            Ok(a) => a,
+            Err(e) => return Err(stage_failed(&sink, Stage::Initramfs, e, t)),
+        };
+        let initramfs = opts.settings.run_dir.join("initramfs.cpio");
+        let busybox = opts
+            .settings
+            .busybox
+            .then(|| opts.settings.runtime.file("/usr/bin/busybox"))
+            .filter(|p| p.exists());
+        let image = GuestImage {
+            agent,
+            selftests: opts.kernel.selftests.clone(),
+            busybox,
+        };
+        match image.write(&initramfs) {
+            Ok(bytes) => stage_end(
+                &sink,
+                Stage::Initramfs,
+                Outcome::Ok,
+                format!(
+                    "{:.1} MiB, {} selftest(s)",
+                    bytes as f64 / (1 << 20) as f64,
+                    image.selftests.len()
+                ),
+                t,
+            ),
+            Err(e) => return Err(stage_failed(&sink, Stage::Initramfs, e.to_string(), t)),
+        }
+        let verdict = choose_accel(
+            opts.settings.accel,
+            &opts.settings.runtime,
+            &opts.settings.cache,
+            &opts.kernel.bzimage,
+        );
+        sink.emit(RunEvent::Accel(AccelChoice {
+            accel: verdict.accel().into(),
+            reason: verdict.reason.clone(),
+        }));
+        let boot_spec = BootSpec {
+            kernel: opts.kernel.bzimage.clone(),
+            initramfs,
+            mkdirat2: opts.kernel.mkdirat2,
+            accel: if verdict.usable {
+                Accel::Kvm
+            } else {
+                Accel::Tcg
+            },
+            memory_mib: opts.settings.memory_mib,
+            cpus: opts.settings.cpus,
+            goldfish_socket: None,
+            run_dir: opts.settings.run_dir.clone(),
+        };
+        Ok(Runner {
+            accel: verdict.accel().to_string(),
+            opts,
+            sink,
+            boot_spec,
+            guest: None,
+            bundle_id: 0,
+            boots: 0,
+        })
+    }
+
+    pub fn accel(&self) -> &str {
+        &self.accel
+    }
+
+    /// Why the current guest cannot serve `c`, if it cannot.
+    fn reboot_reason(&self, c: &Compiled) -> Option<String> {
+        match &self.guest {
+            None => Some("first boot".to_string()),
+            Some(_) if self.opts.settings.isolate => {
+                Some("one boot per scenario (--isolate)".into())
+            }
+            Some(g) if g.unfit.is_some() => g.unfit.clone(),
+            Some(g)
+                if g.plugged
+                    && g.device.as_ref().is_some_and(|d| {
+                        !matches!(d.status(), gasbench_vfu::ServerStatus::Connected { .. })
+                    }) =>
+            {
+                Some("the goldfish device lost its connection to QEMU".into())
+            }
+            Some(g) => match &g.device {
+                Some(d) if !d.state().is_idle() => Some(format!(
+                    "the device still holds state from the previous scenario ({} handle(s)); {} starts on a fresh boot",
+                    d.state().handles.len(),
+                    c.plan.scenario
+                )),
+                _ => None,
+            },
+        }
+    }
+
+    /// Run one scenario, booting first if the guest does not suit it.
+    /// `Err` means the run cannot go on (the VM or device died, a boot
+    /// failed); a scenario that fails its expectations is `Ok`.
+    pub async fn run_one(&mut self, c: &Compiled) -> Result<Report, String> {
+        if let Some(why) = self.reboot_reason(c) {
+            if let Some(old) = self.guest.take() {
+                self.sink.emit(RunEvent::Note {
+                    text: format!("rebooting: {why}"),
+                });
+                old.shutdown().await;
+            }
+            let t = Instant::now();
+            self.sink.emit(RunEvent::StageBegin {
+                stage: Stage::Boot,
+                detail: format!(
+                    "{} under {}",
+                    self.opts.kernel.description,
+                    self.accel.to_uppercase()
+                ),
+            });
+            let g = Guest::boot(
+                &self.boot_spec,
+                Some(gasbench_device::DeviceConfig::default()),
+                &self.opts.settings.runtime,
+                &self.sink,
+                self.opts.settings.ready_timeout,
+            )
+            .await
+            .map_err(|e| stage_failed(&self.sink, Stage::Boot, e.to_string(), t))?;
+            self.boots += 1;
+            stage_end(
+                &self.sink,
+                Stage::Boot,
+                Outcome::Ok,
+                format!(
+                    "ready in {:.2} s ({})",
+                    t.elapsed().as_secs_f64(),
+                    g.session.ready.kernel_release
+                ),
+                t,
+            );
+            self.guest = Some(g);
+            self.bundle_id = 0;
+        }
+        let Some(g) = self.guest.as_mut() else {
+            return Err("no guest".into());
+        };
+        self.bundle_id += 1;
+        let share = self.opts.settings.run_dir.join("share");
+        match run_scenario(g, c, self.bundle_id, &share, &self.sink).await {
+            Ok(o) => {
+                if let Some(why) = o.unfit {
+                    g.unfit = Some(why);
+                }
+                Ok(o.report)
+            }
+            Err(e) => {
+                let text = match &e {
+                    ScenarioError::Session(_) | ScenarioError::DeviceDied(_) => {
+                        format!("{} stopped the run: {e}", c.plan.scenario)
+                    }
+                    ScenarioError::Bundle { .. } => e.to_string(),
+                };
+                self.sink.emit(RunEvent::ScenarioEnd {
+                    scenario: c.plan.scenario.clone(),
+                    passed: false,
+                    elapsed_ms: 0,
+                });
+                self.sink.emit(RunEvent::Error { text: text.clone() });
+                // Whatever is left of the guest is of no use.
+                if let Some(g) = self.guest.take() {
+                    g.shutdown().await;
+                }
+                Err(text)
+            }
+        }
+    }
+
+    /// A guest that was interrupted mid-scenario cannot be trusted.
+    pub fn mark_unfit(&mut self, why: &str) {
+        if let Some(g) = &mut self.guest {
+            g.unfit = Some(why.to_string());
+        }
+    }
+
+    /// Whether a VM is up.
+    pub fn has_guest(&self) -> bool {
+        self.guest.is_some()
+    }
+
+    /// Stop the VM if one runs; reports the teardown stage.
+    pub async fn stop(&mut self) {
+        let t = Instant::now();
+        self.sink.emit(RunEvent::StageBegin {
+            stage: Stage::Teardown,
+            detail: String::new(),
+        });
+        let how = match self.guest.take() {
+            Some(g) => g.shutdown().await,
+            None => "nothing was running".into(),
+        };
+        stage_end(&self.sink, Stage::Teardown, Outcome::Ok, how, t);
+    }
+}
+
+/// Run every scenario; never panics on what the guest does, and always
+/// tears down what it started.
+pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
+    let scenarios = opts.scenarios;
+    let opts = RunnerOptions {
+        kernel: opts.kernel,
+        settings: opts.settings,
+    };
+    let mut out = RunOutcome {
+        reports: Vec::new(),
+        error: None,
+        accel: String::new(),
+    };
+    let mut runner = match Runner::prepare(opts, sink.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(e);
+            return out;
+        }
+    };
+    out.accel = runner.accel().to_string();
+    let run_started = Instant::now();
+    sink.emit(RunEvent::StageBegin {
+        stage: Stage::Run,
+        detail: format!("{} scenario(s)", scenarios.len()),
+    });
+    for c in &scenarios {
+        match runner.run_one(c).await {
+            Ok(report) => out.reports.push(report),
+            Err(e) => {
+                out.error = Some(e);
+                break;
+            }
+        }
+    }
+    let (passed, failed) =
+        out.reports.iter().fold(
+            (0, 0),
+            |(p, f), r| {
+                if r.passed() { (p + 1, f) } else { (p, f + 1) }
+            },
+        );
+    stage_end(
+        &sink,
+        Stage::Run,
+        if out.error.is_none() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        },
+        format!("{passed} passed, {failed} failed, {} boot(s)", runner.boots),
+        run_started,
+    );
+    runner.stop().await;
+    out
+}
+
+fn stage_failed(sink: &EventSink, stage: Stage, text: String, since: Instant) -> String {
+    stage_end(sink, stage, Outcome::Failed, text.clone(), since);
+    sink.emit(RunEvent::Error { text: text.clone() });
+    text
+}

@@ -1,0 +1,343 @@
+//! Running one compiled scenario on a booted guest.
+//!
+//! The engine writes the bundle into the share, tells the agent to run
+//! it, feeds the [`Evaluator`] everything it observes (agent messages,
+//! console lines with the step that was running, device snapshots and
+//! host-action results at sync points), acts at each sync point, and emits
+//! the verdicts. A guest that stops answering is stopped at the step's or
+//! the scenario's deadline and the verdicts say where it hung.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gasbench_abi::protocol::{AgentMsg, HostMsg};
+use gasbench_events::EventSink;
+use gasbench_events::run::RunEvent;
+use gasbench_qemu::spec::{GOLDFISH_ID, goldfish_device_json};
+use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
+use gasbench_vfu::ServerStatus;
+use serde_json::json;
+
+use crate::guest::Guest;
+use crate::preflight;
+use crate::session::SessionError;
+
+/// How a scenario ended.
+pub struct ScenarioOutcome {
+    pub report: Report,
+    pub elapsed: Duration,
+    /// Set when the guest cannot serve another scenario (it hung, the
+    /// device was left unplugged): the run reboots before the next one.
+    pub unfit: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The guest or a process under it died: the run cannot go on.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("the goldfish device server died: {0}")]
+    DeviceDied(String),
+    #[error("writing the bundle for {scenario}: {source}")]
+    Bundle {
+        scenario: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How long QEMU's hot-unplug may take: the guest must unbind the driver.
+const UNPLUG_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Run `c` on `guest`. `bundle_id` is unique within the boot.
+pub async fn run_scenario(
+    guest: &mut Guest,
+    c: &Compiled,
+    bundle_id: u64,
+    share: &Path,
+    sink: &EventSink,
+) -> Result<ScenarioOutcome, ScenarioError> {
+    let start = Instant::now();
+    let plan = &c.plan;
+    let name = plan.scenario.clone();
+    sink.emit(RunEvent::ScenarioBegin {
+        scenario: name.clone(),
+        steps: plan.steps.len() as u32,
+    });
+    let mut ev = Evaluator::new(c);
+
+    // The device starts each scenario with the scenario's own fault plan
+    // (or none): occurrences count from here.
+    if let Some(d) = &guest.device {
+        let plan = match &plan.initial_faults {
+            // Checked in preflight before any boot; an error here is a bug.
+            Some(f) => preflight::fault_plan(f).unwrap_or_default(),
+            None => Default::default(),
+        };
+        d.set_fault_plan(plan);
+    }
+
+    let rel = format!("bundles/{bundle_id}.json");
+    let path = share.join(&rel);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(share.join("bundles"))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&c.bundle)?)
+    };
+    write().map_err(|source| ScenarioError::Bundle {
+        scenario: name.clone(),
+        source,
+    })?;
+
+    let mut console = guest.session.vm.console();
+    guest.session.send(&HostMsg::RunBundle {
+        id: bundle_id,
+        path: rel,
+    })?;
+
+    let deadline = start + plan.timeout;
+    let mut current: Option<(u32, Instant)> = None;
+    let mut unfit = None;
+    let mut device_status = guest.device.as_ref().map(|d| d.subscribe());
+    loop {
+        let now = Instant::now();
+        // Wait no longer than the scenario has left, nor than the running
+        // step has left.
+        let mut wait = deadline.saturating_duration_since(now);
+        if let Some((step, began)) = current
+            && let Some(info) = plan.step(step)
+        {
+            wait = wait.min((began + info.timeout).saturating_duration_since(now));
+        }
+        let device_changed = async {
+            match &mut device_status {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = guest.session.next(wait, "running a scenario") => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(SessionError::Silent { .. }) => {
+                        let why = hung_where(c, current.map(|c| c.0), start.elapsed());
+                        sink.emit(RunEvent::Note { text: why.clone() });
+                        unfit = Some(why);
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                ev.agent(&msg);
+                match msg {
+                    AgentMsg::StepBegin { step, .. } => current = Some((step, Instant::now())),
+                    AgentMsg::SyncWait { bundle, sync, .. } => {
+                        let result = host_actions(guest, c, sync, sink).await;
+                        ev.host_action(sync, result);
+                        if plan.sync(sync).is_some_and(|s| s.snapshot)
+                            && let Some(d) = &guest.device {
+                                ev.device_snapshot(sync, &d.state());
+                            }
+                        guest.session.send(&HostMsg::Resume { bundle, sync })?;
+                    }
+                    AgentMsg::BundleEnd { .. } => break,
+                    _ => {}
+                }
+            }
+            line = console.recv() => {
+                if let Ok(line) = line {
+                    ev.console(current.map(|c| c.0), &line);
+                }
+            }
+            alive = device_changed => {
+                if let Some(d) = &guest.device
+                    && let ServerStatus::Stopped { reason, error: true } = d.status()
+                {
+                    return Err(ScenarioError::DeviceDied(reason));
+                }
+                if !alive {
+                    device_status = None;
+                }
+            }
+        }
+    }
+    // Console lines racing the end of the bundle still belong to it.
+    let settle = Instant::now() + Duration::from_millis(200);
+    while let Ok(Ok(line)) = tokio::time::timeout(
+        settle.saturating_duration_since(Instant::now()),
+        console.recv(),
+    )
+    .await
+    {
+        ev.console(current.map(|c| c.0), &line);
+    }
+    if !guest.plugged && unfit.is_none() {
+        unfit = Some(format!("{name} left the goldfish device unplugged"));
+    }
+    let mut report = ev.finish();
+    if let Some(why) = &unfit
+        && why.contains("stopped answering")
+    {
+        let step = current.map(|c| c.0);
+        let info = step.and_then(|s| plan.step(s));
+        report.verdicts.push(Verdict {
+            step,
+            step_name: info.map_or_else(|| "(none)".into(), |i| i.name.clone()),
+            line: info.map_or(0, |i| i.line),
+            what: "the guest finished the step".into(),
+            expected: format!(
+                "within the step's timeout ({} s) and the scenario's ({} s)",
+                info.map_or(0, |i| i.timeout.as_secs()),
+                plan.timeout.as_secs()
+            ),
+            actual: why.clone(),
+            held: false,
+        });
+    }
+    for v in &report.verdicts {
+        sink.emit(RunEvent::Expectation {
+            scenario: name.clone(),
+            step: v.step.unwrap_or(0),
+            what: format!("line {}: {}: {}", v.line, v.step_name, v.what),
+            expected: v.expected.clone(),
+            actual: v.actual.clone(),
+            held: v.held,
+        });
+    }
+    let elapsed = start.elapsed();
+    sink.emit(RunEvent::ScenarioEnd {
+        scenario: name,
+        passed: report.passed(),
+        elapsed_ms: elapsed.as_millis() as u64,
+    });
+    Ok(ScenarioOutcome {
+        report,
+        elapsed,
+        unfit,
+    })
+}
+
+fn hung_where(c: &Compiled, step: Option<u32>, elapsed: Duration) -> String {
+    match step.and_then(|s| c.plan.step(s)) {
+        Some(info) => format!(
+            "{}: the guest stopped answering during step {} \"{}\" ({}:{}) after {:.1} s",
+            c.plan.scenario,
+            info.id,
+            info.name,
+            c.origin,
+            info.line,
+            elapsed.as_secs_f64()
+        ),
+        None => format!(
+            "{}: the guest stopped answering before the first step, after {:.1} s",
+            c.plan.scenario,
+            elapsed.as_secs_f64()
+        ),
+    }
+}
+
+/// Carry out the host actions of sync point `sync`, in order; the first
+/// failure ends them and is the result.
+async fn host_actions(
+    guest: &mut Guest,
+    c: &Compiled,
+    sync: u32,
+    sink: &EventSink,
+) -> Result<(), String> {
+    let Some(sp) = c.plan.sync(sync) else {
+        return Ok(());
+    };
+    for action in &sp.actions {
+        sink.emit(RunEvent::Note {
+            text: format!("{}: host step: {}", c.plan.scenario, action.name()),
+        });
+        match action {
+            HostAction::DeviceDel => device_del(guest).await?,
+            HostAction::DeviceAdd => device_add(guest).await?,
+            HostAction::SetFaults(f) => {
+                let d = guest
+                    .device
+                    .as_ref()
+                    .ok_or("this run has no goldfish device")?;
+                let plan = preflight::fault_plan(f)
+                    .map_err(|p| format!("{} fault rule(s) refused by the device", p.len()))?;
+                d.set_fault_plan(plan);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn device_del(guest: &mut Guest) -> Result<(), String> {
+    if !guest.plugged {
+        return Err("the goldfish device is not plugged in".into());
+    }
+    let qmp = &guest.session.vm.qmp;
+    let mut events = qmp.subscribe();
+    qmp.execute_raw("device_del", json!({ "id": GOLDFISH_ID }))
+        .await
+        .map_err(|e| e.to_string())?;
+    // device_del only asks; the guest must release the device (the driver's
+    // unbind runs) before QEMU reports DEVICE_DELETED.
+    let deleted = tokio::time::timeout(UNPLUG_TIMEOUT, async {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.name == "DEVICE_DELETED" && e.data["device"] == GOLDFISH_ID => {
+                    return Ok(());
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    match deleted {
+        Ok(Ok(())) => {
+            guest.plugged = false;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("waiting for DEVICE_DELETED: {e}")),
+        Err(_) => Err(format!(
+            "no DEVICE_DELETED within {} s: the guest did not release the device",
+            UNPLUG_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+async fn device_add(guest: &mut Guest) -> Result<(), String> {
+    if guest.plugged {
+        return Err("the goldfish device is already plugged in".into());
+    }
+    let d = guest
+        .device
+        .as_ref()
+        .ok_or("this run has no goldfish device")?;
+    let socket = d.socket_path().to_path_buf();
+    let before = match d.status() {
+        ServerStatus::Listening { sessions, .. } => sessions,
+        other => {
+            return Err(format!(
+                "the device server is not waiting for QEMU: {other:?}"
+            ));
+        }
+    };
+    guest
+        .session
+        .vm
+        .qmp
+        .execute_raw("device_add", goldfish_device_json(&socket))
+        .await
+        .map_err(|e| e.to_string())?;
+    // QEMU connects to the server as part of device_add.
+    let d = guest.device.as_ref().ok_or("no device")?;
+    let connected = tokio::task::block_in_place(|| {
+        d.wait_for(
+            Duration::from_secs(10),
+            |s| matches!(s, ServerStatus::Connected { session } if *session > before),
+        )
+    });
+    if connected.is_none() {
+        return Err("QEMU did not connect to the device server after device_add".into());
+    }
+    guest.plugged = true;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! An interactive session: the pipeline driven by requests (the TUI's
+//! keys) instead of a fixed list. Requests return at once; the work
+//! happens here, in order, and is visible only as events on the bus.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gasbench_events::EventSink;
+use gasbench_events::run::{Outcome, RunEvent, Stage};
+use gasbench_scenario::Compiled;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::pipeline::{KernelArtifacts, RunSettings, Runner, RunnerOptions};
+
+/// Which scenarios to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Which {
+    All,
+    Named(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Run(Which),
+    /// Rebuild the kernel (and reboot on the next run).
+    Rebuild,
+    StopVm,
+    /// Stop everything; the service ends and drops its end of the bus.
+    Quit,
+}
+
+/// Produces the kernel to boot: the kernel stage, or a given image. Called
+/// on a blocking thread; reports its own progress on the bus.
+pub type KernelProvider =
+    Arc<Mutex<dyn FnMut(&EventSink) -> Result<KernelArtifacts, String> + Send>>;
+
+/// Start the service. Dropping the sender also ends it (as Quit).
+pub fn spawn(
+    settings: RunSettings,
+    suite: Vec<Compiled>,
+    kernel: KernelProvider,
+    sink: EventSink,
+) -> (mpsc::UnboundedSender<Request>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(serve(settings, suite, kernel, sink, rx));
+    (tx, task)
+}
+
+async fn build_kernel(
+    kernel: &KernelProvider,
+    sink: &EventSink,
+) -> Result<KernelArtifacts, String> {
+    let kernel = kernel.clone();
+    let sink = sink.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut f = kernel.lock().unwrap_or_else(|p| p.into_inner());
+        f(&sink)
+    })
+    .await
+    .map_err(|e| format!("the kernel stage panicked: {e}"))?
+}
+
+async fn serve(
+    settings: RunSettings,
+    suite: Vec<Compiled>,
+    kernel: KernelProvider,
+    sink: EventSink,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+) {
+    let mut artifacts: Option<KernelArtifacts> = None;
+    let mut runner: Option<Runner> = None;
+    while let Some(req) = rx.recv().await {
+        match req {
+            Request::Run(which) => {
+                let chosen: Vec<&Compiled> = match &which {
+                    Which::All => suite.iter().collect(),
+                    Which::Named(n) => suite.iter().filter(|c| &c.plan.scenario == n).collect(),
+                };
+                if chosen.is_empty() {
+                    sink.emit(RunEvent::Note {
+                        text: format!("no scenario matches {which:?}"),
+                    });
+                    continue;
+                }
+                if artifacts.is_none() {
+                    match build_kernel(&kernel, &sink).await {
+                        Ok(k) => artifacts = Some(k),
+                        Err(e) => {
+                            sink.emit(RunEvent::Error { text: e });
+                            continue;
+                        }
+                    }
+                }
+                if runner.is_none() {
+                    let Some(k) = artifacts.clone() else { continue };
+                    let opts = RunnerOptions {
+                        kernel: k,
+                        settings: settings.clone(),
+                    };
+                    match Runner::prepare(opts, sink.clone()).await {
+                        Ok(r) => runner = Some(r),
+                        Err(_) => continue, // already reported
+                    }
+                }
+                let Some(r) = runner.as_mut() else { continue };
+                let t = Instant::now();
+                sink.emit(RunEvent::StageBegin {
+                    stage: Stage::Run,
+                    detail: format!("{} scenario(s)", chosen.len()),
+                });
+                let mut outcome = Outcome::Ok;
+                let mut interrupted = None;
+                'scenarios: for c in chosen {
+                    loop {
+                        tokio::select! {
+                            res = r.run_one(c) => {
+                                if res.is_err() {
+                                    outcome = Outcome::Failed;
+                                    break 'scenarios;
+                                }
+                                break;
+                            }
+                            next = rx.recv() => match next {
+                                Some(Request::StopVm) | Some(Request::Quit) | None => {
+                                    interrupted = next.or(Some(Request::Quit));
+                                    r.mark_unfit("interrupted mid-scenario");
+                                    outcome = Outcome::Failed;
+                                    break 'scenarios;
+                                }
+                                Some(other) => {
+                                    sink.emit(RunEvent::Note {
+                                        text: format!("busy running scenarios; {other:?} ignored"),
+                                    });
+                                }
+                            },
+                        }
+                    }
+                }
+                sink.emit(RunEvent::StageEnd {
+                    stage: Stage::Run,
+                    outcome,
+                    detail: if interrupted.is_some() {
+                        "interrupted".into()
+                    } else {
+                        String::new()
+                    },
+                    elapsed_ms: t.elapsed().as_millis() as u64,
+                });
+                match interrupted {
+                    Some(Request::Quit) => {
+                        r.stop().await;
+                        return;
+                    }
+                    Some(_) => r.stop().await,
+                    None => {}
+                }
+            }
+            Request::Rebuild => {
+                if let Some(r) = runner.as_mut() {
+                    r.stop().await;
+                }
+                runner = None;
+                artifacts = None;
+                match build_kernel(&kernel, &sink).await {
+                    Ok(k) => artifacts = Some(k),
+                    Err(e) => {
+                        sink.emit(RunEvent::Error { text: e });
+                    }
+                }
+            }
+            Request::StopVm => {
+                if let Some(r) = runner.as_mut()
+                    && r.has_guest()
+                {
+                    r.stop().await;
+                }
+            }
+            Request::Quit => break,
+        }
+    }
+    if let Some(r) = runner.as_mut()
+        && r.has_guest()
+    {
+        r.stop().await;
+    }
+}

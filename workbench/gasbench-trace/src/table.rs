@@ -1,0 +1,116 @@
+//! The summary as text: what `gasbench run` prints at the end.
+
+use std::fmt::Write;
+
+use crate::summary::RunSummary;
+
+/// A table of scenarios with their verdicts, the failing expectations
+/// with expected vs actual, kselftest counts and the run's errors.
+pub fn summary_table(s: &RunSummary) -> String {
+    let mut t = String::new();
+    let (passed, failed, unfinished) = s.counts();
+    let _ = writeln!(
+        t,
+        "kernel {} · {} · {} scenario(s): {passed} passed, {failed} failed{}",
+        s.kernel_release.as_deref().unwrap_or("?"),
+        s.accel
+            .as_deref()
+            .map(str::to_uppercase)
+            .unwrap_or_else(|| "?".into()),
+        s.scenarios.len(),
+        if unfinished > 0 {
+            format!(", {unfinished} unfinished")
+        } else {
+            String::new()
+        }
+    );
+    let w = s
+        .scenarios
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    for sc in &s.scenarios {
+        let held = sc.expectations.iter().filter(|e| e.held).count();
+        let mark = match sc.passed {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "----",
+        };
+        let _ = writeln!(
+            t,
+            "  {mark}  {:w$}  {held:>3}/{:<3} expectations  {:>6.1} s",
+            sc.name,
+            sc.expectations.len(),
+            sc.elapsed_ms as f64 / 1000.0
+        );
+        for e in sc.failed_expectations() {
+            let _ = writeln!(t, "          ✗ {}", e.what);
+            let _ = writeln!(t, "              expected: {}", e.expected);
+            let _ = writeln!(t, "              actual:   {}", e.actual);
+        }
+    }
+    for (bin, (ok, bad, skip)) in s.ktap_counts() {
+        let _ = writeln!(
+            t,
+            "  kselftest {bin}: {ok} ok, {bad} not ok, {skip} skipped"
+        );
+    }
+    if !s.kernel_warnings.is_empty() {
+        let _ = writeln!(t, "  kernel warnings: {}", s.kernel_warnings.len());
+        for l in s.kernel_warnings.iter().take(5) {
+            let _ = writeln!(t, "    {l}");
+        }
+    }
+    for e in &s.errors {
+        let _ = writeln!(t, "  error: {e}");
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::{Expectation, ScenarioResult};
+
+    #[test]
+    fn failures_show_expected_next_to_actual() {
+        let s = RunSummary {
+            kernel_release: Some("7.2.12-gasbench".into()),
+            accel: Some("tcg".into()),
+            scenarios: vec![ScenarioResult {
+                name: "goldfish-errors".into(),
+                passed: Some(false),
+                elapsed_ms: 1500,
+                expectations: vec![
+                    Expectation {
+                        step: 1,
+                        what: "line 9: open: ok".into(),
+                        expected: "success".into(),
+                        actual: "ok (ret 3)".into(),
+                        held: true,
+                    },
+                    Expectation {
+                        step: 2,
+                        what: "line 14: size 0: errno".into(),
+                        expected: "errno EINVAL".into(),
+                        actual: "errno ENXIO".into(),
+                        held: false,
+                    },
+                ],
+            }],
+            ..Default::default()
+        };
+        let t = summary_table(&s);
+        assert!(
+            t.starts_with("kernel 7.2.12-gasbench · TCG · 1 scenario(s): 0 passed, 1 failed\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("FAIL  goldfish-errors    1/2   expectations"),
+            "{t}"
+        );
+        assert!(t.contains("✗ line 14: size 0: errno\n              expected: errno EINVAL\n              actual:   errno ENXIO"), "{t}");
+    }
+}

@@ -1,0 +1,452 @@
+//! Actions (what happened: a key, an event batch, a tick) and the one
+//! `update` that turns them into a new model and the effects the pipeline
+//! must carry out. The TUI never runs pipeline work itself: it asks the
+//! [`crate::Controller`] through [`Effect`]s.
+
+use gasbench_events::Event;
+
+use crate::layout;
+use crate::model::{Cursor, FilterInput, Mode, Model, Pane, Status};
+use crate::store::TraceFilter;
+
+/// Which scenarios to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    One(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Events from the bus, in order.
+    Events(Vec<Event>),
+    /// The bus closed: the run (or the replayed log) is over.
+    BusClosed,
+    /// The clock moved (µs since the run started).
+    Tick {
+        now_us: u64,
+    },
+    /// A replay is reading the log: events so far, bytes read of total.
+    Loading {
+        events: u64,
+        bytes: u64,
+        total: u64,
+    },
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    FocusNext,
+    FocusPrev,
+    Focus(Pane),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Enter,
+    Escape,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    FilterSubmit,
+    FilterCancel,
+    ToggleHelp,
+    ToggleZoom,
+    /// `r`: the selected scenario, or all when "all" is selected.
+    RunSelected,
+    RunAll,
+    Rebuild,
+    StopVm,
+    /// `q`, Ctrl-C: stop the VM cleanly, then leave.
+    Quit,
+    /// Leave now (a second `q` while the VM is being stopped).
+    ForceQuit,
+    /// The controller answered a request.
+    Controlled {
+        what: String,
+        result: Result<(), String>,
+    },
+}
+
+/// What the main loop must do after an update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Run(Selection),
+    RebuildKernel,
+    StopVm,
+    /// Ask the pipeline to stop the VM and close the bus.
+    Quit,
+    /// Restore the terminal and return.
+    Exit,
+}
+
+fn info(m: &mut Model, text: impl Into<String>) {
+    m.status = Some(Status {
+        text: text.into(),
+        error: false,
+    });
+}
+
+fn browse_only(m: &mut Model, what: &str) {
+    m.status = Some(Status {
+        text: format!("{what}: this is a past run opened for browsing; start `gasbench` to run"),
+        error: true,
+    });
+}
+
+/// Rows of the list in `pane` and the window it scrolls in.
+fn list_len(m: &Model, pane: Pane) -> usize {
+    match pane {
+        Pane::Pipeline => m.pipeline.stages.len() + m.pipeline.patches.len(),
+        Pane::Scenarios => m.scenario_entries().len(),
+        Pane::Trace => m.trace.visible_len(),
+        Pane::Device => m.device.handles.len() + m.device.faults.len(),
+        Pane::Console => m.console.visible_len(),
+        Pane::Build => m.build_log.visible_len(),
+        Pane::Results => crate::view::results::line_count(m),
+    }
+}
+
+fn cursor_mut(m: &mut Model, pane: Pane) -> &mut Cursor {
+    match pane {
+        Pane::Pipeline => &mut m.pipeline.cursor,
+        Pane::Scenarios => &mut m.scenario_cursor,
+        Pane::Trace => &mut m.trace_cursor,
+        Pane::Device => &mut m.device_cursor,
+        Pane::Console => &mut m.console.cursor,
+        Pane::Build => &mut m.build_log.cursor,
+        Pane::Results => &mut m.results_cursor,
+    }
+}
+
+fn move_cursor(m: &mut Model, delta: isize) {
+    let pane = m.focus;
+    let len = list_len(m, pane);
+    let rows = layout::list_rows(m, pane);
+    let before = m.selected_scenario();
+    cursor_mut(m, pane).step(delta, len, rows);
+    if pane == Pane::Scenarios {
+        let after = m.selected_scenario();
+        if after != before {
+            select_scenario(m, after);
+        }
+    }
+}
+
+/// Selecting a scenario filters the trace to its calls.
+fn select_scenario(m: &mut Model, name: Option<String>) {
+    m.trace.set_scenario(name.as_deref());
+    m.trace_cursor = Cursor::following();
+    m.expanded = false;
+}
+
+fn focus(m: &mut Model, pane: Pane) {
+    m.focus = pane;
+    if matches!(pane, Pane::Console | Pane::Build) {
+        m.log_slot = pane;
+    }
+}
+
+fn apply_filter(m: &mut Model, pane: Pane, text: &str) {
+    match pane {
+        Pane::Trace => {
+            m.trace.set_filter(TraceFilter::parse(text));
+            m.trace_cursor = Cursor::following();
+        }
+        Pane::Console => m.console.set_filter(text),
+        Pane::Build => m.build_log.set_filter(text),
+        _ => {}
+    }
+}
+
+fn current_filter(m: &Model, pane: Pane) -> String {
+    match pane {
+        Pane::Trace => m.trace.filter().text.clone(),
+        Pane::Console => m.console.filter.clone(),
+        Pane::Build => m.build_log.filter.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The one state transition.
+pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    match action {
+        Action::Events(batch) => {
+            for e in &batch {
+                m.ingest(e);
+            }
+            m.lookup.refresh();
+        }
+        Action::BusClosed => {
+            m.bus_closed = true;
+            m.loading = None;
+            if m.quitting {
+                fx.push(Effect::Exit);
+            }
+        }
+        Action::Tick { now_us } => {
+            if m.run.finished.is_none() {
+                m.now_us = m.now_us.max(now_us);
+            }
+        }
+        Action::Loading {
+            events,
+            bytes,
+            total,
+        } => m.loading = Some((events, bytes, total)),
+        Action::Resize { width, height } => {
+            m.viewport.width = width;
+            m.viewport.height = height;
+        }
+        Action::FocusNext => focus(m, m.focus.next()),
+        Action::FocusPrev => focus(m, m.focus.prev()),
+        Action::Focus(p) => focus(m, p),
+        Action::Up => move_cursor(m, -1),
+        Action::Down => move_cursor(m, 1),
+        Action::PageUp => {
+            let rows = layout::list_rows(m, m.focus) as isize;
+            move_cursor(m, -rows.max(1));
+        }
+        Action::PageDown => {
+            let rows = layout::list_rows(m, m.focus) as isize;
+            move_cursor(m, rows.max(1));
+        }
+        Action::Top => {
+            let before = m.selected_scenario();
+            cursor_mut(m, m.focus).top();
+            if m.focus == Pane::Scenarios && before.is_some() {
+                select_scenario(m, None);
+            }
+        }
+        Action::Bottom => {
+            if m.focus == Pane::Scenarios {
+                let len = list_len(m, Pane::Scenarios);
+                move_cursor(m, len as isize);
+            } else {
+                cursor_mut(m, m.focus).bottom();
+            }
+        }
+        Action::Enter => match m.focus {
+            Pane::Trace => m.expanded = !m.expanded && m.trace.visible_len() > 0,
+            Pane::Scenarios => focus(m, Pane::Trace),
+            _ => {}
+        },
+        Action::Escape => {
+            if m.help {
+                m.help = false;
+            } else if m.expanded {
+                m.expanded = false;
+            } else if m.zoom {
+                m.zoom = false;
+            } else {
+                m.status = None;
+            }
+        }
+        Action::StartFilter => {
+            if !m.focus.filterable() {
+                focus(m, Pane::Trace);
+            }
+            m.input = Some(FilterInput {
+                pane: m.focus,
+                text: current_filter(m, m.focus),
+            });
+        }
+        Action::FilterChar(c) => {
+            if let Some(inp) = &mut m.input {
+                inp.text.push(c);
+                let (pane, text) = (inp.pane, inp.text.clone());
+                apply_filter(m, pane, &text);
+            }
+        }
+        Action::FilterBackspace => {
+            if let Some(inp) = &mut m.input {
+                inp.text.pop();
+                let (pane, text) = (inp.pane, inp.text.clone());
+                apply_filter(m, pane, &text);
+            }
+        }
+        Action::FilterSubmit => {
+            m.input = None;
+        }
+        Action::FilterCancel => {
+            // Esc while typing clears the filter: the quickest way back to
+            // everything.
+            if let Some(inp) = m.input.take() {
+                apply_filter(m, inp.pane, "");
+            }
+        }
+        Action::ToggleHelp => m.help = !m.help,
+        Action::ToggleZoom => m.zoom = !m.zoom,
+        Action::RunSelected | Action::RunAll => {
+            if m.mode != Mode::Live {
+                browse_only(m, "run");
+            } else if m.quitting {
+                info(m, "quitting: not starting anything");
+            } else {
+                let sel = match (&action, m.selected_scenario()) {
+                    (Action::RunSelected, Some(name)) => Selection::One(name),
+                    _ => Selection::All,
+                };
+                info(
+                    m,
+                    match &sel {
+                        Selection::All => "run: all scenarios requested".to_string(),
+                        Selection::One(n) => format!("run: {n} requested"),
+                    },
+                );
+                fx.push(Effect::Run(sel));
+            }
+        }
+        Action::Rebuild => {
+            if m.mode != Mode::Live {
+                browse_only(m, "rebuild");
+            } else if !m.quitting {
+                info(m, "rebuild: kernel build requested");
+                fx.push(Effect::RebuildKernel);
+            }
+        }
+        Action::StopVm => {
+            if m.mode != Mode::Live {
+                browse_only(m, "stop");
+            } else if !m.quitting {
+                info(m, "stop: stopping the VM");
+                fx.push(Effect::StopVm);
+            }
+        }
+        Action::Quit => {
+            // Browsing, nothing left running, or a second q: leave now.
+            if m.mode != Mode::Live || m.bus_closed || m.quitting {
+                fx.push(Effect::Exit);
+            } else {
+                m.quitting = true;
+                info(
+                    m,
+                    "quitting: stopping the VM cleanly (q again to leave at once)",
+                );
+                fx.push(Effect::Quit);
+            }
+        }
+        Action::ForceQuit => fx.push(Effect::Exit),
+        Action::Controlled { what, result } => match result {
+            Ok(()) => {}
+            Err(e) => {
+                m.status = Some(Status {
+                    text: format!("{what}: {e}"),
+                    error: true,
+                })
+            }
+        },
+    }
+    fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::theme::Theme;
+
+    fn browse() -> Model {
+        Model::from_events(
+            Vec::new(),
+            Mode::Browse { path: "/r".into() },
+            Theme::mono(),
+        )
+    }
+
+    #[test]
+    fn browsing_refuses_pipeline_actions_and_quits_at_once() {
+        let mut m = browse();
+        for a in [Action::RunSelected, Action::Rebuild, Action::StopVm] {
+            assert!(update(&mut m, a).is_empty());
+            assert!(m.status.as_ref().unwrap().error);
+        }
+        assert_eq!(update(&mut m, Action::Quit), [Effect::Exit]);
+    }
+
+    #[test]
+    fn live_quit_stops_the_vm_first_and_exits_when_the_bus_closes() {
+        let mut m = browse();
+        m.mode = Mode::Live;
+        m.bus_closed = false;
+        assert_eq!(update(&mut m, Action::Quit), [Effect::Quit]);
+        assert!(m.quitting);
+        assert!(update(&mut m, Action::RunAll).is_empty());
+        assert_eq!(update(&mut m, Action::BusClosed), [Effect::Exit]);
+        // A second q while waiting leaves at once.
+        let mut m = browse();
+        m.mode = Mode::Live;
+        m.bus_closed = false;
+        update(&mut m, Action::Quit);
+        assert_eq!(update(&mut m, Action::Quit), [Effect::Exit]);
+    }
+
+    #[test]
+    fn run_asks_for_the_selected_scenario_or_all() {
+        let mut m = browse();
+        m.mode = Mode::Live;
+        m.suite = vec!["alpha".into(), "beta".into()];
+        assert_eq!(
+            update(&mut m, Action::RunSelected),
+            [Effect::Run(Selection::All)]
+        );
+        update(&mut m, Action::Focus(Pane::Scenarios));
+        update(&mut m, Action::Down);
+        update(&mut m, Action::Down);
+        assert_eq!(
+            update(&mut m, Action::RunSelected),
+            [Effect::Run(Selection::One("beta".into()))]
+        );
+        assert_eq!(m.trace.scenario_filter(), Some("beta"));
+        assert_eq!(
+            update(&mut m, Action::RunAll),
+            [Effect::Run(Selection::All)]
+        );
+        update(&mut m, Action::Top);
+        assert_eq!(m.trace.scenario_filter(), None);
+    }
+
+    #[test]
+    fn focus_cycles_through_every_pane_both_ways() {
+        let mut m = browse();
+        let start = m.focus;
+        let mut seen = vec![];
+        for _ in 0..Pane::ALL.len() {
+            update(&mut m, Action::FocusNext);
+            seen.push(m.focus);
+        }
+        assert_eq!(m.focus, start);
+        seen.sort_by_key(|p| p.index());
+        assert_eq!(seen, Pane::ALL);
+        update(&mut m, Action::FocusPrev);
+        assert_eq!(m.focus, start.prev());
+    }
+
+    #[test]
+    fn typing_a_filter_applies_it_and_escape_clears_it() {
+        let mut m = browse();
+        m.console
+            .push(0, crate::model::Severity::Normal, "PCI: probing".into());
+        m.console
+            .push(1, crate::model::Severity::Warn, "WARNING: x".into());
+        update(&mut m, Action::Focus(Pane::Console));
+        update(&mut m, Action::StartFilter);
+        for c in "warn".chars() {
+            update(&mut m, Action::FilterChar(c));
+        }
+        assert_eq!(m.console.visible_len(), 1);
+        update(&mut m, Action::FilterSubmit);
+        assert!(m.input.is_none());
+        assert_eq!(m.console.visible_len(), 1);
+        update(&mut m, Action::StartFilter);
+        assert_eq!(m.input.as_ref().unwrap().text, "warn");
+        update(&mut m, Action::FilterCancel);
+        assert_eq!(m.console.visible_len(), 2);
+        // From a pane without rows to filter, / filters the trace.
+        update(&mut m, Action::Focus(Pane::Device));
+        update(&mut m, Action::StartFilter);
+        assert_eq!(m.focus, Pane::Trace);
+    }
+}

@@ -1,0 +1,840 @@
+//! The TUI's whole state, built from events. No terminal, no I/O here
+//! (except through the [`EventLookup`] the trace reads details from).
+
+use std::collections::HashMap;
+
+use gasbench_abi::protocol::{AgentMsg, LogLevel};
+use gasbench_events::kernel::{ApplyStatus, KernelEvent};
+use gasbench_events::run::{Outcome, RunEvent, Stage};
+use gasbench_events::vm::{ConsoleSeverity, VmEvent};
+use gasbench_events::{Event, EventBody};
+use gasbench_trace::RunSummary;
+
+use crate::device::DeviceView;
+use crate::latency::Latency;
+use crate::store::{EventLookup, MemEvents, TraceStore};
+use crate::theme::Theme;
+
+/// The call whose latency the results pane charts.
+pub const PING: &str = "ioctl:PING";
+
+/// The panes, in Tab order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pane {
+    Pipeline,
+    Scenarios,
+    Trace,
+    Device,
+    Console,
+    Build,
+    Results,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 7] = [
+        Pane::Pipeline,
+        Pane::Scenarios,
+        Pane::Trace,
+        Pane::Device,
+        Pane::Console,
+        Pane::Build,
+        Pane::Results,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Pipeline => "Pipeline",
+            Pane::Scenarios => "Scenarios",
+            Pane::Trace => "Trace",
+            Pane::Device => "Device",
+            Pane::Console => "Console",
+            Pane::Build => "Build log",
+            Pane::Results => "Results",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+
+    pub fn next(self) -> Pane {
+        Pane::ALL[(self.index() + 1) % Pane::ALL.len()]
+    }
+
+    pub fn prev(self) -> Pane {
+        Pane::ALL[(self.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]
+    }
+
+    /// Panes whose rows can be filtered with `/`.
+    pub fn filterable(self) -> bool {
+        matches!(self, Pane::Trace | Pane::Console | Pane::Build)
+    }
+}
+
+/// Where the user is in a scrolling list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub selected: usize,
+    /// First row on screen (kept so scrolling is minimal, not recentred).
+    pub offset: usize,
+    /// Stick to the newest row as rows arrive.
+    pub follow: bool,
+}
+
+impl Cursor {
+    pub fn following() -> Cursor {
+        Cursor {
+            follow: true,
+            ..Cursor::default()
+        }
+    }
+
+    /// Clamp to `len` rows and, for a window of `rows`, return the first
+    /// row to draw such that the selection is visible. Pure: the view and
+    /// `update` both call it and agree.
+    pub fn window(&self, len: usize, rows: usize) -> (usize, usize) {
+        if len == 0 {
+            return (0, 0);
+        }
+        let selected = if self.follow {
+            len - 1
+        } else {
+            self.selected.min(len - 1)
+        };
+        let rows = rows.max(1);
+        let mut offset = self.offset.min(len.saturating_sub(1));
+        if selected < offset {
+            offset = selected;
+        } else if selected >= offset + rows {
+            offset = selected + 1 - rows;
+        }
+        // Never leave rows empty at the bottom while there are rows above
+        // (after a resize to a taller window, say).
+        offset = offset.min(len.saturating_sub(rows));
+        if self.follow {
+            offset = len.saturating_sub(rows);
+        }
+        (selected, offset)
+    }
+
+    /// Move by `delta` rows within `len`, dropping out of follow mode when
+    /// moving away from the end and back into it when reaching it.
+    pub fn step(&mut self, delta: isize, len: usize, rows: usize) {
+        if len == 0 {
+            *self = Cursor {
+                follow: self.follow,
+                ..Cursor::default()
+            };
+            return;
+        }
+        let (cur, off) = self.window(len, rows);
+        let next = (cur as isize + delta).clamp(0, len as isize - 1) as usize;
+        self.selected = next;
+        self.offset = off;
+        self.follow = self.follow && next == len - 1 && delta >= 0;
+        let (sel, off) = self.window(len, rows);
+        self.selected = sel;
+        self.offset = off;
+    }
+
+    pub fn top(&mut self) {
+        *self = Cursor::default();
+    }
+
+    pub fn bottom(&mut self) {
+        self.follow = true;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warn,
+    Bug,
+    /// Not the guest's console: the agent's own log, a run note.
+    Meta,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub t_us: u64,
+    pub severity: Severity,
+    pub text: String,
+}
+
+/// A scrolling, filterable text log (the console, the build log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogView {
+    pub lines: Vec<LogLine>,
+    pub filter: String,
+    visible: Option<Vec<u32>>,
+    pub cursor: Cursor,
+    /// Lines dropped from the front to bound memory.
+    pub dropped: u64,
+}
+
+impl Default for LogView {
+    fn default() -> Self {
+        LogView {
+            lines: Vec::new(),
+            filter: String::new(),
+            visible: None,
+            cursor: Cursor::following(),
+            dropped: 0,
+        }
+    }
+}
+
+/// A build log can be hundreds of thousands of lines; keep the newest.
+const LOG_CAP: usize = 200_000;
+
+impl LogView {
+    fn matches(filter: &str, line: &LogLine) -> bool {
+        filter.is_empty() || line.text.to_ascii_lowercase().contains(filter)
+    }
+
+    pub fn push(&mut self, t_us: u64, severity: Severity, text: String) {
+        if self.lines.len() >= LOG_CAP {
+            let cut = LOG_CAP / 10;
+            self.lines.drain(..cut);
+            self.dropped += cut as u64;
+            self.cursor.selected = self.cursor.selected.saturating_sub(cut);
+            self.cursor.offset = self.cursor.offset.saturating_sub(cut);
+            self.refilter();
+        }
+        let line = LogLine {
+            t_us,
+            severity,
+            text,
+        };
+        if let Some(v) = &mut self.visible
+            && Self::matches(&self.filter, &line)
+        {
+            v.push(self.lines.len() as u32);
+        }
+        self.lines.push(line);
+    }
+
+    pub fn set_filter(&mut self, filter: &str) {
+        self.filter = filter.to_ascii_lowercase();
+        self.refilter();
+        self.cursor = Cursor::following();
+    }
+
+    fn refilter(&mut self) {
+        self.visible = if self.filter.is_empty() {
+            None
+        } else {
+            Some(
+                (0..self.lines.len() as u32)
+                    .filter(|&i| Self::matches(&self.filter, &self.lines[i as usize]))
+                    .collect(),
+            )
+        };
+    }
+
+    pub fn visible_len(&self) -> usize {
+        self.visible.as_ref().map_or(self.lines.len(), Vec::len)
+    }
+
+    pub fn visible_line(&self, i: usize) -> Option<&LogLine> {
+        match &self.visible {
+            Some(v) => self.lines.get(*v.get(i)? as usize),
+            None => self.lines.get(i),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageState {
+    Pending,
+    Running,
+    Done(Outcome),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageRow {
+    pub stage: Stage,
+    pub state: StageState,
+    pub done: u64,
+    pub total: u64,
+    pub detail: String,
+    pub began_us: u64,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatchRow {
+    pub series: String,
+    pub index: u32,
+    pub total: u32,
+    pub subject: String,
+    pub fixup: bool,
+    pub status: ApplyStatus,
+    pub detail: String,
+    /// Per-patch build result, when the build checked this patch alone.
+    pub builds: Option<bool>,
+    pub first_error: Option<String>,
+}
+
+/// The stages drawn even before they start, so the pipeline's shape is
+/// visible from the first frame.
+pub const CORE_STAGES: [Stage; 5] = [
+    Stage::Apply,
+    Stage::Build,
+    Stage::Initramfs,
+    Stage::Boot,
+    Stage::Run,
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pipeline {
+    pub stages: Vec<StageRow>,
+    pub patches: Vec<PatchRow>,
+    pub artifacts: Vec<(String, String)>,
+    pub cursor: Cursor,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline {
+            stages: CORE_STAGES
+                .iter()
+                .map(|&stage| StageRow {
+                    stage,
+                    state: StageState::Pending,
+                    done: 0,
+                    total: 0,
+                    detail: String::new(),
+                    began_us: 0,
+                    elapsed_ms: 0,
+                })
+                .collect(),
+            patches: Vec::new(),
+            artifacts: Vec::new(),
+            cursor: Cursor::default(),
+        }
+    }
+}
+
+impl Pipeline {
+    fn stage(&mut self, stage: Stage) -> &mut StageRow {
+        let i = match self.stages.iter().position(|s| s.stage == stage) {
+            Some(i) => i,
+            None => {
+                // Keep the pipeline's order, whatever order stages appear in.
+                let rank = |s: Stage| Stage::ALL.iter().position(|x| *x == s).unwrap_or(0);
+                let at = self
+                    .stages
+                    .iter()
+                    .position(|s| rank(s.stage) > rank(stage))
+                    .unwrap_or(self.stages.len());
+                self.stages.insert(
+                    at,
+                    StageRow {
+                        stage,
+                        state: StageState::Pending,
+                        done: 0,
+                        total: 0,
+                        detail: String::new(),
+                        began_us: 0,
+                        elapsed_ms: 0,
+                    },
+                );
+                at
+            }
+        };
+        &mut self.stages[i]
+    }
+}
+
+/// The header's facts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunInfo {
+    pub run_dir: Option<String>,
+    pub command: Option<String>,
+    pub accel: Option<String>,
+    pub accel_reason: Option<String>,
+    pub kernel_release: Option<String>,
+    /// The base tree, from the apply stage's detail.
+    pub base: Option<String>,
+    pub vm_state: Option<String>,
+    pub finished: Option<(bool, u64)>,
+}
+
+/// Live session or a past run opened for browsing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Browse { path: String },
+}
+
+/// A filter being typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterInput {
+    pub pane: Pane,
+    pub text: String,
+}
+
+/// The footer's transient message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+/// One entry of the scenario list; entry 0 is "all scenarios".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioEntry {
+    pub name: String,
+    pub running: bool,
+}
+
+/// Sizes of the scrolling windows, from the last layout (see `layout`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Viewport {
+    pub width: u16,
+    pub height: u16,
+}
+
+pub struct Model {
+    pub mode: Mode,
+    pub theme: Theme,
+    pub focus: Pane,
+    /// The focused pane fills the screen.
+    pub zoom: bool,
+    pub help: bool,
+    pub input: Option<FilterInput>,
+    pub status: Option<Status>,
+    /// Quit was asked for; waiting for the pipeline to stop the VM.
+    pub quitting: bool,
+    pub viewport: Viewport,
+    /// µs since the run started: the newest event's time, or the clock.
+    pub now_us: u64,
+    pub events_seen: u64,
+    /// Replaying a log: (events so far, bytes read, bytes total).
+    pub loading: Option<(u64, u64, u64)>,
+    /// The event stream has ended (the run is over or the log was read).
+    pub bus_closed: bool,
+
+    pub run: RunInfo,
+    pub summary: RunSummary,
+    pub pipeline: Pipeline,
+    /// Known scenarios (from the controller), before any has run.
+    pub suite: Vec<String>,
+    pub scenario_cursor: Cursor,
+    pub trace: TraceStore,
+    pub trace_cursor: Cursor,
+    /// Enter on a trace row: show its decoded structs and register accesses.
+    pub expanded: bool,
+    pub lookup: Box<dyn EventLookup>,
+    pub device: DeviceView,
+    pub device_cursor: Cursor,
+    pub console: LogView,
+    pub build_log: LogView,
+    pub results_cursor: Cursor,
+    /// Durations of successful PING ioctls (ns).
+    pub ping: Latency,
+    /// Which of console/build log shares the bottom-right slot.
+    pub log_slot: Pane,
+
+    current_scenario: Option<String>,
+    /// Bundle id → scenario (the agent names bundles, the engine scenarios).
+    bundles: HashMap<u64, String>,
+}
+
+impl Model {
+    pub fn new(mode: Mode, theme: Theme, lookup: Box<dyn EventLookup>) -> Model {
+        Model {
+            mode,
+            theme,
+            focus: Pane::Trace,
+            zoom: false,
+            help: false,
+            input: None,
+            status: None,
+            quitting: false,
+            viewport: Viewport::default(),
+            now_us: 0,
+            events_seen: 0,
+            loading: None,
+            bus_closed: false,
+            run: RunInfo::default(),
+            summary: RunSummary::default(),
+            pipeline: Pipeline::default(),
+            suite: Vec::new(),
+            scenario_cursor: Cursor::default(),
+            trace: TraceStore::default(),
+            trace_cursor: Cursor::following(),
+            expanded: false,
+            lookup,
+            device: DeviceView::default(),
+            device_cursor: Cursor::default(),
+            console: LogView::default(),
+            build_log: LogView::default(),
+            results_cursor: Cursor::default(),
+            ping: Latency::default(),
+            log_slot: Pane::Console,
+            current_scenario: None,
+            bundles: HashMap::new(),
+        }
+    }
+
+    /// A model over events held in memory (tests, benchmarks).
+    pub fn from_events(events: Vec<Event>, mode: Mode, theme: Theme) -> Model {
+        let mut m = Model::new(mode, theme, Box::new(MemEvents::default()));
+        for e in &events {
+            m.ingest(e);
+        }
+        m.lookup = Box::new(MemEvents(events));
+        m.bus_closed = true;
+        m
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.mode == Mode::Live
+    }
+
+    /// The scenario list: "all", then every scenario known or seen.
+    pub fn scenario_entries(&self) -> Vec<ScenarioEntry> {
+        let mut out = vec![ScenarioEntry {
+            name: String::new(),
+            running: false,
+        }];
+        let mut push = |name: &str, running: bool| {
+            if !out[1..].iter().any(|e| e.name == name) {
+                out.push(ScenarioEntry {
+                    name: name.to_owned(),
+                    running,
+                });
+            }
+        };
+        for s in &self.suite {
+            push(s, false);
+        }
+        for s in &self.summary.scenarios {
+            push(&s.name, false);
+        }
+        if let Some(cur) = &self.current_scenario {
+            for e in &mut out[1..] {
+                e.running = &e.name == cur;
+            }
+        }
+        out
+    }
+
+    /// The scenario selected in the list (None = all).
+    pub fn selected_scenario(&self) -> Option<String> {
+        let entries = self.scenario_entries();
+        let (sel, _) = self.scenario_cursor.window(entries.len(), 1);
+        entries
+            .get(sel)
+            .map(|e| e.name.clone())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// The scenario running now.
+    pub fn current_scenario(&self) -> Option<&str> {
+        self.current_scenario.as_deref()
+    }
+
+    /// Fold one event in.
+    pub fn ingest(&mut self, e: &Event) {
+        self.events_seen += 1;
+        self.now_us = self.now_us.max(e.t_us);
+        self.summary.apply(e);
+        match &e.body {
+            EventBody::Run(r) => self.ingest_run(e, r),
+            EventBody::Kernel(k) => self.ingest_kernel(e, k),
+            EventBody::Vm(v) => self.ingest_vm(e, v),
+            EventBody::Device(d) => {
+                if matches!(d, gasbench_events::device::DeviceEvent::Reg(_)) {
+                    self.trace.device_access();
+                }
+                self.device.apply(e.seq, d);
+            }
+            EventBody::Agent(a) => self.ingest_agent(e, a),
+        }
+    }
+
+    fn ingest_run(&mut self, e: &Event, r: &RunEvent) {
+        match r {
+            RunEvent::Started { run_dir, command } => {
+                self.run.run_dir = Some(run_dir.clone());
+                self.run.command = Some(command.clone());
+            }
+            RunEvent::StageBegin { stage, detail } => {
+                let st = self.pipeline.stage(*stage);
+                st.state = StageState::Running;
+                st.detail = detail.clone();
+                st.began_us = e.t_us;
+                st.done = 0;
+                st.total = 0;
+                if *stage == Stage::Apply && !detail.is_empty() {
+                    self.run.base = Some(detail.clone());
+                }
+            }
+            RunEvent::StageProgress {
+                stage,
+                done,
+                total,
+                detail,
+            } => {
+                let st = self.pipeline.stage(*stage);
+                st.done = *done;
+                st.total = *total;
+                if !detail.is_empty() {
+                    st.detail = detail.clone();
+                }
+            }
+            RunEvent::StageEnd {
+                stage,
+                outcome,
+                detail,
+                elapsed_ms,
+            } => {
+                let st = self.pipeline.stage(*stage);
+                st.state = StageState::Done(*outcome);
+                if !detail.is_empty() {
+                    st.detail = detail.clone();
+                }
+                st.elapsed_ms = *elapsed_ms;
+                if st.total > 0 && *outcome == Outcome::Ok {
+                    st.done = st.total;
+                }
+            }
+            RunEvent::Accel(a) => {
+                self.run.accel = Some(a.accel.clone());
+                self.run.accel_reason = Some(a.reason.clone());
+            }
+            RunEvent::ScenarioBegin { scenario, .. } => {
+                self.current_scenario = Some(scenario.clone());
+            }
+            RunEvent::ScenarioEnd { scenario, .. } => {
+                if self.current_scenario.as_deref() == Some(scenario) {
+                    self.current_scenario = None;
+                }
+            }
+            RunEvent::Expectation { .. } => {}
+            RunEvent::Note { text } => {
+                self.build_log
+                    .push(e.t_us, Severity::Meta, format!("» {text}"));
+            }
+            RunEvent::Error { text } => {
+                self.build_log
+                    .push(e.t_us, Severity::Bug, format!("» error: {text}"));
+                self.status = Some(Status {
+                    text: format!("error: {text}"),
+                    error: true,
+                });
+            }
+            RunEvent::Finished { passed, elapsed_ms } => {
+                self.run.finished = Some((*passed, *elapsed_ms));
+                self.now_us = self.now_us.max(elapsed_ms * 1000);
+                self.current_scenario = None;
+            }
+        }
+    }
+
+    fn ingest_kernel(&mut self, e: &Event, k: &KernelEvent) {
+        match k {
+            KernelEvent::Patch(p) => {
+                let row = PatchRow {
+                    series: p.series.clone(),
+                    index: p.index,
+                    total: p.total,
+                    subject: p.subject.clone(),
+                    fixup: p.fixup,
+                    status: p.status,
+                    detail: p.detail.clone(),
+                    builds: None,
+                    first_error: None,
+                };
+                match self
+                    .pipeline
+                    .patches
+                    .iter_mut()
+                    .find(|r| r.series == p.series && r.index == p.index && r.fixup == p.fixup)
+                {
+                    Some(r) => *r = row,
+                    None => self.pipeline.patches.push(row),
+                }
+            }
+            KernelEvent::BuildLine { line } => {
+                let lower = line.to_ascii_lowercase();
+                let sev = if lower.contains("error:") || lower.contains("error ") {
+                    Severity::Bug
+                } else if lower.contains("warning:") {
+                    Severity::Warn
+                } else {
+                    Severity::Normal
+                };
+                self.build_log.push(e.t_us, sev, line.clone());
+            }
+            KernelEvent::BuildProgress {
+                done,
+                total,
+                current,
+            } => {
+                let st = self.pipeline.stage(Stage::Build);
+                if st.state == StageState::Pending {
+                    st.state = StageState::Running;
+                    st.began_us = e.t_us;
+                }
+                st.done = *done;
+                st.total = *total;
+                st.detail = current.clone();
+            }
+            KernelEvent::PatchBuild {
+                series,
+                index,
+                builds,
+                first_error,
+                ..
+            } => {
+                if let Some(r) = self
+                    .pipeline
+                    .patches
+                    .iter_mut()
+                    .find(|r| &r.series == series && r.index == *index)
+                {
+                    r.builds = Some(*builds);
+                    r.first_error = first_error.clone();
+                }
+            }
+            KernelEvent::Artifact { kind, path } => {
+                self.pipeline.artifacts.push((kind.clone(), path.clone()));
+            }
+            // Per-symbol config verification; a failure also ends the
+            // Configure stage with the symbols named.
+            KernelEvent::ConfigChecked { .. } => {}
+        }
+    }
+
+    fn ingest_vm(&mut self, e: &Event, v: &VmEvent) {
+        match v {
+            VmEvent::ProcessStarted { name, pid } => {
+                if name.contains("qemu") {
+                    self.run.vm_state = Some("starting".into());
+                }
+                self.console.push(
+                    e.t_us,
+                    Severity::Meta,
+                    format!("» {name} started (pid {pid})"),
+                );
+            }
+            VmEvent::ProcessExited {
+                name,
+                status,
+                expected,
+            } => {
+                if name.contains("qemu") {
+                    self.run.vm_state = Some(if *expected {
+                        "stopped".into()
+                    } else {
+                        "died".into()
+                    });
+                }
+                let sev = if *expected {
+                    Severity::Meta
+                } else {
+                    Severity::Bug
+                };
+                self.console
+                    .push(e.t_us, sev, format!("» {name} exited: {status}"));
+            }
+            VmEvent::State { status } => self.run.vm_state = Some(status.clone()),
+            VmEvent::Qmp { name, .. } => {
+                // QMP events that change the run state name it.
+                let state = match name.as_str() {
+                    "STOP" => Some("paused"),
+                    "RESUME" => Some("running"),
+                    "SHUTDOWN" | "POWERDOWN" => Some("shutdown"),
+                    "RESET" => Some("reset"),
+                    _ => None,
+                };
+                if let Some(s) = state {
+                    self.run.vm_state = Some(s.into());
+                }
+                self.console
+                    .push(e.t_us, Severity::Meta, format!("» QMP {name}"));
+            }
+            VmEvent::AgentText { line } => {
+                self.console
+                    .push(e.t_us, Severity::Meta, format!("agent│ {line}"));
+            }
+            VmEvent::Console { line, severity } => {
+                let sev = match severity {
+                    ConsoleSeverity::Normal => Severity::Normal,
+                    ConsoleSeverity::Warn => Severity::Warn,
+                    ConsoleSeverity::Bug => Severity::Bug,
+                };
+                self.console.push(e.t_us, sev, line.clone());
+            }
+        }
+    }
+
+    fn ingest_agent(&mut self, e: &Event, a: &AgentMsg) {
+        match a {
+            AgentMsg::Ready(r) => {
+                self.run.kernel_release = Some(r.kernel_release.clone());
+                for m in &r.missing {
+                    self.console
+                        .push(e.t_us, Severity::Warn, format!("agent│ missing: {m}"));
+                }
+            }
+            AgentMsg::BundleBegin {
+                bundle, scenario, ..
+            } => {
+                self.bundles.insert(*bundle, scenario.clone());
+                if self.current_scenario.is_none() {
+                    self.current_scenario = Some(scenario.clone());
+                }
+            }
+            AgentMsg::CallBegin {
+                call,
+                step,
+                thread,
+                name,
+            } => {
+                let sc = self.current_scenario.clone();
+                self.trace
+                    .begin(e, *call, *step, *thread, name, sc.as_deref());
+            }
+            AgentMsg::CallEnd(rec) => {
+                let sc = self.current_scenario.clone();
+                self.trace.end(e, rec, sc.as_deref());
+                if rec.name == PING && rec.errno.is_none() {
+                    self.ping.record(rec.duration_ns);
+                }
+            }
+            AgentMsg::Log { level, text } => {
+                let sev = match level {
+                    LogLevel::Info => Severity::Meta,
+                    LogLevel::Warn => Severity::Warn,
+                    LogLevel::Error => Severity::Bug,
+                };
+                self.console.push(e.t_us, sev, format!("agent│ {text}"));
+            }
+            AgentMsg::Output { line, .. } => {
+                self.console
+                    .push(e.t_us, Severity::Meta, format!("agent│ {line}"));
+            }
+            AgentMsg::BundleEnd { bundle, error } => {
+                if let Some(err) = error {
+                    let name = self.bundles.get(bundle).cloned().unwrap_or_default();
+                    self.console.push(
+                        e.t_us,
+                        Severity::Bug,
+                        format!("agent│ bundle {bundle} {name} stopped: {err}"),
+                    );
+                }
+            }
+            AgentMsg::Thread { .. }
+            | AgentMsg::StepBegin { .. }
+            | AgentMsg::StepEnd { .. }
+            | AgentMsg::SyncWait { .. }
+            | AgentMsg::Ktap(_) => {}
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Feeding the TUI: events from a live bus, or from a past run's
+//! `events.jsonl` read on a thread (the screen is up while a million
+//! events load).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use gasbench_events::{Event, EventStream};
+use tokio::sync::mpsc;
+
+use crate::store::{DiskEvents, EventLookup};
+
+/// What the main loop receives besides keys.
+pub enum Feed {
+    Events(Vec<Event>),
+    /// A replay's progress: events so far, bytes read of total.
+    Loading {
+        events: u64,
+        bytes: u64,
+        total: u64,
+    },
+    /// The replay's index of the log is ready for detail lookups.
+    Lookup(Box<dyn EventLookup>),
+    /// Something to tell the user (lines that were not events).
+    Note(String),
+    Closed,
+}
+
+pub type FeedRx = mpsc::UnboundedReceiver<Feed>;
+
+const BATCH: usize = 4096;
+
+/// Forward a live bus, in batches of whatever is queued.
+pub fn from_bus(mut rx: EventStream) -> FeedRx {
+    let (tx, out) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            if tx.send(Feed::Events(batch)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Feed::Closed);
+    });
+    out
+}
+
+/// Read `events.jsonl` on a thread. Lines that are not events (a newer or
+/// older schema, a line cut by a crash) are counted and reported, never
+/// fatal: browsing a damaged run shows what can be shown.
+pub fn from_log(path: &Path) -> std::io::Result<FeedRx> {
+    let file = File::open(path)?;
+    let total = file.metadata()?.len();
+    let path: PathBuf = path.to_path_buf();
+    let (tx, out) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("gasbench-replay".into())
+        .spawn(move || {
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            let mut line = String::new();
+            let (mut bytes, mut n, mut bad, mut first_bad) = (0u64, 0u64, 0u64, None);
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut lineno = 0u64;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(k) => bytes += k as u64,
+                    Err(e) => {
+                        let _ = tx.send(Feed::Note(format!("reading {}: {e}", path.display())));
+                        break;
+                    }
+                }
+                lineno += 1;
+                if !line.ends_with('\n') {
+                    let _ = tx.send(Feed::Note(format!(
+                        "line {lineno} was cut short (the run ended mid-write)"
+                    )));
+                    break;
+                }
+                match serde_json::from_str::<Event>(&line) {
+                    Ok(e) => {
+                        batch.push(e);
+                        n += 1;
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        first_bad.get_or_insert(format!("line {lineno}: {e}"));
+                    }
+                }
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(Feed::Events(full)).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(Feed::Loading {
+                        events: n,
+                        bytes,
+                        total,
+                    });
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(Feed::Events(batch));
+            }
+            if bad > 0 {
+                let _ = tx.send(Feed::Note(format!(
+                    "{bad} line(s) of the log are not events this gasbench understands (first: {})",
+                    first_bad.unwrap_or_default()
+                )));
+            }
+            let _ = tx.send(Feed::Lookup(Box::new(DiskEvents::new(&path))));
+            let _ = tx.send(Feed::Closed);
+        })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gasbench_events::run::RunEvent;
+
+    #[test]
+    fn a_log_replays_with_bad_lines_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut text = String::new();
+        for i in 0..10_000u64 {
+            let e = Event {
+                seq: i,
+                t_us: i,
+                body: RunEvent::Note {
+                    text: format!("n{i}"),
+                }
+                .into(),
+            };
+            text.push_str(&serde_json::to_string(&e).unwrap());
+            text.push('\n');
+        }
+        text.push_str("{\"not\":\"an event\"}\n");
+        std::fs::write(&path, text).unwrap();
+        let mut rx = from_log(&path).unwrap();
+        let (mut events, mut notes, mut lookup, mut closed) = (0, vec![], None, false);
+        while let Some(f) = rx.blocking_recv() {
+            match f {
+                Feed::Events(b) => events += b.len(),
+                Feed::Note(n) => notes.push(n),
+                Feed::Lookup(l) => lookup = Some(l),
+                Feed::Loading { .. } => {}
+                Feed::Closed => closed = true,
+            }
+        }
+        assert!(closed);
+        assert_eq!(events, 10_000);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("1 line(s)") && notes[0].contains("line 10001"));
+        assert_eq!(lookup.unwrap().event(9_999).unwrap().seq, 9_999);
+    }
+}

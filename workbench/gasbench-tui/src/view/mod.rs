@@ -1,0 +1,307 @@
+//! `view(&Model, &mut Frame)`: the whole screen from the model. No state
+//! changes here; the only reads outside the model are the trace details
+//! for the rows on screen (through the model's `EventLookup`).
+
+pub mod device;
+pub mod logs;
+pub mod pipeline;
+pub mod results;
+pub mod scenarios;
+pub mod trace;
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
+
+use crate::fmt;
+use crate::keys::{BINDINGS, FILTER_HELP};
+use crate::layout;
+use crate::model::{Mode, Model, Pane};
+use crate::theme::sym;
+
+/// Draw everything.
+pub fn view(m: &Model, f: &mut Frame) {
+    let area = f.area();
+    let a = layout::areas(area, m);
+    header(m, f, a.header);
+    if let Some(t) = a.tabs {
+        tabs(m, f, t);
+    }
+    for (pane, rect) in &a.panes {
+        draw_pane(m, f, *pane, *rect);
+    }
+    footer(m, f, a.footer);
+    if m.help {
+        help(m, f, area);
+    }
+}
+
+fn draw_pane(m: &Model, f: &mut Frame, pane: Pane, r: Rect) {
+    match pane {
+        Pane::Pipeline => pipeline::draw(m, f, r),
+        Pane::Scenarios => scenarios::draw(m, f, r),
+        Pane::Trace => trace::draw(m, f, r),
+        Pane::Device => device::draw(m, f, r),
+        Pane::Console => logs::draw(m, f, r, Pane::Console),
+        Pane::Build => logs::draw(m, f, r, Pane::Build),
+        Pane::Results => results::draw(m, f, r),
+    }
+}
+
+/// A pane's frame: its title (with the pane's key) and a summary on the
+/// right of the top border.
+pub(crate) fn pane_block<'a>(m: &Model, pane: Pane, info: Line<'a>) -> Block<'a> {
+    let focused = m.focus == pane;
+    let t = &m.theme;
+    let (ts, bs) = if focused {
+        (t.title_focused, t.border_focused)
+    } else {
+        (t.title, t.border)
+    };
+    let title = Line::from(vec![
+        Span::styled(format!(" {} ", pane.index() + 1), t.dim),
+        Span::styled(format!("{} ", pane.title()), ts),
+    ]);
+    Block::bordered()
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Rounded
+        })
+        .border_style(bs)
+        .title(title)
+        .title_top(info.alignment(Alignment::Right))
+}
+
+fn header(m: &Model, f: &mut Frame, r: Rect) {
+    let t = &m.theme;
+    let mut right: Vec<Span> = Vec::new();
+    let (pass, fail, running) = m.summary.counts();
+    if pass + fail + running > 0 {
+        right.push(Span::styled(format!("{} {pass}", sym::OK), t.ok));
+        right.push(Span::raw(" "));
+        right.push(Span::styled(
+            format!("{} {fail}", sym::FAIL),
+            if fail > 0 { t.fail } else { t.dim },
+        ));
+        right.push(Span::styled(" │ ", t.dim));
+    }
+    let accel = m.run.accel.as_deref().map(str::to_ascii_uppercase);
+    right.push(Span::styled(
+        accel.unwrap_or_else(|| "accel ?".into()),
+        t.header,
+    ));
+    right.push(Span::styled(" │ ", t.dim));
+    let vm = m.run.vm_state.as_deref().unwrap_or("no VM");
+    let vm_style = match vm {
+        "running" => t.ok,
+        "died" | "internal-error" | "guest-panicked" => t.fail,
+        "no VM" | "stopped" | "shutdown" => t.dim,
+        _ => t.warn,
+    };
+    right.push(Span::styled(format!("VM {vm}"), vm_style));
+    right.push(Span::styled(" │ ", t.dim));
+    let clock = match m.run.finished {
+        Some((passed, ms)) => {
+            let s = if passed { t.ok } else { t.fail };
+            let mark = if passed { sym::OK } else { sym::FAIL };
+            Span::styled(format!("{mark} {}", fmt::elapsed_us(ms * 1000)), s)
+        }
+        None => Span::styled(fmt::elapsed_us(m.now_us), t.header),
+    };
+    right.push(clock);
+    right.push(Span::raw(" "));
+    let right_w: usize = right.iter().map(|s| s.content.chars().count()).sum();
+
+    let mut left: Vec<Span> = vec![Span::styled(
+        " gasbench ",
+        t.title_focused.add_modifier(Modifier::REVERSED),
+    )];
+    let mode = match &m.mode {
+        Mode::Live if m.quitting => Span::styled(" ● stopping ", t.warn),
+        Mode::Live => Span::styled(" ● live ", t.running),
+        Mode::Browse { .. } => Span::styled(" ◆ browse ", t.accent),
+    };
+    left.push(mode);
+    let mut facts = Vec::new();
+    if let Some(k) = m.run.kernel_release.as_ref().or(m.run.base.as_ref()) {
+        facts.push(format!("kernel {k}"));
+    }
+    let series = series_summary(m);
+    if !series.is_empty() {
+        facts.push(series);
+    }
+    let room = (r.width as usize).saturating_sub(right_w + 20 + 1);
+    left.push(Span::styled(
+        fmt::fit(&facts.join(" │ "), room),
+        t.header.remove_modifier(Modifier::BOLD),
+    ));
+    let left_w: usize = left.iter().map(|s| s.content.chars().count()).sum();
+    let gap = (r.width as usize).saturating_sub(left_w + right_w).max(1);
+    left.push(Span::raw(" ".repeat(gap)));
+    left.extend(right);
+    f.render_widget(Paragraph::new(Line::from(left)), r);
+}
+
+/// `goldfish v3 6/6 ✓, mkdirat2 v2 2/2 ✓` from the patch results.
+fn series_summary(m: &Model) -> String {
+    use gasbench_events::kernel::ApplyStatus;
+    let mut out: Vec<(String, u32, u32, bool)> = Vec::new();
+    // The posted patches (and reconstructions of missing ones), not ports.
+    for p in m.pipeline.patches.iter().filter(|p| p.index <= p.total) {
+        let ok = p.status != ApplyStatus::Failed;
+        match out.iter_mut().find(|s| s.0 == p.series) {
+            Some(s) => {
+                s.1 += ok as u32;
+                s.2 = s.2.max(p.total);
+                s.3 &= ok;
+            }
+            None => out.push((p.series.clone(), ok as u32, p.total, ok)),
+        }
+    }
+    out.iter()
+        .map(|(name, ok, total, all)| {
+            let mark = if *all { sym::OK } else { sym::FAIL };
+            format!("{name} {ok}/{total} {mark}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn tabs(m: &Model, f: &mut Frame, r: Rect) {
+    let t = &m.theme;
+    let mut spans = Vec::new();
+    for p in Pane::ALL {
+        let label = format!(" {} {} ", p.index() + 1, p.title());
+        let style = if p == m.focus { t.selected } else { t.dim };
+        spans.push(Span::styled(label, style));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), r);
+}
+
+fn footer(m: &Model, f: &mut Frame, r: Rect) {
+    let t = &m.theme;
+    let line = if let Some(inp) = &m.input {
+        Line::from(vec![
+            Span::styled(
+                format!(" / filter {}: ", inp.pane.title().to_lowercase()),
+                t.key,
+            ),
+            Span::raw(inp.text.clone()),
+            Span::styled("█", t.accent),
+            Span::styled("   Enter keep · Esc clear", t.dim),
+        ])
+    } else if let Some(st) = &m.status {
+        Line::from(Span::styled(
+            format!(" {}", st.text),
+            if st.error { t.fail } else { t.accent },
+        ))
+    } else {
+        let mut hints: Vec<(&str, &str)> = vec![("?", "help"), ("Tab", "pane")];
+        match m.focus {
+            Pane::Trace => {
+                hints.push(("Enter", if m.expanded { "collapse" } else { "expand" }));
+                hints.push(("/", "filter"));
+            }
+            Pane::Scenarios => {
+                hints.push(("j/k", "select"));
+                hints.push(("r", "run"));
+            }
+            Pane::Console | Pane::Build => hints.push(("/", "filter")),
+            _ => {}
+        }
+        if m.is_live() {
+            hints.push(("r", "run"));
+            hints.push(("b", "build"));
+            hints.push(("s", "stop VM"));
+        }
+        hints.push(("q", "quit"));
+        hints.dedup();
+        let mut spans = vec![Span::raw(" ")];
+        for (k, what) in hints {
+            spans.push(Span::styled(k, t.key));
+            spans.push(Span::styled(format!(" {what}  "), t.dim));
+        }
+        Line::from(spans)
+    };
+    let used = line.width() as u16;
+    f.render_widget(Paragraph::new(line), r);
+    // The right end: what is open and how far a replay has read.
+    let right = match (&m.loading, &m.mode) {
+        (Some((n, done, total)), _) => {
+            let pct = if *total > 0 { done * 100 / total } else { 0 };
+            format!("loading {} events {pct}% ", fmt::count(*n))
+        }
+        (None, Mode::Browse { path }) => {
+            format!("{} events · {} ", fmt::count(m.events_seen), path)
+        }
+        (None, Mode::Live) => format!("{} events ", fmt::count(m.events_seen)),
+    };
+    let w = right.chars().count() as u16;
+    if r.width > used + w + 2 {
+        let rr = Rect::new(r.x + r.width - w, r.y, w, 1);
+        f.render_widget(Paragraph::new(Span::styled(right, t.dim)), rr);
+    }
+}
+
+fn help(m: &Model, f: &mut Frame, area: Rect) {
+    let t = &m.theme;
+    let mut lines: Vec<Line> = Vec::new();
+    for b in BINDINGS {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<18}", b.keys), t.key),
+            Span::raw(b.what),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    for h in FILTER_HELP {
+        lines.push(Line::from(Span::styled(format!(" {h}"), t.dim)));
+    }
+    lines.push(Line::from(vec![
+        Span::styled(format!(" {} ok ", sym::OK), t.ok),
+        Span::styled(format!("{} failed ", sym::FAIL), t.fail),
+        Span::styled(format!("{} running ", sym::RUNNING), t.running),
+        Span::styled(format!("{} pending ", sym::PENDING), t.pending),
+        Span::styled(format!("{} cached ", sym::CACHED), t.dim),
+        Span::styled(format!("{} warning ", sym::WARN), t.warn),
+        Span::styled("~ attribution shared (calls overlapped)", t.dim),
+    ]));
+    let w = (lines.iter().map(Line::width).max().unwrap_or(40) as u16 + 2).min(area.width);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    f.render_widget(Clear, r);
+    let block = Block::bordered()
+        .border_type(BorderType::Thick)
+        .border_style(t.border_focused)
+        .title(Span::styled(" keys ", t.title_focused))
+        .title_bottom(Line::from(Span::styled(" Esc closes ", t.dim)).alignment(Alignment::Right));
+    f.render_widget(Paragraph::new(lines).block(block), r);
+}
+
+/// A centred, dimmed hint for a pane with nothing to show yet.
+pub(crate) fn empty_hint(m: &Model, f: &mut Frame, r: Rect, text: &str) {
+    if r.height == 0 {
+        return;
+    }
+    let y = r.y + r.height / 2;
+    let line = Line::from(Span::styled(text.to_owned(), m.theme.dim)).alignment(Alignment::Center);
+    f.render_widget(Paragraph::new(line), Rect::new(r.x, y, r.width, 1));
+}
+
+/// Style for a whole selected row.
+pub(crate) fn row_style(m: &Model, selected: bool, focused: bool) -> Style {
+    if selected && focused {
+        m.theme.selected
+    } else if selected {
+        Style::new().add_modifier(Modifier::BOLD)
+    } else {
+        Style::new()
+    }
+}

@@ -1,0 +1,143 @@
+//! Stages with progress bars, then every patch's apply/build result.
+
+use gasbench_events::kernel::ApplyStatus;
+use gasbench_events::run::Outcome;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{pane_block, row_style};
+use crate::fmt;
+use crate::model::{Model, Pane, StageState};
+use crate::theme::{Theme, sym};
+
+pub(crate) fn stage_mark(t: &Theme, s: StageState) -> (&'static str, Style) {
+    match s {
+        StageState::Pending => (sym::PENDING, t.pending),
+        StageState::Running => (sym::RUNNING, t.running),
+        StageState::Done(Outcome::Ok) => (sym::OK, t.ok),
+        StageState::Done(Outcome::Cached) => (sym::CACHED, t.ok),
+        StageState::Done(Outcome::Skipped) => (sym::SKIP, t.dim),
+        StageState::Done(Outcome::Failed) => (sym::FAIL, t.fail),
+    }
+}
+
+pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
+    let t = &m.theme;
+    let p = &m.pipeline;
+    let done = p
+        .stages
+        .iter()
+        .filter(|s| matches!(s.state, StageState::Done(_)))
+        .count();
+    let info = Line::from(Span::styled(
+        format!(" {done}/{} stages ", p.stages.len()),
+        t.dim,
+    ));
+    let block = pane_block(m, Pane::Pipeline, info);
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    let w = inner.width as usize;
+    let focused = m.focus == Pane::Pipeline;
+
+    let mut lines: Vec<Line> = Vec::new();
+    for s in &p.stages {
+        let (mark, ms) = stage_mark(t, s.state);
+        let mut spans = vec![
+            Span::styled(format!(" {mark} "), ms),
+            Span::styled(fmt::pad(s.stage.name(), 10), ms.patch(t.title)),
+        ];
+        let time = match s.state {
+            StageState::Done(_) => fmt::ms(s.elapsed_ms),
+            StageState::Running => fmt::elapsed_us(m.now_us.saturating_sub(s.began_us)),
+            StageState::Pending => String::new(),
+        };
+        let room = w.saturating_sub(13 + 8);
+        if s.state == StageState::Running && s.total > 0 {
+            let bw = (room / 2).clamp(6, 24);
+            let (a, b) = fmt::bar(s.done, s.total, bw);
+            let pct = s.done.min(s.total) * 100 / s.total;
+            spans.push(Span::styled(a, t.bar_done));
+            spans.push(Span::styled(b, t.bar_todo));
+            spans.push(Span::styled(format!(" {pct:>3}% "), t.title));
+            let rest = room.saturating_sub(bw + 6);
+            spans.push(Span::styled(fmt::pad(&s.detail, rest), t.dim));
+        } else {
+            let detail = if s.total > 0
+                && !matches!(s.state, StageState::Pending | StageState::Done(Outcome::Ok))
+            {
+                format!("{}/{} {}", s.done, s.total, s.detail)
+            } else {
+                s.detail.clone()
+            };
+            spans.push(Span::styled(fmt::pad(&detail, room), t.dim));
+        }
+        spans.push(Span::styled(fmt::rpad(&time, 7), t.dim));
+        lines.push(Line::from(spans));
+    }
+    if !p.patches.is_empty() {
+        lines.push(Line::from(Span::styled(
+            fmt::pad(" patches", w),
+            t.dim
+                .patch(Style::new().add_modifier(ratatui::style::Modifier::UNDERLINED)),
+        )));
+    }
+    for (i, pr) in p.patches.iter().enumerate() {
+        let (mark, ms) = match (pr.status, pr.builds) {
+            (ApplyStatus::Failed, _) | (_, Some(false)) => (sym::FAIL, t.fail),
+            (ApplyStatus::AppliedWithFuzz, _) => (sym::WARN, t.warn),
+            (ApplyStatus::Applied, _) => (sym::OK, t.ok),
+        };
+        // `goldfish-address-space v3` → `goldfish`: enough to tell the
+        // series apart in a narrow column.
+        let series = pr
+            .series
+            .split(|c: char| c == '-' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        let pos = if pr.index > pr.total {
+            "port".to_string()
+        } else {
+            format!("{}/{}", pr.index, pr.total)
+        };
+        let build = match pr.builds {
+            Some(true) => Span::styled(" builds", t.ok),
+            Some(false) => Span::styled(" build ✗", t.fail),
+            None => Span::raw(""),
+        };
+        let label = format!("{} {pos:>4} ", fmt::pad(series, 8));
+        let used = 3 + label.chars().count() + build.content.chars().count();
+        let mut subject = if pr.fixup {
+            format!("[gasbench] {}", pr.subject)
+        } else {
+            pr.subject.clone()
+        };
+        if let Some(err) = &pr.first_error {
+            subject = format!("{subject} — {err}");
+        } else if pr.status != ApplyStatus::Applied && !pr.detail.is_empty() {
+            subject = format!("{subject} — {}", pr.detail);
+        }
+        let sel = focused && p.cursor.selected == p.stages.len() + i;
+        let line = Line::from(vec![
+            Span::styled(format!(" {mark} "), ms),
+            Span::styled(label, t.dim),
+            Span::raw(fmt::pad(&subject, w.saturating_sub(used))),
+            build,
+        ])
+        .style(row_style(m, sel, focused));
+        lines.push(line);
+    }
+    if !p.artifacts.is_empty() && lines.len() < inner.height as usize {
+        let kinds: Vec<&str> = p.artifacts.iter().map(|(k, _)| k.as_str()).collect();
+        lines.push(Line::from(Span::styled(
+            fmt::fit(&format!(" artifacts: {}", kinds.join(", ")), w),
+            t.dim,
+        )));
+    }
+    // Scroll so the selected patch stays visible.
+    let (_, off) = p.cursor.window(lines.len(), inner.height as usize);
+    let skip = if focused { off } else { 0 };
+    f.render_widget(Paragraph::new(lines).scroll((skip as u16, 0)), inner);
+}

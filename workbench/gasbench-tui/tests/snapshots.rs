@@ -1,0 +1,340 @@
+//! Snapshot tests: every pane, at 80×24 (one pane at a time) and at
+//! 160×48 (the dashboard), over event logs in tests/fixtures/.
+//!
+//! The fixtures are event logs; the models are built by replaying them
+//! through `update` exactly as the live TUI does. To test against a run
+//! recorded by the real pipeline, replace the fixture's `events.jsonl` and
+//! review the snapshots (`cargo insta review`); no code changes.
+//!
+//! Points in time are chosen by what happened ("the build is half done"),
+//! not by sequence numbers, so they survive a change of fixture.
+
+use std::path::{Path, PathBuf};
+
+use gasbench_abi::protocol::AgentMsg;
+use gasbench_events::kernel::KernelEvent;
+use gasbench_events::run::RunEvent;
+use gasbench_events::{Event, EventBody};
+use gasbench_tui::store::MemEvents;
+use gasbench_tui::{Action, Mode, Model, Pane, Theme, update, view};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::{Color, Modifier};
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn fixture(name: &str) -> Vec<Event> {
+    let path = fixture_dir(name).join("events.jsonl");
+    let (events, cut) = gasbench_trace::log::read_all(&path).expect("fixture reads");
+    assert!(cut.is_none(), "{name}: {cut:?}");
+    assert!(!events.is_empty());
+    events
+}
+
+/// A model that has seen the events up to and including the first one
+/// for which `stop` holds (all of them if none does).
+fn model_until(events: &[Event], theme: Theme, stop: impl Fn(&Event) -> bool) -> Model {
+    let end = events.iter().position(stop).map_or(events.len(), |i| i + 1);
+    let prefix = events[..end].to_vec();
+    let mut m = Model::new(
+        Mode::Browse {
+            path: "tests/fixtures/synthetic-run".into(),
+        },
+        theme,
+        Box::new(MemEvents(prefix.clone())),
+    );
+    update(&mut m, Action::Events(prefix));
+    if end == events.len() {
+        update(&mut m, Action::BusClosed);
+    }
+    m
+}
+
+fn whole_run() -> Model {
+    model_until(&fixture("synthetic-run"), Theme::colored(), |_| false)
+}
+
+fn render(m: &mut Model, w: u16, h: u16) -> Terminal<TestBackend> {
+    update(
+        m,
+        Action::Resize {
+            width: w,
+            height: h,
+        },
+    );
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view(m, f)).unwrap();
+    t
+}
+
+fn screen(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn act(m: &mut Model, actions: impl IntoIterator<Item = Action>) {
+    for a in actions {
+        update(m, a);
+    }
+}
+
+fn typed(text: &str) -> Vec<Action> {
+    let mut v = vec![Action::StartFilter];
+    v.extend(text.chars().map(Action::FilterChar));
+    v.push(Action::FilterSubmit);
+    v
+}
+
+// --- 80×24: one pane at a time -------------------------------------------
+
+#[test]
+fn each_pane_at_80x24() {
+    for pane in Pane::ALL {
+        let mut m = whole_run();
+        render(&mut m, 80, 24);
+        act(&mut m, [Action::Focus(pane)]);
+        let t = render(&mut m, 80, 24);
+        let name = format!(
+            "pane_80x24_{}",
+            pane.title().replace(' ', "_").to_lowercase()
+        );
+        insta::assert_snapshot!(name, t.backend());
+    }
+}
+
+#[test]
+fn trace_expanded_at_80x24_shows_structs_and_register_accesses() {
+    let mut m = whole_run();
+    render(&mut m, 80, 24);
+    act(&mut m, typed("alloc ok"));
+    act(&mut m, [Action::Top, Action::Enter]);
+    let t = render(&mut m, 80, 24);
+    let s = screen(&t);
+    assert!(s.contains("BLOCK_SIZE_LOW"), "{s}");
+    assert!(s.contains("ALLOCATE_BLOCK"), "{s}");
+    insta::assert_snapshot!("trace_expanded_80x24", t.backend());
+}
+
+#[test]
+fn help_overlay_at_80x24_lists_every_key() {
+    let mut m = whole_run();
+    act(&mut m, [Action::ToggleHelp]);
+    let t = render(&mut m, 80, 24);
+    let s = screen(&t);
+    for b in gasbench_tui::keys::BINDINGS {
+        assert!(s.contains(b.keys), "help lacks {}:\n{s}", b.keys);
+    }
+    insta::assert_snapshot!("help_80x24", t.backend());
+}
+
+// --- 160×48: the dashboard -------------------------------------------------
+
+#[test]
+fn dashboard_after_the_run() {
+    let mut m = whole_run();
+    let t = render(&mut m, 160, 48);
+    insta::assert_snapshot!("dashboard_160x48_done", t.backend());
+}
+
+#[test]
+fn dashboard_while_the_kernel_builds() {
+    let events = fixture("synthetic-run");
+    let mut m = model_until(&events, Theme::colored(), |e| {
+        matches!(&e.body, EventBody::Kernel(KernelEvent::BuildProgress { done, total, .. })
+            if *total > 0 && done * 2 >= *total)
+    });
+    act(&mut m, [Action::Focus(Pane::Build)]);
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    assert!(s.contains('━') && s.contains('%'), "a progress bar:\n{s}");
+    insta::assert_snapshot!("dashboard_160x48_building", t.backend());
+}
+
+#[test]
+fn dashboard_with_calls_in_flight_on_two_threads() {
+    let events = fixture("synthetic-run");
+    // Stop inside the threads scenario, with a call still open.
+    let threads_begin = events
+        .iter()
+        .position(|e| {
+            matches!(&e.body, EventBody::Run(RunEvent::ScenarioBegin { scenario, .. })
+                if scenario == "goldfish-threads")
+        })
+        .expect("the fixture has a threads scenario");
+    let second_thread_call = events[threads_begin..]
+        .iter()
+        .position(|e| {
+            matches!(
+                &e.body,
+                EventBody::Agent(AgentMsg::CallBegin { thread: 2, .. })
+            )
+        })
+        .expect("thread 2 makes a call")
+        + threads_begin;
+    let stop_seq = events[second_thread_call + 3].seq;
+    let mut m = model_until(&events, Theme::colored(), |e| e.seq == stop_seq);
+    m.mode = Mode::Live;
+    act(
+        &mut m,
+        [Action::Focus(Pane::Trace), Action::Up, Action::Enter],
+    );
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    assert!(s.contains("running"), "an open call:\n{s}");
+    assert!(s.contains("attribution shared"), "overlap is said:\n{s}");
+    insta::assert_snapshot!("dashboard_160x48_threads_live", t.backend());
+}
+
+#[test]
+fn selecting_a_scenario_filters_the_trace() {
+    let mut m = whole_run();
+    render(&mut m, 160, 48);
+    act(&mut m, [Action::Focus(Pane::Scenarios)]);
+    // Move down to goldfish-errors.
+    for _ in 0..20 {
+        if m.selected_scenario().as_deref() == Some("goldfish-errors") {
+            break;
+        }
+        act(&mut m, [Action::Down]);
+    }
+    assert_eq!(m.selected_scenario().as_deref(), Some("goldfish-errors"));
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    assert!(s.contains("scenario goldfish-errors"), "{s}");
+    assert!(
+        s.contains("6 shown"),
+        "other scenarios' calls are hidden:\n{s}"
+    );
+    insta::assert_snapshot!("dashboard_160x48_scenario_selected", t.backend());
+}
+
+#[test]
+fn trace_filter_and_expanded_call_at_160x48() {
+    let mut m = whole_run();
+    render(&mut m, 160, 48);
+    act(&mut m, [Action::Focus(Pane::Trace)]);
+    act(&mut m, typed("err"));
+    act(&mut m, [Action::Top, Action::Enter]);
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    assert!(s.contains("EINVAL") && s.contains("ENOMEM"), "{s}");
+    assert!(!s.contains("✓ 0 "), "only failed calls:\n{s}");
+    insta::assert_snapshot!("dashboard_160x48_trace_filtered_expanded", t.backend());
+}
+
+#[test]
+fn zoomed_console_at_160x48_highlights_the_warning() {
+    let mut m = whole_run();
+    act(&mut m, [Action::Focus(Pane::Console), Action::ToggleZoom]);
+    let t = render(&mut m, 160, 48);
+    let buf = t.backend().buffer();
+    let s = screen(&t);
+    let row = s
+        .lines()
+        .position(|l| l.contains("WARNING: CPU"))
+        .expect("the warning is on screen");
+    let x = s
+        .lines()
+        .nth(row)
+        .unwrap()
+        .chars()
+        .position(|c| c == 'W')
+        .unwrap();
+    assert_eq!(buf[(x as u16, row as u16)].fg, Color::Yellow);
+    insta::assert_snapshot!("console_zoomed_160x48", t.backend());
+}
+
+// --- behaviour across sizes and themes ------------------------------------
+
+#[test]
+fn a_resize_redraws_exactly_like_a_fresh_start() {
+    for (w, h) in [(80, 24), (100, 30), (120, 32), (200, 60)] {
+        let mut m = whole_run();
+        let mut t = render(&mut m, 160, 48);
+        t.backend_mut().resize(w, h);
+        update(
+            &mut m,
+            Action::Resize {
+                width: w,
+                height: h,
+            },
+        );
+        t.draw(|f| view(&m, f)).unwrap();
+        let fresh = render(&mut m, w, h);
+        assert_eq!(screen(&t), screen(&fresh), "{w}x{h}");
+    }
+}
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 10), (79, 23)] {
+        let mut m = whole_run();
+        act(&mut m, [Action::ToggleHelp]);
+        render(&mut m, w, h);
+        act(
+            &mut m,
+            [
+                Action::ToggleHelp,
+                Action::Focus(Pane::Trace),
+                Action::Enter,
+            ],
+        );
+        render(&mut m, w, h);
+    }
+}
+
+#[test]
+fn no_color_uses_no_colour_and_still_marks_failures() {
+    let events = fixture("synthetic-run");
+    let mut m = model_until(&events, Theme::mono(), |_| false);
+    let t = render(&mut m, 160, 48);
+    let buf = t.backend().buffer();
+    for cell in buf.content() {
+        assert!(
+            matches!(cell.fg, Color::Reset) && matches!(cell.bg, Color::Reset),
+            "a coloured cell in NO_COLOR mode: {cell:?}"
+        );
+    }
+    // The failing scenario is marked by a symbol and a text modifier.
+    let s = screen(&t);
+    let row = s
+        .lines()
+        .position(|l| l.contains("✗ goldfish-errors"))
+        .expect("the failed scenario");
+    let x = s
+        .lines()
+        .nth(row)
+        .unwrap()
+        .chars()
+        .position(|c| c == '✗')
+        .unwrap();
+    let cell = &buf[(x as u16, row as u16)];
+    assert!(cell.modifier.contains(Modifier::BOLD), "{cell:?}");
+    // The focused pane is told apart without colour too.
+    assert!(
+        buf.content()
+            .iter()
+            .any(|c| c.modifier.contains(Modifier::REVERSED))
+    );
+}
+
+#[test]
+fn an_empty_live_session_says_what_to_do() {
+    let mut m = Model::new(Mode::Live, Theme::colored(), Box::new(MemEvents::default()));
+    m.suite = vec!["goldfish-open-close".into(), "mkdirat2-kselftest".into()];
+    let t = render(&mut m, 80, 24);
+    let s = screen(&t);
+    assert!(s.contains("no calls yet"), "{s}");
+    insta::assert_snapshot!("empty_live_80x24", t.backend());
+}

@@ -1,0 +1,423 @@
+//! Guest RAM as QEMU shares it: DMA_MAP windows, each mapped from the
+//! memfd that came with it (`memory-backend-memfd,share=on`).
+//!
+//! A window that came without an fd, or whose fd could not be mapped
+//! safely, is remembered but unreachable: accesses to it fail with a
+//! message saying why, instead of going over the socket (DMA_READ/WRITE,
+//! which this server does not implement).
+//!
+//! SIGBUS guard: a mapping past the end of its file, or of a file the
+//! client later shrinks, would crash the server on access. The fd's size is
+//! checked against the window, and a memfd must be sealed against
+//! shrinking (QEMU seals its memfds; if the seal is missing we add it, and
+//! refuse the fd when we cannot).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use gasbench_device::{DmaError, GuestRam};
+use vm_memory::{
+    Bytes, FileOffset, GuestAddress, GuestRegionMmap, MemoryRegionAddress, MmapRegion,
+};
+
+use crate::wire::vfio;
+
+struct Window {
+    gpa: u64,
+    size: u64,
+    writable: bool,
+    map: Option<GuestRegionMmap>,
+}
+
+impl Window {
+    fn end(&self) -> u64 {
+        self.gpa + self.size
+    }
+}
+
+#[derive(Default)]
+pub struct DmaSpace {
+    /// Sorted by `gpa`, never overlapping.
+    windows: Vec<Window>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("window {gpa:#x}+{size:#x} is empty or wraps around")]
+    BadRange { gpa: u64, size: u64 },
+    #[error("window {gpa:#x}+{size:#x} overlaps one already mapped")]
+    Overlap { gpa: u64, size: u64 },
+    #[error("no window matches {gpa:#x}+{size:#x}")]
+    NoSuchWindow { gpa: u64, size: u64 },
+    #[error("unmap would split the window at {gpa:#x}")]
+    Split { gpa: u64 },
+}
+
+impl MapError {
+    pub fn errno(&self) -> u32 {
+        match self {
+            MapError::Overlap { .. } => libc::EEXIST as u32,
+            _ => libc::EINVAL as u32,
+        }
+    }
+}
+
+/// What DMA_MAP did with a window.
+#[derive(Debug)]
+pub struct Mapped {
+    /// The device can reach it.
+    pub reachable: bool,
+    /// Why not, or a warning about it.
+    pub note: Option<String>,
+}
+
+impl DmaSpace {
+    /// DMA_MAP: remember the window, map its fd when there is one.
+    pub fn map(
+        &mut self,
+        flags: u32,
+        file_offset: u64,
+        gpa: u64,
+        size: u64,
+        fd: Option<OwnedFd>,
+    ) -> Result<Mapped, MapError> {
+        let end = gpa.checked_add(size).filter(|_| size > 0);
+        let Some(end) = end else {
+            return Err(MapError::BadRange { gpa, size });
+        };
+        if self.windows.iter().any(|w| w.gpa < end && gpa < w.end()) {
+            return Err(MapError::Overlap { gpa, size });
+        }
+        let writable = flags & vfio::DMA_MAP_FLAG_WRITE != 0;
+        let (map, note) = match fd {
+            // ROM, VGA memory and the like come without an fd; the
+            // DmaMap event says the window is unreachable, which is normal.
+            None => (None, None),
+            Some(fd) => match map_fd(fd, file_offset, gpa, size, writable) {
+                Ok((m, note)) => (Some(m), note),
+                Err(why) => (None, Some(why)),
+            },
+        };
+        let reachable = map.is_some();
+        let at = self.windows.partition_point(|w| w.gpa < gpa);
+        self.windows.insert(
+            at,
+            Window {
+                gpa,
+                size,
+                writable,
+                map,
+            },
+        );
+        Ok(Mapped { reachable, note })
+    }
+
+    /// DMA_UNMAP: drop every window inside `gpa..gpa+size` (all of them
+    /// with `all`). Returns how many went.
+    pub fn unmap(&mut self, gpa: u64, size: u64, all: bool) -> Result<usize, MapError> {
+        if all {
+            let n = self.windows.len();
+            self.windows.clear();
+            return Ok(n);
+        }
+        let Some(end) = gpa.checked_add(size) else {
+            return Err(MapError::BadRange { gpa, size });
+        };
+        if let Some(w) = self
+            .windows
+            .iter()
+            .find(|w| w.gpa < end && gpa < w.end() && (w.gpa < gpa || w.end() > end))
+        {
+            return Err(MapError::Split { gpa: w.gpa });
+        }
+        let before = self.windows.len();
+        self.windows.retain(|w| !(w.gpa >= gpa && w.end() <= end));
+        let n = before - self.windows.len();
+        if n == 0 {
+            return Err(MapError::NoSuchWindow { gpa, size });
+        }
+        Ok(n)
+    }
+
+    pub fn clear(&mut self) {
+        self.windows.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    /// Walk `gpa..gpa+len` window by window.
+    fn walk(
+        &self,
+        gpa: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(&GuestRegionMmap, u64, usize, usize) -> bool,
+    ) -> Result<(), DmaError> {
+        if gpa.checked_add(len as u64).is_none() {
+            return Err(DmaError::Unmapped { gpa, len });
+        }
+        let mut done = 0usize;
+        while done < len {
+            let at = gpa + done as u64;
+            let i = self.windows.partition_point(|w| w.gpa <= at);
+            let w = i
+                .checked_sub(1)
+                .map(|i| &self.windows[i])
+                .filter(|w| at < w.end())
+                .ok_or(DmaError::Unmapped { gpa, len })?;
+            let Some(map) = &w.map else {
+                return Err(DmaError::NoFd { gpa, len });
+            };
+            if write && !w.writable {
+                return Err(DmaError::ReadOnly { gpa, len });
+            }
+            let n = ((w.end() - at) as usize).min(len - done);
+            if !f(map, at - w.gpa, done, n) {
+                return Err(DmaError::Other {
+                    gpa,
+                    len,
+                    reason: "the mapping refused the access".into(),
+                });
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// (gpa, size, reachable) of every window.
+    pub fn windows(&self) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
+        self.windows
+            .iter()
+            .map(|w| (w.gpa, w.size, w.map.is_some()))
+    }
+}
+
+impl GuestRam for DmaSpace {
+    fn dma_read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        let len = buf.len();
+        self.walk(gpa, len, false, |map, off, done, n| {
+            map.read_slice(&mut buf[done..done + n], MemoryRegionAddress(off))
+                .is_ok()
+        })
+    }
+
+    fn dma_write(&self, gpa: u64, data: &[u8]) -> Result<(), DmaError> {
+        self.walk(gpa, data.len(), true, |map, off, done, n| {
+            map.write_slice(&data[done..done + n], MemoryRegionAddress(off))
+                .is_ok()
+        })
+    }
+}
+
+/// Map `size` bytes of `fd` from `offset`, after the SIGBUS checks.
+fn map_fd(
+    fd: OwnedFd,
+    offset: u64,
+    gpa: u64,
+    size: u64,
+    writable: bool,
+) -> Result<(GuestRegionMmap, Option<String>), String> {
+    let file = File::from(fd);
+    let len = usize::try_from(size)
+        .map_err(|_| format!("window of {size:#x} bytes is too large to map"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat the fd: {e}"))?;
+    let file_end = offset
+        .checked_add(size)
+        .ok_or_else(|| "file offset + size wraps around".to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("the fd is not a regular file or memfd".into());
+    }
+    if meta.len() < file_end {
+        return Err(format!(
+            "the fd holds {:#x} bytes, the window needs {file_end:#x}",
+            meta.len()
+        ));
+    }
+    let note = ensure_no_shrink(&file)?;
+    let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+    let region = MmapRegion::<()>::build(
+        Some(FileOffset::new(file, offset)),
+        len,
+        prot,
+        libc::MAP_SHARED | libc::MAP_NORESERVE,
+    )
+    .map_err(|e| format!("mmap failed: {e}"))?;
+    let map = GuestRegionMmap::new(region, GuestAddress(gpa))
+        .ok_or_else(|| "the window wraps around".to_string())?;
+    Ok((map, note))
+}
+
+/// Make sure the file cannot shrink under the mapping. Returns a warning
+/// for files that cannot be sealed (not memfds).
+fn ensure_no_shrink(file: &File) -> Result<Option<String>, String> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl(F_GET_SEALS) on an fd we own reads an int, no memory.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    if seals < 0 {
+        // Not a memfd (EINVAL): a plain file could be truncated by its
+        // owner; nothing to be done but say so.
+        return Ok(Some(
+            "not a memfd: if the client truncates the file the server may crash".into(),
+        ));
+    }
+    if seals & libc::F_SEAL_SHRINK != 0 {
+        return Ok(None);
+    }
+    // SAFETY: as above; F_ADD_SEALS takes an int argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
+    if r < 0 {
+        return Err(format!(
+            "the memfd is not sealed against shrinking and cannot be sealed ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::FileExt;
+
+    fn memfd(size: u64, sealable: bool) -> File {
+        let flags = libc::MFD_CLOEXEC | if sealable { libc::MFD_ALLOW_SEALING } else { 0 };
+        // SAFETY: memfd_create with a NUL-terminated name returns a new fd
+        // or -1.
+        let fd = unsafe { libc::memfd_create(c"gasbench-test".as_ptr(), flags) };
+        assert!(fd >= 0);
+        // SAFETY: fd was just created and is owned by nobody else.
+        let f = unsafe { File::from_raw_fd(fd) };
+        f.set_len(size).unwrap();
+        f
+    }
+
+    fn rw() -> u32 {
+        vfio::DMA_MAP_FLAG_READ | vfio::DMA_MAP_FLAG_WRITE
+    }
+
+    #[test]
+    fn memfd_windows_are_read_and_written_across_boundaries() {
+        let a = memfd(0x2000, true);
+        let b = memfd(0x3000, true);
+        let mut d = DmaSpace::default();
+        let m = d
+            .map(
+                rw(),
+                0,
+                0x10000,
+                0x2000,
+                Some(a.try_clone().unwrap().into()),
+            )
+            .unwrap();
+        assert!(m.reachable && m.note.is_none());
+        // The second window maps the memfd from offset 0x1000.
+        d.map(
+            rw(),
+            0x1000,
+            0x12000,
+            0x2000,
+            Some(b.try_clone().unwrap().into()),
+        )
+        .unwrap();
+        d.dma_write(0x11ffc, b"spanning").unwrap();
+        let mut back = [0u8; 8];
+        d.dma_read(0x11ffc, &mut back).unwrap();
+        assert_eq!(&back, b"spanning");
+        // It really is the client's memory.
+        let mut head = [0u8; 4];
+        a.read_exact_at(&mut head, 0x1ffc).unwrap();
+        assert_eq!(&head, b"span");
+        b.read_exact_at(&mut head, 0x1000).unwrap();
+        assert_eq!(&head, b"ning");
+        // Past the end, and before the start.
+        assert!(matches!(
+            d.dma_read(0x13ffe, &mut back),
+            Err(DmaError::Unmapped { .. })
+        ));
+        assert!(d.dma_read(0xfff0, &mut back).is_err());
+        assert!(d.dma_read(u64::MAX - 2, &mut back).is_err());
+        assert_eq!(d.unmap(0x10000, 0x4000, false).unwrap(), 2);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn unsafe_or_missing_fds_leave_windows_unreachable() {
+        let mut d = DmaSpace::default();
+        let m = d.map(rw(), 0, 0x1000, 0x1000, None).unwrap();
+        assert!(!m.reachable);
+        let mut b = [0u8; 4];
+        assert!(matches!(
+            d.dma_read(0x1000, &mut b),
+            Err(DmaError::NoFd { .. })
+        ));
+        // A window larger than its file.
+        let small = memfd(0x1000, true);
+        let m = d.map(rw(), 0, 0x4000, 0x2000, Some(small.into())).unwrap();
+        assert!(!m.reachable);
+        assert!(m.note.unwrap().contains("holds 0x1000 bytes"));
+        // A memfd that cannot be sealed against shrinking.
+        let unsealable = memfd(0x1000, false);
+        let m = d
+            .map(rw(), 0, 0x8000, 0x1000, Some(unsealable.into()))
+            .unwrap();
+        assert!(!m.reachable);
+        assert!(m.note.unwrap().contains("sealed"));
+        // A sealable one gets the seal.
+        let ok = memfd(0x1000, true);
+        d.map(
+            rw(),
+            0,
+            0x9000,
+            0x1000,
+            Some(ok.try_clone().unwrap().into()),
+        )
+        .unwrap();
+        // SAFETY: F_GET_SEALS on a valid fd.
+        let seals = unsafe { libc::fcntl(ok.as_raw_fd(), libc::F_GET_SEALS) };
+        assert!(seals & libc::F_SEAL_SHRINK != 0);
+        // Read-only windows refuse writes.
+        let ro = memfd(0x1000, true);
+        d.map(vfio::DMA_MAP_FLAG_READ, 0, 0xa000, 0x1000, Some(ro.into()))
+            .unwrap();
+        assert!(matches!(
+            d.dma_write(0xa000, b"x"),
+            Err(DmaError::ReadOnly { .. })
+        ));
+        assert!(d.dma_read(0xa000, &mut b).is_ok());
+    }
+
+    #[test]
+    fn map_and_unmap_errors() {
+        let mut d = DmaSpace::default();
+        assert!(matches!(
+            d.map(rw(), 0, 0, 0, None),
+            Err(MapError::BadRange { .. })
+        ));
+        assert!(matches!(
+            d.map(rw(), 0, u64::MAX, 2, None),
+            Err(MapError::BadRange { .. })
+        ));
+        d.map(rw(), 0, 0x1000, 0x2000, None).unwrap();
+        let e = d.map(rw(), 0, 0x2000, 0x1000, None).unwrap_err();
+        assert_eq!(e.errno(), libc::EEXIST as u32);
+        assert!(matches!(
+            d.unmap(0x1000, 0x1000, false),
+            Err(MapError::Split { .. })
+        ));
+        assert!(matches!(
+            d.unmap(0x8000, 0x1000, false),
+            Err(MapError::NoSuchWindow { .. })
+        ));
+        d.map(rw(), 0, 0x8000, 0x1000, None).unwrap();
+        assert_eq!(d.unmap(0, 0, true).unwrap(), 2);
+    }
+}
