@@ -44,8 +44,29 @@ pub enum AccelPref {
 
 pub struct RunOptions {
     pub scenarios: Vec<Compiled>,
-    pub kernel: KernelArtifacts,
+    pub kernel: KernelProvider,
     pub settings: RunSettings,
+}
+
+/// Produces the kernel to boot: the kernel stage, or a given image. Called
+/// on a blocking thread; reports its own progress on the bus.
+pub type KernelProvider = std::sync::Arc<
+    std::sync::Mutex<dyn FnMut(&EventSink) -> Result<KernelArtifacts, String> + Send>,
+>;
+
+/// Run the kernel provider off the async threads.
+pub async fn build_kernel(
+    kernel: &KernelProvider,
+    sink: &EventSink,
+) -> Result<KernelArtifacts, String> {
+    let kernel = kernel.clone();
+    let sink = sink.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut f = kernel.lock().unwrap_or_else(|p| p.into_inner());
+        f(&sink)
+    })
+    .await
+    .map_err(|e| format!("the kernel stage panicked: {e}"))?
 }
 
 /// How to run, whatever the kernel and the scenarios.
@@ -357,14 +378,22 @@ impl Runner {
 /// tears down what it started.
 pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
     let scenarios = opts.scenarios;
-    let opts = RunnerOptions {
-        kernel: opts.kernel,
-        settings: opts.settings,
-    };
     let mut out = RunOutcome {
         reports: Vec::new(),
         error: None,
         accel: String::new(),
+    };
+    let kernel = match build_kernel(&opts.kernel, &sink).await {
+        Ok(k) => k,
+        Err(e) => {
+            sink.emit(RunEvent::Error { text: e.clone() });
+            out.error = Some(e);
+            return out;
+        }
+    };
+    let opts = RunnerOptions {
+        kernel,
+        settings: opts.settings,
     };
     let mut runner = match Runner::prepare(opts, sink.clone()).await {
         Ok(r) => r,

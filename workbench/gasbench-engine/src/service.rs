@@ -2,7 +2,6 @@
 //! keys) instead of a fixed list. Requests return at once; the work
 //! happens here, in order, and is visible only as events on the bus.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use gasbench_events::EventSink;
@@ -11,7 +10,8 @@ use gasbench_scenario::Compiled;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::pipeline::{KernelArtifacts, RunSettings, Runner, RunnerOptions};
+pub use crate::pipeline::KernelProvider;
+use crate::pipeline::{KernelArtifacts, RunSettings, Runner, RunnerOptions, build_kernel};
 
 /// Which scenarios to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,11 +30,6 @@ pub enum Request {
     Quit,
 }
 
-/// Produces the kernel to boot: the kernel stage, or a given image. Called
-/// on a blocking thread; reports its own progress on the bus.
-pub type KernelProvider =
-    Arc<Mutex<dyn FnMut(&EventSink) -> Result<KernelArtifacts, String> + Send>>;
-
 /// Start the service. Dropping the sender also ends it (as Quit).
 pub fn spawn(
     settings: RunSettings,
@@ -45,20 +40,6 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(serve(settings, suite, kernel, sink, rx));
     (tx, task)
-}
-
-async fn build_kernel(
-    kernel: &KernelProvider,
-    sink: &EventSink,
-) -> Result<KernelArtifacts, String> {
-    let kernel = kernel.clone();
-    let sink = sink.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut f = kernel.lock().unwrap_or_else(|p| p.into_inner());
-        f(&sink)
-    })
-    .await
-    .map_err(|e| format!("the kernel stage panicked: {e}"))?
 }
 
 async fn serve(

@@ -518,7 +518,7 @@ pub fn kvm_check(verdict: &crate::kvm::KvmVerdict, cached: bool) -> Check {
 
 /// Default bound on the KVM probe: a working KVM prints in well under a
 /// second; a broken one fails within one or two.
-pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use gasbench_engine::pipeline::KernelArtifacts;
-use gasbench_engine::service::KernelProvider;
+use gasbench_engine::pipeline::{KernelArtifacts, KernelProvider};
+use gasbench_env::{CacheDir, Runtime};
 use gasbench_events::EventSink;
+use gasbench_kbuild::KernelRequest;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct KernelArgs {
@@ -53,12 +54,31 @@ impl KernelArgs {
         }))
     }
 
-    /// A provider for the interactive session.
-    pub fn provider(&self) -> KernelProvider {
+    /// The kernel for a run: the given image, or the patched kernel the
+    /// kernel stage builds (cached: seconds when nothing changed), its
+    /// progress on the run's bus.
+    pub fn provider(&self, rt: &Runtime, cache: &CacheDir) -> KernelProvider {
         let args = self.clone();
-        Arc::new(Mutex::new(move |_sink: &EventSink| {
-            args.prebuilt()?.ok_or_else(|| {
-                "building the patched kernel lands with issue #3; until then start gasbench with --kernel BZIMAGE".to_string()
+        let rt = rt.clone();
+        let cache = cache.clone();
+        Arc::new(Mutex::new(move |sink: &EventSink| {
+            if let Some(k) = args.prebuilt()? {
+                return Ok(k);
+            }
+            let req = KernelRequest::default();
+            let a = gasbench_kbuild::ensure_kernel(&req, &rt, &cache, sink)
+                .map_err(|e| format!("the kernel stage failed: {e}\n  help: {}", e.help()))?;
+            let m = &a.manifest;
+            Ok(KernelArtifacts {
+                bzimage: a.bzimage.clone(),
+                mkdirat2: Some(i64::from(a.mkdirat2_syscall)),
+                selftests: vec![("mkdirat_fd_test".into(), a.selftest.clone())],
+                description: format!(
+                    "{} ({}, {})",
+                    m.kernel_release,
+                    m.base,
+                    if a.reused { "unchanged" } else { "built" }
+                ),
             })
         }))
     }

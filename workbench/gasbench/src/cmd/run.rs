@@ -87,14 +87,10 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         }
     }
 
-    let kernel = match args.kernel.prebuilt().map_err(|e| miette!("{e}"))? {
-        Some(k) => k,
-        None => {
-            return Err(miette!(
-                "building the patched kernel lands with issue #3; until then pass --kernel BZIMAGE"
-            ));
-        }
-    };
+    // A given image is checked now; the patched kernel is built (or
+    // found unchanged) as the run's first stage.
+    args.kernel.prebuilt().map_err(|e| miette!("{e}"))?;
+    let kernel = args.kernel.provider(&runtime, &g.cache);
 
     let runs = args
         .runs

@@ -69,6 +69,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         }
     };
     let (runtime, _) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
+    let provider = kernel.provider(&runtime, &g.cache);
     if let gasbench_env::Runtime::Toolroot(root) = &runtime {
         let state = root.state();
         if !state.is_ready() {
@@ -109,7 +110,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
             run_dir: run_dir.path().display().to_string(),
             command: "gasbench (interactive)".into(),
         });
-        let (tx, service) = service::spawn(settings, suite, kernel.provider(), sink.clone());
+        let (tx, service) = service::spawn(settings, suite, provider, sink.clone());
         // The service holds the bus from here: when it ends, the bus
         // closes and the TUI knows the pipeline has stopped.
         drop(sink);
