@@ -83,9 +83,36 @@ fn end_to_end_tier() -> anyhow::Result<()> {
     )
 }
 
+/// Host packages only the tests need (the TUI test drives tmux).
+const TEST_PACKAGES: &[(&str, &str)] = &[("tmux", "tmux")];
+
+fn test_prerequisites() -> anyhow::Result<()> {
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(bin, _)| {
+            !std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+                .unwrap_or(false)
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    step(
+        &format!("installing test prerequisites: {}", missing.join(" ")),
+        cmd,
+    )
+}
+
 pub fn test(end_to_end: bool) -> anyhow::Result<()> {
     if end_to_end {
         setup()?;
+        test_prerequisites()?;
     }
     tidy()?;
     fast_tier()?;
