@@ -75,17 +75,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         }
     };
 
-    let (runtime, _choice) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
-    if let gasbench_env::Runtime::Toolroot(root) = &runtime {
-        let state = root.state();
-        if !state.is_ready() {
-            return Err(miette!(
-                "the toolroot at {} is {}: run `gasbench setup` first",
-                root.path().display(),
-                state.describe()
-            ));
-        }
-    }
+    let runtime = super::setup::ready_runtime(g)?;
 
     // A given image is checked now; the patched kernel is built (or
     // found unchanged) as the run's first stage.

@@ -38,10 +38,33 @@ impl Progress for Printer {
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
+    provision(g, args.mirror)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime for a command that needs one: provisioned first when it is
+/// not ready (so `gasbench run` works on a fresh machine in one command).
+pub fn ready_runtime(g: &Globals) -> miette::Result<gasbench_env::Runtime> {
+    let (runtime, _) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
+    if let gasbench_env::Runtime::Toolroot(root) = &runtime {
+        let state = root.state();
+        if !state.is_ready() {
+            eprintln!(
+                "gasbench: the toolroot at {} is {}; provisioning it first",
+                root.path().display(),
+                state.describe()
+            );
+            provision(g, None)?;
+        }
+    }
+    Ok(runtime)
+}
+
+fn provision(g: &Globals, mirror: Option<String>) -> miette::Result<()> {
     let opts = SetupOptions {
         cache: g.cache.clone(),
         runtime: g.runtime,
-        mirror: args.mirror,
+        mirror: mirror.or_else(|| std::env::var("GASBENCH_MIRROR").ok()),
     };
     let mut printer = Printer {
         step_started: Instant::now(),
@@ -60,5 +83,5 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         report.elapsed_ms as f64 / 1000.0,
         report.log.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -68,18 +68,8 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let (runtime, _) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
+    let runtime = super::setup::ready_runtime(g)?;
     let provider = kernel.provider(&runtime, &g.cache);
-    if let gasbench_env::Runtime::Toolroot(root) = &runtime {
-        let state = root.state();
-        if !state.is_ready() {
-            return Err(miette!(
-                "the toolroot at {} is {}: run `gasbench setup` first",
-                root.path().display(),
-                state.describe()
-            ));
-        }
-    }
     let run_dir = RunDir::create(&g.cache.root().join("runs"), "tui").into_diagnostic()?;
     let settings = RunSettings {
         isolate: false,
