@@ -324,3 +324,54 @@ timeout = "30s"
         "{stderr}"
     );
 }
+
+#[test]
+fn every_register_access_lands_inside_the_call_that_caused_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let files: Vec<String> = [
+        "goldfish_rfc_subset.toml",
+        "goldfish_threads.toml",
+        "goldfish_leaks.toml",
+    ]
+    .iter()
+    .map(|f| scenarios_dir().join(f).display().to_string())
+    .collect();
+    let args: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (code, s, stderr) = run(&args, &runs);
+    assert_eq!(code, Some(0), "{stderr}\n{s:#}");
+    let real = std::fs::read_link(runs.join("latest")).unwrap();
+    let (events, _) = gasbench_trace::log::read_all(&runs.join(real).join("events.jsonl")).unwrap();
+    // Walk the bus in order: a BAR0 access belongs to the calls open at
+    // that moment. Only the driver's probe (before any call) may touch the
+    // device outside a call; these scenarios have no host steps.
+    let mut open = std::collections::BTreeSet::new();
+    let mut inside = 0;
+    let mut outside = Vec::new();
+    for e in &events {
+        let v = serde_json::to_value(e).unwrap();
+        let ev = &v["ev"];
+        match (v["src"].as_str(), ev["msg"].as_str(), ev["type"].as_str()) {
+            (Some("agent"), Some("call_begin"), _) => {
+                open.insert(ev["call"].as_u64().unwrap());
+            }
+            (Some("agent"), Some("call_end"), _) => {
+                open.remove(&ev["call"].as_u64().unwrap());
+            }
+            (Some("device"), _, Some("reg")) if ev["space"] == "bar0" => {
+                if open.is_empty() {
+                    outside.push(ev["reg"].as_str().unwrap_or("?").to_string());
+                } else {
+                    inside += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(inside > 1000, "{inside} accesses inside calls");
+    assert_eq!(
+        outside,
+        ["GUEST_PAGE_SIZE", "PHYS_START_LOW", "PHYS_START_HIGH"],
+        "only the probe's writes happen outside a call"
+    );
+}

@@ -1,16 +1,11 @@
 //! The TUI in a real terminal: `gasbench` runs inside tmux, keys are sent
 //! with `send-keys`, the screen is read with `capture-pane`.
 //!
-//! Now: `gasbench open` on the TUI's fixture run directory (browse,
-//! navigate, filter, expand a call, the help, a resize, quit with q, exit
-//! status 0, terminal restored).
-//!
-//! Next (when `gasbench` with no arguments drives the real engine): start
-//! `gasbench` in a [`Tmux`] the same way, wait for the scenario list, press
-//! `r` on a scenario, wait (deadline) for its verdict in the Scenarios pane,
-//! read the Trace pane with [`Tmux::capture`], then `q` and check the exit
-//! status with [`Tmux::wait_exit`]. The helpers below are what that test
-//! needs.
+//! - `gasbench` with no arguments on the real pipeline: select a scenario,
+//!   `r`, wait for its verdict, read the trace pane, `q`, exit status 0.
+//! - `gasbench open` on the TUI's fixture run directory (browse, navigate,
+//!   filter, expand a call, the help, a resize, quit with q, exit status 0,
+//!   terminal restored).
 //!
 //! Needs tmux (`apt-get install -y tmux`).
 
@@ -103,7 +98,11 @@ impl Tmux {
 
     /// Wait until the screen satisfies `pred`; the screen on timeout.
     fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_for_within(what, Duration::from_secs(20), pred)
+    }
+
+    fn wait_for_within(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let s = self.capture();
             if pred(&s) {
@@ -164,6 +163,70 @@ fn fixture_run_dir() -> PathBuf {
 }
 
 #[test]
+fn a_live_session_runs_a_scenario_end_to_end_and_quits_cleanly() {
+    // The real pipeline: the patched kernel (the kernel stage, cached), the
+    // agent, the emulated device, under QEMU.
+    let (cache, _rt) = gasbench_e2e::runtime();
+    let bin = gasbench_binary();
+    let t = Tmux::start(
+        &format!("{} --cache-dir {}", bin.display(), cache.root().display()),
+        160,
+        48,
+    );
+    t.wait_for("the scenario list", |s| s.contains("goldfish-rfc-subset"));
+    // Focus the scenario list and walk down to the RFC's own subset.
+    t.send(&["2"]);
+    let mut steps = 0;
+    while !t
+        .capture()
+        .lines()
+        .any(|l| l.contains('▸') && l.contains("goldfish-rfc-subset"))
+    {
+        assert!(steps < 20, "cannot select the scenario:\n{}", t.capture());
+        t.send(&["j"]);
+        steps += 1;
+    }
+    t.send(&["r"]);
+    // Build (cached), initramfs, boot and the scenario, under TCG.
+    // The scenario list's row is the one with the selection marker.
+    let row = |s: &str| {
+        s.lines()
+            .find(|l| l.contains('▸') && l.contains("goldfish-rfc-subset"))
+            .map(str::to_string)
+    };
+    let screen = t.wait_for_within("the scenario's verdict", Duration::from_secs(600), |s| {
+        row(s).is_some_and(|l| l.contains('✓') || l.contains('✗'))
+    });
+    let verdict = row(&screen).unwrap();
+    assert!(
+        verdict.contains('✓'),
+        "the RFC subset passes: {verdict}\n{screen}"
+    );
+    // The trace pane shows the scenario's ioctls with their register counts.
+    let trace = t.wait_for("the trace", |s| s.contains("ALLOCATE_BLOCK"));
+    let rows: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("ALLOCATE_BLOCK") && l.contains('✓'))
+        .collect();
+    assert!(!rows.is_empty(), "{trace}");
+    // The last number on a trace row is its register-access count.
+    let regs = |r: &str| {
+        r.split_whitespace()
+            .filter_map(|t| t.parse::<u32>().ok())
+            .next_back()
+            .unwrap_or(0)
+    };
+    assert!(
+        rows.iter().any(|r| regs(r) >= 4),
+        "an allocate caused register accesses: {rows:?}"
+    );
+    t.send(&["q"]);
+    let (code, canonical) = t.wait_exit();
+    assert_eq!(code, 0, "{}", t.capture());
+    assert!(canonical, "the terminal is restored");
+}
+
+#[test]
 fn browse_a_run_navigate_filter_expand_resize_and_quit() {
     let bin = gasbench_binary();
     let dir = fixture_run_dir();
@@ -174,12 +237,12 @@ fn browse_a_run_navigate_filter_expand_resize_and_quit() {
         30,
     );
 
-    // It opens on the trace, following the newest calls.
-    let s = t.wait_for("the trace pane", |s| {
-        s.contains("3 Trace") && s.contains("calls")
+    // It opens on the trace, following the newest calls: once the log is
+    // read (on a thread), the last call is on screen.
+    let s = t.wait_for("the trace pane with the last call", |s| {
+        s.contains("3 Trace") && s.contains("calls") && s.contains("kselftest")
     });
     assert!(s.contains("browse") && s.contains("TCG"), "{s}");
-    assert!(s.contains("kselftest"), "the last call is on screen:\n{s}");
 
     // Select a scenario: the trace shows only its calls. Entry 0 of the
     // list is "all scenarios", then the scenarios in the order they ran.

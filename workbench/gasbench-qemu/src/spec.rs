@@ -209,7 +209,11 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
         &mut a,
         &[
             "-device",
-            "virtio-serial-pci,id=vser",
+            // ioeventfd off: the guest's kick is handled in the vCPU
+            // thread, so the agent's CallBegin is in our socket before the
+            // vCPU runs the ioctl whose MMIO the device server sees. With
+            // ioeventfd the main loop flushes it later, out of order.
+            "virtio-serial-pci,id=vser,ioeventfd=off",
             "-chardev",
             &sock("agent", &sockets.agent),
             "-device",
