@@ -7,6 +7,8 @@
 //!   then the end-to-end tier. README's test command.
 //! - `test-fast`  fmt, clippy and the fast tier only (no VM, no root).
 //! - `tidy`       fmt and clippy only.
+//! - `bench`      the benchmarks (device MMIO, TUI frame time, boot and
+//!   suite time), each against a baseline measured in the same run.
 
 mod tasks;
 
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <setup|test|test-fast|tidy>");
+        eprintln!("usage: cargo xtask <setup|test|test-fast|tidy|bench>");
         return ExitCode::from(2);
     };
     let root = project_root();
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         "test" => tasks::test(true),
         "test-fast" => tasks::test(false),
         "tidy" => tasks::tidy(),
+        "bench" => tasks::bench(),
         other => {
             eprintln!("xtask: unknown task {other:?}");
             return ExitCode::from(2);

@@ -133,3 +133,28 @@ pub fn test(end_to_end: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Benchmarks: each prints its figures and a ratio against a baseline
+/// measured in the same run. Nothing here asserts a time.
+pub fn bench() -> anyhow::Result<()> {
+    step(
+        "bench: one MMIO through the device server vs a bare socket (gasbench-vfu)",
+        cargo(&["bench", "-p", "gasbench-vfu", "--bench", "mmio"]),
+    )?;
+    step(
+        "bench: TUI frame time with a million calls vs a thousand (gasbench-tui)",
+        cargo(&["bench", "-p", "gasbench-tui"]),
+    )?;
+    step(
+        "bench: boot to ready vs a bare boot, and the default suite (gasbench-e2e)",
+        cargo(&[
+            "bench",
+            "-p",
+            "gasbench-e2e",
+            "--features",
+            "e2e",
+            "--bench",
+            "boot",
+        ]),
+    )
+}

@@ -178,6 +178,10 @@ impl Runner {
             Ok(a) => a,
             Err(e) => return Err(stage_failed(&sink, Stage::Initramfs, e, t)),
         };
+        if let Err(e) = std::fs::create_dir_all(&opts.settings.run_dir) {
+            let text = format!("creating {}: {e}", opts.settings.run_dir.display());
+            return Err(stage_failed(&sink, Stage::Initramfs, text, t));
+        }
         let initramfs = opts.settings.run_dir.join("initramfs.cpio");
         let busybox = opts
             .settings
