@@ -21,3 +21,20 @@ pub fn runtime() -> (CacheDir, Runtime) {
     }
     (cache, rt)
 }
+
+/// The guest agent built static and packed alone into an initramfs at
+/// `dir/initramfs.cpio` (no selftests, no busybox).
+pub fn agent_initramfs(cache: &CacheDir, dir: &std::path::Path) -> std::path::PathBuf {
+    use gasbench_engine::agent_build::{build_agent, source_root};
+    let agent =
+        build_agent(&source_root(), &cache.root().join("agent-target")).expect("agent builds");
+    let initramfs = dir.join("initramfs.cpio");
+    gasbench_engine::guest_image::GuestImage {
+        agent,
+        selftests: vec![],
+        busybox: None,
+    }
+    .write(&initramfs)
+    .expect("the initramfs is written");
+    initramfs
+}
