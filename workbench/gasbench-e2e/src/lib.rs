@@ -38,3 +38,15 @@ pub fn agent_initramfs(cache: &CacheDir, dir: &std::path::Path) -> std::path::Pa
     .expect("the initramfs is written");
     initramfs
 }
+
+/// The release a stock kernel image reports, from its Debian file name
+/// (`/boot/vmlinuz-7.3.4+deb13-amd64` → `7.3.4+deb13-amd64`): the stock
+/// kernel is whatever the toolroot's linux-image-amd64 is today.
+pub fn release_of(kernel: &std::path::Path) -> String {
+    kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .unwrap_or_else(|| panic!("{} is not a /boot/vmlinuz-RELEASE", kernel.display()))
+        .to_string()
+}
