@@ -42,7 +42,7 @@ fn model_until(events: &[Event], theme: Theme, stop: impl Fn(&Event) -> bool) ->
     let prefix = events[..end].to_vec();
     let mut m = Model::new(
         Mode::Browse {
-            path: "tests/fixtures/synthetic-run".into(),
+            path: "tests/fixtures/recorded-run".into(),
         },
         theme,
         Box::new(MemEvents(prefix.clone())),
@@ -55,7 +55,7 @@ fn model_until(events: &[Event], theme: Theme, stop: impl Fn(&Event) -> bool) ->
 }
 
 fn whole_run() -> Model {
-    model_until(&fixture("synthetic-run"), Theme::colored(), |_| false)
+    model_until(&fixture("recorded-run"), Theme::colored(), |_| false)
 }
 
 fn render(m: &mut Model, w: u16, h: u16) -> Terminal<TestBackend> {
@@ -149,7 +149,7 @@ fn dashboard_after_the_run() {
 
 #[test]
 fn dashboard_while_the_kernel_builds() {
-    let events = fixture("synthetic-run");
+    let events = fixture("recorded-run");
     let mut m = model_until(&events, Theme::colored(), |e| {
         matches!(&e.body, EventBody::Kernel(KernelEvent::BuildProgress { done, total, .. })
             if *total > 0 && done * 2 >= *total)
@@ -163,7 +163,7 @@ fn dashboard_while_the_kernel_builds() {
 
 #[test]
 fn dashboard_with_calls_in_flight_on_two_threads() {
-    let events = fixture("synthetic-run");
+    let events = fixture("recorded-run");
     // Stop inside the threads scenario, with a call still open.
     let threads_begin = events
         .iter()
@@ -172,17 +172,24 @@ fn dashboard_with_calls_in_flight_on_two_threads() {
                 if scenario == "goldfish-threads")
         })
         .expect("the fixture has a threads scenario");
-    let second_thread_call = events[threads_begin..]
+    // The first moment in it when calls on two threads are open at once.
+    let mut open: std::collections::BTreeMap<u64, u32> = Default::default();
+    let stop_seq = events[threads_begin..]
         .iter()
-        .position(|e| {
-            matches!(
-                &e.body,
-                EventBody::Agent(AgentMsg::CallBegin { thread: 2, .. })
-            )
+        .find_map(|e| {
+            match &e.body {
+                EventBody::Agent(AgentMsg::CallBegin { call, thread, .. }) => {
+                    open.insert(*call, *thread);
+                }
+                EventBody::Agent(AgentMsg::CallEnd(r)) => {
+                    open.remove(&r.call);
+                }
+                _ => {}
+            }
+            let threads: std::collections::BTreeSet<_> = open.values().collect();
+            (threads.len() >= 2).then_some(e.seq)
         })
-        .expect("thread 2 makes a call")
-        + threads_begin;
-    let stop_seq = events[second_thread_call + 3].seq;
+        .expect("two threads have calls open at once");
     let mut m = model_until(&events, Theme::colored(), |e| e.seq == stop_seq);
     m.mode = Mode::Live;
     act(
@@ -212,9 +219,20 @@ fn selecting_a_scenario_filters_the_trace() {
     let t = render(&mut m, 160, 48);
     let s = screen(&t);
     assert!(s.contains("scenario goldfish-errors"), "{s}");
+    // As many calls as the scenario made, and no others.
+    let events = fixture("recorded-run");
+    let begin = events
+        .iter()
+        .position(|e| matches!(&e.body, EventBody::Run(RunEvent::ScenarioBegin { scenario, .. }) if scenario == "goldfish-errors"))
+        .unwrap();
+    let calls = events[begin..]
+        .iter()
+        .take_while(|e| !matches!(&e.body, EventBody::Run(RunEvent::ScenarioEnd { .. })))
+        .filter(|e| matches!(&e.body, EventBody::Agent(AgentMsg::CallEnd(_))))
+        .count();
     assert!(
-        s.contains("6 shown"),
-        "other scenarios' calls are hidden:\n{s}"
+        s.contains(&format!("{calls} shown")),
+        "other scenarios' calls are hidden ({calls} calls):\n{s}"
     );
     insta::assert_snapshot!("dashboard_160x48_scenario_selected", t.backend());
 }
@@ -235,7 +253,20 @@ fn trace_filter_and_expanded_call_at_160x48() {
 
 #[test]
 fn zoomed_console_at_160x48_highlights_the_warning() {
-    let mut m = whole_run();
+    // The recorded run had no kernel warning (good news for the posting,
+    // no use for this test): one WARN line is appended, the only event in
+    // these tests that was not recorded.
+    let mut events = fixture("recorded-run");
+    let last = events.last().unwrap().clone();
+    events.push(Event {
+        seq: last.seq + 1,
+        t_us: last.t_us + 1,
+        body: EventBody::Vm(gasbench_events::vm::VmEvent::Console {
+            line: "[  760.123456] WARNING: CPU: 0 PID: 31 at drivers/platform/goldfish/goldfish_address_space.rs:612 goldfish_address_space::unbind+0x1f2/0x240".into(),
+            severity: gasbench_events::vm::ConsoleSeverity::Warn,
+        }),
+    });
+    let mut m = model_until(&events, Theme::colored(), |_| false);
     act(&mut m, [Action::Focus(Pane::Console), Action::ToggleZoom]);
     let t = render(&mut m, 160, 48);
     let buf = t.backend().buffer();
@@ -296,7 +327,7 @@ fn tiny_terminals_do_not_panic() {
 
 #[test]
 fn no_color_uses_no_colour_and_still_marks_failures() {
-    let events = fixture("synthetic-run");
+    let events = fixture("recorded-run");
     let mut m = model_until(&events, Theme::mono(), |_| false);
     let t = render(&mut m, 160, 48);
     let buf = t.backend().buffer();
