@@ -489,7 +489,7 @@ fn row_of(p: &PatchApplied) -> PatchRow {
         position: p.index,
         role: p.role,
         posted_index: p.posted_index,
-        subject: p.subject.clone(),
+        subject: bare_subject(&p.subject).to_string(),
         status: p.status,
         hunks: p
             .hunks
@@ -508,6 +508,15 @@ fn row_of(p: &PatchApplied) -> PatchRow {
         detail: p.detail.clone(),
         files: p.files.clone(),
         build: None,
+    }
+}
+
+/// A subject without its `[RFC PATCH v2 1/2]` (or `[gasbench fixup …]`)
+/// prefix: the table's label says which patch it is.
+pub fn bare_subject(s: &str) -> &str {
+    match s.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((_, rest)) if !rest.is_empty() => rest,
+        _ => s,
     }
 }
 

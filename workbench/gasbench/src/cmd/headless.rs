@@ -106,9 +106,10 @@ where
     let recorder = {
         let path = run_dir.events();
         let summary = summary.clone();
+        let mut last_build_line = std::time::Instant::now();
         tokio::spawn(async move {
             gasbench_trace::log::record(rx, &path, |ev| {
-                print_progress(ev, kernel_detail);
+                print_progress(ev, kernel_detail, &mut last_build_line);
                 summary.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
             })
             .await
@@ -155,7 +156,7 @@ pub fn write_results(run_dir: &RunDir, summary: &RunSummary) -> miette::Result<S
 
 /// The live progress on stderr: stages, scenario verdicts, failures,
 /// errors and kernel trouble; not every event.
-fn print_progress(ev: &Event, kernel_detail: bool) {
+fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::time::Instant) {
     let t = ev.t_us as f64 / 1e6;
     match &ev.body {
         EventBody::Run(r) => match r {
@@ -203,10 +204,24 @@ fn print_progress(ev: &Event, kernel_detail: bool) {
             } => {
                 eprintln!("           ✗ {what}: expected {expected}, got {actual}")
             }
+            RunEvent::StageProgress {
+                stage,
+                total: 0,
+                detail,
+                ..
+            } if kernel_detail => eprintln!("[{t:7.2}] {:<10} {detail}", stage.name()),
             RunEvent::Note { text } => eprintln!("[{t:7.2}] note       {text}"),
             RunEvent::Error { text } => eprintln!("[{t:7.2}] ERROR      {text}"),
             _ => {}
         },
+        EventBody::Kernel(gasbench_events::kernel::KernelEvent::BuildProgress {
+            done,
+            total,
+            current,
+        }) if kernel_detail && last_build_line.elapsed().as_secs() >= 30 => {
+            *last_build_line = std::time::Instant::now();
+            eprintln!("[{t:7.2}] build      {done}/{total} {current}");
+        }
         EventBody::Kernel(k) if kernel_detail => print_kernel(t, k),
         EventBody::Vm(gasbench_events::vm::VmEvent::Console { line, severity })
             if *severity == gasbench_events::vm::ConsoleSeverity::Bug =>

@@ -430,3 +430,68 @@ fn bad_input(report: Report) -> miette::Result<ExitCode> {
     eprintln!("{report:?}");
     Ok(ExitCode::from(BAD_INPUT))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(r: &Report) -> String {
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(200)
+            .render_report(&mut out, r.as_ref())
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn an_unknown_message_id_says_there_is_no_network_and_how_to_get_an_mbox() {
+        let e = gasbench_review::resolve::find_message_id("x.1@example.org", &[]).unwrap_err();
+        let out = render(&resolve_diagnostic(e));
+        assert!(
+            out.contains("no series gasbench knows has the Message-Id <x.1@example.org>"),
+            "{out}"
+        );
+        assert!(out.contains("no network"), "{out}");
+        assert!(out.contains("t.mbox.gz"), "{out}");
+    }
+
+    #[test]
+    fn a_patch_mail_without_a_diff_points_at_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hello.eml");
+        std::fs::write(
+            &p,
+            "From: a@b\nSubject: [PATCH] x\nDate: Mon, 4 May 2026 10:00:00 +0200\n\nno diff here\n",
+        )
+        .unwrap();
+        let e = gasbench_review::resolve::read_mail_file(&p, &[]).unwrap_err();
+        let out = render(&resolve_diagnostic(e));
+        assert!(
+            out.contains("the mail has a patch subject but no `diff --git` in its body"),
+            "{out}"
+        );
+        assert!(out.contains("hello.eml:1:1]"), "{out}");
+    }
+
+    #[test]
+    fn a_series_the_file_does_not_have_lists_the_ones_it_has() {
+        let kdir =
+            KernelDir::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel")).unwrap();
+        let known = resolve::known_series(&kdir).unwrap();
+        let mail = resolve::read_mail_file(
+            &kdir.root().join("sources/000_cc8941013480fefb.txt"),
+            &known,
+        )
+        .unwrap();
+        let e = mail.select(&["mkdirat3".to_string()]).unwrap_err();
+        let out = render(&resolve_diagnostic(e));
+        assert!(
+            out.contains(
+                "has no series \"mkdirat3\" (it has: goldfish-address-space-v3, mkdirat2-v2)"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("--series"), "{out}");
+    }
+}
