@@ -268,20 +268,30 @@ fn list(ix: &[u32]) -> String {
 }
 
 impl MailFile {
-    /// The series to review: `wanted` by name (`mkdirat2-v2`, or without
-    /// the version, `mkdirat2`), or all of them when `wanted` is empty.
+    /// The series to review: `wanted` by name (`mkdirat2-v2`), without the
+    /// version (`mkdirat2`) or by a prefix only one name has (`goldfish`);
+    /// all of them when `wanted` is empty.
     pub fn select(&self, wanted: &[String]) -> Result<Vec<&FileSeries>, ResolveError> {
         if wanted.is_empty() {
             return Ok(self.series.iter().collect());
         }
         let mut out = Vec::new();
         for w in wanted {
-            let hit = self.series.iter().find(|s| {
+            let exact = self.series.iter().find(|s| {
                 s.name == *w
                     || s.known.as_deref() == Some(w.as_str())
                     || s.name
                         .strip_suffix(&format!("-v{}", s.version))
                         .is_some_and(|bare| bare == w)
+            });
+            let prefixed: Vec<&FileSeries> = self
+                .series
+                .iter()
+                .filter(|s| s.name.starts_with(w.as_str()))
+                .collect();
+            let hit = exact.or(match prefixed.as_slice() {
+                [one] => Some(*one),
+                _ => None,
             });
             match hit {
                 Some(s) if !out.iter().any(|o: &&FileSeries| o.name == s.name) => out.push(s),

@@ -75,6 +75,9 @@ fn the_digest_holds_two_known_series() {
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].name, "mkdirat2-v2");
     }
+    let gf = mail.select(&["goldfish".to_string()]).unwrap();
+    assert_eq!(gf[0].name, "goldfish-address-space-v3", "a unique prefix");
+    assert!(mail.select(&["".to_string()]).is_err(), "a prefix of both");
     match mail.select(&["mkdirat3".to_string()]) {
         Err(ResolveError::NoSuchSeries { wanted, have, .. }) => {
             assert_eq!(wanted, "mkdirat3");

@@ -30,7 +30,8 @@ pub struct Args {
     /// one or more series; or the Message-Id of a series gasbench knows.
     #[arg(value_name = "MBOX|MESSAGE-ID")]
     input: String,
-    /// Review only this series of the file (`mkdirat2-v2`, or `mkdirat2`);
+    /// Review only this series of the file (`mkdirat2-v2`, `mkdirat2`, or a
+    /// prefix only it has, `goldfish`);
     /// repeatable [default: every series in it].
     #[arg(long, value_name = "NAME")]
     series: Vec<String>,
