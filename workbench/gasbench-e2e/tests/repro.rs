@@ -300,3 +300,85 @@ fn a_message_id_not_known_here_exits_2_and_says_how_to_get_the_mbox() {
         .collect();
     assert!(dirs.is_empty(), "{dirs:?}");
 }
+
+/// The mkdirat2 series with the missing semicolon added: not the posting
+/// gasbench knows, so it is extracted into the run directory and applied
+/// as posted, without the port. On 7.2.12 its 2/2 does not apply.
+#[test]
+fn a_series_gasbench_does_not_know_is_applied_as_posted_from_a_private_kernel_dir() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel/series/mkdirat2-v2");
+    let mbox = [
+        "cover-letter.eml",
+        "0001-vfs-syscalls-add-mkdirat2-that-returns-an-O_DIRECTOR.patch",
+        "0002-selftest-add-tests-for-mkdirat2.patch",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+    .collect::<Vec<_>>()
+    .join("\n");
+    let fixed = mbox.replacen(
+        "umode_t mode,\n+\t\t\t\t     unsigned int flags)\n",
+        "umode_t mode,\n+\t\t\t\t     unsigned int flags);\n",
+        1,
+    );
+    assert_ne!(fixed, mbox);
+    let input = runs.path().join("mkdirat2-fixed.mbox");
+    std::fs::write(&input, &fixed).unwrap();
+
+    let (code, stdout, stderr) = repro(
+        &[input.to_str().unwrap(), "--no-per-patch", "--json"],
+        runs.path(),
+        Duration::from_secs(20 * 60),
+    );
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    let r: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no review JSON ({e}); stderr:\n{stderr}"));
+    assert_eq!(r["series"]["known"], false);
+    assert!(
+        r["series"]["resolved"]
+            .as_str()
+            .unwrap()
+            .contains("patch(es) 1 differ"),
+        "{:#}",
+        r["series"]
+    );
+    assert_eq!(r["base"]["applied"], "as posted, without a port");
+    let rows: Vec<(&str, &str)> = r["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["role"].as_str().unwrap(), p["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [("posted", "applied"), ("posted", "failed")]);
+    assert!(r["port_fixes"].as_array().unwrap().is_empty());
+    assert!(r["build"]["tree_builds"].is_null());
+    assert!(r["scenarios"].as_array().unwrap().is_empty());
+    let first = &r["findings"][0];
+    assert_eq!(first["severity"], "high");
+    assert!(
+        first["title"]
+            .as_str()
+            .unwrap()
+            .ends_with("does not apply to 7.2.12; the series stops there"),
+        "{first:#}"
+    );
+    // The diagnostic names the rejected hunk.
+    assert!(stderr.contains("Makefile hunk 1"), "{stderr}");
+    // The private kernel directory is in the run directory, with the
+    // reviewer's posting in it.
+    let run = PathBuf::from(r["run"]["run_dir"].as_str().unwrap());
+    let series = run.join("kernel/series/mkdirat2-v2");
+    let one = std::fs::read_dir(&series)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("0001-"))
+        .unwrap();
+    assert!(
+        std::fs::read_to_string(one.path())
+            .unwrap()
+            .contains("unsigned int flags);\n")
+    );
+    assert!(run.join("kernel/base.toml").is_file());
+    assert!(run.join("review.md").is_file());
+}

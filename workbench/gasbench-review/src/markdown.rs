@@ -235,6 +235,9 @@ pub fn render(r: &Review) -> String {
         }
         for sc in r.scenarios.iter().filter(|s| !s.failures.is_empty()) {
             let _ = writeln!(o, "\nFailing expectations of {}:\n", sc.name);
+            if let Some(a) = &sc.about {
+                let _ = writeln!(o, "The scenario: {a}\n");
+            }
             for x in &sc.failures {
                 let _ = writeln!(
                     o,

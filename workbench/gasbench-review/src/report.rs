@@ -19,7 +19,7 @@ use gasbench_trace::RunSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::resolve::Target;
-use crate::scenario_text::{comment_above, split_location};
+use crate::scenario_text::{comment_above, leading_comment, split_location};
 
 /// How much a finding matters to the reviewer; most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -186,6 +186,8 @@ pub struct ScenarioVerdict {
     pub total: usize,
     pub elapsed_ms: u64,
     pub failures: Vec<FailedExpectation>,
+    /// The comment the scenario file starts with, for a failed scenario.
+    pub about: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -605,7 +607,11 @@ fn scenario_verdicts(f: &Facts) -> Vec<ScenarioVerdict> {
                     }
                 })
                 .collect();
+            let failed = sc.passed != Some(true);
             ScenarioVerdict {
+                about: src
+                    .filter(|_| failed)
+                    .and_then(|s| leading_comment(&s.text)),
                 name: sc.name.clone(),
                 file: src.map(|s| s.file.clone()),
                 passed: sc.passed,

@@ -44,6 +44,21 @@ pub fn comment_above(source: &str, line: usize) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The comment block a scenario file starts with (what the scenario is
+/// about), joined like [`comment_above`].
+pub fn leading_comment(source: &str) -> Option<String> {
+    let text = source
+        .lines()
+        .map(str::trim)
+        .take_while(|l| l.starts_with('#') || l.is_empty())
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!text.is_empty()).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +90,23 @@ mod tests {
         assert_eq!(comment_above(src, 7), None);
         assert_eq!(comment_above(src, 0), None);
         assert_eq!(comment_above(src, 999), None);
+    }
+
+    #[test]
+    fn what_a_scenario_file_says_it_is_about() {
+        let src = "# Review concerns about the header,
+# as expectations.
+#
+# Second paragraph.
+
+[scenario]
+# not this
+name = \"x\"
+";
+        assert_eq!(
+            leading_comment(src).as_deref(),
+            Some("Review concerns about the header, as expectations. Second paragraph.")
+        );
+        assert_eq!(leading_comment("[scenario]\n# late\n"), None);
     }
 }

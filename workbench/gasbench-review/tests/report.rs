@@ -195,6 +195,18 @@ fn the_recorded_reproduction_of_mkdirat2() {
             .unwrap()
             .starts_with("Each fixture is /tmp/mkdirat2_test.<pid>")
     );
+    assert!(
+        ks.about
+            .as_deref()
+            .unwrap()
+            .starts_with("The posted kselftest binary itself")
+    );
+    assert!(
+        r.scenarios
+            .iter()
+            .filter(|s| s.passed == Some(true))
+            .all(|s| s.about.is_none())
+    );
     assert_eq!(r.kselftest[0].ok, 7);
     assert!(r.kernel_log.is_empty());
 

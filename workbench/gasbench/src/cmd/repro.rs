@@ -187,17 +187,33 @@ fn review_one(
         Pending::New { series, .. } => series.name.clone(),
     };
     let label = format!("repro-{name}");
-    let run_dir = RunDir::create(&args.vm.runs_dir(g), &label).into_diagnostic()?;
+    let runs = args.vm.runs_dir(g);
     let target = match pending {
         Pending::Known { name, how } => resolve::known_target(kdir, &name, &how, &args.input),
         Pending::New { file, series } => {
-            match resolve::private_target(kdir, file, series, &run_dir.path().join("kernel")) {
+            // Made beside the run directories first, so a series that
+            // cannot be extracted leaves no run directory behind.
+            let staging = runs.join(format!(".repro-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&staging);
+            match resolve::private_target(kdir, file, series, &staging) {
                 Ok(t) => t,
                 Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
                     eprintln!("{:?}", resolve_diagnostic(e));
                     return Ok((BAD_INPUT, None));
                 }
             }
+        }
+    };
+    let run_dir = RunDir::create(&runs, &label).into_diagnostic()?;
+    let target = if target.known {
+        target
+    } else {
+        let dir = run_dir.path().join("kernel");
+        std::fs::rename(&target.kernel_dir, &dir).into_diagnostic()?;
+        Target {
+            kernel_dir: dir,
+            ..target
         }
     };
     let tkdir = KernelDir::open(&target.kernel_dir).map_err(super::kernel::diagnostic)?;
