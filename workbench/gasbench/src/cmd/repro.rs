@@ -130,6 +130,13 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 .collect()
         }
         Input::MessageId(id) => match resolve::find_message_id(&id, &known) {
+            Ok(m) if args.series.iter().any(|w| !m.name.starts_with(w.as_str())) => {
+                return bad_input(resolve_diagnostic(ResolveError::NoSuchSeries {
+                    label: format!("<{id}>"),
+                    wanted: args.series.join(", "),
+                    have: vec![m.name],
+                }));
+            }
             Ok(m) => {
                 eprintln!("gasbench repro: {}", m.how);
                 vec![Pending::Known {
