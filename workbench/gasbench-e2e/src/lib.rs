@@ -21,3 +21,32 @@ pub fn runtime() -> (CacheDir, Runtime) {
     }
     (cache, rt)
 }
+
+/// The guest agent built static and packed alone into an initramfs at
+/// `dir/initramfs.cpio` (no selftests, no busybox).
+pub fn agent_initramfs(cache: &CacheDir, dir: &std::path::Path) -> std::path::PathBuf {
+    use gasbench_engine::agent_build::{build_agent, source_root};
+    let agent =
+        build_agent(&source_root(), &cache.root().join("agent-target")).expect("agent builds");
+    let initramfs = dir.join("initramfs.cpio");
+    gasbench_engine::guest_image::GuestImage {
+        agent,
+        selftests: vec![],
+        busybox: None,
+    }
+    .write(&initramfs)
+    .expect("the initramfs is written");
+    initramfs
+}
+
+/// The release a stock kernel image reports, from its Debian file name
+/// (`/boot/vmlinuz-7.3.4+deb13-amd64` → `7.3.4+deb13-amd64`): the stock
+/// kernel is whatever the toolroot's linux-image-amd64 is today.
+pub fn release_of(kernel: &std::path::Path) -> String {
+    kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .unwrap_or_else(|| panic!("{} is not a /boot/vmlinuz-RELEASE", kernel.display()))
+        .to_string()
+}

@@ -6,8 +6,6 @@
 use std::time::{Duration, Instant};
 
 use gasbench_abi::protocol::{AgentMsg, HostMsg};
-use gasbench_engine::agent_build::{build_agent, source_root};
-use gasbench_engine::guest_image::GuestImage;
 use gasbench_engine::session::{BootSpec, Session};
 use gasbench_qemu::Accel;
 use gasbench_scenario::Evaluator;
@@ -18,17 +16,8 @@ async fn a_scenario_runs_in_the_guest_and_every_expectation_holds() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guest_smoke.toml");
     let compiled = gasbench_scenario::load(&fixture).unwrap_or_else(|p| panic!("{p}"));
     let (cache, rt) = gasbench_e2e::runtime();
-    let agent =
-        build_agent(&source_root(), &cache.root().join("agent-target")).expect("agent builds");
     let dir = tempfile::tempdir().unwrap();
-    let initramfs = dir.path().join("initramfs.cpio");
-    GuestImage {
-        agent,
-        selftests: vec![],
-        busybox: None,
-    }
-    .write(&initramfs)
-    .unwrap();
+    let initramfs = gasbench_e2e::agent_initramfs(&cache, dir.path());
     let kernel = gasbench_env::probe_kernel(&rt, None).unwrap();
     let run_dir = dir.path().join("run");
     let spec = BootSpec {

@@ -28,6 +28,17 @@ pub use toolroot::Toolroot;
 /// Resolve the runtime to use: the host if it meets every requirement (or
 /// if asked), else the toolroot under `cache`.
 pub fn resolve_runtime(cache: &CacheDir, pref: RuntimePref) -> (Runtime, RuntimeChoice) {
+    let choice = choose(pref);
+    let rt = match choice.kind {
+        RuntimeKind::Host => Runtime::Host,
+        RuntimeKind::Toolroot => Runtime::Toolroot(Toolroot::new(cache.toolroot())),
+    };
+    (rt, choice)
+}
+
+/// The runtime `pref` resolves to, and why: for `Auto`, the host's own
+/// tools are checked (spawning each for its version).
+pub fn choose(pref: RuntimePref) -> RuntimeChoice {
     let missing: Vec<String> = if pref == RuntimePref::Auto {
         checks::check_runtime(&Runtime::Host)
             .into_iter()
@@ -37,12 +48,7 @@ pub fn resolve_runtime(cache: &CacheDir, pref: RuntimePref) -> (Runtime, Runtime
     } else {
         Vec::new()
     };
-    let choice = runtime::choose_runtime(pref, &missing);
-    let rt = match choice.kind {
-        RuntimeKind::Host => Runtime::Host,
-        RuntimeKind::Toolroot => Runtime::Toolroot(Toolroot::new(cache.toolroot())),
-    };
-    (rt, choice)
+    runtime::choose_runtime(pref, &missing)
 }
 
 /// A kernel image to prove KVM with: `preferred` (gasbench's own build)

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use crate::apt::mirror_from_sources;
 use crate::cache::CacheDir;
-use crate::checks::{check_debootstrap, check_runtime};
-use crate::runtime::{Runtime, RuntimeKind, RuntimePref, choose_runtime};
+use crate::checks::check_debootstrap;
+use crate::runtime::{RuntimeKind, RuntimePref};
 use crate::toolroot::{BACKPORTS, PACKAGES, RootState, SUITE, Toolroot};
 
 #[derive(Debug, thiserror::Error)]
@@ -205,17 +205,10 @@ pub fn setup(opts: &SetupOptions, progress: &mut dyn Progress) -> Result<SetupRe
         progress,
     };
 
-    let host_missing: Vec<String> = if opts.runtime == RuntimePref::Auto {
+    if opts.runtime == RuntimePref::Auto {
         s.progress.step("checking the host's own tools");
-        check_runtime(&Runtime::Host)
-            .into_iter()
-            .filter(|c| c.failed_required())
-            .map(|c| c.name)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let choice = choose_runtime(opts.runtime, &host_missing);
+    }
+    let choice = crate::choose(opts.runtime);
     s.note(&format!(
         "runtime: {} ({})",
         choice.kind.name(),
