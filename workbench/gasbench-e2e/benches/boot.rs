@@ -58,7 +58,11 @@ fn main() {
     let agent_img = dir.path().join("agent.cpio");
     GuestImage {
         agent,
-        selftests: vec![("mkdirat_fd_test".into(), k.selftest.clone())],
+        selftests: k
+            .selftest
+            .iter()
+            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
+            .collect(),
         busybox: None,
     }
     .write(&agent_img)
@@ -104,7 +108,7 @@ fn main() {
         let boot = BootSpec {
             kernel: k.bzimage.clone(),
             initramfs: agent_img.clone(),
-            mkdirat2: Some(i64::from(k.mkdirat2_syscall)),
+            mkdirat2: k.mkdirat2_syscall.map(i64::from),
             accel: Accel::Tcg,
             memory_mib: 512,
             cpus: 2,
@@ -152,8 +156,12 @@ fn main() {
     let n = scenarios.len();
     let kernel = KernelArtifacts {
         bzimage: k.bzimage.clone(),
-        mkdirat2: Some(i64::from(k.mkdirat2_syscall)),
-        selftests: vec![("mkdirat_fd_test".into(), k.selftest.clone())],
+        mkdirat2: k.mkdirat2_syscall.map(i64::from),
+        selftests: k
+            .selftest
+            .iter()
+            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
+            .collect(),
         description: k.release.clone(),
     };
     let opts = RunOptions {

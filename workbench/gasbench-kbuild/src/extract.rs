@@ -29,6 +29,18 @@ pub struct Extracted {
 /// Extract every series of `source` (its text given) into `out`.
 /// `label` is how the manifest names the source (a repo-relative path).
 pub fn extract(source: &str, label: &str, out: &Path) -> Result<Vec<Extracted>, KbuildError> {
+    extract_selected(source, label, out, |_| true)
+}
+
+/// Extract the series of `source` whose directory name (`mkdirat2-v2`,
+/// see [`series_dir_name`]) `keep` accepts; the others are not written,
+/// so one that cannot be extracted (a patch missing) does not stop them.
+pub fn extract_selected(
+    source: &str,
+    label: &str,
+    out: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<Extracted>, KbuildError> {
     let (format, messages) =
         parse_mail(source).map_err(|e| KbuildError::series(label, source, e))?;
     let series = find_series(&messages).map_err(|e| KbuildError::series(label, source, e))?;
@@ -45,7 +57,10 @@ pub fn extract(source: &str, label: &str, out: &Path) -> Result<Vec<Extracted>, 
     };
     let mut done = Vec::new();
     for s in &series {
-        let name = format!("{}-v{}", s.suggested_name(), s.version);
+        let name = series_dir_name(s);
+        if !keep(&name) {
+            continue;
+        }
         let dir = out.join(&name);
         std::fs::create_dir_all(&dir).map_err(|e| KbuildError::io("create", &dir, e))?;
         let mut recon = Vec::new();
@@ -85,6 +100,11 @@ pub fn extract(source: &str, label: &str, out: &Path) -> Result<Vec<Extracted>, 
         });
     }
     Ok(done)
+}
+
+/// The directory a series is extracted to: `<suggested name>-v<version>`.
+pub fn series_dir_name(s: &gasbench_series::Series) -> String {
+    format!("{}-v{}", s.suggested_name(), s.version)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), KbuildError> {

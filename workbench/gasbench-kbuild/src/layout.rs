@@ -2,6 +2,7 @@
 //! fragments, the series as posted and the port onto the base; and the
 //! apply plan made from them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use gasbench_series::manifest::{FixupKind, PatchOrigin, PortManifest, SeriesManifest};
@@ -150,6 +151,71 @@ impl KernelDir {
         Ok(out)
     }
 
+    /// Kconfig symbols the series' patches add (`config FOO` lines added
+    /// to a Kconfig file), from its patch files as posted or reconstructed.
+    pub fn symbols_added_by(&self, name: &str) -> Result<BTreeSet<String>, KbuildError> {
+        let manifest = self.series(name)?;
+        let dir = self.series_dir(name);
+        let mut out = BTreeSet::new();
+        for p in &manifest.patches {
+            out.extend(kconfig_symbols_added(&read(&dir.join(&p.file))?));
+        }
+        Ok(out)
+    }
+
+    /// The fragments for a build of `only` (series names): a symbol that
+    /// only a series left out of the build adds (the goldfish driver's
+    /// `GOLDFISH_ADDRESS_SPACE` in a mkdirat2-only build) cannot be set,
+    /// so its fragment line is left out rather than reported as a
+    /// configuration error. Returns the fragments and, per symbol left
+    /// out, the series that adds it.
+    pub fn fragments_for(
+        &self,
+        only: &[String],
+    ) -> Result<(Vec<Fragment>, BTreeMap<String, String>), KbuildError> {
+        let mut fragments = self.fragments()?;
+        let mut kept = BTreeSet::new();
+        let mut others: BTreeMap<String, String> = BTreeMap::new();
+        for name in self.all_series()? {
+            let added = self.symbols_added_by(&name)?;
+            if only.contains(&name) {
+                kept.extend(added);
+            } else {
+                for s in added {
+                    others.entry(s).or_insert_with(|| name.clone());
+                }
+            }
+        }
+        others.retain(|s, _| !kept.contains(s));
+        let mut left_out = BTreeMap::new();
+        for f in &mut fragments {
+            let mut text = String::new();
+            for line in f.text.lines() {
+                let symbol = crate::kconfig::parse_fragment(line, &f.name)
+                    .into_iter()
+                    .next()
+                    .map(|r| r.symbol);
+                match symbol
+                    .as_ref()
+                    .and_then(|s| others.get(s).map(|by| (s, by)))
+                {
+                    Some((s, by)) => {
+                        text.push_str(&format!(
+                            "# CONFIG_{s}: left out, {by} adds it and is not in this build\n"
+                        ));
+                        left_out.insert(s.clone(), by.clone());
+                    }
+                    None => {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                }
+            }
+            f.text = text;
+        }
+        Ok((fragments, left_out))
+    }
+
     /// The port onto the pinned base: its directory and manifest.
     pub fn port(&self) -> Result<(PathBuf, PortManifest), KbuildError> {
         self.port_at(&self.root.join(&self.base.port))
@@ -271,6 +337,32 @@ impl KernelDir {
         }
         Ok(Plan { steps })
     }
+}
+
+/// Kconfig symbols a patch adds: `config FOO` / `menuconfig FOO` lines
+/// added to a file named `Kconfig*`.
+pub fn kconfig_symbols_added(patch: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut in_kconfig = false;
+    for line in patch.lines() {
+        if let Some(path) = line.strip_prefix("+++ ") {
+            let name = path.trim().rsplit('/').next().unwrap_or("");
+            in_kconfig = name.starts_with("Kconfig");
+            continue;
+        }
+        if line.starts_with("diff --git ") {
+            in_kconfig = false;
+            continue;
+        }
+        let Some(added) = line.strip_prefix('+').filter(|_| in_kconfig) else {
+            continue;
+        };
+        let mut words = added.split_whitespace();
+        if let (Some("config" | "menuconfig"), Some(sym)) = (words.next(), words.next()) {
+            out.insert(sym.to_string());
+        }
+    }
+    out
 }
 
 /// The Subject of a patch file.

@@ -105,10 +105,12 @@ pub struct KernelArtifacts {
     pub system_map: PathBuf,
     /// Installed uapi headers (`headers/include`).
     pub headers: PathBuf,
-    /// The static `mkdirat_fd_test` binary.
-    pub selftest: PathBuf,
-    /// mkdirat2's number in the x86_64 syscall table.
-    pub mkdirat2_syscall: u32,
+    /// The static `mkdirat_fd_test` binary; `None` when the tree has no
+    /// such selftest (the mkdirat2 series is not in the build).
+    pub selftest: Option<PathBuf>,
+    /// mkdirat2's number in the x86_64 syscall table; `None` when the
+    /// tree has no mkdirat2.
+    pub mkdirat2_syscall: Option<u32>,
     pub manifest_path: PathBuf,
     pub manifest: BuildManifest,
     /// True when nothing had changed and the earlier build was reused.
@@ -169,7 +171,21 @@ pub fn ensure_kernel(
 ) -> Result<KernelArtifacts, KbuildError> {
     let t0 = Instant::now();
     let kdir = KernelDir::locate(req.kernel_dir.as_deref())?;
-    let fragments = kdir.fragments()?;
+    // A build of some of the series leaves out the config symbols only
+    // the other series add: they cannot be set without their patches.
+    let (fragments, left_out) = match &req.series {
+        Some(only) => kdir.fragments_for(only)?,
+        None => (kdir.fragments()?, Default::default()),
+    };
+    for (symbol, by) in &left_out {
+        note(
+            sink,
+            Stage::Configure,
+            &format!(
+                "CONFIG_{symbol} left out of the fragments: {by} adds it and is not in this build"
+            ),
+        );
+    }
     let mut timings = Timings::default();
 
     // ---- Apply ----
@@ -371,23 +387,35 @@ pub fn ensure_kernel(
     }
     timings.headers_ms = t.elapsed().as_millis() as u64;
     let t = Instant::now();
-    if let Err(e) =
-        selftest::build_selftest(&make, &headers, &staging.join("selftests"), &log, sink)
-    {
-        st.fail(&e);
-        return Err(e);
+    let has_selftest = selftest::present(&tree.src);
+    if has_selftest {
+        if let Err(e) =
+            selftest::build_selftest(&make, &headers, &staging.join("selftests"), &log, sink)
+        {
+            st.fail(&e);
+            return Err(e);
+        }
+        timings.selftest_ms = t.elapsed().as_millis() as u64;
+        st.end(
+            Outcome::Ok,
+            format!(
+                "{} (static)",
+                final_dir
+                    .join("selftests")
+                    .join(selftest::SELFTEST)
+                    .display()
+            ),
+        );
+    } else {
+        st.end(
+            Outcome::Ok,
+            format!(
+                "headers only: the tree has no {}/{}.c (its series is not in this build)",
+                selftest::SELFTEST_DIR,
+                selftest::SELFTEST
+            ),
+        );
     }
-    timings.selftest_ms = t.elapsed().as_millis() as u64;
-    st.end(
-        Outcome::Ok,
-        format!(
-            "{} (static)",
-            final_dir
-                .join("selftests")
-                .join(selftest::SELFTEST)
-                .display()
-        ),
-    );
 
     // ---- Artifacts and manifest, renamed into place when complete ----
     let release = std::fs::read_to_string(tree.out.join("include/config/kernel.release"))
@@ -411,7 +439,7 @@ pub fn ensure_kernel(
         config: final_dir.join("config"),
         system_map: final_dir.join("System.map"),
         headers: final_dir.join("headers/include"),
-        selftest: final_dir.join("selftests").join(selftest::SELFTEST),
+        selftest: has_selftest.then(|| final_dir.join("selftests").join(selftest::SELFTEST)),
         build_log: final_dir.join("build.log"),
     };
     let manifest = BuildManifest {
@@ -445,11 +473,6 @@ pub fn ensure_kernel(
     staging_guard.disarm();
     prune_builds(&builds, 6);
     emit_artifacts(sink, &artifacts);
-    let Some(nr) = mkdirat2 else {
-        return Err(KbuildError::Invalid {
-            what: "the built tree has no mkdirat2 in arch/x86/entry/syscalls/syscall_64.tbl".into(),
-        });
-    };
     Ok(KernelArtifacts {
         bzimage: artifacts.bzimage.clone(),
         release: manifest.kernel_release.clone(),
@@ -457,7 +480,7 @@ pub fn ensure_kernel(
         system_map: artifacts.system_map.clone(),
         headers: artifacts.headers.clone(),
         selftest: artifacts.selftest.clone(),
-        mkdirat2_syscall: nr,
+        mkdirat2_syscall: mkdirat2,
         manifest_path: final_dir.join("manifest.json"),
         manifest,
         reused: false,
@@ -648,14 +671,8 @@ fn reuse(dir: &Path) -> Option<KernelArtifacts> {
     let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
     let manifest: BuildManifest = serde_json::from_str(&text).ok()?;
     let a = &manifest.artifacts;
-    let all = [
-        &a.bzimage,
-        &a.config,
-        &a.system_map,
-        &a.headers,
-        &a.selftest,
-    ];
-    if !all.iter().all(|p| p.exists()) {
+    let all = [&a.bzimage, &a.config, &a.system_map, &a.headers];
+    if !all.iter().all(|p| p.exists()) || a.selftest.as_ref().is_some_and(|p| !p.exists()) {
         return None;
     }
     Some(KernelArtifacts {
@@ -665,7 +682,7 @@ fn reuse(dir: &Path) -> Option<KernelArtifacts> {
         system_map: a.system_map.clone(),
         headers: a.headers.clone(),
         selftest: a.selftest.clone(),
-        mkdirat2_syscall: manifest.mkdirat2_syscall?,
+        mkdirat2_syscall: manifest.mkdirat2_syscall,
         manifest_path: dir.join("manifest.json"),
         manifest,
         reused: true,
@@ -674,13 +691,14 @@ fn reuse(dir: &Path) -> Option<KernelArtifacts> {
 
 fn emit_artifacts(sink: &EventSink, a: &ArtifactPaths) {
     for (kind, path) in [
-        ("bzImage", &a.bzimage),
-        ("config", &a.config),
-        ("system_map", &a.system_map),
-        ("headers", &a.headers),
-        ("selftest", &a.selftest),
-        ("build_log", &a.build_log),
+        ("bzImage", Some(&a.bzimage)),
+        ("config", Some(&a.config)),
+        ("system_map", Some(&a.system_map)),
+        ("headers", Some(&a.headers)),
+        ("selftest", a.selftest.as_ref()),
+        ("build_log", Some(&a.build_log)),
     ] {
+        let Some(path) = path else { continue };
         sink.emit(KernelEvent::Artifact {
             kind: kind.into(),
             path: path.display().to_string(),

@@ -36,7 +36,9 @@ pub struct ArtifactPaths {
     pub system_map: PathBuf,
     /// `headers/include` is what `-isystem` wants.
     pub headers: PathBuf,
-    pub selftest: PathBuf,
+    /// `None` when the tree has no mkdirat2 selftest to build.
+    #[serde(default)]
+    pub selftest: Option<PathBuf>,
     pub build_log: PathBuf,
 }
 

@@ -12,6 +12,14 @@ use crate::make::{Make, run_streaming};
 pub const SELFTEST_DIR: &str = "tools/testing/selftests/filesystems";
 pub const SELFTEST: &str = "mkdirat_fd_test";
 
+/// Whether the tree has the selftest's source (the mkdirat2 series adds
+/// it; a build of other series alone has none).
+pub fn present(src: &Path) -> bool {
+    src.join(SELFTEST_DIR)
+        .join(format!("{SELFTEST}.c"))
+        .is_file()
+}
+
 /// `make headers_install` into `dest` (`dest/include/...`).
 pub fn install_headers(
     make: &Make,

@@ -329,3 +329,58 @@ fn the_fragments_ask_for_what_the_guest_needs() {
     }
     assert!(reqs.iter().any(|r| r.symbol == "MODULES" && r.value == "n"));
 }
+
+#[test]
+fn a_build_of_one_series_leaves_out_the_symbols_only_the_other_adds() {
+    let k = kdir();
+    assert_eq!(
+        k.symbols_added_by("goldfish-address-space-v3")
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["GOLDFISH_ADDRESS_SPACE"]
+    );
+    assert!(k.symbols_added_by("mkdirat2-v2").unwrap().is_empty());
+
+    let requested = |fragments: &[gasbench_kbuild::layout::Fragment]| -> Vec<String> {
+        fragments
+            .iter()
+            .flat_map(|f| gasbench_kbuild::kconfig::parse_fragment(&f.text, &f.name))
+            .map(|r| r.symbol)
+            .collect()
+    };
+    let (fragments, left_out) = k.fragments_for(&["mkdirat2-v2".to_string()]).unwrap();
+    assert_eq!(
+        left_out.into_iter().collect::<Vec<_>>(),
+        [(
+            "GOLDFISH_ADDRESS_SPACE".to_string(),
+            "goldfish-address-space-v3".to_string()
+        )]
+    );
+    let syms = requested(&fragments);
+    assert!(!syms.contains(&"GOLDFISH_ADDRESS_SPACE".to_string()));
+    // The base's own symbols stay: GOLDFISH exists on 7.2.12, RUST too.
+    assert!(syms.contains(&"GOLDFISH".to_string()));
+    assert!(syms.contains(&"RUST".to_string()));
+    // Lines keep their numbers, so a mismatch still points at the right one.
+    let full = k.fragments().unwrap();
+    for (a, b) in full.iter().zip(&fragments) {
+        assert_eq!(a.text.lines().count(), b.text.lines().count(), "{}", a.name);
+    }
+
+    let (fragments, left_out) = k
+        .fragments_for(&["goldfish-address-space-v3".to_string()])
+        .unwrap();
+    assert!(left_out.is_empty());
+    assert_eq!(requested(&fragments), requested(&full));
+}
+
+#[test]
+fn kconfig_symbols_are_read_from_added_lines_of_kconfig_files_only() {
+    let patch = "diff --git a/drivers/x/Kconfig b/drivers/x/Kconfig\n--- a/drivers/x/Kconfig\n+++ b/drivers/x/Kconfig\n@@ -1,2 +1,5 @@\n config OLD\n+config NEW_ONE\n+\tbool \"new\"\n+menuconfig NEW_MENU\n-config GONE\n\
+diff --git a/drivers/x/x.c b/drivers/x/x.c\n--- a/drivers/x/x.c\n+++ b/drivers/x/x.c\n@@ -1 +1,2 @@\n+config NOT_KCONFIG\n";
+    let got: Vec<String> = gasbench_kbuild::layout::kconfig_symbols_added(patch)
+        .into_iter()
+        .collect();
+    assert_eq!(got, ["NEW_MENU", "NEW_ONE"]);
+}

@@ -48,7 +48,7 @@ enum Command {
     /// Serve the emulated goldfish address space device over vfio-user.
     Device(cmd::device::Args),
     /// Reproduce a posted series for review: apply, build, boot, report.
-    Repro(cmd::pending::Args),
+    Repro(cmd::repro::Args),
     /// Browse a past run's directory in the TUI.
     Open(cmd::open::Args),
 }
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => cmd::run::run(&globals, args),
         Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
-        Some(Command::Repro(_)) => cmd::pending::not_yet("repro", 5),
+        Some(Command::Repro(args)) => cmd::repro::run(&globals, args),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
         None => cmd::tui::run(&globals, cli.kernel),
     };

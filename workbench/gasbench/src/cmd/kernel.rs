@@ -151,13 +151,18 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         }
     }
     eprintln!(
-        "kernel: {} {} — mkdirat2 is syscall {} — {}",
+        "kernel: {} {} — {} — {}",
         if art.reused { "unchanged" } else { "built" },
         m.kernel_release,
-        art.mkdirat2_syscall,
+        match art.mkdirat2_syscall {
+            Some(nr) => format!("mkdirat2 is syscall {nr}"),
+            None => "no mkdirat2".to_string(),
+        },
         art.bzimage.display()
     );
-    eprintln!("kernel: selftest {}", art.selftest.display());
+    if let Some(s) = &art.selftest {
+        eprintln!("kernel: selftest {}", s.display());
+    }
     eprintln!("kernel: manifest {}", art.manifest_path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -71,8 +71,12 @@ impl KernelArgs {
             let m = &a.manifest;
             Ok(KernelArtifacts {
                 bzimage: a.bzimage.clone(),
-                mkdirat2: Some(i64::from(a.mkdirat2_syscall)),
-                selftests: vec![("mkdirat_fd_test".into(), a.selftest.clone())],
+                mkdirat2: a.mkdirat2_syscall.map(i64::from),
+                selftests: a
+                    .selftest
+                    .iter()
+                    .map(|p| ("mkdirat_fd_test".into(), p.clone()))
+                    .collect(),
                 description: format!(
                     "{} ({}, {})",
                     m.kernel_release,

@@ -2,10 +2,11 @@
 
 pub mod device;
 pub mod doctor;
+pub mod headless;
 pub mod kernel;
 pub mod kernel_choice;
 pub mod open;
-pub mod pending;
+pub mod repro;
 pub mod run;
 pub mod scenario;
 pub mod setup;

@@ -1,0 +1,505 @@
+//! From what the reviewer typed to the series to review.
+//!
+//! The argument is a file (an mbox as `b4 am` saves it, `git
+//! format-patch` output, a lore thread saved as text; one or more series
+//! in it) or a Message-Id (`<id>`, a bare `id`, `id:…`, or a lore link).
+//! A series in a file is *known* when every patch the file holds is
+//! byte-identical (its diff) to the same patch under `kernel/series/`:
+//! then it is reviewed with the port onto the pinned base. Otherwise it is
+//! extracted into a private kernel directory and applied as posted. A
+//! Message-Id can only name a known series: this machine has no network,
+//! and gasbench never fetches mail.
+
+use std::path::{Path, PathBuf};
+
+use gasbench_kbuild::KbuildError;
+use gasbench_kbuild::layout::KernelDir;
+use gasbench_series::manifest::{PatchOrigin, SeriesManifest};
+use gasbench_series::render::sha256_hex;
+use gasbench_series::{MailFormat, Series, find_series, parse_mail};
+use serde::{Deserialize, Serialize};
+
+/// What went wrong resolving the input. Every variant is bad input
+/// (`gasbench repro` exits 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Mail that does not parse, a file without a series, a series with a
+    /// hole, a broken kernel/ directory: the kernel stage's error, which
+    /// carries the source span for mail.
+    #[error(transparent)]
+    Kbuild(#[from] KbuildError),
+    #[error("no series gasbench knows has the Message-Id <{id}>")]
+    UnknownMessageId {
+        id: String,
+        /// `name: <cover id>` of every known series.
+        known: Vec<String>,
+    },
+    #[error("{label} has no series {wanted:?} (it has: {})", have.join(", "))]
+    NoSuchSeries {
+        label: String,
+        wanted: String,
+        have: Vec<String>,
+    },
+}
+
+impl ResolveError {
+    /// What to do about it.
+    pub fn help(&self) -> String {
+        match self {
+            ResolveError::Read { .. } => {
+                "give a file that exists (an mbox, a lore thread saved as text) or a Message-Id"
+                    .into()
+            }
+            ResolveError::Kbuild(e) => e.help(),
+            ResolveError::UnknownMessageId { id, known } => format!(
+                "this machine has no network, and gasbench does not fetch mail: on a machine \
+                 with access, save the thread as an mbox (`b4 am -o . '{id}'`, or download \
+                 https://lore.kernel.org/all/{id}/t.mbox.gz and gunzip it), copy it here and \
+                 run `gasbench repro FILE`. Known here: {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join("; ")
+                }
+            ),
+            ResolveError::NoSuchSeries { .. } => {
+                "pass --series with one of the names listed, or leave it out to review every series in the file".into()
+            }
+        }
+    }
+}
+
+/// The command-line argument, classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    File(PathBuf),
+    /// Without angle brackets.
+    MessageId(String),
+}
+
+impl Input {
+    /// A path that exists is a file; otherwise something shaped like a
+    /// Message-Id (`<a@b>`, `a@b`, `id:a@b`, a lore link) is one; anything
+    /// else is taken as a file (and reading it will say it is missing).
+    pub fn parse(arg: &str) -> Input {
+        if Path::new(arg).exists() {
+            return Input::File(PathBuf::from(arg));
+        }
+        match message_id_of(arg) {
+            Some(id) => Input::MessageId(id),
+            None => Input::File(PathBuf::from(arg)),
+        }
+    }
+}
+
+/// The Message-Id in `arg`, without angle brackets, if it is one.
+fn message_id_of(arg: &str) -> Option<String> {
+    let decoded = arg.trim().replace("%40", "@");
+    let mut s = decoded.as_str();
+    if s.contains("://") {
+        // https://lore.kernel.org/<list>/<id>/[T/|t.mbox.gz|…]: the
+        // segment with an `@` is the id.
+        s = s.split('/').find(|seg| seg.contains('@'))?;
+    }
+    let s = s.strip_prefix("id:").unwrap_or(s);
+    let s = s.strip_prefix('<').unwrap_or(s);
+    let s = s.strip_suffix('>').unwrap_or(s);
+    let shaped = s.contains('@')
+        && !s.starts_with('@')
+        && !s.ends_with('@')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '<' || c == '>');
+    shaped.then(|| s.to_string())
+}
+
+/// A series under `kernel/series/`.
+#[derive(Clone, Debug)]
+pub struct KnownSeries {
+    pub name: String,
+    pub manifest: SeriesManifest,
+}
+
+/// Every series under the kernel directory's `series/`.
+pub fn known_series(kdir: &KernelDir) -> Result<Vec<KnownSeries>, KbuildError> {
+    kdir.all_series()?
+        .into_iter()
+        .map(|name| {
+            Ok(KnownSeries {
+                manifest: kdir.series(&name)?,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// One series found in a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSeries {
+    /// The known series' name, else the name extraction gives it
+    /// (`<subject>-v<version>`).
+    pub name: String,
+    pub title: String,
+    pub version: u32,
+    pub total: u32,
+    /// Posted patch indexes the file holds.
+    pub posted: Vec<u32>,
+    /// Indexes it lacks.
+    pub missing: Vec<u32>,
+    /// `Some(name)` when it is a series gasbench knows.
+    pub known: Option<String>,
+    /// How it was recognised (or why it is not a known one).
+    pub how: String,
+}
+
+/// A mail file and the series in it.
+#[derive(Clone, Debug)]
+pub struct MailFile {
+    pub path: PathBuf,
+    /// The path as the user gave it.
+    pub label: String,
+    pub text: String,
+    pub format: MailFormat,
+    pub series: Vec<FileSeries>,
+}
+
+/// Read `path` and tell, for each series in it, whether it is known.
+pub fn read_mail_file(path: &Path, known: &[KnownSeries]) -> Result<MailFile, ResolveError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ResolveError::Read {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let label = path.display().to_string();
+    let (format, messages) =
+        parse_mail(&text).map_err(|e| KbuildError::series(&label, &text, e))?;
+    let found = find_series(&messages).map_err(|e| KbuildError::series(&label, &text, e))?;
+    let series = found.iter().map(|s| classify(s, known)).collect();
+    Ok(MailFile {
+        path: path.to_path_buf(),
+        label,
+        text,
+        format,
+        series,
+    })
+}
+
+/// Known when the version and count agree and every patch the file holds
+/// has the diff of the known series' posted patch with the same index.
+pub fn classify(s: &Series, known: &[KnownSeries]) -> FileSeries {
+    let extracted = gasbench_kbuild::extract::series_dir_name(s);
+    let posted: Vec<u32> = s.patches.iter().map(|p| p.subject.index).collect();
+    let missing: Vec<u32> = s.missing.iter().map(|m| m.index).collect();
+    let mut how =
+        format!("not a series gasbench knows: applied as posted (extracted as {extracted})");
+    let mut name = extracted.clone();
+    let mut known_as = None;
+    for k in known {
+        let m = &k.manifest;
+        if m.version != s.version || m.total != s.total {
+            continue;
+        }
+        let same_cover = matches!(
+            (&m.cover, &s.cover),
+            (Some(a), Some(b)) if a.message_id == b.message_id
+        );
+        if !same_cover && m.title != s.title {
+            continue;
+        }
+        let differing: Vec<u32> = s
+            .patches
+            .iter()
+            .filter(|p| {
+                let sha = sha256_hex(p.diff_text().as_bytes());
+                !m.patches.iter().any(|e| {
+                    e.index == p.subject.index
+                        && e.origin == PatchOrigin::Posted
+                        && e.diff_sha256.as_deref() == Some(sha.as_str())
+                })
+            })
+            .map(|p| p.subject.index)
+            .collect();
+        if s.patches.is_empty() {
+            continue;
+        }
+        if differing.is_empty() {
+            name = k.name.clone();
+            known_as = Some(k.name.clone());
+            how = format!(
+                "known as kernel/series/{}: {} of its {} patches are in the file, each \
+                 byte-identical to the posting gasbench has{}",
+                k.name,
+                s.patches.len(),
+                s.total,
+                if same_cover {
+                    " (same cover letter)"
+                } else {
+                    ""
+                }
+            );
+            break;
+        }
+        how = format!(
+            "same title and version as kernel/series/{}, but patch(es) {} differ from it: \
+             a different posting, applied as posted (extracted as {extracted})",
+            k.name,
+            list(&differing),
+        );
+    }
+    FileSeries {
+        name,
+        title: s.title.clone(),
+        version: s.version,
+        total: s.total,
+        posted,
+        missing,
+        known: known_as,
+        how,
+    }
+}
+
+fn list(ix: &[u32]) -> String {
+    ix.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl MailFile {
+    /// The series to review: `wanted` by name (`mkdirat2-v2`), without the
+    /// version (`mkdirat2`) or by a prefix only one name has (`goldfish`);
+    /// all of them when `wanted` is empty.
+    pub fn select(&self, wanted: &[String]) -> Result<Vec<&FileSeries>, ResolveError> {
+        if wanted.is_empty() {
+            return Ok(self.series.iter().collect());
+        }
+        let mut out = Vec::new();
+        for w in wanted {
+            let exact = self.series.iter().find(|s| {
+                s.name == *w
+                    || s.known.as_deref() == Some(w.as_str())
+                    || s.name
+                        .strip_suffix(&format!("-v{}", s.version))
+                        .is_some_and(|bare| bare == w)
+            });
+            let prefixed: Vec<&FileSeries> = self
+                .series
+                .iter()
+                .filter(|s| s.name.starts_with(w.as_str()))
+                .collect();
+            let hit = exact.or(match prefixed.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            });
+            match hit {
+                Some(s) if !out.iter().any(|o: &&FileSeries| o.name == s.name) => out.push(s),
+                Some(_) => {}
+                None => {
+                    return Err(ResolveError::NoSuchSeries {
+                        label: self.label.clone(),
+                        wanted: w.clone(),
+                        have: self.series.iter().map(|s| s.name.clone()).collect(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A Message-Id found among the known series.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdMatch {
+    pub name: String,
+    pub how: String,
+}
+
+/// Which known series has the Message-Id `id` (cover letter, a patch, or
+/// the id git send-email would have given a patch whose real id the
+/// source lacked).
+pub fn find_message_id(id: &str, known: &[KnownSeries]) -> Result<IdMatch, ResolveError> {
+    for k in known {
+        let m = &k.manifest;
+        if let Some(c) = &m.cover
+            && c.message_id == id
+        {
+            return Ok(IdMatch {
+                name: k.name.clone(),
+                how: format!("<{id}> is the cover letter of kernel/series/{}", k.name),
+            });
+        }
+        for p in &m.patches {
+            if p.message_id == id {
+                return Ok(IdMatch {
+                    name: k.name.clone(),
+                    how: format!(
+                        "<{id}> is patch {}/{} of kernel/series/{}",
+                        p.index, m.total, k.name
+                    ),
+                });
+            }
+            if p.message_id_guess.as_deref() == Some(id) {
+                return Ok(IdMatch {
+                    name: k.name.clone(),
+                    how: format!(
+                        "<{id}> is the id git send-email gives patch {}/{} of kernel/series/{} \
+                         (the source lacked its real id)",
+                        p.index, m.total, k.name
+                    ),
+                });
+            }
+        }
+    }
+    Err(ResolveError::UnknownMessageId {
+        id: id.to_string(),
+        known: known
+            .iter()
+            .map(|k| match &k.manifest.cover {
+                Some(c) => format!("{} (cover <{}>)", k.name, c.message_id),
+                None => k.name.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// A series ready to review: where its kernel directory is and how to
+/// apply it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    /// `kernel/` for a known series; the private copy for a new one.
+    pub kernel_dir: PathBuf,
+    /// Apply as posted, without the port (a series the port knows nothing of).
+    pub posted_only: bool,
+    pub known: bool,
+    /// How the input was resolved to it.
+    pub how: String,
+    /// The argument as given.
+    pub input: String,
+}
+
+/// A known series, reviewed with the port from `kdir`.
+pub fn known_target(kdir: &KernelDir, name: &str, how: &str, input: &str) -> Target {
+    Target {
+        name: name.to_string(),
+        kernel_dir: kdir.root().to_path_buf(),
+        posted_only: false,
+        known: true,
+        how: how.to_string(),
+        input: input.to_string(),
+    }
+}
+
+/// A series gasbench does not know: a private kernel directory in `dest`
+/// (a copy of `kdir`'s base pin, config fragments, port and known series,
+/// which tell the kernel stage which config symbols belong to other
+/// series), with the new series extracted into it, applied as posted.
+pub fn private_target(
+    kdir: &KernelDir,
+    file: &MailFile,
+    series: &FileSeries,
+    dest: &Path,
+) -> Result<Target, ResolveError> {
+    let src = kdir.root();
+    copy_file(&src.join("base.toml"), &dest.join("base.toml"))?;
+    std::fs::create_dir_all(dest.join("config")).map_err(|e| io("create", dest, e))?;
+    for f in kdir.fragments()? {
+        copy_file(&f.path, &dest.join("config").join(&f.name))?;
+    }
+    copy_tree(&src.join("port"), &dest.join("port"))?;
+    copy_tree(&src.join("series"), &dest.join("series"))?;
+    // A different posting under a known name replaces it; only the
+    // hand-made reconstructions of patches the file lacks are kept.
+    let sdir = dest.join("series").join(&series.name);
+    if sdir.is_dir() {
+        let keep: Vec<String> = series.missing.iter().map(|i| format!("{i:04}-")).collect();
+        for e in std::fs::read_dir(&sdir)
+            .map_err(|e| io("read", &sdir, e))?
+            .flatten()
+        {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !keep.iter().any(|k| n.starts_with(k.as_str())) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    gasbench_kbuild::extract::extract_selected(
+        &file.text,
+        &file.label,
+        &dest.join("series"),
+        |n| n == series.name,
+    )?;
+    Ok(Target {
+        name: series.name.clone(),
+        kernel_dir: dest.to_path_buf(),
+        posted_only: true,
+        known: false,
+        how: series.how.clone(),
+        input: file.label.clone(),
+    })
+}
+
+fn io(op: &'static str, path: &Path, e: std::io::Error) -> ResolveError {
+    ResolveError::Kbuild(KbuildError::io(op, path, e))
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<(), ResolveError> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+    }
+    std::fs::copy(from, to).map_err(|e| io("copy", from, e))?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ResolveError> {
+    if !from.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(to).map_err(|e| io("create", to, e))?;
+    for e in std::fs::read_dir(from)
+        .map_err(|e| io("read", from, e))?
+        .flatten()
+    {
+        let (a, b) = (e.path(), to.join(e.file_name()));
+        if a.is_dir() {
+            copy_tree(&a, &b)?;
+        } else {
+            copy_file(&a, &b)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_in_their_usual_spellings() {
+        let id = "20260412135434.3095416-1-jkoolstra@xs4all.nl";
+        for arg in [
+            format!("<{id}>"),
+            id.to_string(),
+            format!("id:{id}"),
+            format!("https://lore.kernel.org/all/{id}/"),
+            format!("https://lore.kernel.org/linux-api/{id}/T/#t"),
+            format!("https://lore.kernel.org/r/{}", id.replace('@', "%40")),
+        ] {
+            assert_eq!(Input::parse(&arg), Input::MessageId(id.into()), "{arg}");
+        }
+        // Not shaped like one: a (missing) file.
+        for arg in ["series.mbox", "@x", "a b@c", "/tmp/does-not-exist@x/y"] {
+            assert!(matches!(Input::parse(arg), Input::File(_)), "{arg}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_exists_is_a_file_even_with_an_at_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a@b");
+        std::fs::write(&p, "x").unwrap();
+        assert_eq!(Input::parse(p.to_str().unwrap()), Input::File(p.clone()));
+    }
+}

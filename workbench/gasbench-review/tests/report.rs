@@ -1,0 +1,453 @@
+//! The review built from a recorded reproduction: the fixture is a real
+//! `gasbench repro … --series mkdirat2 --cross-arch arm` run (its kernel
+//! events, verdicts and KTAP lines, trimmed from events.jsonl, and the
+//! kernel stage's manifest), with the repository's series, port and
+//! scenario files. Then the same facts with a kernel crash, a patch that
+//! does not apply as posted, and a clean series.
+
+use std::path::{Path, PathBuf};
+
+use gasbench_events::kernel::{ApplyStatus, KernelEvent, PatchApplied, PatchRole};
+use gasbench_events::run::RunEvent;
+use gasbench_events::vm::{ConsoleSeverity, VmEvent};
+use gasbench_events::{Event, EventBody};
+use gasbench_kbuild::BuildManifest;
+use gasbench_kbuild::layout::KernelDir;
+use gasbench_review::report::ScenarioSource;
+use gasbench_review::resolve::known_target;
+use gasbench_review::{Facts, Review, Severity};
+use gasbench_series::manifest::PortManifest;
+use gasbench_trace::RunSummary;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mkdirat2-per-patch")
+        .join(name)
+}
+
+struct World {
+    kdir: KernelDir,
+    port: (PathBuf, PortManifest),
+    manifest: BuildManifest,
+    events: Vec<Event>,
+    scenarios: Vec<ScenarioSource>,
+}
+
+fn world() -> World {
+    let kdir = KernelDir::open(&repo().join("kernel")).unwrap();
+    let port = kdir.port().unwrap();
+    let manifest: BuildManifest =
+        serde_json::from_str(&std::fs::read_to_string(fixture("manifest.json")).unwrap()).unwrap();
+    let (events, cut) = gasbench_trace::log::read_all(&fixture("events.jsonl")).unwrap();
+    assert!(cut.is_none());
+    let scenarios = [
+        ("mkdirat2-emfile", "mkdirat2_emfile.toml"),
+        ("mkdirat2-flags", "mkdirat2_flags.toml"),
+        ("mkdirat2-kselftest", "mkdirat2_kselftest.toml"),
+        ("mkdirat2-selftest-cases", "mkdirat2_selftest_cases.toml"),
+    ]
+    .iter()
+    .map(|(name, file)| ScenarioSource {
+        name: name.to_string(),
+        file: format!("scenarios/{file}"),
+        text: std::fs::read_to_string(repo().join("scenarios").join(file)).unwrap(),
+    })
+    .collect();
+    World {
+        kdir,
+        port,
+        manifest,
+        events,
+        scenarios,
+    }
+}
+
+fn review(w: &World, events: &[Event], kernel_error: Option<&str>, with_port: bool) -> Review {
+    let target = known_target(
+        &w.kdir,
+        "mkdirat2-v2",
+        "known as kernel/series/mkdirat2-v2",
+        "seed.txt",
+    );
+    let series = w.kdir.series("mkdirat2-v2").unwrap();
+    let ps = w
+        .port
+        .1
+        .series
+        .iter()
+        .find(|s| s.series == "mkdirat2-v2")
+        .unwrap();
+    let summary = RunSummary::from_events(events);
+    Review::build(&Facts {
+        target: &target,
+        series: &series,
+        base: &w.kdir.base,
+        port: with_port.then_some(("kernel/port/v7.2.12", ps)),
+        manifest: kernel_error.is_none().then_some(&w.manifest),
+        kernel_error,
+        events,
+        summary: &summary,
+        scenarios: &w.scenarios,
+        per_patch: true,
+        cross_arch: Some("arm"),
+        scenarios_note: Some("The 4 of 11 scenarios that concern the series.".into()),
+        run_dir: Some("/runs/1795772630-repro-mkdirat2-v2".into()),
+    })
+}
+
+fn titles(r: &Review) -> Vec<(Severity, String)> {
+    r.findings
+        .iter()
+        .map(|f| (f.severity, f.title.clone()))
+        .collect()
+}
+
+#[test]
+fn the_recorded_reproduction_of_mkdirat2() {
+    let w = world();
+    let r = review(&w, &w.events, None, true);
+
+    // The series and its ids.
+    assert_eq!(r.series.author, "Jori Koolstra <jkoolstra@xs4all.nl>");
+    assert_eq!(
+        r.series.cover.as_ref().unwrap().message_id,
+        "20260412135434.3095416-1-jkoolstra@xs4all.nl"
+    );
+    assert_eq!(
+        r.series.patches[0].id_guess.as_deref(),
+        Some("20260412135434.3095416-2-jkoolstra@xs4all.nl")
+    );
+    assert_eq!(
+        r.series.date.as_deref(),
+        Some("Sun, 12 Apr 2026 13:54:00 +0000")
+    );
+    assert_eq!(r.base.head.as_deref(), Some(w.manifest.head.as_str()));
+
+    // The per-patch table.
+    let rows: Vec<(u32, PatchRole, ApplyStatus, Option<bool>)> = r
+        .patches
+        .iter()
+        .map(|p| {
+            (
+                p.position,
+                p.role,
+                p.status,
+                p.build.as_ref().map(|b| b.builds),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, PatchRole::Posted, ApplyStatus::Applied, Some(true)),
+            (2, PatchRole::Posted, ApplyStatus::Failed, None),
+            (3, PatchRole::Replacement, ApplyStatus::Applied, Some(true)),
+            (4, PatchRole::Fixup, ApplyStatus::Applied, Some(true)),
+        ]
+    );
+    assert_eq!(
+        r.patches[0].subject,
+        "vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd"
+    );
+    let one = r.patches[0].build.as_ref().unwrap();
+    assert_eq!(one.cross_arch.as_deref(), Some("arm"));
+    assert_eq!(
+        one.cross_error.as_deref(),
+        Some("include/linux/syscalls.h:1008:29: error: expected ';' after top level declarator")
+    );
+    assert_eq!(r.build.tree_builds, Some(true));
+
+    // The port's fixes: the replacement it used, the fixup with its kind.
+    let kinds: Vec<(String, String)> = r
+        .port_fixes
+        .iter()
+        .map(|f| (format!("{:?}", f.kind), f.role.name().to_string()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("BaseDrift".to_string(), "replacement".to_string()),
+            ("PostingDefect".to_string(), "fixup".to_string())
+        ]
+    );
+
+    // Verdicts with the place and the reason the file gives.
+    let ks = r
+        .scenarios
+        .iter()
+        .find(|s| s.name == "mkdirat2-kselftest")
+        .unwrap();
+    assert_eq!((ks.passed, ks.held, ks.total), (Some(false), 14, 15));
+    let f = &ks.failures[0];
+    assert_eq!(
+        f.location.as_deref(),
+        Some("scenarios/mkdirat2_kselftest.toml:40")
+    );
+    assert_eq!(f.what, "the selftest cleaned up after itself: out.names");
+    assert!(f.actual.contains("\"mkdirat2_test.29\""), "{}", f.actual);
+    assert!(
+        f.why
+            .as_deref()
+            .unwrap()
+            .starts_with("Each fixture is /tmp/mkdirat2_test.<pid>")
+    );
+    assert!(
+        ks.about
+            .as_deref()
+            .unwrap()
+            .starts_with("The posted kselftest binary itself")
+    );
+    assert!(
+        r.scenarios
+            .iter()
+            .filter(|s| s.passed == Some(true))
+            .all(|s| s.about.is_none())
+    );
+    assert_eq!(r.kselftest[0].ok, 7);
+    assert!(r.kernel_log.is_empty());
+
+    // The findings, most severe first.
+    assert_eq!(
+        titles(&r),
+        [
+            (
+                Severity::High,
+                "1/2 \"vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd\" does not build for arm (its C files, in files the series touches)".to_string()
+            ),
+            (Severity::High, "posting defect in 1/2, fixed by the port".to_string()),
+            (
+                Severity::Medium,
+                "mkdirat2-kselftest: the selftest cleaned up after itself: out.names".to_string()
+            ),
+            (
+                Severity::Low,
+                "2/2 \"selftest: add tests for mkdirat2()\" does not apply to 7.2.12; the port's replacement (same change, context refreshed) was applied instead".to_string()
+            ),
+        ]
+    );
+    assert_eq!(r.exit_code, 1);
+    assert_eq!(r.verdict_line(), "4 finding(s): 2 high, 1 medium, 1 low");
+
+    // review.json round-trips; review.md is pinned.
+    let json = serde_json::to_string(&r).unwrap();
+    assert_eq!(serde_json::from_str::<Review>(&json).unwrap(), r);
+    insta::assert_snapshot!("mkdirat2_review_md", gasbench_review::markdown::render(&r));
+}
+
+fn ev(seq: u64, body: impl Into<EventBody>) -> Event {
+    Event {
+        seq,
+        t_us: seq,
+        body: body.into(),
+    }
+}
+
+#[test]
+fn a_kernel_crash_comes_first() {
+    let w = world();
+    let mut events = w.events.clone();
+    let n = events.len() as u64;
+    events.insert(
+        events.len() - 1,
+        ev(
+            n,
+            VmEvent::Console {
+                line: "[    3.1] BUG: kernel NULL pointer dereference, address: 0000000000000008"
+                    .into(),
+                severity: ConsoleSeverity::Bug,
+            },
+        ),
+    );
+    events.insert(
+        events.len() - 1,
+        ev(
+            n + 1,
+            VmEvent::Console {
+                line: "[    3.2] WARNING: CPU: 0 PID: 1 at fs/namei.c:4321".into(),
+                severity: ConsoleSeverity::Warn,
+            },
+        ),
+    );
+    let r = review(&w, &events, None, true);
+    assert_eq!(r.kernel_log.len(), 2);
+    assert_eq!(r.kernel_log[0].kind, "bug");
+    assert_eq!(r.kernel_log[1].kind, "warning");
+    let f = &r.findings[0];
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(
+        f.detail
+            .as_deref()
+            .unwrap()
+            .contains("NULL pointer dereference")
+    );
+    assert!(
+        titles(&r)
+            .iter()
+            .any(|(s, t)| *s == Severity::High && t == "the kernel logged 1 warning(s)")
+    );
+    let md = gasbench_review::markdown::render(&r);
+    assert!(
+        md.contains("```\n[    3.1] BUG: kernel NULL pointer dereference"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_posted_patch_that_does_not_apply_without_a_port_stops_the_series() {
+    let w = world();
+    // As posted: 1/2 applies, 2/2 fails and nothing replaces it; the
+    // kernel stage stops there.
+    let error = "the kernel stage failed: mkdirat2-v2 patch 2 \"[RFC PATCH v2 2/2] selftest: add tests for mkdirat2()\" does not apply to linux-source-7.2 7.2.12";
+    let mut events: Vec<Event> = w
+        .events
+        .iter()
+        .filter(|e| match &e.body {
+            EventBody::Kernel(KernelEvent::Patch(p)) => p.index <= 2,
+            EventBody::Kernel(KernelEvent::PatchBuild { .. }) => false,
+            EventBody::Run(RunEvent::Started { .. }) => true,
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    events.push(ev(9000, RunEvent::Error { text: error.into() }));
+    events.push(ev(
+        9001,
+        RunEvent::Finished {
+            passed: false,
+            elapsed_ms: 10,
+        },
+    ));
+    let r = review(&w, &events, Some(error), false);
+    assert_eq!(r.patches.len(), 2);
+    assert!(r.port_fixes.is_empty());
+    assert_eq!(r.base.applied, "as posted, without a port");
+    assert_eq!(r.build.tree_builds, None);
+    assert_eq!(
+        titles(&r),
+        [(
+            Severity::High,
+            "2/2 \"selftest: add tests for mkdirat2()\" does not apply to 7.2.12; the series stops there".to_string()
+        )],
+        "the kernel stage's error is the same fact, not a second finding"
+    );
+    assert!(
+        r.findings[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("Makefile hunk 1")
+    );
+    assert_eq!(r.errors, [error]);
+    assert_eq!(r.exit_code, 1);
+    let md = gasbench_review::markdown::render(&r);
+    assert!(
+        md.contains("None: the series was applied as posted, without a port."),
+        "{md}"
+    );
+    assert!(
+        md.contains("The tree with everything applied: not built"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_series_that_applies_builds_and_passes_has_no_findings_and_exits_0() {
+    let w = world();
+    let patch = |index, posted: u32, role| {
+        KernelEvent::Patch(PatchApplied {
+            series: "mkdirat2-v2".into(),
+            index,
+            total: 2,
+            posted_index: Some(posted),
+            subject: format!("[PATCH {posted}/2] x"),
+            fixup: false,
+            role,
+            status: ApplyStatus::Applied,
+            files: vec!["fs/namei.c".into()],
+            hunks: vec![],
+            detail: String::new(),
+        })
+    };
+    let build = |index| KernelEvent::PatchBuild {
+        series: "mkdirat2-v2".into(),
+        index,
+        subject: "x".into(),
+        builds: true,
+        first_error: None,
+        cross_arch: None,
+        cross_error: None,
+    };
+    use gasbench_events::run::{Outcome, Stage};
+    let events = vec![
+        ev(0, patch(1, 1, PatchRole::Posted)),
+        ev(1, patch(2, 2, PatchRole::Posted)),
+        ev(2, build(1)),
+        ev(3, build(2)),
+        ev(
+            4,
+            RunEvent::StageEnd {
+                stage: Stage::Build,
+                outcome: Outcome::Ok,
+                detail: "1484 kbuild steps".into(),
+                elapsed_ms: 1,
+            },
+        ),
+        ev(
+            5,
+            RunEvent::ScenarioBegin {
+                scenario: "mkdirat2-flags".into(),
+                steps: 1,
+            },
+        ),
+        ev(
+            6,
+            RunEvent::Expectation {
+                scenario: "mkdirat2-flags".into(),
+                step: 1,
+                what: "line 20: mkdirat2: ok".into(),
+                expected: "success".into(),
+                actual: "ok (ret 3)".into(),
+                held: true,
+            },
+        ),
+        ev(
+            7,
+            RunEvent::ScenarioEnd {
+                scenario: "mkdirat2-flags".into(),
+                passed: true,
+                elapsed_ms: 3,
+            },
+        ),
+        ev(
+            8,
+            RunEvent::Finished {
+                passed: true,
+                elapsed_ms: 9,
+            },
+        ),
+    ];
+    // Without the port: nothing needed fixing.
+    let r = review(&w, &events, None, false);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!(r.exit_code, 0);
+    assert!(r.passed());
+    assert_eq!(
+        r.verdict_line(),
+        "no findings: every patch applies and builds, every expectation held"
+    );
+    let md = gasbench_review::markdown::render(&r);
+    assert!(md.contains("**Verdict: clean**"), "{md}");
+    assert!(
+        md.contains("| 1 | 1/2 \"x\" | applied | yes | fs/namei.c |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| mkdirat2-flags | scenarios/mkdirat2_flags.toml | pass | 1/1 |"),
+        "{md}"
+    );
+    assert!(md.contains("## Findings\n\nNone."), "{md}");
+}
