@@ -117,6 +117,23 @@ pub struct KernelArtifacts {
     pub reused: bool,
 }
 
+/// The build directory for a set of series: the default (every series)
+/// keeps `out`; a subset (`gasbench repro --series`, `kernel build
+/// --series`) gets its own. Their .config files differ, and one shared
+/// directory rebuilt everything on every switch between them (60–300 s).
+fn build_dir_for(out: &Path, series: Option<&[String]>) -> PathBuf {
+    match series {
+        None => out.to_path_buf(),
+        Some(names) => {
+            let mut names = names.to_vec();
+            names.sort();
+            names.dedup();
+            let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+            out.with_file_name(format!("{name}-{}", names.join("+")))
+        }
+    }
+}
+
 struct StageTimer<'a> {
     sink: &'a EventSink,
     stage: Stage,
@@ -213,7 +230,7 @@ pub fn ensure_kernel(
     let make = Make {
         rt: rt.clone(),
         src: tree.src.clone(),
-        out: tree.out.clone(),
+        out: build_dir_for(&tree.out, req.series.as_deref()),
         // The tree and the build outputs (headers and the selftest are
         // written straight into the staging directory under builds/).
         binds: {
@@ -335,7 +352,7 @@ pub fn ensure_kernel(
         .logs()
         .join(format!("kernel-build-{}.log", &build_key[..16]));
     let _ = std::fs::remove_file(&log);
-    crate::disk::require(&tree.out, 2048, "the kernel build")?;
+    crate::disk::require(&make.out, 2048, "the kernel build")?;
     let total = progress_total(&tree, kdir.base.full_build_lines);
     let st = StageTimer::begin(
         sink,
@@ -346,8 +363,8 @@ pub fn ensure_kernel(
     if run.disk_full {
         let e = KbuildError::DiskFull {
             what: "the kernel build".into(),
-            path: tree.out.clone(),
-            available_mib: crate::disk::free_mib(&tree.out).unwrap_or(0),
+            path: make.out.clone(),
+            available_mib: crate::disk::free_mib(&make.out).unwrap_or(0),
             needed_mib: 2048,
         };
         st.fail(&e);
@@ -418,16 +435,16 @@ pub fn ensure_kernel(
     }
 
     // ---- Artifacts and manifest, renamed into place when complete ----
-    let release = std::fs::read_to_string(tree.out.join("include/config/kernel.release"))
+    let release = std::fs::read_to_string(make.out.join("include/config/kernel.release"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| tree.release.clone());
     for (from, to) in [
         (
-            tree.out.join("arch/x86/boot/bzImage"),
+            make.out.join("arch/x86/boot/bzImage"),
             staging.join("bzImage"),
         ),
-        (tree.out.join(".config"), staging.join("config")),
-        (tree.out.join("System.map"), staging.join("System.map")),
+        (make.out.join(".config"), staging.join("config")),
+        (make.out.join("System.map"), staging.join("System.map")),
         (log.clone(), staging.join("build.log")),
     ] {
         std::fs::copy(&from, &to).map_err(|e| KbuildError::io("copy", &from, e))?;
@@ -795,4 +812,25 @@ fn default_jobs() -> u32 {
 
 fn short(c: &str) -> &str {
     &c[..12.min(c.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_set_of_series_builds_in_its_own_directory() {
+        let out = Path::new("/cache/kernel/trees/7.2.12-x/out");
+        assert_eq!(build_dir_for(out, None), out);
+        let one = build_dir_for(out, Some(&["mkdirat2-v2".to_string()]));
+        assert_eq!(
+            one,
+            Path::new("/cache/kernel/trees/7.2.12-x/out-mkdirat2-v2")
+        );
+        // The order the series were named in does not matter.
+        let a = build_dir_for(out, Some(&["b-v1".into(), "a-v2".into()]));
+        let b = build_dir_for(out, Some(&["a-v2".into(), "b-v1".into(), "a-v2".into()]));
+        assert_eq!(a, b);
+        assert_eq!(a, Path::new("/cache/kernel/trees/7.2.12-x/out-a-v2+b-v1"));
+    }
 }
