@@ -30,6 +30,9 @@
 //! message. The wire format is small (wire.rs), so gasbench speaks it
 //! itself.
 //!
+//! [`pipe`] runs the same server as a child process of the pipeline, with
+//! its events and commands on the child's stdout and stdin.
+//!
 //! **Architecture invariant:** this crate moves bytes; what the device
 //! does with them is gasbench-device's business. Nothing a client sends
 //! may panic the server: sizes are checked before allocating, every
@@ -38,6 +41,7 @@
 
 pub mod dma;
 pub mod irq;
+pub mod pipe;
 mod server;
 mod session;
 pub mod signals;

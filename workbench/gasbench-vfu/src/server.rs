@@ -42,7 +42,8 @@ pub enum ServerError {
 }
 
 /// Where the server is in its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum ServerStatus {
     /// Waiting for a client. `sessions` clients have come and gone;
     /// `last_disconnect` says why the last one left.
@@ -69,6 +70,7 @@ pub(crate) struct Shared {
     device: Mutex<Device>,
     hook: Mutex<Option<Hook>>,
     hook_set: AtomicBool,
+    on_status: Mutex<Option<Box<dyn Fn(&ServerStatus) + Send>>>,
     stop: AtomicBool,
     /// A second handle on the live connection, so `stop` can shut it down.
     conn: Mutex<Option<UnixStream>>,
@@ -141,6 +143,9 @@ impl Shared {
     }
 
     fn set_status(&self, s: ServerStatus) {
+        if let Some(tell) = lock(&self.on_status).as_ref() {
+            tell(&s);
+        }
         *lock(&self.status) = s.clone();
         self.watch.send_replace(s);
         self.status_changed.notify_all();
@@ -194,6 +199,7 @@ impl DeviceServer {
             device: Mutex::new(device),
             hook: Mutex::new(None),
             hook_set: AtomicBool::new(false),
+            on_status: Mutex::new(None),
             stop: AtomicBool::new(false),
             conn: Mutex::new(None),
             status: Mutex::new(initial),
@@ -259,6 +265,12 @@ impl DeviceServer {
     pub fn set_before_message(&self, hook: impl FnMut() + Send + 'static) {
         *lock(&self.shared.hook) = Some(Box::new(hook));
         self.shared.hook_set.store(true, Ordering::Release);
+    }
+
+    /// Call `tell` with every status change from now on, on the thread
+    /// that makes it (before `status()` shows it).
+    pub fn on_status_change(&self, tell: impl Fn(&ServerStatus) + Send + 'static) {
+        *lock(&self.shared.on_status) = Some(Box::new(tell));
     }
 
     pub fn clear_before_message(&self) {
