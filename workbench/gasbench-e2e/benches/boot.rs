@@ -4,13 +4,18 @@
 //! so that machine drift hits both: the same patched kernel booted under
 //! the same QEMU with a busybox `/init` that prints one line (no agent, no
 //! virtiofs, no device server). The ratio says what gasbench adds to a bare
-//! boot. Then the default suite once, against the boot it needs.
+//! boot. Then the default suite once with the device server on a thread
+//! and once with it as a child process, against the boots they need.
 //!
 //! `cargo xtask bench` runs it (needs the provisioned runtime and root).
 
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/processes.rs"]
+mod processes;
+
 use gasbench_engine::agent_build::{build_agent, source_root};
+use gasbench_engine::device_host::DeviceHost;
 use gasbench_engine::guest::Guest;
 use gasbench_engine::guest_image::GuestImage;
 use gasbench_engine::pipeline::{self, AccelPref, KernelArtifacts, RunOptions, RunSettings};
@@ -119,7 +124,7 @@ fn main() {
         let secs = tokio.block_on(async {
             let g = Guest::boot(
                 &boot,
-                Some(Default::default()),
+                Some((Default::default(), &DeviceHost::InProcess)),
                 &rt,
                 &sink,
                 Duration::from_secs(120),
@@ -164,32 +169,52 @@ fn main() {
             .collect(),
         description: k.release.clone(),
     };
-    let opts = RunOptions {
-        scenarios,
-        kernel: std::sync::Arc::new(std::sync::Mutex::new(
-            move |_: &gasbench_events::EventSink| Ok(kernel.clone()),
-        )),
-        settings: RunSettings {
-            isolate: false,
-            accel: AccelPref::Tcg,
-            memory_mib: 512,
-            cpus: 2,
-            ready_timeout: Duration::from_secs(120),
-            cache: cache.clone(),
-            runtime: rt.clone(),
-            run_dir: dir.path().join("suite"),
-            busybox: false,
-        },
-    };
-    let t = Instant::now();
-    let out = tokio.block_on(pipeline::run(opts, sink.clone()));
-    let suite = t.elapsed().as_secs_f64();
-    let passed = out.reports.iter().filter(|r| r.passed()).count();
-    println!(
-        "default suite: {n} scenarios ({passed} passed) in {suite:.1} s = {:.1}x the median gasbench boot",
-        suite / o1
-    );
-    if let Some(e) = out.error {
-        println!("  the suite stopped: {e}");
+    // The suite with the device server on a thread (the default), then as
+    // a child process: what the extra pipe round trip per access costs.
+    let gasbench = processes::gasbench_binary();
+    let mut suite_secs = Vec::new();
+    for host in [
+        DeviceHost::InProcess,
+        DeviceHost::Process { program: gasbench },
+    ] {
+        let kernel = kernel.clone();
+        let opts = RunOptions {
+            scenarios: scenarios.clone(),
+            kernel: std::sync::Arc::new(std::sync::Mutex::new(
+                move |_: &gasbench_events::EventSink| Ok(kernel.clone()),
+            )),
+            settings: RunSettings {
+                isolate: false,
+                accel: AccelPref::Tcg,
+                memory_mib: 512,
+                cpus: 2,
+                ready_timeout: Duration::from_secs(120),
+                cache: cache.clone(),
+                runtime: rt.clone(),
+                run_dir: dir.path().join(format!("suite-{}", suite_secs.len())),
+                busybox: false,
+                device_host: host.clone(),
+            },
+        };
+        let t = Instant::now();
+        let out = tokio.block_on(pipeline::run(opts, sink.clone()));
+        let suite = t.elapsed().as_secs_f64();
+        let passed = out.reports.iter().filter(|r| r.passed()).count();
+        let label = match host {
+            DeviceHost::InProcess => "device on a thread",
+            DeviceHost::Process { .. } => "device as a process",
+        };
+        println!(
+            "default suite, {label}: {n} scenarios ({passed} passed) in {suite:.1} s = {:.1}x the median gasbench boot",
+            suite / o1
+        );
+        if let Some(e) = out.error {
+            println!("  the suite stopped: {e}");
+        }
+        suite_secs.push(suite);
     }
+    println!(
+        "  ratio device as a process / on a thread: {:.2}x",
+        suite_secs[1] / suite_secs[0]
+    );
 }

@@ -1,8 +1,9 @@
 //! `gasbench run` end to end: the patched kernel (built by the kernel
 //! stage, cached), the agent, the emulated device, the default suite.
 //! What the suite finds in the posted series is asserted as findings;
-//! an edited expectation fails the run; a QEMU or virtiofsd killed
-//! mid-run ends it with an error naming what died and nothing left behind.
+//! an edited expectation fails the run; a QEMU, virtiofsd or device
+//! server process killed mid-run ends it with an error naming what died
+//! and nothing left behind.
 
 #[path = "support/processes.rs"]
 mod processes;
@@ -191,9 +192,10 @@ fn an_expectation_edited_to_a_wrong_errno_fails_the_run() {
     );
 }
 
-/// Start a run whose scenario idles in the guest, wait until it is
-/// running, kill `victim`, and check how the run ends.
-fn kill_mid_run(victim: &str) {
+/// Start a run (with `extra` flags) whose scenario idles in the guest,
+/// wait until it is running, kill `victim` (a process name on the bus),
+/// and check that the run ends with an error saying `named`.
+fn kill_mid_run(victim: &str, extra: &[&str], named: &str) {
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("idle.toml");
     std::fs::write(
@@ -206,6 +208,7 @@ fn kill_mid_run(victim: &str) {
     let mut cmd = Command::new(&bin);
     cmd.args(["run", "--json", "--runs"])
         .arg(&runs)
+        .args(extra)
         .arg(&scenario)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -243,11 +246,6 @@ fn kill_mid_run(victim: &str) {
     assert_eq!(status.code(), Some(1));
     let s: Value = serde_json::from_str(&stdout).expect("a summary even after the kill");
     let errors = s["errors"].to_string();
-    let named = if victim == "qemu" {
-        "QEMU exited"
-    } else {
-        "virtiofsd exited"
-    };
     assert!(
         errors.contains(named),
         "the error names what died: {errors}"
@@ -275,12 +273,17 @@ fn kill_mid_run(victim: &str) {
 
 #[test]
 fn killing_qemu_mid_run_ends_it_naming_qemu_and_leaves_nothing_behind() {
-    kill_mid_run("qemu");
+    kill_mid_run("qemu", &[], "QEMU exited");
 }
 
 #[test]
 fn killing_virtiofsd_mid_run_ends_it_naming_virtiofsd_and_leaves_nothing_behind() {
-    kill_mid_run("virtiofsd");
+    kill_mid_run("virtiofsd", &[], "virtiofsd exited");
+}
+
+#[test]
+fn killing_the_device_server_process_mid_run_ends_it_naming_it_and_leaves_nothing_behind() {
+    kill_mid_run("device server", &["--device-process"], "device server (pid");
 }
 
 #[test]
@@ -327,6 +330,17 @@ timeout = "30s"
 
 #[test]
 fn every_register_access_lands_inside_the_call_that_caused_it() {
+    register_accesses_land_inside_their_calls(&[]);
+}
+
+/// The same order across a process boundary: the device server's events
+/// come through its pipe, agent events through the virtio-serial socket.
+#[test]
+fn every_register_access_lands_inside_its_call_with_the_device_as_a_process() {
+    register_accesses_land_inside_their_calls(&["--device-process"]);
+}
+
+fn register_accesses_land_inside_their_calls(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let files: Vec<String> = [
@@ -337,7 +351,11 @@ fn every_register_access_lands_inside_the_call_that_caused_it() {
     .iter()
     .map(|f| scenarios_dir().join(f).display().to_string())
     .collect();
-    let args: Vec<&str> = files.iter().map(String::as_str).collect();
+    let args: Vec<&str> = extra
+        .iter()
+        .copied()
+        .chain(files.iter().map(String::as_str))
+        .collect();
     let (code, s, stderr) = run(&args, &runs);
     assert_eq!(code, Some(0), "{stderr}\n{s:#}");
     let real = std::fs::read_link(runs.join("latest")).unwrap();

@@ -8,14 +8,20 @@ use std::time::Duration;
 use gasbench_device::DeviceConfig;
 use gasbench_env::Runtime;
 use gasbench_events::EventSink;
-use gasbench_vfu::{DeviceServer, ServerStatus};
 
+use crate::device_host::{DeviceHost, DeviceStartError, GoldfishDevice};
 use crate::session::{BootSpec, Session, SessionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    #[error("starting the goldfish device server: {0}")]
-    Device(#[from] gasbench_vfu::ServerError),
+    #[error(transparent)]
+    Device(#[from] DeviceStartError),
+    #[error("creating the run directory {path}: {source}")]
+    RunDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Session(#[from] SessionError),
 }
@@ -23,7 +29,7 @@ pub enum GuestError {
 /// A booted guest and, when present, its goldfish device.
 pub struct Guest {
     pub session: Session,
-    pub device: Option<DeviceServer>,
+    pub device: Option<GoldfishDevice>,
     /// Whether the goldfish device is plugged into the VM now (hot-unplug
     /// scenarios change it).
     pub plugged: bool,
@@ -38,22 +44,21 @@ impl Guest {
     /// hook that drains the agent port before each device message.
     pub async fn boot(
         spec: &BootSpec,
-        device: Option<DeviceConfig>,
+        device: Option<(DeviceConfig, &DeviceHost)>,
         rt: &Runtime,
         sink: &EventSink,
         ready_timeout: Duration,
     ) -> Result<Guest, GuestError> {
         let mut spec = spec.clone();
         let server = match device {
-            Some(cfg) => {
+            Some((cfg, host)) => {
                 let socket: PathBuf = spec.run_dir.join("goldfish.sock");
-                std::fs::create_dir_all(&spec.run_dir).map_err(|e| {
-                    GuestError::Device(gasbench_vfu::ServerError::Bind {
-                        path: spec.run_dir.clone(),
-                        source: e,
-                    })
+                std::fs::create_dir_all(&spec.run_dir).map_err(|source| GuestError::RunDir {
+                    path: spec.run_dir.clone(),
+                    source,
                 })?;
-                let s = DeviceServer::start(&socket, cfg, sink.clone())?;
+                let log = spec.run_dir.join("device.log");
+                let s = GoldfishDevice::start(host, &socket, cfg, &log, sink).await?;
                 spec.goldfish_socket = Some(socket);
                 Some(s)
             }
@@ -62,9 +67,17 @@ impl Guest {
                 None
             }
         };
-        let session = Session::boot(&spec, rt, sink, ready_timeout).await?;
+        let session = match Session::boot(&spec, rt, sink, ready_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(d) = server {
+                    d.stop().await;
+                }
+                return Err(e.into());
+            }
+        };
         if let Some(s) = &server {
-            s.set_before_message(session.vm.agent.drainer());
+            s.attach_agent(session.vm.agent.drainer());
         }
         Ok(Guest {
             plugged: server.is_some(),
@@ -74,23 +87,21 @@ impl Guest {
         })
     }
 
-    /// The device server died under us (not stopped by us): why.
-    pub fn device_died(&self) -> Option<String> {
-        match self.device.as_ref()?.status() {
-            ServerStatus::Stopped {
-                reason,
-                error: true,
-            } => Some(reason),
-            _ => None,
-        }
-    }
-
     /// End it all: the agent powers off, QEMU goes, the server stops.
     pub async fn shutdown(mut self) -> String {
         let how = self.session.shutdown().await;
-        if let Some(mut d) = self.device.take() {
-            d.clear_before_message();
-            d.stop();
+        if let Some(d) = self.device.take() {
+            d.stop().await;
+        }
+        how
+    }
+
+    /// End it after a failure that stopped the run: QEMU goes without the
+    /// agent's orderly power-off, then the server stops.
+    pub async fn abort(mut self) -> String {
+        let how = self.session.abort().await;
+        if let Some(d) = self.device.take() {
+            d.stop().await;
         }
         how
     }

@@ -5,8 +5,11 @@
 //! - [`agent_build`]: the static guest agent.
 //! - [`guest_image`]: the initramfs around it.
 //! - [`session`]: a booted guest whose agent said `Ready`.
+//! - [`device_host`]: the goldfish device server, on a thread or as a
+//!   child process.
 
 pub mod agent_build;
+pub mod device_host;
 pub mod guest;
 pub mod guest_image;
 pub mod pipeline;

@@ -18,6 +18,7 @@ use gasbench_qemu::Accel;
 use gasbench_scenario::{Compiled, Report};
 
 use crate::agent_build::{build_agent, source_root};
+use crate::device_host::DeviceHost;
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
 use crate::scenario_run::{ScenarioError, run_scenario};
@@ -83,6 +84,8 @@ pub struct RunSettings {
     pub run_dir: PathBuf,
     /// Put busybox in the guest (for a shell when debugging).
     pub busybox: bool,
+    /// Where the goldfish device server runs.
+    pub device_host: DeviceHost,
 }
 
 /// What the run found.
@@ -262,12 +265,13 @@ impl Runner {
             {
                 Some("the goldfish device lost its connection to QEMU".into())
             }
-            Some(g) => match &g.device {
-                Some(d) if !d.state().is_idle() => Some(format!(
+            Some(g) => match g.device.as_ref().map(|d| d.state()) {
+                Some(Ok(state)) if !state.is_idle() => Some(format!(
                     "the device still holds state from the previous scenario ({} handle(s)); {} starts on a fresh boot",
-                    d.state().handles.len(),
+                    state.handles.len(),
                     c.plan.scenario
                 )),
+                Some(Err(e)) => Some(format!("the device server does not answer: {e}")),
                 _ => None,
             },
         }
@@ -282,7 +286,12 @@ impl Runner {
                 self.sink.emit(RunEvent::Note {
                     text: format!("rebooting: {why}"),
                 });
-                old.shutdown().await;
+                // An unfit guest may have a hung agent: no orderly power-off.
+                if old.unfit.is_some() {
+                    old.abort().await;
+                } else {
+                    old.shutdown().await;
+                }
             }
             let t = Instant::now();
             self.sink.emit(RunEvent::StageBegin {
@@ -295,7 +304,10 @@ impl Runner {
             });
             let g = Guest::boot(
                 &self.boot_spec,
-                Some(gasbench_device::DeviceConfig::default()),
+                Some((
+                    gasbench_device::DeviceConfig::default(),
+                    &self.opts.settings.device_host,
+                )),
                 &self.opts.settings.runtime,
                 &self.sink,
                 self.opts.settings.ready_timeout,
@@ -342,9 +354,10 @@ impl Runner {
                     elapsed_ms: 0,
                 });
                 self.sink.emit(RunEvent::Error { text: text.clone() });
-                // Whatever is left of the guest is of no use.
+                // Whatever is left of the guest is of no use, and its agent
+                // may be stuck in the step that was running.
                 if let Some(g) = self.guest.take() {
-                    g.shutdown().await;
+                    g.abort().await;
                 }
                 Err(text)
             }

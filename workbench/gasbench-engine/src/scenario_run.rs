@@ -74,7 +74,7 @@ pub async fn run_scenario(
             Some(f) => preflight::fault_plan(f).unwrap_or_default(),
             None => Default::default(),
         };
-        d.set_fault_plan(plan);
+        d.set_fault_plan(plan).map_err(ScenarioError::DeviceDied)?;
     }
 
     let rel = format!("bundles/{bundle_id}.json");
@@ -134,7 +134,8 @@ pub async fn run_scenario(
                         ev.host_action(sync, result);
                         if plan.sync(sync).is_some_and(|s| s.snapshot)
                             && let Some(d) = &guest.device {
-                                ev.device_snapshot(sync, &d.state());
+                                let state = d.state().map_err(ScenarioError::DeviceDied)?;
+                                ev.device_snapshot(sync, &state);
                             }
                         guest.session.send(&HostMsg::Resume { bundle, sync })?;
                     }
@@ -148,10 +149,10 @@ pub async fn run_scenario(
                 }
             }
             alive = device_changed => {
-                if let Some(d) = &guest.device
-                    && let ServerStatus::Stopped { reason, error: true } = d.status()
+                if let Some(d) = &mut guest.device
+                    && let Some(why) = d.died().await
                 {
-                    return Err(ScenarioError::DeviceDied(reason));
+                    return Err(ScenarioError::DeviceDied(why));
                 }
                 if !alive {
                     device_status = None;
@@ -259,7 +260,7 @@ async fn host_actions(
                     .ok_or("this run has no goldfish device")?;
                 let plan = preflight::fault_plan(f)
                     .map_err(|p| format!("{} fault rule(s) refused by the device", p.len()))?;
-                d.set_fault_plan(plan);
+                d.set_fault_plan(plan)?;
             }
         }
     }
@@ -329,12 +330,12 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     // QEMU connects to the server as part of device_add.
     let d = guest.device.as_ref().ok_or("no device")?;
-    let connected = tokio::task::block_in_place(|| {
-        d.wait_for(
+    let connected = d
+        .wait_status(
             Duration::from_secs(10),
             |s| matches!(s, ServerStatus::Connected { session } if *session > before),
         )
-    });
+        .await;
     if connected.is_none() {
         return Err("QEMU did not connect to the device server after device_add".into());
     }

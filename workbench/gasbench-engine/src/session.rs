@@ -174,6 +174,13 @@ impl Session {
         let _ = tokio::time::timeout(Duration::from_secs(15), vm.died()).await;
         vm.shutdown(Duration::from_secs(5)).await
     }
+
+    /// End it without asking the agent (it may be stuck in a step, and its
+    /// filesystem is of no further use): QMP quit, then SIGKILL.
+    pub async fn abort(self) -> String {
+        self.vm.expect_exit();
+        self.vm.shutdown(Duration::from_secs(5)).await
+    }
 }
 
 async fn next_ready(rx: &mut mpsc::UnboundedReceiver<FromAgent>) -> Option<Ready> {

@@ -33,6 +33,30 @@ impl Supervised {
     ) -> std::io::Result<Supervised> {
         let err = log.try_clone()?;
         cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+        Supervised::supervise(name, cmd, sink, stopping)
+    }
+
+    /// [`Supervised::spawn`] for a child we talk to over its stdin and
+    /// stdout (the ends given); its stderr goes into `log`.
+    pub fn spawn_piped(
+        name: &str,
+        mut cmd: std::process::Command,
+        stdin: Stdio,
+        stdout: Stdio,
+        log: std::fs::File,
+        sink: EventSink,
+        stopping: Arc<AtomicBool>,
+    ) -> std::io::Result<Supervised> {
+        cmd.stdin(stdin).stdout(stdout).stderr(log);
+        Supervised::supervise(name, cmd, sink, stopping)
+    }
+
+    fn supervise(
+        name: &str,
+        mut cmd: std::process::Command,
+        sink: EventSink,
+        stopping: Arc<AtomicBool>,
+    ) -> std::io::Result<Supervised> {
         // SAFETY: only async-signal-safe calls (setpgid, prctl) between
         // fork and exec.
         unsafe {

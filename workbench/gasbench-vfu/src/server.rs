@@ -64,13 +64,14 @@ impl ServerStatus {
 }
 
 type Hook = Box<dyn FnMut() + Send>;
+type StatusHook = Box<dyn Fn(&ServerStatus) + Send>;
 
 /// What the server thread and the handle share.
 pub(crate) struct Shared {
     device: Mutex<Device>,
     hook: Mutex<Option<Hook>>,
     hook_set: AtomicBool,
-    on_status: Mutex<Option<Box<dyn Fn(&ServerStatus) + Send>>>,
+    on_status: Mutex<Option<StatusHook>>,
     stop: AtomicBool,
     /// A second handle on the live connection, so `stop` can shut it down.
     conn: Mutex<Option<UnixStream>>,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use gasbench_device::{DeviceConfig, FaultPlan, errno, parse_size};
 use gasbench_events::device::{Access, DeviceEvent, Space};
 use gasbench_events::{Event, EventBody};
+use gasbench_vfu::pipe::PipedServer;
 use gasbench_vfu::{DeviceServer, ServerStatus, signals};
 use miette::{IntoDiagnostic, LabeledSpan, NamedSource, WrapErr};
 
@@ -57,6 +58,11 @@ struct ServeArgs {
     /// Also print every register access on stderr.
     #[arg(long, short)]
     verbose: bool,
+    /// Be driven by a parent gasbench: events out on stdout, commands in
+    /// on stdin (gasbench_vfu::pipe's line protocol). This is how
+    /// `gasbench run --device-process` runs the device.
+    #[arg(long, hide = true, conflicts_with = "trace")]
+    pipe_protocol: bool,
 }
 
 pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
@@ -91,6 +97,10 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
         Some(p) => load_faults(p)?,
         None => FaultPlan::default(),
     };
+    let socket = std::path::absolute(&a.socket).unwrap_or(a.socket.clone());
+    if a.pipe_protocol {
+        return serve_piped(&socket, cfg, plan);
+    }
     let mut trace_out: Option<Box<dyn Write + Send>> = match &a.trace {
         None => None,
         Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
@@ -145,7 +155,6 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
         }
     });
 
-    let socket = std::path::absolute(&a.socket).unwrap_or(a.socket.clone());
     let faults = plan.faults.len();
     let mut server = DeviceServer::start(&socket, cfg.clone(), sink).into_diagnostic()?;
     server.set_fault_plan(plan);
@@ -165,12 +174,7 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
         socket.display()
     );
 
-    let (sig_tx, sig_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        if let Ok(sig) = signals::wait_termination_signal() {
-            let _ = sig_tx.send(sig);
-        }
-    });
+    let sig_rx = wait_for_signal();
     let (reason, failed) = loop {
         match sig_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(sig) => break (format!("stopped by {}", signals::signal_name(sig)), false),
@@ -189,7 +193,64 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
     server.stop();
     drop(server);
     let _ = writer.join();
-    let c = state.counters;
+    report_end(&reason, &state);
+    eprintln!(
+        "gasbench device: served {} vfio-user messages, {:.2} µs each in the server on average",
+        stats.messages,
+        stats.mean_us()
+    );
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The termination signal, once one comes (they must be blocked first).
+fn wait_for_signal() -> mpsc::Receiver<i32> {
+    let (sig_tx, sig_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals::wait_termination_signal() {
+            let _ = sig_tx.send(sig);
+        }
+    });
+    sig_rx
+}
+
+/// The server as a child of the pipeline: stdout is the protocol, so
+/// everything human goes to stderr.
+fn serve_piped(socket: &Path, cfg: DeviceConfig, plan: FaultPlan) -> miette::Result<ExitCode> {
+    signals::block_termination_signals().into_diagnostic()?;
+    let server = PipedServer::start(
+        socket,
+        cfg,
+        plan,
+        Box::new(std::io::stdin()),
+        Box::new(std::io::stdout()),
+    )
+    .into_diagnostic()?;
+    eprintln!(
+        "gasbench device: serving on {} for the pipeline (pid {})",
+        socket.display(),
+        std::process::id()
+    );
+    let sig_rx = wait_for_signal();
+    let (reason, failed, state) = server.run(|| {
+        sig_rx
+            .try_recv()
+            .ok()
+            .map(|sig| format!("stopped by {}", signals::signal_name(sig)))
+    });
+    report_end(&reason, &state);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn report_end(reason: &str, state: &gasbench_events::device::DeviceState) {
+    let c = &state.counters;
     eprintln!(
         "gasbench device: {reason}; {} handle(s) and {} block(s) still held; {} reads, {} writes, {} pings, {} fault(s) injected",
         state.handles.len(),
@@ -203,16 +264,6 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
         c.ping.ok + c.ping.failed + c.ping_with_data.ok + c.ping_with_data.failed,
         c.faults
     );
-    eprintln!(
-        "gasbench device: served {} vfio-user messages, {:.2} µs each in the server on average",
-        stats.messages,
-        stats.mean_us()
-    );
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 fn human_size(n: u64) -> String {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gasbench_engine::device_host::DeviceHost;
 use gasbench_engine::pipeline::{AccelPref, RunSettings};
 use gasbench_env::Runtime;
 use gasbench_events::run::{Outcome, RunEvent};
@@ -38,6 +39,11 @@ pub struct VmArgs {
     /// Put busybox in the guest (a shell for debugging).
     #[arg(long)]
     pub busybox: bool,
+    /// Run the goldfish device server as a child process (`gasbench device
+    /// serve`) rather than a thread: it can be killed or debugged on its
+    /// own, at one more pipe round trip per register access.
+    #[arg(long)]
+    pub device_process: bool,
 }
 
 impl VmArgs {
@@ -63,6 +69,15 @@ impl VmArgs {
             runtime,
             run_dir: run_dir.path().to_path_buf(),
             busybox: self.busybox,
+            device_host: if self.device_process {
+                // This very binary serves the device; should its path be
+                // unknown, the spawn error names what was tried.
+                DeviceHost::Process {
+                    program: std::env::current_exe().unwrap_or_else(|_| "gasbench".into()),
+                }
+            } else {
+                DeviceHost::InProcess
+            },
         }
     }
 }

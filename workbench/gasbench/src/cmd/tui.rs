@@ -81,6 +81,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         runtime,
         run_dir: run_dir.path().to_path_buf(),
         busybox: false,
+        device_host: Default::default(),
     };
     let names: Vec<String> = suite.iter().map(|c| c.plan.scenario.clone()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
