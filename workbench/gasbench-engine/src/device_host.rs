@@ -4,6 +4,7 @@
 //! killed, crash or be debugged on its own. The rest of the engine sees one
 //! [`GoldfishDevice`] either way.
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -232,7 +233,7 @@ impl GoldfishDevice {
                 mut link,
                 mut child,
                 stopping,
-                ..
+                socket,
             } => {
                 stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                 link.clear_before_events();
@@ -245,6 +246,11 @@ impl GoldfishDevice {
                 if child.wait_timeout(Duration::from_secs(5)).await.is_none() {
                     child.kill();
                     child.wait().await;
+                }
+                // A server that was killed could not remove its socket; the
+                // run directory is ours, so whatever socket is there is its.
+                if std::fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket()) {
+                    let _ = std::fs::remove_file(&socket);
                 }
             }
         }
