@@ -88,6 +88,55 @@ struct Read32 {
     _server: Option<DeviceServer>,
 }
 
+/// The server's child-process protocol (`run --device-process`), both ends
+/// on threads here: each access's events cross a pipe and wait for the
+/// parent's Ack before the reply.
+struct PipedRead32 {
+    client: RawClient,
+    _remote: gasbench_vfu::pipe::RemoteDevice,
+}
+impl Case for PipedRead32 {
+    fn name(&self) -> &'static str {
+        "REGION_READ STATUS, events over the pipe"
+    }
+    fn once(&mut self, _: u64) {
+        self.client.read32(Register::Status.offset());
+    }
+}
+
+fn piped(dir: &std::path::Path) -> PipedRead32 {
+    use gasbench_vfu::pipe::{PipedServer, RemoteDevice};
+    let path = dir.join("piped.sock");
+    let (child_in, to_child) = std::io::pipe().unwrap();
+    let (from_child, child_out) = std::io::pipe().unwrap();
+    let (sink, mut rx) = gasbench_events::bus();
+    std::thread::spawn(move || {
+        loop {
+            while rx.try_recv().is_ok() {}
+            if rx.is_closed() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    });
+    let remote = RemoteDevice::new(Box::new(to_child), Box::new(from_child), sink).unwrap();
+    let server = PipedServer::start(
+        &path,
+        DeviceConfig::default(),
+        FaultPlan::default(),
+        Box::new(child_in),
+        Box::new(child_out),
+    )
+    .unwrap();
+    std::thread::spawn(move || server.run(|| None));
+    let mut client = RawClient::connect(&path).unwrap();
+    client.version().unwrap();
+    PipedRead32 {
+        client,
+        _remote: remote,
+    }
+}
+
 fn cases_stats(cases: &[Box<dyn Case>]) -> String {
     cases
         .iter()
@@ -232,6 +281,7 @@ fn main() {
             client: write_client,
             _server: write_server,
         }),
+        Box::new(piped(dir.path())),
     ];
     for c in cases.iter_mut() {
         for i in 0..1000 {
@@ -269,6 +319,10 @@ fn main() {
         med[2] - base,
         med[4] - base,
         med[3] - base
+    );
+    println!(
+        "  the server as a child process (run --device-process): {:+.2} µs/access over the in-process server with a polling consumer",
+        med[6] - med[4]
     );
     let stats = cases_stats(&cases);
     println!("  time in the server per message (read → reply sent): {stats}");

@@ -163,7 +163,11 @@ impl DeviceTrace for PipeTrace {
             .extend_from_slice(&line_of(&FromServer::Sync { n: self.n }));
         self.out.write(&self.batch);
         self.batch.clear();
-        if !self.out.wait_ack(self.n) && !self.out.broken.load(Ordering::Relaxed) {
+        // Waiting ends early, and quietly, when the parent is gone.
+        if !self.out.wait_ack(self.n)
+            && !self.out.broken.load(Ordering::Relaxed)
+            && !self.out.parent_gone.load(Ordering::Relaxed)
+        {
             self.late_acks += 1;
             if self.late_acks == 1 {
                 eprintln!(
