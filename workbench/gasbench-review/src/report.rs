@@ -739,10 +739,46 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
         }
     }
 
-    // Building, patch by patch.
+    // Building, patch by patch. A posted patch's break in a file that a
+    // later fixup of the port changes, where the port calls that fixup a
+    // posting defect of this patch, is one finding, not two: the break is
+    // the defect showing.
+    let mut confirmed: Vec<&str> = Vec::new();
     for row in &r.patches {
         let Some(b) = &row.build else { continue };
         let label = row.label(total);
+        let defect = row.posted_index.and_then(|k| {
+            r.port_fixes.iter().find(|f| {
+                f.kind == FixupKind::PostingDefect
+                    && f.role == PatchRole::Fixup
+                    && f.fixes.contains(&k)
+            })
+        });
+        let (arch, err) = match (&b.cross_arch, &b.cross_error, &b.first_error) {
+            (_, _, Some(e)) if !b.builds => ("x86_64".to_string(), Some(e)),
+            (Some(a), Some(e), _) => (a.clone(), Some(e)),
+            _ => (String::new(), None),
+        };
+        let in_file = err.and_then(|e| e.split(':').next()).filter(|file| {
+            r.patches.iter().any(|later| {
+                later.position > row.position
+                    && later.role == PatchRole::Fixup
+                    && later.files.iter().any(|f| f == file)
+            })
+        });
+        if let (Some(fix), Some(file), Some(e)) = (defect, in_file, err) {
+            add(
+                Severity::High,
+                format!(
+                    "posting defect in {label} \"{}\": it does not build for {arch} ({file}, the file the port's fixup for it changes)",
+                    row.subject
+                ),
+                Some(format!("{e} — {}", fix.why)),
+                Some(fix.file.clone()),
+            );
+            confirmed.push(&fix.file);
+            continue;
+        }
         if !b.builds {
             add(
                 Severity::High,
@@ -795,6 +831,8 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
             .collect::<Vec<_>>()
             .join(", ");
         match (fix.kind, fix.role) {
+            // Already reported with the build break that shows it.
+            (FixupKind::PostingDefect, _) if confirmed.contains(&fix.file.as_str()) => {}
             (FixupKind::PostingDefect, _) => add(
                 Severity::High,
                 format!("posting defect in {on}, fixed by the port"),

@@ -214,11 +214,12 @@ fn the_recorded_reproduction_of_mkdirat2() {
     assert_eq!(
         titles(&r),
         [
+            // The arm break and the port's posting-defect fixup are one
+            // finding: the error is in the file the fixup changes.
             (
                 Severity::High,
-                "1/2 \"vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd\" does not build for arm (its C files, in files the series touches)".to_string()
+                "posting defect in 1/2 \"vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd\": it does not build for arm (include/linux/syscalls.h, the file the port's fixup for it changes)".to_string()
             ),
-            (Severity::High, "posting defect in 1/2, fixed by the port".to_string()),
             (
                 Severity::Medium,
                 "mkdirat2-kselftest: the selftest cleaned up after itself: out.names".to_string()
@@ -230,7 +231,7 @@ fn the_recorded_reproduction_of_mkdirat2() {
         ]
     );
     assert_eq!(r.exit_code, 1);
-    assert_eq!(r.verdict_line(), "4 finding(s): 2 high, 1 medium, 1 low");
+    assert_eq!(r.verdict_line(), "3 finding(s): 1 high, 1 medium, 1 low");
 
     // review.json round-trips; review.md is pinned.
     let json = serde_json::to_string(&r).unwrap();
@@ -450,4 +451,44 @@ fn a_series_that_applies_builds_and_passes_has_no_findings_and_exits_0() {
         "{md}"
     );
     assert!(md.contains("## Findings\n\nNone."), "{md}");
+}
+
+#[test]
+fn a_build_break_outside_the_files_the_fixup_changes_stays_a_finding_of_its_own() {
+    let w = world();
+    // The same recorded run, with 1/2's arm error moved to a file no fixup
+    // of the port touches: the break is not the defect the port names.
+    let events: Vec<Event> = w
+        .events
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            if let EventBody::Kernel(KernelEvent::PatchBuild {
+                index: 1,
+                cross_error: Some(err),
+                ..
+            }) = &mut e.body
+            {
+                *err =
+                    "fs/namei.c:5012:3: error: use of undeclared identifier 'lookup_flags'".into();
+            }
+            e
+        })
+        .collect();
+    let r = review(&w, &events, None, true);
+    let t = titles(&r);
+    assert_eq!(
+        t[..2],
+        [
+            (
+                Severity::High,
+                "1/2 \"vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd\" does not build for arm (its C files, in files the series touches)".to_string()
+            ),
+            (Severity::High, "posting defect in 1/2, fixed by the port".to_string()),
+        ]
+    );
+    assert_eq!(
+        r.findings[0].detail.as_deref(),
+        Some("fs/namei.c:5012:3: error: use of undeclared identifier 'lookup_flags'")
+    );
 }
