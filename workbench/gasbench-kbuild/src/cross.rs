@@ -7,7 +7,9 @@
 //! for that architecture (clang cross-compiles with LLVM=1, no extra
 //! toolchain), on tinyconfig. An error counts against the series only when
 //! it is located in a file the series has touched so far; anything else is
-//! reported as unrelated.
+//! reported as unrelated. Objects that failed are compiled again after
+//! every later patch until they build, so a patch that only changes a
+//! header (the port's semicolon fixup) shows whether it repaired them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,11 @@ use crate::make::{Make, first_error};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrossResult {
     pub arch: String,
-    /// The objects compiled (the patch's C files).
+    /// The objects compiled (the patch's C files, then `carried`).
     pub objects: Vec<String>,
+    /// Objects compiled again because they failed after an earlier patch.
+    #[serde(default)]
+    pub carried: Vec<String>,
     pub ok: bool,
     pub first_error: Option<String>,
     /// The error is in a file the series touched (else it is unrelated).
@@ -36,6 +41,8 @@ pub struct CrossCheck {
     /// The main build's output: only objects it builds are cross-checked.
     main_out: PathBuf,
     touched: BTreeSet<String>,
+    /// Objects that did not compile at their last check.
+    broken: BTreeSet<String>,
     configured: bool,
 }
 
@@ -49,12 +56,14 @@ impl CrossCheck {
             make,
             main_out: base.out.clone(),
             touched: BTreeSet::new(),
+            broken: BTreeSet::new(),
             configured: false,
         }
     }
 
     /// Compile the C files among `files` (the patch's, already checked
-    /// out). `None` when the patch has none to compile.
+    /// out) and the objects still broken. `None` when there is nothing to
+    /// compile.
     pub fn check(
         &mut self,
         files: &[String],
@@ -64,10 +73,11 @@ impl CrossCheck {
         self.touched.extend(files.iter().cloned());
         // Only what the main build compiles on its own: `rust/helpers/*.c`
         // are #included into helpers.c and need CONFIG_RUST, for example.
-        let objects: Vec<String> = objects_for(files, self.make.srcarch(), &self.make.src)
+        let own: Vec<String> = objects_for(files, self.make.srcarch(), &self.make.src)
             .into_iter()
             .filter(|o| self.main_out.join(o).is_file())
             .collect();
+        let (objects, carried) = with_carried(own, &self.broken);
         if objects.is_empty() {
             return Ok(None);
         }
@@ -101,14 +111,35 @@ impl CrossCheck {
             .as_deref()
             .and_then(|e| error_file(e, &self.make.src))
             .is_some_and(|f| self.touched.contains(&f));
+        // make stops at the first failing object, so which of them failed
+        // is not known: all of them are tried again next time.
+        if run.ok {
+            self.broken.clear();
+        } else {
+            self.broken.extend(objects.iter().cloned());
+        }
         Ok(Some(CrossResult {
             arch: self.make.arch.clone(),
             objects,
+            carried,
             ok: run.ok,
             first_error: err,
             caused_by_series,
         }))
     }
+}
+
+/// The patch's own objects, then the broken ones it does not compile
+/// already (those are also returned on their own).
+fn with_carried(own: Vec<String>, broken: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
+    let carried: Vec<String> = broken
+        .iter()
+        .filter(|o| !own.contains(o))
+        .cloned()
+        .collect();
+    let mut objects = own;
+    objects.extend(carried.iter().cloned());
+    (objects, carried)
 }
 
 /// `fs/namei.c` → `fs/namei.o`, for C files kbuild can compile for
@@ -177,6 +208,35 @@ mod tests {
             objects_for(&files, "arm", dir.path()),
             vec!["fs/namei.o", "arch/arm/kernel/b.o"]
         );
+    }
+
+    #[test]
+    fn objects_that_failed_are_compiled_again_after_later_patches() {
+        let broken: BTreeSet<String> = ["fs/namei.o".to_string(), "fs/open.o".to_string()]
+            .into_iter()
+            .collect();
+        // A header-only patch: only the broken objects.
+        assert_eq!(
+            with_carried(Vec::new(), &broken),
+            (
+                vec!["fs/namei.o".to_string(), "fs/open.o".to_string()],
+                vec!["fs/namei.o".to_string(), "fs/open.o".to_string()]
+            )
+        );
+        // A patch's own objects first, a broken one it compiles anyway is
+        // not carried twice.
+        assert_eq!(
+            with_carried(vec!["fs/open.o".into(), "mm/mmap.o".into()], &broken),
+            (
+                vec![
+                    "fs/open.o".to_string(),
+                    "mm/mmap.o".to_string(),
+                    "fs/namei.o".to_string()
+                ],
+                vec!["fs/namei.o".to_string()]
+            )
+        );
+        assert_eq!(with_carried(Vec::new(), &BTreeSet::new()), (vec![], vec![]));
     }
 
     #[test]

@@ -739,14 +739,29 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
         }
     }
 
-    // Building, patch by patch. A posted patch's break in a file that a
-    // later fixup of the port changes, where the port calls that fixup a
-    // posting defect of this patch, is one finding, not two: the break is
-    // the defect showing.
+    // Building, patch by patch. A break is reported where it first shows:
+    // the same error after the next patch is that break carried along. A
+    // posted patch's break that the port's posting-defect fixup for it
+    // accounts for is one finding with the fixup, not two: checked, when
+    // the first build without the break is right after a fixup; else when
+    // the error is in a file a later fixup changes.
     let mut confirmed: Vec<&str> = Vec::new();
-    for row in &r.patches {
+    let (mut last_x86, mut last_cross): (Option<&str>, Option<&str>) = (None, None);
+    for (i, row) in r.patches.iter().enumerate() {
         let Some(b) = &row.build else { continue };
         let label = row.label(total);
+        let x86_err = (!b.builds).then(|| b.first_error.as_deref().unwrap_or("make failed"));
+        let new_x86 = x86_err.filter(|e| Some(*e) != last_x86);
+        last_x86 = x86_err;
+        let new_cross = b.cross_error.as_deref().filter(|e| Some(*e) != last_cross);
+        if b.cross_arch.is_some() {
+            last_cross = b.cross_error.as_deref();
+        }
+        let broken_on = match (new_x86, new_cross, &b.cross_arch) {
+            (Some(e), _, _) => Some(("x86_64".to_string(), e)),
+            (None, Some(e), Some(arch)) => Some((arch.clone(), e)),
+            _ => None,
+        };
         let defect = row.posted_index.and_then(|k| {
             r.port_fixes.iter().find(|f| {
                 f.kind == FixupKind::PostingDefect
@@ -754,50 +769,64 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
                     && f.fixes.contains(&k)
             })
         });
-        let (arch, err) = match (&b.cross_arch, &b.cross_error, &b.first_error) {
-            (_, _, Some(e)) if !b.builds => ("x86_64".to_string(), Some(e)),
-            (Some(a), Some(e), _) => (a.clone(), Some(e)),
-            _ => (String::new(), None),
-        };
-        let in_file = err.and_then(|e| e.split(':').next()).filter(|file| {
-            r.patches.iter().any(|later| {
-                later.position > row.position
-                    && later.role == PatchRole::Fixup
-                    && later.files.iter().any(|f| f == file)
-            })
-        });
-        if let (Some(fix), Some(file), Some(e)) = (defect, in_file, err) {
-            add(
-                Severity::High,
-                format!(
-                    "posting defect in {label} \"{}\": it does not build for {arch} ({file}, the file the port's fixup for it changes)",
-                    row.subject
-                ),
-                Some(format!("{e} — {}", fix.why)),
-                Some(fix.file.clone()),
-            );
-            confirmed.push(&fix.file);
-            continue;
+        if let (Some(fix), Some((arch, e))) = (defect, &broken_on) {
+            // The first later row checked on that arch without the break.
+            let healed_by = r.patches[i + 1..].iter().find(|l| {
+                l.build.as_ref().is_some_and(|lb| {
+                    if arch == "x86_64" {
+                        lb.builds
+                    } else {
+                        lb.cross_arch.as_deref() == Some(arch.as_str()) && lb.cross_error.is_none()
+                    }
+                })
+            });
+            let file = e.split(':').next().unwrap_or("");
+            let in_fixed_file = r.patches[i + 1..]
+                .iter()
+                .any(|l| l.role == PatchRole::Fixup && l.files.iter().any(|f| f == file));
+            let how = match healed_by {
+                Some(l) if l.role == PatchRole::Fixup => Some(format!(
+                    "it builds again after patch {}, the port's fixup",
+                    l.position
+                )),
+                _ if in_fixed_file => Some(format!(
+                    "{file} is the file the port's fixup for it changes"
+                )),
+                _ => None,
+            };
+            if let Some(how) = how {
+                add(
+                    Severity::High,
+                    format!(
+                        "posting defect in {label} \"{}\": it does not build for {arch}; {how}",
+                        row.subject
+                    ),
+                    Some(format!("{e} — {}", fix.why)),
+                    Some(fix.file.clone()),
+                );
+                confirmed.push(&fix.file);
+                continue;
+            }
         }
-        if !b.builds {
+        if let Some(e) = new_x86 {
             add(
                 Severity::High,
                 format!(
                     "the tree does not build after {label} \"{}\" (x86_64)",
                     row.subject
                 ),
-                b.first_error.clone(),
+                Some(e.to_string()),
                 None,
             );
         }
-        if let (Some(arch), Some(err)) = (&b.cross_arch, &b.cross_error) {
+        if let (Some(arch), Some(e)) = (&b.cross_arch, new_cross) {
             add(
                 Severity::High,
                 format!(
                     "{label} \"{}\" does not build for {arch} (its C files, in files the series touches)",
                     row.subject
                 ),
-                Some(err.clone()),
+                Some(e.to_string()),
                 None,
             );
         }

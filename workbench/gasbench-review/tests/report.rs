@@ -215,10 +215,11 @@ fn the_recorded_reproduction_of_mkdirat2() {
         titles(&r),
         [
             // The arm break and the port's posting-defect fixup are one
-            // finding: the error is in the file the fixup changes.
+            // finding: arm builds again right after the fixup (checked),
+            // and 3's arm result is the same break carried along.
             (
                 Severity::High,
-                "posting defect in 1/2 \"vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd\": it does not build for arm (include/linux/syscalls.h, the file the port's fixup for it changes)".to_string()
+                "posting defect in 1/2 \"vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd\": it does not build for arm; it builds again after patch 4, the port's fixup".to_string()
             ),
             (
                 Severity::Medium,
@@ -453,28 +454,43 @@ fn a_series_that_applies_builds_and_passes_has_no_findings_and_exits_0() {
     assert!(md.contains("## Findings\n\nNone."), "{md}");
 }
 
-#[test]
-fn a_build_break_outside_the_files_the_fixup_changes_stays_a_finding_of_its_own() {
-    let w = world();
-    // The same recorded run, with 1/2's arm error moved to a file no fixup
-    // of the port touches: the break is not the defect the port names.
-    let events: Vec<Event> = w
-        .events
+/// The recorded run with every per-patch arm result replaced by `arm`
+/// (None: not checked) for the row at each position.
+fn with_arm_results(w: &World, arm: impl Fn(u32) -> Option<Option<String>>) -> Vec<Event> {
+    w.events
         .iter()
         .cloned()
         .map(|mut e| {
             if let EventBody::Kernel(KernelEvent::PatchBuild {
-                index: 1,
-                cross_error: Some(err),
+                index,
+                cross_arch,
+                cross_error,
                 ..
             }) = &mut e.body
             {
-                *err =
-                    "fs/namei.c:5012:3: error: use of undeclared identifier 'lookup_flags'".into();
+                match arm(*index) {
+                    Some(err) => {
+                        *cross_arch = Some("arm".into());
+                        *cross_error = err;
+                    }
+                    None => {
+                        *cross_arch = None;
+                        *cross_error = None;
+                    }
+                }
             }
             e
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_break_no_fixup_repairs_stays_a_finding_of_its_own_and_is_reported_once() {
+    let w = world();
+    // 1/2 breaks arm in a file no fixup touches, and the break stays
+    // through the replacement and the fixup: not the defect the port names.
+    let namei = "fs/namei.c:5012:3: error: use of undeclared identifier 'lookup_flags'";
+    let events = with_arm_results(&w, |_| Some(Some(namei.to_string())));
     let r = review(&w, &events, None, true);
     let t = titles(&r);
     assert_eq!(
@@ -487,8 +503,40 @@ fn a_build_break_outside_the_files_the_fixup_changes_stays_a_finding_of_its_own(
             (Severity::High, "posting defect in 1/2, fixed by the port".to_string()),
         ]
     );
+    assert_eq!(r.findings[0].detail.as_deref(), Some(namei));
+    // Carried through 3 and 4: not three findings.
     assert_eq!(
-        r.findings[0].detail.as_deref(),
-        Some("fs/namei.c:5012:3: error: use of undeclared identifier 'lookup_flags'")
+        t.iter()
+            .filter(|(_, x)| x.contains("does not build"))
+            .count(),
+        1,
+        "{t:#?}"
+    );
+}
+
+#[test]
+fn without_a_check_after_the_fixup_the_file_it_changes_links_break_and_defect() {
+    let w = world();
+    // As before gasbench compiled broken objects again: the header-only
+    // fixup had nothing of its own to compile for arm.
+    let events = with_arm_results(&w, |pos| match pos {
+        4 => None,
+        _ => Some(Some(
+            "include/linux/syscalls.h:1008:29: error: expected ';' after top level declarator"
+                .to_string(),
+        )),
+    });
+    let r = review(&w, &events, None, true);
+    assert_eq!(
+        titles(&r)[0],
+        (
+            Severity::High,
+            "posting defect in 1/2 \"vfs: syscalls: add mkdirat2() that returns an O_DIRECTORY fd\": it does not build for arm; include/linux/syscalls.h is the file the port's fixup for it changes".to_string()
+        )
+    );
+    assert!(
+        !titles(&r)
+            .iter()
+            .any(|(_, t)| t.contains("fixed by the port"))
     );
 }

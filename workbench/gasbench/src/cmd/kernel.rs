@@ -136,8 +136,8 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
             if let Some(e) = &p.first_error {
                 eprintln!("       first error: {e}");
             }
-            if let Some(c) = p.cross.as_ref().filter(|c| !c.ok) {
-                eprintln!(
+            match p.cross.as_ref() {
+                Some(c) if !c.ok => eprintln!(
                     "       {} ({}): {}",
                     c.arch,
                     if c.caused_by_series {
@@ -146,7 +146,14 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
                         "unrelated"
                     },
                     c.first_error.as_deref().unwrap_or("failed")
-                );
+                ),
+                // A patch that made an earlier break compile again.
+                Some(c) if !c.carried.is_empty() => eprintln!(
+                    "       {}: {} compile(s) again",
+                    c.arch,
+                    c.carried.join(", ")
+                ),
+                _ => {}
             }
         }
     }
