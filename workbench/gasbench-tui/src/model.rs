@@ -275,6 +275,9 @@ pub struct PatchRow {
     /// Per-patch build result, when the build checked this patch alone.
     pub builds: Option<bool>,
     pub first_error: Option<String>,
+    /// The second architecture's check (`--cross-arch`): its name and
+    /// the error when it did not build.
+    pub cross: Option<(String, Option<String>)>,
 }
 
 /// The stages drawn even before they start, so the pipeline's shape is
@@ -649,6 +652,7 @@ impl Model {
                     detail: p.detail.clone(),
                     builds: None,
                     first_error: None,
+                    cross: None,
                 };
                 match self
                     .pipeline
@@ -690,6 +694,8 @@ impl Model {
                 index,
                 builds,
                 first_error,
+                cross_arch,
+                cross_error,
                 ..
             } => {
                 if let Some(r) = self
@@ -700,6 +706,7 @@ impl Model {
                 {
                     r.builds = Some(*builds);
                     r.first_error = first_error.clone();
+                    r.cross = cross_arch.clone().map(|a| (a, cross_error.clone()));
                 }
             }
             KernelEvent::Artifact { kind, path } => {

@@ -38,12 +38,15 @@ fn fixture(name: &str) -> Vec<Event> {
 /// A model that has seen the events up to and including the first one
 /// for which `stop` holds (all of them if none does).
 fn model_until(events: &[Event], theme: Theme, stop: impl Fn(&Event) -> bool) -> Model {
+    model_of("tests/fixtures/recorded-run", events, theme, stop)
+}
+
+/// [`model_until`] for a log browsed from `path`.
+fn model_of(path: &str, events: &[Event], theme: Theme, stop: impl Fn(&Event) -> bool) -> Model {
     let end = events.iter().position(stop).map_or(events.len(), |i| i + 1);
     let prefix = events[..end].to_vec();
     let mut m = Model::new(
-        Mode::Browse {
-            path: "tests/fixtures/recorded-run".into(),
-        },
+        Mode::Browse { path: path.into() },
         theme,
         Box::new(MemEvents(prefix.clone())),
     );
@@ -111,6 +114,44 @@ fn each_pane_at_80x24() {
         );
         insta::assert_snapshot!(name, t.backend());
     }
+}
+
+/// The pipeline of a `gasbench repro --series mkdirat2 --cross-arch arm`
+/// run (the review's recorded fixture): per patch, x86_64 then arm, the
+/// posted 1/2 breaking arm, the replacement carrying the break, the port's
+/// fixup repairing it.
+#[test]
+fn pipeline_of_a_per_patch_reproduction_with_arm_at_80x24() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gasbench-review/tests/fixtures/mkdirat2-per-patch/events.jsonl");
+    let (events, cut) = gasbench_trace::log::read_all(&path).expect("fixture reads");
+    assert!(cut.is_none());
+    let mut m = model_of("mkdirat2-per-patch", &events, Theme::colored(), |_| false);
+    render(&mut m, 80, 24);
+    act(&mut m, [Action::Focus(Pane::Pipeline)]);
+    let t = render(&mut m, 80, 24);
+    let text = screen(&t);
+    let row = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle}:\n{text}"))
+            .to_string()
+    };
+    assert!(row("1/4").contains("builds arm ✗"), "{text}");
+    assert!(row("3/4").contains("builds arm ✗"), "{text}");
+    assert!(row("4/4").contains("builds arm ✓"), "{text}");
+    // The error follows the subject where the width allows.
+    assert_eq!(
+        m.pipeline.patches[0].cross,
+        Some((
+            "arm".to_string(),
+            Some(
+                "include/linux/syscalls.h:1008:29: error: expected ';' after top level declarator"
+                    .to_string()
+            )
+        ))
+    );
+    insta::assert_snapshot!("pipeline_per_patch_arm_80x24", t.backend());
 }
 
 #[test]

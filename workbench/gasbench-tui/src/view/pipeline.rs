@@ -85,8 +85,10 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         )));
     }
     for (i, pr) in p.patches.iter().enumerate() {
+        let cross_broken = pr.cross.as_ref().is_some_and(|(_, e)| e.is_some());
         let (mark, ms) = match (pr.status, pr.builds) {
             (ApplyStatus::Failed, _) | (_, Some(false)) => (sym::FAIL, t.fail),
+            _ if cross_broken => (sym::FAIL, t.fail),
             (ApplyStatus::AppliedWithFuzz, _) => (sym::WARN, t.warn),
             (ApplyStatus::Applied, _) => (sym::OK, t.ok),
         };
@@ -102,11 +104,19 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         } else {
             format!("{}/{}", pr.index, pr.total)
         };
-        let build = match pr.builds {
+        let mut build = match pr.builds {
             Some(true) => Span::styled(" builds", t.ok),
             Some(false) => Span::styled(" build ✗", t.fail),
             None => Span::raw(""),
         };
+        // `builds arm ✗`: x86_64 first, then the second architecture.
+        if let Some((arch, err)) = &pr.cross {
+            let (text, style) = match err {
+                None => (format!("{} {arch} {}", build.content, sym::OK), build.style),
+                Some(_) => (format!("{} {arch} ✗", build.content), t.fail),
+            };
+            build = Span::styled(text, style);
+        }
         let label = format!("{} {pos:>4} ", fmt::pad(series, 8));
         let used = 3 + label.chars().count() + build.content.chars().count();
         let mut subject = if pr.fixup {
@@ -116,6 +126,8 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         };
         if let Some(err) = &pr.first_error {
             subject = format!("{subject} — {err}");
+        } else if let Some((arch, Some(err))) = &pr.cross {
+            subject = format!("{subject} — {arch}: {err}");
         } else if pr.status != ApplyStatus::Applied && !pr.detail.is_empty() {
             subject = format!("{subject} — {}", pr.detail);
         }
