@@ -102,7 +102,8 @@ impl GoldfishDevice {
         if cfg.irq_on_command {
             cmd.arg("--irq-on-command");
         }
-        let log = std::fs::File::create(log).map_err(spawn_err)?;
+        let log_path = log;
+        let log = std::fs::File::create(log_path).map_err(spawn_err)?;
         let stopping = Arc::new(AtomicBool::new(false));
         let child = Supervised::spawn_piped(
             PROCESS_NAME,
@@ -123,8 +124,15 @@ impl GoldfishDevice {
         if let GoldfishDevice::Process { link, .. } = &dev
             && let Err(e) = link.wait_listening(LISTEN_TIMEOUT).await
         {
-            let why = e.to_string();
             dev.stop().await;
+            // What the process said before it went is the useful part.
+            let said = std::fs::read_to_string(log_path).unwrap_or_default();
+            let tail: Vec<&str> = said.lines().rev().take(5).collect();
+            let mut why = e.to_string();
+            if !tail.is_empty() {
+                why.push_str("; it said: ");
+                why.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+            }
             return Err(DeviceStartError::NotListening(why));
         }
         Ok(dev)
@@ -254,5 +262,60 @@ impl GoldfishDevice {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "device server" that is not one: it complains and exits. The
+    /// start fails with what it said, and leaves no socket.
+    #[tokio::test]
+    async fn a_server_process_that_never_listens_is_an_error_with_its_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-gasbench");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"gasbench device: cannot listen: address in use\" >&2\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (sink, _bus) = gasbench_events::bus();
+        let socket = dir.path().join("goldfish.sock");
+        let err = GoldfishDevice::start(
+            &DeviceHost::Process { program: fake },
+            &socket,
+            DeviceConfig::default(),
+            &dir.path().join("device.log"),
+            &sink,
+        )
+        .await
+        .err()
+        .expect("a process that never listens is an error");
+        let text = err.to_string();
+        assert!(text.contains("did not come up"), "{text}");
+        assert!(text.contains("cannot listen: address in use"), "{text}");
+        assert!(!socket.exists());
+    }
+
+    #[tokio::test]
+    async fn a_program_that_does_not_exist_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, _bus) = gasbench_events::bus();
+        let err = GoldfishDevice::start(
+            &DeviceHost::Process {
+                program: dir.path().join("no-such-gasbench"),
+            },
+            &dir.path().join("goldfish.sock"),
+            DeviceConfig::default(),
+            &dir.path().join("device.log"),
+            &sink,
+        )
+        .await
+        .err()
+        .expect("spawning nothing is an error");
+        assert!(err.to_string().contains("no-such-gasbench"), "{err}");
     }
 }
