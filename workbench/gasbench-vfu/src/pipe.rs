@@ -192,12 +192,11 @@ pub struct PipedServer {
     server: DeviceServer,
     out: Arc<ChildOut>,
     commands: mpsc::Receiver<Command>,
-    reader: Option<JoinHandle<()>>,
 }
 
 impl PipedServer {
-    /// Listen on `socket`; the `Listening` event is the parent's sign that
-    /// QEMU may start.
+    /// Listen on `socket`; the first `Status` line is the parent's sign
+    /// that QEMU may start.
     pub fn start(
         socket: &Path,
         cfg: DeviceConfig,
@@ -214,15 +213,15 @@ impl PipedServer {
         });
         // Acks are taken on the reader thread itself: the command worker
         // may be waiting for the device lock, which a flush holds while it
-        // waits for an Ack.
+        // waits for an Ack. The reader ends at stdin EOF; nobody joins it.
         let (tx, commands) = mpsc::channel();
-        let reader = {
+        {
             let out = out.clone();
             std::thread::Builder::new()
                 .name("device-pipe-in".into())
                 .spawn(move || read_commands(input, &out, &tx))
-                .map_err(ServerError::Thread)?
-        };
+                .map_err(ServerError::Thread)?;
+        }
         let trace = PipeTrace {
             out: out.clone(),
             batch: Vec::with_capacity(4096),
@@ -247,7 +246,6 @@ impl PipedServer {
             server,
             out,
             commands,
-            reader: Some(reader),
         })
     }
 
@@ -284,10 +282,8 @@ impl PipedServer {
         };
         self.out.send(&FromServer::Status { status });
         // Our stdout closes now, not when the process exits: the parent
-        // waits for that EOF. The reader ends at stdin EOF; a parent that
-        // keeps stdin open after Stop does not keep us here.
+        // waits for that EOF.
         lock(&self.out.out).take();
-        drop(self.reader.take());
         (reason, error, state)
     }
 
