@@ -5,7 +5,8 @@
 //! software hypervisor runs SeaBIOS under KVM but stops the kernel's
 //! decompressor with "KVM internal error"). So the probe opens /dev/kvm,
 //! then boots a kernel under `-accel kvm` and waits for its first console
-//! line. The verdict is cached per host boot, kernel and QEMU.
+//! line. The verdict is cached per host boot, kernel and QEMU (a few
+//! kernels side by side).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -189,7 +190,7 @@ struct CacheKey {
     qemu: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct CacheEntry {
     key: CacheKey,
     verdict: KvmVerdict,
@@ -210,6 +211,11 @@ fn cache_key(kernel: &Path, qemu_version: &str) -> Option<CacheKey> {
     })
 }
 
+/// How many verdicts `kvm.json` keeps (one per kernel probed with; the
+/// kernel stage keeps a build per set of series, and doctor probes with the
+/// runtime's stock kernel).
+const CACHE_ENTRIES: usize = 8;
+
 /// [`probe_kvm`] with the verdict remembered in `state_dir/kvm.json`.
 /// Returns the verdict and whether it came from the cache.
 pub fn probe_kvm_cached(
@@ -221,21 +227,21 @@ pub fn probe_kvm_cached(
 ) -> (KvmVerdict, bool) {
     let file: PathBuf = state_dir.join("kvm.json");
     let key = kernel.and_then(|k| cache_key(k, qemu_version));
+    // A file from before it held a list, or a damaged one, is a miss.
+    let mut entries: Vec<CacheEntry> = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     if let Some(key) = &key
-        && let Ok(text) = std::fs::read_to_string(&file)
-        && let Ok(entry) = serde_json::from_str::<CacheEntry>(&text)
-        && &entry.key == key
+        && let Some(hit) = entries.iter().find(|e| &e.key == key)
     {
-        return (entry.verdict, true);
+        return (hit.verdict.clone(), true);
     }
     let verdict = probe_kvm(runtime, kernel, timeout);
     if let Some(key) = key {
-        let entry = CacheEntry {
-            key,
-            verdict: verdict.clone(),
-        };
+        remember(&mut entries, key, verdict.clone());
         if std::fs::create_dir_all(state_dir).is_ok()
-            && let Ok(text) = serde_json::to_string_pretty(&entry)
+            && let Ok(text) = serde_json::to_string_pretty(&entries)
         {
             let _ = std::fs::write(&file, text);
         }
@@ -243,9 +249,56 @@ pub fn probe_kvm_cached(
     (verdict, false)
 }
 
+/// Newest first; entries of another host boot go, and at most
+/// [`CACHE_ENTRIES`] stay.
+fn remember(entries: &mut Vec<CacheEntry>, key: CacheKey, verdict: KvmVerdict) {
+    entries.retain(|e| e.key.boot_id == key.boot_id && e.key.kernel != key.kernel);
+    entries.insert(0, CacheEntry { key, verdict });
+    entries.truncate(CACHE_ENTRIES);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(boot: &str, kernel: &str) -> CacheKey {
+        CacheKey {
+            boot_id: boot.into(),
+            kernel: kernel.into(),
+            kernel_len: 1,
+            kernel_mtime: 1,
+            qemu: "11.1.3".into(),
+        }
+    }
+
+    fn verdict(usable: bool) -> KvmVerdict {
+        KvmVerdict {
+            usable,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_cache_keeps_a_verdict_per_kernel_of_this_boot() {
+        let mut e = Vec::new();
+        remember(&mut e, key("b1", "/k/old"), verdict(false));
+        remember(&mut e, key("b2", "/k/a"), verdict(false));
+        // Another boot's entries are gone.
+        assert_eq!(e.len(), 1);
+        remember(&mut e, key("b2", "/k/b"), verdict(true));
+        // Two kernels of one boot side by side, newest first: switching
+        // between them does not probe again.
+        let kernels: Vec<&str> = e.iter().map(|x| x.key.kernel.as_str()).collect();
+        assert_eq!(kernels, ["/k/b", "/k/a"]);
+        // A kernel probed again replaces its entry.
+        remember(&mut e, key("b2", "/k/a"), verdict(true));
+        assert_eq!(e.len(), 2);
+        assert!(e[0].verdict.usable);
+        for i in 0..20 {
+            remember(&mut e, key("b2", &format!("/k/{i}")), verdict(false));
+        }
+        assert_eq!(e.len(), CACHE_ENTRIES);
+    }
 
     #[test]
     fn console_and_error_lines_decide_the_verdict() {
