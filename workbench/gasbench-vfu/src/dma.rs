@@ -8,12 +8,15 @@
 //!
 //! SIGBUS guard: a mapping past the end of its file, or of a file the
 //! client later shrinks, would crash the server on access. The fd's size is
-//! checked against the window, and a memfd must be sealed against
-//! shrinking (QEMU seals its memfds; if the seal is missing we add it, and
-//! refuse the fd when we cannot).
+//! checked against the window, and only a memfd sealed against shrinking
+//! is mapped (QEMU seals its memfds; if the seal is missing we add it).
+//! Any other fd (a plain file, a memfd that cannot be sealed) is reached
+//! with pread/pwrite instead: a client that truncates it makes the access
+//! fail, not the server crash.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 
 use gasbench_device::{DmaError, GuestRam};
 use vm_memory::{
@@ -26,7 +29,31 @@ struct Window {
     gpa: u64,
     size: u64,
     writable: bool,
-    map: Option<GuestRegionMmap>,
+    map: Option<Access>,
+}
+
+/// How a window's bytes are reached.
+enum Access {
+    /// Mapped: a memfd that cannot shrink.
+    Mapped(GuestRegionMmap),
+    /// pread/pwrite at `offset` + the offset in the window.
+    File { file: File, offset: u64 },
+}
+
+impl Access {
+    fn read(&self, at: u64, buf: &mut [u8]) -> bool {
+        match self {
+            Access::Mapped(m) => m.read_slice(buf, MemoryRegionAddress(at)).is_ok(),
+            Access::File { file, offset } => file.read_exact_at(buf, offset + at).is_ok(),
+        }
+    }
+
+    fn write(&self, at: u64, data: &[u8]) -> bool {
+        match self {
+            Access::Mapped(m) => m.write_slice(data, MemoryRegionAddress(at)).is_ok(),
+            Access::File { file, offset } => file.write_all_at(data, offset + at).is_ok(),
+        }
+    }
 }
 
 impl Window {
@@ -157,7 +184,7 @@ impl DmaSpace {
         gpa: u64,
         len: usize,
         write: bool,
-        mut f: impl FnMut(&GuestRegionMmap, u64, usize, usize) -> bool,
+        mut f: impl FnMut(&Access, u64, usize, usize) -> bool,
     ) -> Result<(), DmaError> {
         if gpa.checked_add(len as u64).is_none() {
             return Err(DmaError::Unmapped { gpa, len });
@@ -202,27 +229,26 @@ impl GuestRam for DmaSpace {
     fn dma_read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), DmaError> {
         let len = buf.len();
         self.walk(gpa, len, false, |map, off, done, n| {
-            map.read_slice(&mut buf[done..done + n], MemoryRegionAddress(off))
-                .is_ok()
+            map.read(off, &mut buf[done..done + n])
         })
     }
 
     fn dma_write(&self, gpa: u64, data: &[u8]) -> Result<(), DmaError> {
         self.walk(gpa, data.len(), true, |map, off, done, n| {
-            map.write_slice(&data[done..done + n], MemoryRegionAddress(off))
-                .is_ok()
+            map.write(off, &data[done..done + n])
         })
     }
 }
 
-/// Map `size` bytes of `fd` from `offset`, after the SIGBUS checks.
+/// Map `size` bytes of `fd` from `offset` when that is safe, else reach
+/// them with pread/pwrite (see the SIGBUS guard above).
 fn map_fd(
     fd: OwnedFd,
     offset: u64,
     gpa: u64,
     size: u64,
     writable: bool,
-) -> Result<(GuestRegionMmap, Option<String>), String> {
+) -> Result<(Access, Option<String>), String> {
     let file = File::from(fd);
     let len = usize::try_from(size)
         .map_err(|_| format!("window of {size:#x} bytes is too large to map"))?;
@@ -241,7 +267,10 @@ fn map_fd(
             meta.len()
         ));
     }
-    let note = ensure_no_shrink(&file)?;
+    if let Err(why) = ensure_no_shrink(&file) {
+        let note = format!("{why}: reached with pread/pwrite, not mapped");
+        return Ok((Access::File { file, offset }, Some(note)));
+    }
     let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
     let region = MmapRegion::<()>::build(
         Some(FileOffset::new(file, offset)),
@@ -252,24 +281,21 @@ fn map_fd(
     .map_err(|e| format!("mmap failed: {e}"))?;
     let map = GuestRegionMmap::new(region, GuestAddress(gpa))
         .ok_or_else(|| "the window wraps around".to_string())?;
-    Ok((map, note))
+    Ok((Access::Mapped(map), None))
 }
 
-/// Make sure the file cannot shrink under the mapping. Returns a warning
-/// for files that cannot be sealed (not memfds).
-fn ensure_no_shrink(file: &File) -> Result<Option<String>, String> {
+/// Make sure the file cannot shrink under a mapping; why not when it
+/// cannot be made sure.
+fn ensure_no_shrink(file: &File) -> Result<(), String> {
     let fd = file.as_raw_fd();
     // SAFETY: fcntl(F_GET_SEALS) on an fd we own reads an int, no memory.
     let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
     if seals < 0 {
-        // Not a memfd (EINVAL): a plain file could be truncated by its
-        // owner; nothing to be done but say so.
-        return Ok(Some(
-            "not a memfd: if the client truncates the file the server may crash".into(),
-        ));
+        // Not a memfd (EINVAL): its owner can truncate it at any time.
+        return Err("not a memfd, so it could shrink under a mapping".into());
     }
     if seals & libc::F_SEAL_SHRINK != 0 {
-        return Ok(None);
+        return Ok(());
     }
     // SAFETY: as above; F_ADD_SEALS takes an int argument.
     let r = unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
@@ -279,7 +305,7 @@ fn ensure_no_shrink(file: &File) -> Result<Option<String>, String> {
             std::io::Error::last_os_error()
         ));
     }
-    Ok(None)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -364,13 +390,50 @@ mod tests {
         let m = d.map(rw(), 0, 0x4000, 0x2000, Some(small.into())).unwrap();
         assert!(!m.reachable);
         assert!(m.note.unwrap().contains("holds 0x1000 bytes"));
-        // A memfd that cannot be sealed against shrinking.
+        // A memfd that cannot be sealed against shrinking: reached with
+        // pread/pwrite, and a truncation makes accesses fail, not crash.
         let unsealable = memfd(0x1000, false);
         let m = d
-            .map(rw(), 0, 0x8000, 0x1000, Some(unsealable.into()))
+            .map(
+                rw(),
+                0,
+                0x8000,
+                0x1000,
+                Some(unsealable.try_clone().unwrap().into()),
+            )
             .unwrap();
-        assert!(!m.reachable);
-        assert!(m.note.unwrap().contains("sealed"));
+        assert!(m.reachable);
+        assert!(m.note.unwrap().contains("pread/pwrite"));
+        d.dma_write(0x8ff0, b"unsealed").unwrap();
+        let mut back = [0u8; 8];
+        d.dma_read(0x8ff0, &mut back).unwrap();
+        assert_eq!(&back, b"unsealed");
+        unsealable.set_len(0).unwrap();
+        assert!(d.dma_read(0x8ff0, &mut back).is_err());
+        // So is a plain file, truncated by its owner after the map.
+        let dir = tempfile::tempdir().unwrap();
+        let plain = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("ram"))
+            .unwrap();
+        plain.set_len(0x2000).unwrap();
+        let m = d
+            .map(
+                rw(),
+                0,
+                0x20000,
+                0x2000,
+                Some(plain.try_clone().unwrap().into()),
+            )
+            .unwrap();
+        assert!(m.reachable);
+        assert!(m.note.unwrap().contains("not a memfd"));
+        d.dma_write(0x21000, b"plain").unwrap();
+        plain.set_len(0).unwrap();
+        assert!(d.dma_read(0x21000, &mut back[..5]).is_err());
         // A sealable one gets the seal.
         let ok = memfd(0x1000, true);
         d.map(
