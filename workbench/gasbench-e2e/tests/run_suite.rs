@@ -286,6 +286,80 @@ fn killing_the_device_server_process_mid_run_ends_it_naming_it_and_leaves_nothin
     kill_mid_run("device server", &["--device-process"], "device server (pid");
 }
 
+/// A block that keeps the guest busy past its own timeout (its inner
+/// steps keep talking) and a step that goes quiet past its timeout are
+/// both stopped and named; the next scenario gets a fresh boot and passes.
+#[test]
+fn steps_and_blocks_that_overrun_their_timeout_are_stopped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let block = dir.path().join("block.toml");
+    std::fs::write(
+        &block,
+        r#"[scenario]
+name = "block-overruns"
+timeout = "5m"
+
+[[step]]
+name = "outer block"
+repeat = 400
+timeout = "2s"
+[[step.steps]]
+name = "nap"
+sleep = "250ms"
+"#,
+    )
+    .unwrap();
+    let quiet = dir.path().join("quiet.toml");
+    std::fs::write(
+        &quiet,
+        r#"[scenario]
+name = "step-goes-quiet"
+timeout = "5m"
+
+[[step]]
+name = "long nap"
+sleep = "100s"
+timeout = "2s"
+"#,
+    )
+    .unwrap();
+    let rfc = scenarios_dir().join("goldfish_rfc_subset.toml");
+    let (code, s, stderr) = run(
+        &[
+            block.to_str().unwrap(),
+            quiet.to_str().unwrap(),
+            rfc.to_str().unwrap(),
+        ],
+        &dir.path().join("runs"),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    // What the failed expectations of a scenario say, joined.
+    let actual_of = |name: &str| {
+        let sc = scenario(&s, name);
+        assert_eq!(sc["passed"], false, "{sc:#}");
+        sc["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["held"] == false)
+            .map(|e| e["actual"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let b = actual_of("block-overruns");
+    assert!(
+        b.contains("step 0 \"outer block\"")
+            && b.contains("did not finish within its timeout of 2.0 s"),
+        "{b}"
+    );
+    let q = actual_of("step-goes-quiet");
+    assert!(
+        q.contains("stopped answering during step 0 \"long nap\""),
+        "{q}"
+    );
+    assert_eq!(scenario(&s, "goldfish-rfc-subset")["passed"], true, "{s:#}");
+}
+
 #[test]
 fn a_device_socket_that_dies_fails_the_call_and_the_next_scenario_gets_a_fresh_boot() {
     let dir = tempfile::tempdir().unwrap();

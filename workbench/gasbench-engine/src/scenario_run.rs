@@ -7,10 +7,11 @@
 //! the verdicts. A guest that stops answering is stopped at the step's or
 //! the scenario's deadline and the verdicts say where it hung.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gasbench_abi::protocol::{AgentMsg, HostMsg};
+use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
 use gasbench_events::run::RunEvent;
 use gasbench_qemu::spec::{GOLDFISH_ID, goldfish_device_json};
@@ -95,19 +96,36 @@ pub async fn run_scenario(
     })?;
 
     let deadline = start + plan.timeout;
-    let mut current: Option<(u32, Instant)> = None;
+    // The step begun last: console lines belong to it.
+    let mut current: Option<u32> = None;
+    // Every step running now, per thread, since when: a block or group is
+    // running while its inner steps come and go, and keeps its deadline.
+    let mut running: BTreeMap<(ThreadId, u32), Instant> = BTreeMap::new();
+    // The step that ran out of time (or was running when the guest went
+    // quiet), once one did.
+    let mut timed_out: Option<Option<u32>> = None;
     let mut unfit = None;
+    let mut last_heard = Instant::now();
     let mut device_status = guest.device.as_ref().map(|d| d.subscribe());
     loop {
         let now = Instant::now();
-        // Wait no longer than the scenario has left, nor than the running
-        // step has left.
-        let mut wait = deadline.saturating_duration_since(now);
-        if let Some((step, began)) = current
-            && let Some(info) = plan.step(step)
-        {
-            wait = wait.min((began + info.timeout).saturating_duration_since(now));
+        // The earliest deadline: the scenario's or a running step's. A
+        // guest that keeps talking past it is stopped here; a silent one
+        // when the wait for its next message runs out.
+        let (due, due_step) = running
+            .iter()
+            .filter_map(|(&(_, step), &began)| plan.step(step).map(|i| (began + i.timeout, step)))
+            .min()
+            .filter(|(d, _)| *d < deadline)
+            .map_or((deadline, None), |(d, s)| (d, Some(s)));
+        if now >= due {
+            let why = out_of_time(c, due_step, current, start.elapsed(), last_heard.elapsed());
+            sink.emit(RunEvent::Note { text: why.clone() });
+            timed_out = Some(due_step.or(current));
+            unfit = Some(why);
+            break;
         }
+        let wait = due - now;
         let device_changed = async {
             match &mut device_status {
                 Some(rx) => rx.changed().await.is_ok(),
@@ -118,17 +136,27 @@ pub async fn run_scenario(
             msg = guest.session.next(wait, "running a scenario") => {
                 let msg = match msg {
                     Ok(m) => m,
+                    // The wait was what the earliest deadline had left.
                     Err(SessionError::Silent { .. }) => {
-                        let why = hung_where(c, current.map(|c| c.0), start.elapsed());
+                        let step = due_step.or(current);
+                        let why = out_of_time(c, due_step, current, start.elapsed(), last_heard.elapsed());
                         sink.emit(RunEvent::Note { text: why.clone() });
+                        timed_out = Some(step);
                         unfit = Some(why);
                         break;
                     }
                     Err(e) => return Err(e.into()),
                 };
+                last_heard = Instant::now();
                 ev.agent(&msg);
                 match msg {
-                    AgentMsg::StepBegin { step, .. } => current = Some((step, Instant::now())),
+                    AgentMsg::StepBegin { step, thread, .. } => {
+                        current = Some(step);
+                        running.entry((thread, step)).or_insert_with(Instant::now);
+                    }
+                    AgentMsg::StepEnd { step, thread, .. } => {
+                        running.remove(&(thread, step));
+                    }
                     AgentMsg::SyncWait { bundle, sync, .. } => {
                         let result = host_actions(guest, c, sync, sink).await;
                         ev.host_action(sync, result);
@@ -145,7 +173,7 @@ pub async fn run_scenario(
             }
             line = console.recv() => {
                 if let Ok(line) = line {
-                    ev.console(current.map(|c| c.0), &line);
+                    ev.console(current, &line);
                 }
             }
             alive = device_changed => {
@@ -168,16 +196,13 @@ pub async fn run_scenario(
     )
     .await
     {
-        ev.console(current.map(|c| c.0), &line);
+        ev.console(current, &line);
     }
     if !guest.plugged && unfit.is_none() {
         unfit = Some(format!("{name} left the goldfish device unplugged"));
     }
     let mut report = ev.finish();
-    if let Some(why) = &unfit
-        && why.contains("stopped answering")
-    {
-        let step = current.map(|c| c.0);
+    if let (Some(why), Some(step)) = (&unfit, timed_out) {
         let info = step.and_then(|s| plan.step(s));
         report.verdicts.push(Verdict {
             step,
@@ -216,21 +241,38 @@ pub async fn run_scenario(
     })
 }
 
-fn hung_where(c: &Compiled, step: Option<u32>, elapsed: Duration) -> String {
-    match step.and_then(|s| c.plan.step(s)) {
-        Some(info) => format!(
-            "{}: the guest stopped answering during step {} \"{}\" ({}:{}) after {:.1} s",
+/// Why a scenario was stopped at a deadline: the step (or scenario) whose
+/// timeout ran out, and whether the guest had gone quiet (a hang) or was
+/// still reporting (a block or a repeat that takes too long).
+fn out_of_time(
+    c: &Compiled,
+    due_step: Option<u32>,
+    current: Option<u32>,
+    elapsed: Duration,
+    quiet: Duration,
+) -> String {
+    let place = match due_step.or(current).and_then(|s| c.plan.step(s)) {
+        Some(i) => format!("step {} \"{}\" ({}:{})", i.id, i.name, c.origin, i.line),
+        None => "the scenario, before the first step".into(),
+    };
+    if quiet >= Duration::from_secs(1) {
+        return format!(
+            "{}: the guest stopped answering during {place} after {:.1} s (silent for {:.1} s)",
             c.plan.scenario,
-            info.id,
-            info.name,
-            c.origin,
-            info.line,
-            elapsed.as_secs_f64()
+            elapsed.as_secs_f64(),
+            quiet.as_secs_f64()
+        );
+    }
+    match due_step.and_then(|s| c.plan.step(s)) {
+        Some(i) => format!(
+            "{}: {place} did not finish within its timeout of {:.1} s; the guest was still running it",
+            c.plan.scenario,
+            i.timeout.as_secs_f64()
         ),
         None => format!(
-            "{}: the guest stopped answering before the first step, after {:.1} s",
+            "{}: the scenario did not finish within its timeout of {:.1} s, during {place}; the guest was still running it",
             c.plan.scenario,
-            elapsed.as_secs_f64()
+            c.plan.timeout.as_secs_f64()
         ),
     }
 }
