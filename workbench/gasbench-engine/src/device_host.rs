@@ -56,11 +56,11 @@ pub enum DeviceStartError {
 pub enum GoldfishDevice {
     InProcess(DeviceServer),
     Process {
+        /// First, so that on a drop it marks the exit as expected before
+        /// `child` kills the process.
+        guard: ProcessGuard,
         link: RemoteDevice,
         child: Supervised,
-        socket: PathBuf,
-        /// Set before we stop it, so its exit is reported as expected.
-        stopping: Arc<AtomicBool>,
     },
 }
 
@@ -116,10 +116,12 @@ impl GoldfishDevice {
         )
         .map_err(spawn_err)?;
         let dev = GoldfishDevice::Process {
+            guard: ProcessGuard {
+                stopping,
+                socket: socket.to_path_buf(),
+            },
             link,
             child,
-            socket: socket.to_path_buf(),
-            stopping,
         };
         if let GoldfishDevice::Process { link, .. } = &dev
             && let Err(e) = link.wait_listening(LISTEN_TIMEOUT).await
@@ -141,7 +143,7 @@ impl GoldfishDevice {
     pub fn socket_path(&self) -> &Path {
         match self {
             GoldfishDevice::InProcess(s) => s.socket_path(),
-            GoldfishDevice::Process { socket, .. } => socket,
+            GoldfishDevice::Process { guard, .. } => &guard.socket,
         }
     }
 
@@ -240,10 +242,11 @@ impl GoldfishDevice {
             GoldfishDevice::Process {
                 mut link,
                 mut child,
-                stopping,
-                socket,
+                guard,
             } => {
-                stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                guard
+                    .stopping
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 link.clear_before_events();
                 tokio::task::spawn_blocking(move || {
                     link.stop(Duration::from_secs(5));
@@ -255,13 +258,35 @@ impl GoldfishDevice {
                     child.kill();
                     child.wait().await;
                 }
-                // A server that was killed could not remove its socket; the
-                // run directory is ours, so whatever socket is there is its.
-                if std::fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket()) {
-                    let _ = std::fs::remove_file(&socket);
-                }
+                // A server that was killed could not remove its socket.
+                drop(guard);
             }
         }
+    }
+}
+
+/// What must happen however a device server process goes, `stop` or a
+/// drop (Ctrl-C drops the run's future): its exit is one we asked for, and
+/// the socket it may not have removed goes. The process itself is killed
+/// by its `Supervised` when that drops.
+pub struct ProcessGuard {
+    stopping: Arc<AtomicBool>,
+    socket: PathBuf,
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        remove_socket(&self.socket);
+    }
+}
+
+/// Remove `path` if it is a socket (the run directory is ours, so a socket
+/// there is the server's).
+fn remove_socket(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

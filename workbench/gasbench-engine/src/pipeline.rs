@@ -384,6 +384,8 @@ impl Runner {
             detail: String::new(),
         });
         let how = match self.guest.take() {
+            // An unfit guest may have a hung agent: no orderly power-off.
+            Some(g) if g.unfit.is_some() => g.abort().await,
             Some(g) => g.shutdown().await,
             None => "nothing was running".into(),
         };
