@@ -7,6 +7,7 @@
 //! recursion limit, our limits on steps, nesting, repeats and threads).
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,14 @@ pub fn load(path: &Path) -> Result<Compiled, Box<Problems>> {
         ))
     };
     let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read {origin}: {e}")))?;
+    // A FIFO would block the open, a device could be endless: only
+    // regular files (symlinks to them included) are read.
+    if !meta.is_file() {
+        return Err(fail(format!(
+            "{origin} is not a regular file ({}); a scenario is a .toml file",
+            file_kind(&meta)
+        )));
+    }
     if meta.len() > MAX_FILE_BYTES {
         return Err(fail(format!(
             "the file is {} bytes; scenario files may be at most {} bytes",
@@ -66,8 +75,30 @@ pub fn load(path: &Path) -> Result<Compiled, Box<Problems>> {
             MAX_FILE_BYTES
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {origin}: {e}")))?;
+    // Bounded even if the file grows between the stat and the read.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read {origin}: {e}")))?;
     compile_bytes(&origin, &bytes)
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
 }
 
 /// Compile raw file content: refuses what is too large, binary or not UTF-8.

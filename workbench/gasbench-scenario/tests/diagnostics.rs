@@ -337,6 +337,31 @@ fn binary_non_utf8_and_huge_files_are_refused() {
 }
 
 #[test]
+fn only_regular_files_are_read() {
+    // An endless device and a FIFO nobody writes to: refused at once, not
+    // read until memory runs out or blocked on forever.
+    let p = gasbench_scenario::load(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(
+        p.positions()[0].2.contains("a character device"),
+        "{:?}",
+        p.positions()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let p = gasbench_scenario::load(&fifo).unwrap_err();
+    assert!(p.positions()[0].2.contains("a FIFO"), "{:?}", p.positions());
+    let p = gasbench_scenario::load(dir.path()).unwrap_err();
+    assert!(
+        p.positions()[0].2.contains("a directory"),
+        "{:?}",
+        p.positions()
+    );
+}
+
+#[test]
 fn pathological_nesting_and_counts_are_bounded() {
     // Deep inline nesting: the TOML parser's recursion limit reports it.
     let deep = format!("x = {}1{}\n", "[".repeat(5000), "]".repeat(5000));
