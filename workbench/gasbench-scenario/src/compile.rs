@@ -889,6 +889,21 @@ impl<'s> Cx<'s> {
         Some(d)
     }
 
+    /// A duration that is a limit: zero could never be met.
+    fn timeout(&mut self, v: &V<'_>, what: &str) -> Option<Duration> {
+        let d = self.duration(v, what)?;
+        if d.is_zero() {
+            self.err_help(
+                span_of(v),
+                format!("{what} of 0 can never be met"),
+                "zero",
+                "give the step time to run, e.g. \"5s\"",
+            );
+            return None;
+        }
+        Some(d)
+    }
+
     fn pattern(&mut self, s: &str, span: Span) -> Option<Pattern> {
         match regex::RegexBuilder::new(s).size_limit(1 << 20).build() {
             Ok(_) => Some(Pattern {
@@ -995,12 +1010,12 @@ impl<'s> Cx<'s> {
                 .get("description")
                 .and_then(|v| self.string(v, "description"))
                 .map(str::to_string);
-            if let Some(d) = t.get("timeout").and_then(|v| self.duration(v, "timeout")) {
+            if let Some(d) = t.get("timeout").and_then(|v| self.timeout(v, "timeout")) {
                 timeout = d;
             }
             if let Some(d) = t
                 .get("step_timeout")
-                .and_then(|v| self.duration(v, "step_timeout"))
+                .and_then(|v| self.timeout(v, "step_timeout"))
             {
                 self.step_timeout = d;
             }
@@ -1226,7 +1241,7 @@ impl<'s> Cx<'s> {
             None => 1,
         };
         let timeout = match t.get("timeout") {
-            Some(d) => self.duration(d, "timeout").unwrap_or(self.step_timeout),
+            Some(d) => self.timeout(d, "timeout").unwrap_or(self.step_timeout),
             None => self.step_timeout,
         };
         let capture = t.get("capture").and_then(|c| {

@@ -337,6 +337,32 @@ fn binary_non_utf8_and_huge_files_are_refused() {
 }
 
 #[test]
+fn a_timeout_of_zero_is_refused() {
+    let text = r#"[scenario]
+name = "zero"
+timeout = "0s"
+step_timeout = "0ms"
+
+[[step]]
+sleep = "0ms"
+timeout = "0s"
+"#;
+    let msgs: Vec<String> = problems(text)
+        .into_iter()
+        .map(|(l, _, m)| format!("{l}: {m}"))
+        .collect();
+    // A sleep of zero is fine; a limit of zero can never be met.
+    assert_eq!(
+        msgs,
+        [
+            "3: timeout of 0 can never be met",
+            "4: step_timeout of 0 can never be met",
+            "8: timeout of 0 can never be met",
+        ]
+    );
+}
+
+#[test]
 fn only_regular_files_are_read() {
     // An endless device and a FIFO nobody writes to: refused at once, not
     // read until memory runs out or blocked on forever.
