@@ -99,3 +99,42 @@ async fn a_stock_kernel_boots_under_the_runner_and_everything_is_torn_down() {
         .collect();
     assert!(leftovers.is_empty(), "stale sockets: {leftovers:?}");
 }
+
+/// QEMU that connects to its sockets and then refuses the machine (too
+/// many CPUs for q35 without x2APIC): the error is QEMU's own words, not
+/// "QMP closed", and nothing is left in the run directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qemu_that_dies_during_start_up_is_named_with_its_words_and_leaves_nothing() {
+    let (_cache, rt) = gasbench_e2e::runtime();
+    let kernel = gasbench_env::probe_kernel(&rt, None).expect("the toolroot has a stock kernel");
+    let dir = tempfile::tempdir().unwrap();
+    let initramfs = dir.path().join("initramfs.cpio");
+    std::fs::write(&initramfs, Initramfs::new().to_bytes()).unwrap();
+    let run_dir = dir.path().join("run");
+    let spec = VmSpec {
+        kernel,
+        initramfs,
+        cmdline: String::new(),
+        memory_mib: 256,
+        cpus: 1000,
+        accel: Accel::Tcg,
+        run_dir: run_dir.clone(),
+        share: Some(dir.path().join("share")),
+        goldfish_socket: None,
+        tsc_khz: None,
+    };
+    let (sink, _bus) = gasbench_events::bus();
+    let err = match Vm::launch(&spec, &rt, &sink).await {
+        Ok(_) => panic!("QEMU accepted 1000 CPUs on q35"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("QEMU exited"), "{err}");
+    assert!(err.contains("x2APIC"), "QEMU's own reason: {err}");
+    let left: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".sock"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

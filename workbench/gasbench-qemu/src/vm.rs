@@ -93,6 +93,9 @@ impl Vm {
         std::fs::create_dir_all(&run_dir).map_err(rd)?;
         std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).map_err(rd)?;
         let sockets = Sockets::in_dir(&run_dir);
+        // Until the Vm exists (its Drop takes over), a failed start
+        // removes what it made; its children die with their Supervised.
+        let mut unlink = UnlinkOnDrop(Some(sockets.clone()));
         let stopping = Arc::new(AtomicBool::new(false));
 
         let qmp_l = listen(&sockets.qmp).map_err(rd)?;
@@ -191,9 +194,39 @@ impl Vm {
         );
         let agent_std = agent_s.into_std().map_err(rd)?;
         let (agent, agent_rx) = AgentPort::new(agent_std, sink.clone()).map_err(rd)?;
-        let qmp = Qmp::negotiate(qmp_s, sink.clone()).await?;
-        let status = qmp.status().await?;
+        // QEMU can still die after it connected (a CPU or memory setting
+        // it rejects): then its own words matter, not "QMP closed".
+        let handshake = async {
+            let qmp = Qmp::negotiate(qmp_s, sink.clone()).await?;
+            let status = qmp.status().await?;
+            Ok::<_, QmpError>((qmp, status))
+        };
+        let (qmp, status) = tokio::select! {
+            r = tokio::time::timeout(START_TIMEOUT, handshake) => match r {
+                Ok(Ok(q)) => q,
+                Ok(Err(e)) => {
+                    // A closed QMP is usually QEMU on its way out.
+                    if let Some(status) = qemu.wait_timeout(Duration::from_secs(2)).await {
+                        return Err(VmError::DiedEarly { what: "QEMU", status, tail: tail(&qemu_log, 20) });
+                    }
+                    return Err(e.into());
+                }
+                Err(_) => {
+                    qemu.kill();
+                    return Err(VmError::StartTimeout {
+                        what: "QEMU",
+                        doing: "answer on QMP",
+                        timeout: START_TIMEOUT,
+                        tail: tail(&qemu_log, 20),
+                    });
+                }
+            },
+            status = qemu.wait() => {
+                return Err(VmError::DiedEarly { what: "QEMU", status, tail: tail(&qemu_log, 20) });
+            }
+        };
         sink.emit(VmEvent::State { status });
+        unlink.0 = None;
 
         Ok(Vm {
             qmp,
@@ -284,18 +317,33 @@ impl Drop for Vm {
         if let Some(v) = &mut self.virtiofsd {
             v.kill();
         }
-        for p in [
-            &self.sockets.qmp,
-            &self.sockets.console,
-            &self.sockets.agent,
-            &self.sockets.virtiofsd,
-        ] {
-            let _ = std::fs::remove_file(p);
+        remove_sockets(&self.sockets);
+    }
+}
+
+fn remove_sockets(sockets: &Sockets) {
+    for p in [
+        &sockets.qmp,
+        &sockets.console,
+        &sockets.agent,
+        &sockets.virtiofsd,
+    ] {
+        let _ = std::fs::remove_file(p);
+    }
+    // virtiofsd's lock file beside its socket.
+    let mut pid = sockets.virtiofsd.clone().into_os_string();
+    pid.push(".pid");
+    let _ = std::fs::remove_file(pid);
+}
+
+/// Removes a start-up's sockets unless disarmed (`.0 = None`).
+struct UnlinkOnDrop(Option<Sockets>);
+
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            remove_sockets(s);
         }
-        // virtiofsd's lock file beside its socket.
-        let mut pid = self.sockets.virtiofsd.clone().into_os_string();
-        pid.push(".pid");
-        let _ = std::fs::remove_file(pid);
     }
 }
 

@@ -29,9 +29,12 @@ pub struct VmArgs {
     /// Where run directories go [default: <cache>/runs]
     #[arg(long, value_name = "DIR")]
     pub runs: Option<PathBuf>,
-    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(128..=65536))]
     pub memory: u32,
-    #[arg(long, default_value_t = 2)]
+    /// Guest CPUs (q35 without x2APIC: at most 64 here).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
     /// Seconds the guest may take from QEMU start to the agent's Ready.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
