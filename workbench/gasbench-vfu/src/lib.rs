@@ -48,4 +48,4 @@ pub mod signals;
 pub mod sock;
 pub mod wire;
 
-pub use server::{DeviceServer, ServerError, ServerStatus, TransportStats};
+pub use server::{DEFAULT_BODY_TIMEOUT, DeviceServer, ServerError, ServerStatus, TransportStats};

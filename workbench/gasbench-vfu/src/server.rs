@@ -63,6 +63,10 @@ impl ServerStatus {
     }
 }
 
+/// A client that sends a header and stalls this long in the body is
+/// dropped (QEMU sends a message in one go).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
 type Hook = Box<dyn FnMut() + Send>;
 type StatusHook = Box<dyn Fn(&ServerStatus) + Send>;
 
@@ -72,6 +76,8 @@ pub(crate) struct Shared {
     hook: Mutex<Option<Hook>>,
     hook_set: AtomicBool,
     on_status: Mutex<Option<StatusHook>>,
+    /// How long a message's body may take after its header, in ms.
+    body_timeout_ms: AtomicU64,
     stop: AtomicBool,
     /// A second handle on the live connection, so `stop` can shut it down.
     conn: Mutex<Option<UnixStream>>,
@@ -117,6 +123,10 @@ impl Shared {
         self.messages.fetch_add(1, Ordering::Relaxed);
         self.busy_ns
             .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms.load(Ordering::Relaxed).max(1))
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -201,6 +211,7 @@ impl DeviceServer {
             hook: Mutex::new(None),
             hook_set: AtomicBool::new(false),
             on_status: Mutex::new(None),
+            body_timeout_ms: AtomicU64::new(DEFAULT_BODY_TIMEOUT.as_millis() as u64),
             stop: AtomicBool::new(false),
             conn: Mutex::new(None),
             status: Mutex::new(initial),
@@ -266,6 +277,14 @@ impl DeviceServer {
     pub fn set_before_message(&self, hook: impl FnMut() + Send + 'static) {
         *lock(&self.shared.hook) = Some(Box::new(hook));
         self.shared.hook_set.store(true, Ordering::Release);
+    }
+
+    /// How long a message's body may take to arrive after its header
+    /// before the session is ended (default [`DEFAULT_BODY_TIMEOUT`]).
+    pub fn set_body_timeout(&self, limit: Duration) {
+        self.shared
+            .body_timeout_ms
+            .store(limit.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Call `tell` with every status change from now on, on the thread

@@ -97,9 +97,27 @@ impl<'a> Session<'a> {
             }
             let len = h.size as usize - HEADER_LEN;
             self.payload.resize(len, 0);
-            if let Err(e) = (&self.stream).read_exact(&mut self.payload) {
+            // The body follows its header at once from a real client; one
+            // that stalls mid-message must not hold the only session.
+            let limit = self.shared.body_timeout();
+            let _ = self.stream.set_read_timeout(Some(limit));
+            let body = (&self.stream).read_exact(&mut self.payload);
+            let _ = self.stream.set_read_timeout(None);
+            if let Err(e) = body {
                 if self.shared.stopping() {
                     return "the server stopped".into();
+                }
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    let why = format!(
+                        "the client stalled mid-message ({}, {len} payload bytes) for {:.1} s",
+                        wire::command_name(h.command),
+                        limit.as_secs_f64()
+                    );
+                    self.anomaly(why.clone());
+                    return why;
                 }
                 return format!(
                     "the client disconnected mid-message ({}, {len} payload bytes): {e}",

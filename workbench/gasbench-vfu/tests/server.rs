@@ -395,3 +395,35 @@ fn hook_markers_and_register_events_are_in_causal_order() {
         assert_eq!(got, vec!["call".to_string(), r.name().to_string()]);
     }
 }
+
+#[test]
+fn a_client_that_stalls_mid_message_loses_the_session_not_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _rx) = start(&sock(&dir), FaultPlan::default());
+    server.set_body_timeout(Duration::from_millis(200));
+    let mut c = RawClient::connect(server.socket_path()).unwrap();
+    c.version().unwrap();
+    // A DEVICE_GET_INFO header announcing 100 payload bytes, then 10 of them,
+    // and the client stays connected.
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&7u16.to_le_bytes()); // message id
+    msg.extend_from_slice(&DEVICE_GET_INFO.to_le_bytes());
+    msg.extend_from_slice(&116u32.to_le_bytes()); // size: header + 100
+    msg.extend_from_slice(&0u32.to_le_bytes()); // flags: a command
+    msg.extend_from_slice(&0u32.to_le_bytes()); // error
+    msg.extend_from_slice(&[0u8; 10]);
+    c.send_raw(&msg).unwrap();
+    let s = server
+        .wait_for(Duration::from_secs(10), |s| {
+            matches!(s, ServerStatus::Listening { sessions: 1, .. })
+        })
+        .expect("the stalled session ends");
+    assert!(
+        matches!(&s, ServerStatus::Listening { last_disconnect: Some(r), .. } if r.contains("stalled mid-message")),
+        "{s:?}"
+    );
+    // The next client is served.
+    let mut c2 = RawClient::connect(server.socket_path()).unwrap();
+    c2.version().unwrap();
+    drop(c);
+}
