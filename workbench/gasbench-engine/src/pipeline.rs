@@ -334,6 +334,7 @@ impl Runner {
         };
         self.bundle_id += 1;
         let share = self.opts.settings.run_dir.join("share");
+        let began = Instant::now();
         match run_scenario(g, c, self.bundle_id, &share, &self.sink).await {
             Ok(o) => {
                 if let Some(why) = o.unfit {
@@ -351,7 +352,7 @@ impl Runner {
                 self.sink.emit(RunEvent::ScenarioEnd {
                     scenario: c.plan.scenario.clone(),
                     passed: false,
-                    elapsed_ms: 0,
+                    elapsed_ms: began.elapsed().as_millis() as u64,
                 });
                 self.sink.emit(RunEvent::Error { text: text.clone() });
                 // Whatever is left of the guest is of no use, and its agent

@@ -127,6 +127,7 @@ mod tests {
                     passed: Some(true),
                     elapsed_ms: 10,
                     expectations: vec![],
+                    ..Default::default()
                 },
                 ScenarioResult {
                     name: "bad<one>".into(),
@@ -139,6 +140,7 @@ mod tests {
                         actual: "\"ENXIO\" & \u{1}".into(),
                         held: false,
                     }],
+                    ..Default::default()
                 },
             ],
             ktap: vec![KtapLine {

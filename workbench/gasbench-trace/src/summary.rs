@@ -25,6 +25,14 @@ pub struct ScenarioResult {
     pub passed: Option<bool>,
     pub elapsed_ms: u64,
     pub expectations: Vec<Expectation>,
+    /// The step the guest began last (`3 "allocate"`): where a scenario
+    /// that did not finish was when the run stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<String>,
+    /// When it began, in run time (for the elapsed time of one that did
+    /// not finish).
+    #[serde(skip)]
+    pub(crate) began_us: u64,
 }
 
 impl ScenarioResult {
@@ -66,6 +74,9 @@ pub struct RunSummary {
     /// None while the run is going.
     pub passed: Option<bool>,
     pub elapsed_ms: u64,
+    /// The scenario running now (agent steps belong to it).
+    #[serde(skip)]
+    pub(crate) running: Option<String>,
 }
 
 impl RunSummary {
@@ -109,6 +120,10 @@ impl RunSummary {
 
     /// Fold one more event in (the TUI calls this live).
     pub fn apply(&mut self, e: &Event) {
+        if let Some(name) = self.running.clone() {
+            let sc = self.scenario(&name);
+            sc.elapsed_ms = e.t_us.saturating_sub(sc.began_us) / 1000;
+        }
         match &e.body {
             EventBody::Run(r) => match r {
                 RunEvent::Started { command, .. } => self.command = command.clone(),
@@ -134,9 +149,13 @@ impl RunSummary {
                     self.accel_reason = Some(a.reason.clone());
                 }
                 RunEvent::ScenarioBegin { scenario, .. } => {
+                    self.running = Some(scenario.clone());
                     let sc = self.scenario(scenario);
                     sc.passed = None;
                     sc.expectations.clear();
+                    sc.last_step = None;
+                    sc.began_us = e.t_us;
+                    sc.elapsed_ms = 0;
                 }
                 RunEvent::Expectation {
                     scenario,
@@ -157,6 +176,7 @@ impl RunSummary {
                     passed,
                     elapsed_ms,
                 } => {
+                    self.running = None;
                     let sc = self.scenario(scenario);
                     sc.passed = Some(*passed);
                     sc.elapsed_ms = *elapsed_ms;
@@ -168,6 +188,11 @@ impl RunSummary {
                     self.elapsed_ms = *elapsed_ms;
                 }
             },
+            EventBody::Agent(AgentMsg::StepBegin { step, name, .. }) => {
+                if let Some(running) = self.running.clone() {
+                    self.scenario(&running).last_step = Some(format!("{step} \"{name}\""));
+                }
+            }
             EventBody::Agent(AgentMsg::Ready(r)) => {
                 self.kernel_release = Some(r.kernel_release.clone());
             }
@@ -225,6 +250,59 @@ mod tests {
             t_us: seq * 10,
             body: body.into(),
         }
+    }
+
+    #[test]
+    fn a_scenario_the_run_stopped_in_says_where_and_how_long_it_ran() {
+        let step = |seq, step: u32, name: &str| {
+            ev(
+                seq,
+                AgentMsg::StepBegin {
+                    bundle: 1,
+                    step,
+                    thread: 0,
+                    name: name.into(),
+                },
+            )
+        };
+        let events = vec![
+            // A step outside any scenario is nobody's.
+            step(1, 9, "stray"),
+            ev(
+                100,
+                RunEvent::ScenarioBegin {
+                    scenario: "idle".into(),
+                    steps: 2,
+                },
+            ),
+            step(200, 0, "open"),
+            step(300, 1, "long nap"),
+            ev(
+                5000,
+                RunEvent::Error {
+                    text: "interrupted (Ctrl-C)".into(),
+                },
+            ),
+        ];
+        let s = RunSummary::from_events(&events);
+        assert_eq!(s.scenarios.len(), 1);
+        let sc = &s.scenarios[0];
+        assert_eq!(sc.passed, None);
+        assert_eq!(sc.last_step.as_deref(), Some("1 \"long nap\""));
+        // 100 → 5000 events, 10 µs each.
+        assert_eq!(sc.elapsed_ms, (5000 - 100) * 10 / 1000);
+        let table = crate::table::summary_table(&s);
+        assert!(
+            table.contains("did not finish: the run stopped during step 1 \"long nap\""),
+            "{table}"
+        );
+        // results.json carries it; an old one without it still reads.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["scenarios"][0]["last_step"], "1 \"long nap\"");
+        let old: RunSummary =
+            serde_json::from_str(r#"{"command":"run","accel":null,"accel_reason":null,"kernel_release":null,"stages":[],"scenarios":[{"name":"a","passed":true,"elapsed_ms":1,"expectations":[]}],"ktap":[],"kernel_warnings":[],"errors":[],"passed":true,"elapsed_ms":1}"#)
+                .unwrap();
+        assert_eq!(old.scenarios[0].last_step, None);
     }
 
     #[test]

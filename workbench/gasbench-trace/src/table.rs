@@ -45,6 +45,15 @@ pub fn summary_table(s: &RunSummary) -> String {
             sc.expectations.len(),
             sc.elapsed_ms as f64 / 1000.0
         );
+        // Unfinished, or ended by an error before any verdict.
+        if (sc.passed.is_none() || (sc.passed == Some(false) && sc.expectations.is_empty()))
+            && let Some(step) = &sc.last_step
+        {
+            let _ = writeln!(
+                t,
+                "          did not finish: the run stopped during step {step}"
+            );
+        }
         for e in sc.failed_expectations() {
             let _ = writeln!(t, "          ✗ {}", e.what);
             let _ = writeln!(t, "              expected: {}", e.expected);
@@ -99,6 +108,7 @@ mod tests {
                         held: false,
                     },
                 ],
+                ..Default::default()
             }],
             ..Default::default()
         };
