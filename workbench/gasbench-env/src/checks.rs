@@ -407,25 +407,26 @@ fn check_busybox(ctx: &Ctx) -> Check {
         "static, for an optional guest shell".into(),
         false,
     );
+    // Named as the runtime sees it (the origin column says where).
     let path = ["/usr/bin/busybox", "/bin/busybox"]
         .into_iter()
-        .map(|p| ctx.runtime.file(p))
-        .find(|p| p.exists());
+        .map(|p| (p, ctx.runtime.file(p)))
+        .find(|(_, p)| p.exists());
     match path {
         None => {
             c.status = Status::Warn;
             c.detail = "absent: guests get no interactive shell".into();
             c.fix = Some(ctx.fix("busybox-static"));
         }
-        Some(p) if !is_static_elf(&p) => {
+        Some((name, p)) if !is_static_elf(&p) => {
             c.status = Status::Warn;
-            c.found = Some(p.display().to_string());
+            c.found = Some(name.to_string());
             c.detail = "dynamically linked: unusable in the initramfs".into();
             c.fix = Some(ctx.fix("busybox-static"));
         }
-        Some(p) => {
+        Some((name, _)) => {
             c.status = Status::Pass;
-            c.found = Some(p.display().to_string());
+            c.found = Some(name.to_string());
         }
     }
     c
