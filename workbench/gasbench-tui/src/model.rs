@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use gasbench_abi::protocol::{AgentMsg, LogLevel};
-use gasbench_events::kernel::{ApplyStatus, KernelEvent};
+use gasbench_events::kernel::{ApplyStatus, KernelEvent, PatchRole};
 use gasbench_events::run::{Outcome, RunEvent, Stage};
 use gasbench_events::vm::{ConsoleSeverity, VmEvent};
 use gasbench_events::{Event, EventBody};
@@ -266,10 +266,20 @@ pub struct StageRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatchRow {
     pub series: String,
+    /// Position in the whole apply queue (all series, the port's patches
+    /// included): what per-patch build results refer to.
     pub index: u32,
     pub total: u32,
     pub subject: String,
     pub fixup: bool,
+    /// Posted, reconstructed, the port's replacement or its own fixup.
+    pub role: PatchRole,
+    /// The posted position this patch is or stands for (`3` of `3/6`);
+    /// `None` for the port's fixups.
+    pub posted_index: Option<u32>,
+    /// The series' posted size (`6` of `3/6`), from the subject's
+    /// `[RFC PATCH v3 3/6]` when it has one.
+    pub posted_total: Option<u32>,
     pub status: ApplyStatus,
     pub detail: String,
     /// Per-patch build result, when the build checked this patch alone.
@@ -278,6 +288,37 @@ pub struct PatchRow {
     /// The second architecture's check (`--cross-arch`): its name and
     /// the error when it did not build.
     pub cross: Option<(String, Option<String>)>,
+}
+
+/// `[RFC PATCH v3 3/6] rust: …` → `(3, 6)`: the position the posting
+/// itself gives a patch. The port's fixups (`[gasbench fixup v7.2.12]`)
+/// have none.
+pub fn posted_position(subject: &str) -> Option<(u32, u32)> {
+    let tag = subject.trim_start().strip_prefix('[')?.split(']').next()?;
+    let (n, of) = tag.split_whitespace().next_back()?.split_once('/')?;
+    Some((n.parse().ok()?, of.parse().ok()?))
+}
+
+/// How one series' posted patches went into the tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesApply {
+    pub series: String,
+    /// Patches in the posting (`6` of `3/6`).
+    pub posted: u32,
+    /// Applied as posted (or as reconstructed from quotes).
+    pub as_posted: u32,
+    /// Did not apply as posted; the port's replacement did.
+    pub ported: u32,
+    /// Did not apply, and nothing replaced them.
+    pub failed: u32,
+}
+
+impl SeriesApply {
+    /// Posted patches not reported yet (the apply stage is still running).
+    pub fn pending(&self) -> u32 {
+        self.posted
+            .saturating_sub(self.as_posted + self.ported + self.failed)
+    }
 }
 
 /// The stages drawn even before they start, so the pipeline's shape is
@@ -321,6 +362,56 @@ impl Default for Pipeline {
 }
 
 impl Pipeline {
+    /// Per series, in the order the series were applied: how many of its
+    /// posted patches applied as posted, were replaced by the port, or
+    /// failed. Counted over the posting's own numbering, not the apply
+    /// queue (which also holds the port's patches and the other series).
+    pub fn series_apply(&self) -> Vec<SeriesApply> {
+        let mut names: Vec<&str> = Vec::new();
+        for p in &self.patches {
+            if !names.contains(&p.series.as_str()) {
+                names.push(&p.series);
+            }
+        }
+        names
+            .into_iter()
+            .map(|name| {
+                let rows: Vec<&PatchRow> =
+                    self.patches.iter().filter(|p| p.series == name).collect();
+                let posted = rows
+                    .iter()
+                    .filter_map(|p| p.posted_total.or(p.posted_index))
+                    .max()
+                    .unwrap_or(0);
+                let mut out = SeriesApply {
+                    series: name.to_owned(),
+                    posted,
+                    as_posted: 0,
+                    ported: 0,
+                    failed: 0,
+                };
+                for k in 1..=posted {
+                    let at = |roles: &[PatchRole]| {
+                        rows.iter()
+                            .filter(|p| p.posted_index == Some(k) && roles.contains(&p.role))
+                            .map(|p| p.status != ApplyStatus::Failed)
+                            .collect::<Vec<bool>>()
+                    };
+                    let own = at(&[PatchRole::Posted, PatchRole::Reconstructed]);
+                    let port = at(&[PatchRole::Replacement]);
+                    if own.contains(&true) {
+                        out.as_posted += 1;
+                    } else if port.contains(&true) {
+                        out.ported += 1;
+                    } else if !own.is_empty() || !port.is_empty() {
+                        out.failed += 1;
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
     fn stage(&mut self, stage: Stage) -> &mut StageRow {
         let i = match self.stages.iter().position(|s| s.stage == stage) {
             Some(i) => i,
@@ -642,12 +733,28 @@ impl Model {
     fn ingest_kernel(&mut self, e: &Event, k: &KernelEvent) {
         match k {
             KernelEvent::Patch(p) => {
+                let from_subject = posted_position(&p.subject);
+                // Logs written before roles existed say `posted` for the
+                // port's patches too; a replacement keeps the posted
+                // subject (and its `n/m`), a fixup has its own.
+                let role = match (p.role, p.fixup, from_subject) {
+                    (PatchRole::Posted, true, Some(_)) => PatchRole::Replacement,
+                    (PatchRole::Posted, true, None) => PatchRole::Fixup,
+                    (role, _, _) => role,
+                };
+                let posted_index = match role {
+                    PatchRole::Fixup => None,
+                    _ => p.posted_index.or(from_subject.map(|(n, _)| n)),
+                };
                 let row = PatchRow {
                     series: p.series.clone(),
                     index: p.index,
                     total: p.total,
                     subject: p.subject.clone(),
                     fixup: p.fixup,
+                    role,
+                    posted_index,
+                    posted_total: from_subject.map(|(_, of)| of),
                     status: p.status,
                     detail: p.detail.clone(),
                     builds: None,
@@ -843,5 +950,162 @@ impl Model {
             | AgentMsg::SyncWait { .. }
             | AgentMsg::Ktap(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gasbench_events::kernel::PatchApplied;
+
+    /// A `patch` event as the apply stage writes it: `index`/`total` over
+    /// the whole queue, `posted_index` the posting's own number.
+    fn patch(
+        series: &str,
+        index: u32,
+        posted: Option<(u32, u32)>,
+        role: PatchRole,
+        status: ApplyStatus,
+    ) -> Event {
+        let subject = match (role, posted) {
+            (PatchRole::Fixup, _) | (_, None) => "[gasbench fixup v7.2.12] port".to_string(),
+            (_, Some((n, of))) => format!("[RFC PATCH v2 {n}/{of}] subject"),
+        };
+        Event {
+            seq: u64::from(index),
+            t_us: u64::from(index),
+            body: EventBody::Kernel(KernelEvent::Patch(PatchApplied {
+                series: series.into(),
+                index,
+                total: 17,
+                posted_index: posted.map(|(n, _)| n),
+                subject,
+                fixup: matches!(role, PatchRole::Replacement | PatchRole::Fixup),
+                role,
+                status,
+                files: Vec::new(),
+                hunks: Vec::new(),
+                detail: String::new(),
+            })),
+        }
+    }
+
+    /// The default suite's queue: mkdirat2 v2 (1/2 applies, 2/2 is
+    /// replaced, one fixup), then goldfish v3 (1/6 reconstructed, 2–5
+    /// replaced, 6/6 applies, three fixups): 17 patches in all.
+    fn default_queue() -> Vec<Event> {
+        use ApplyStatus::{Applied, Failed};
+        use PatchRole::{Fixup, Posted, Reconstructed, Replacement};
+        let mut ev = vec![
+            patch("mkdirat2-v2", 1, Some((1, 2)), Posted, Applied),
+            patch("mkdirat2-v2", 2, Some((2, 2)), Posted, Failed),
+            patch("mkdirat2-v2", 3, Some((2, 2)), Replacement, Applied),
+            patch("mkdirat2-v2", 4, None, Fixup, Applied),
+            patch(
+                "goldfish-address-space-v3",
+                5,
+                Some((1, 6)),
+                Reconstructed,
+                Applied,
+            ),
+        ];
+        let mut i = 6;
+        for k in 2..=5 {
+            ev.push(patch(
+                "goldfish-address-space-v3",
+                i,
+                Some((k, 6)),
+                Posted,
+                Failed,
+            ));
+            ev.push(patch(
+                "goldfish-address-space-v3",
+                i + 1,
+                Some((k, 6)),
+                Replacement,
+                Applied,
+            ));
+            i += 2;
+        }
+        ev.push(patch(
+            "goldfish-address-space-v3",
+            14,
+            Some((6, 6)),
+            Posted,
+            Applied,
+        ));
+        for j in 15..=17 {
+            ev.push(patch("goldfish-address-space-v3", j, None, Fixup, Applied));
+        }
+        ev
+    }
+
+    #[test]
+    fn series_counts_use_each_postings_numbering_not_the_apply_queue() {
+        let m = Model::from_events(
+            default_queue(),
+            Mode::Browse { path: "/r".into() },
+            Theme::mono(),
+        );
+        let s = m.pipeline.series_apply();
+        assert_eq!(
+            s,
+            [
+                SeriesApply {
+                    series: "mkdirat2-v2".into(),
+                    posted: 2,
+                    as_posted: 1,
+                    ported: 1,
+                    failed: 0
+                },
+                SeriesApply {
+                    series: "goldfish-address-space-v3".into(),
+                    posted: 6,
+                    as_posted: 2,
+                    ported: 4,
+                    failed: 0
+                },
+            ]
+        );
+        assert!(s.iter().all(|s| s.pending() == 0));
+        // The port's fixups have no posted position.
+        let last = m.pipeline.patches.last().unwrap();
+        assert_eq!((last.role, last.posted_index), (PatchRole::Fixup, None));
+    }
+
+    #[test]
+    fn a_failed_patch_without_replacement_counts_as_failed_and_unseen_ones_as_pending() {
+        use ApplyStatus::{Applied, Failed};
+        let ev = vec![
+            patch("s-v1", 1, Some((1, 3)), PatchRole::Posted, Applied),
+            patch("s-v1", 2, Some((2, 3)), PatchRole::Posted, Failed),
+        ];
+        let m = Model::from_events(ev, Mode::Browse { path: "/r".into() }, Theme::mono());
+        let s = &m.pipeline.series_apply()[0];
+        assert_eq!((s.posted, s.as_posted, s.ported, s.failed), (3, 1, 0, 1));
+        assert_eq!(s.pending(), 1);
+    }
+
+    #[test]
+    fn logs_without_roles_tell_replacements_from_fixups_by_the_subject() {
+        let mut ev = patch(
+            "s-v1",
+            2,
+            Some((1, 1)),
+            PatchRole::Replacement,
+            ApplyStatus::Applied,
+        );
+        if let EventBody::Kernel(KernelEvent::Patch(p)) = &mut ev.body {
+            p.role = PatchRole::Posted;
+            p.posted_index = None;
+        }
+        let m = Model::from_events(vec![ev], Mode::Browse { path: "/r".into() }, Theme::mono());
+        let row = &m.pipeline.patches[0];
+        assert_eq!(
+            (row.role, row.posted_index, row.posted_total),
+            (PatchRole::Replacement, Some(1), Some(1))
+        );
+        assert_eq!(posted_position("[gasbench fixup v7.2.12] x"), None);
+        assert_eq!(posted_position("[RFC PATCH v3 3/6] x"), Some((3, 6)));
     }
 }

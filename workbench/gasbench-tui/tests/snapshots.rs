@@ -137,9 +137,9 @@ fn pipeline_of_a_per_patch_reproduction_with_arm_at_80x24() {
             .unwrap_or_else(|| panic!("no row with {needle}:\n{text}"))
             .to_string()
     };
-    assert!(row("1/4").contains("builds arm ✗"), "{text}");
-    assert!(row("3/4").contains("builds arm ✗"), "{text}");
-    assert!(row("4/4").contains("builds arm ✓"), "{text}");
+    assert!(row("     1/2 ").contains("builds arm ✗"), "{text}");
+    assert!(row("port 2/2").contains("builds arm ✗"), "{text}");
+    assert!(row("[gasbench fixup").contains("builds arm ✓"), "{text}");
     // The error follows the subject where the width allows.
     assert_eq!(
         m.pipeline.patches[0].cross,
@@ -180,6 +180,32 @@ fn help_overlay_at_80x24_lists_every_key() {
 }
 
 // --- 160×48: the dashboard -------------------------------------------------
+
+/// The apply queue holds both series and the port's patches (17 in the
+/// recorded run); the header and the patch rows count each posting by its
+/// own numbering.
+#[test]
+fn header_and_patch_rows_count_each_series_by_its_posting() {
+    let mut m = whole_run();
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    let header = s.lines().next().unwrap();
+    assert!(
+        header.contains("mkdirat2 v2 1/2 as posted, 1 ported")
+            && header.contains("goldfish v3 2/6 as posted, 4 ported"),
+        "{header}"
+    );
+    assert!(!s.contains("/17"), "no queue-wide positions:\n{s}");
+    let row = |needle: &str| {
+        s.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle}:\n{s}"))
+            .to_string()
+    };
+    assert!(row("goldfish      2/6").contains('✗'), "{s}");
+    assert!(row("goldfish port 2/6").contains('✓'), "{s}");
+    assert!(row("mkdirat2     port").contains("gasbench fixup"), "{s}");
+}
 
 #[test]
 fn dashboard_after_the_run() {

@@ -145,29 +145,49 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
     f.render_widget(Paragraph::new(Line::from(left)), r);
 }
 
-/// `goldfish v3 6/6 ✓, mkdirat2 v2 2/2 ✓` from the patch results.
+/// `mkdirat2 v2 2/2 ✓ · goldfish v3 2/6 as posted, 4 ported`: per
+/// series, its posted patches (by the posting's own numbering, not the
+/// apply queue's) and what became of those that did not apply.
 fn series_summary(m: &Model) -> String {
-    use gasbench_events::kernel::ApplyStatus;
-    let mut out: Vec<(String, u32, u32, bool)> = Vec::new();
-    // The posted patches (and reconstructions of missing ones), not ports.
-    for p in m.pipeline.patches.iter().filter(|p| p.index <= p.total) {
-        let ok = p.status != ApplyStatus::Failed;
-        match out.iter_mut().find(|s| s.0 == p.series) {
-            Some(s) => {
-                s.1 += ok as u32;
-                s.2 = s.2.max(p.total);
-                s.3 &= ok;
+    m.pipeline
+        .series_apply()
+        .iter()
+        .filter(|s| s.posted > 0)
+        .map(|s| {
+            let name = short_series(&s.series);
+            let head = format!("{name} {}/{}", s.as_posted, s.posted);
+            if s.as_posted == s.posted {
+                return format!("{head} {}", sym::OK);
             }
-            None => out.push((p.series.clone(), ok as u32, p.total, ok)),
-        }
-    }
-    out.iter()
-        .map(|(name, ok, total, all)| {
-            let mark = if *all { sym::OK } else { sym::FAIL };
-            format!("{name} {ok}/{total} {mark}")
+            let mut parts = vec![format!("{head} as posted")];
+            if s.ported > 0 {
+                parts.push(format!("{} ported", s.ported));
+            }
+            if s.failed > 0 {
+                parts.push(format!("{} failed {}", s.failed, sym::FAIL));
+            }
+            if s.pending() > 0 {
+                parts.push(format!("{} to go", s.pending()));
+            }
+            parts.join(", ")
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(" · ")
+}
+
+/// `goldfish-address-space-v3` → `goldfish v3`: the series' first word
+/// and its version, enough to tell series apart in a header.
+pub(crate) fn short_series(series: &str) -> String {
+    let mut words = series.split(|c: char| c == '-' || c.is_whitespace());
+    let first = words.next().unwrap_or("");
+    match words.next_back() {
+        Some(v)
+            if v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("{first} {v}")
+        }
+        _ => first.to_owned(),
+    }
 }
 
 fn tabs(m: &Model, f: &mut Frame, r: Rect) {
