@@ -675,6 +675,12 @@ impl Model {
                 detail,
             } => {
                 let st = self.pipeline.stage(*stage);
+                // After its end a stage's line is its end detail; late
+                // progress (a later stage reusing the stage's reporter)
+                // must not overwrite it.
+                if matches!(st.state, StageState::Done(_)) {
+                    return;
+                }
                 st.done = *done;
                 st.total = *total;
                 if !detail.is_empty() {
@@ -788,6 +794,12 @@ impl Model {
                 current,
             } => {
                 let st = self.pipeline.stage(Stage::Build);
+                // The selftests stage builds too and reports the same
+                // way, after the Build stage has ended: that progress is
+                // not the kernel build's.
+                if matches!(st.state, StageState::Done(_)) {
+                    return;
+                }
                 if st.state == StageState::Pending {
                     st.state = StageState::Running;
                     st.began_us = e.t_us;
@@ -1107,5 +1119,75 @@ mod tests {
         );
         assert_eq!(posted_position("[gasbench fixup v7.2.12] x"), None);
         assert_eq!(posted_position("[RFC PATCH v3 3/6] x"), Some((3, 6)));
+    }
+
+    fn at(seq: u64, body: EventBody) -> Event {
+        Event {
+            seq,
+            t_us: seq * 1000,
+            body,
+        }
+    }
+
+    #[test]
+    fn an_ended_stage_keeps_its_end_detail_when_later_stages_build() {
+        use gasbench_events::run::Outcome;
+        let progress = |seq, done, current: &str| {
+            at(
+                seq,
+                EventBody::Kernel(KernelEvent::BuildProgress {
+                    done,
+                    total: 1500,
+                    current: current.into(),
+                }),
+            )
+        };
+        let ev = vec![
+            at(
+                1,
+                EventBody::Run(RunEvent::StageBegin {
+                    stage: Stage::Build,
+                    detail: "make bzImage".into(),
+                }),
+            ),
+            progress(2, 700, "fs/namei.o"),
+            at(
+                3,
+                EventBody::Run(RunEvent::StageEnd {
+                    stage: Stage::Build,
+                    outcome: Outcome::Ok,
+                    detail: "759 kbuild steps in 248.2 s".into(),
+                    elapsed_ms: 248_200,
+                }),
+            ),
+            // The selftests stage builds too, and says so the same way.
+            at(
+                4,
+                EventBody::Run(RunEvent::StageBegin {
+                    stage: Stage::Selftests,
+                    detail: String::new(),
+                }),
+            ),
+            progress(5, 1, "/var/cache/gasbench/kernel/headers/include"),
+            at(
+                6,
+                EventBody::Run(RunEvent::StageProgress {
+                    stage: Stage::Build,
+                    done: 1,
+                    total: 1,
+                    detail: "mkdirat_fd_test".into(),
+                }),
+            ),
+        ];
+        let m = Model::from_events(ev, Mode::Browse { path: "/r".into() }, Theme::mono());
+        let build = m
+            .pipeline
+            .stages
+            .iter()
+            .find(|s| s.stage == Stage::Build)
+            .unwrap();
+        assert_eq!(build.state, StageState::Done(Outcome::Ok));
+        assert_eq!(build.detail, "759 kbuild steps in 248.2 s");
+        assert_eq!(build.elapsed_ms, 248_200);
     }
 }
