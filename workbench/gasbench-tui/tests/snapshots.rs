@@ -304,6 +304,55 @@ fn selecting_a_scenario_filters_the_trace() {
     insta::assert_snapshot!("dashboard_160x48_scenario_selected", t.backend());
 }
 
+/// goldfish-errors has 59 checks, 2 of them failed (steps 18 and 24); the
+/// checks under the list cannot all fit, and the failed ones are the ones
+/// to see. The cut is said.
+#[test]
+fn a_failing_scenarios_failed_checks_are_shown_first_and_the_cut_is_said() {
+    let mut m = whole_run();
+    render(&mut m, 80, 24);
+    act(&mut m, [Action::Focus(Pane::Scenarios)]);
+    for _ in 0..20 {
+        if m.selected_scenario().as_deref() == Some("goldfish-errors") {
+            break;
+        }
+        act(&mut m, [Action::Down]);
+    }
+    let res = m
+        .summary
+        .scenarios
+        .iter()
+        .find(|s| s.name == "goldfish-errors")
+        .expect("the fixture ran goldfish-errors")
+        .clone();
+    let failed: Vec<u32> = res.failed_expectations().map(|e| e.step).collect();
+    assert!(!failed.is_empty());
+    let t = render(&mut m, 80, 24);
+    let s = screen(&t);
+    let checks: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.contains("checks of goldfish-errors"))
+        .skip(1)
+        .take_while(|l| !l.contains('─') && !l.contains('━'))
+        .collect();
+    for step in &failed {
+        assert!(
+            checks
+                .iter()
+                .any(|l| l.contains(&format!("✗ step {step} "))),
+            "failed check at step {step} hidden:\n{s}"
+        );
+    }
+    let shown = checks.iter().filter(|l| l.contains(" step ")).count();
+    assert!(shown < res.expectations.len(), "the list is cut here:\n{s}");
+    let more = res.expectations.len() - shown;
+    assert!(
+        checks.iter().any(|l| l.contains(&format!("… {more} more"))),
+        "the cut is said ({more} more):\n{s}"
+    );
+    insta::assert_snapshot!("scenarios_failed_checks_80x24", t.backend());
+}
+
 #[test]
 fn trace_filter_and_expanded_call_at_160x48() {
     let mut m = whole_run();

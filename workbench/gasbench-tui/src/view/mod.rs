@@ -315,6 +315,31 @@ pub(crate) fn empty_hint(m: &Model, f: &mut Frame, r: Rect, text: &str) {
     f.render_widget(Paragraph::new(line), Rect::new(r.x, y, r.width, 1));
 }
 
+/// Cut a line of styled spans to `width` characters, ending in `…` when
+/// cut (the styled counterpart of [`fmt::fit`]).
+pub(crate) fn fit_spans(spans: Vec<Span<'_>>, width: usize) -> Vec<Span<'_>> {
+    let total: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    if total <= width {
+        return spans;
+    }
+    let mut left = width;
+    let mut out = Vec::new();
+    for s in spans {
+        let n = s.content.chars().count();
+        if n < left {
+            left -= n;
+            out.push(s);
+        } else {
+            out.push(Span::styled(fmt::fit(&s.content, left.max(1)), s.style));
+            if left == 0 {
+                out.pop();
+            }
+            break;
+        }
+    }
+    out
+}
+
 /// Style for a whole selected row.
 pub(crate) fn row_style(m: &Model, selected: bool, focused: bool) -> Style {
     if selected && focused {
