@@ -521,6 +521,10 @@ pub struct Model {
     pub trace_cursor: Cursor,
     /// Enter on a trace row: show its decoded structs and register accesses.
     pub expanded: bool,
+    /// Lines the expanded detail is scrolled by (J/K, PgDn/PgUp), and the
+    /// call (its CallBegin's seq) that applies to: another call's detail
+    /// starts at its top.
+    pub detail_scroll: (u64, usize),
     pub lookup: Box<dyn EventLookup>,
     pub device: DeviceView,
     pub device_cursor: Cursor,
@@ -561,6 +565,7 @@ impl Model {
             trace: TraceStore::default(),
             trace_cursor: Cursor::following(),
             expanded: false,
+            detail_scroll: (0, 0),
             lookup,
             device: DeviceView::default(),
             device_cursor: Cursor::default(),
@@ -625,6 +630,20 @@ impl Model {
             .get(sel)
             .map(|e| e.name.clone())
             .filter(|n| !n.is_empty())
+    }
+
+    /// The trace row selected (the one Enter expands).
+    pub fn selected_call(&self) -> Option<&crate::store::CallRow> {
+        let (sel, _) = self.trace_cursor.window(self.trace.visible_len(), 1);
+        self.trace.visible_row(sel).map(|(_, row)| row)
+    }
+
+    /// Lines the selected call's detail is scrolled by.
+    pub fn detail_offset(&self) -> usize {
+        match (self.selected_call(), self.detail_scroll) {
+            (Some(row), (seq, lines)) if row.begin_seq == seq => lines,
+            _ => 0,
+        }
     }
 
     /// The scenario running now.

@@ -167,6 +167,60 @@ fn trace_expanded_at_80x24_shows_structs_and_register_accesses() {
     insta::assert_snapshot!("trace_expanded_80x24", t.backend());
 }
 
+/// A call with more device activity than the detail has rows (wait_path
+/// polls the device for 186 ms): J/K and PgDn/PgUp scroll the detail,
+/// through the same key map as the terminal, and the scroll stops at the
+/// end (one K after running past the end moves back at once).
+#[test]
+fn the_expanded_call_detail_scrolls_with_keys() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let press = |m: &mut Model, code: KeyCode, times: usize| {
+        for _ in 0..times {
+            let key = KeyEvent::new(code, KeyModifiers::NONE);
+            if let Some(a) = gasbench_tui::keys::map(m, key) {
+                update(m, a);
+            }
+        }
+    };
+    let mut m = whole_run();
+    render(&mut m, 80, 24);
+    act(&mut m, typed("wait_path"));
+    act(&mut m, [Action::Top, Action::Enter]);
+    let start = screen(&render(&mut m, 80, 24));
+    assert!(start.contains("more lines"), "{start}");
+    assert!(!start.contains("above"), "{start}");
+
+    press(&mut m, KeyCode::Char('J'), 1);
+    let one = screen(&render(&mut m, 80, 24));
+    assert_ne!(one, start, "J scrolls the detail");
+    assert!(one.contains("↑ 1 line above"), "{one}");
+
+    press(&mut m, KeyCode::Char('J'), 500);
+    let end = screen(&render(&mut m, 80, 24));
+    assert!(
+        end.contains("lines above") && !end.contains("more lines"),
+        "{end}"
+    );
+    press(&mut m, KeyCode::Char('K'), 1);
+    let back = screen(&render(&mut m, 80, 24));
+    assert!(back.contains("more lines"), "clamped at the end:\n{back}");
+
+    press(&mut m, KeyCode::Char('K'), 500);
+    assert_eq!(screen(&render(&mut m, 80, 24)), start);
+    press(&mut m, KeyCode::PageDown, 1);
+    let t = render(&mut m, 80, 24);
+    let page = screen(&t);
+    assert!(
+        page.contains("lines above"),
+        "PgDn pages the detail:\n{page}"
+    );
+    // The table's selection did not move: the same call is expanded.
+    assert_eq!(m.trace_cursor.window(m.trace.visible_len(), 1).0, 0);
+    insta::assert_snapshot!("trace_detail_scrolled_80x24", t.backend());
+    press(&mut m, KeyCode::PageUp, 1);
+    assert_eq!(screen(&render(&mut m, 80, 24)), start);
+}
+
 #[test]
 fn help_overlay_at_80x24_lists_every_key() {
     let mut m = whole_run();

@@ -223,6 +223,9 @@ fn footer(m: &Model, f: &mut Frame, r: Rect) {
         match m.focus {
             Pane::Trace => {
                 hints.push(("Enter", if m.expanded { "collapse" } else { "expand" }));
+                if m.expanded {
+                    hints.push(("J/K", "scroll detail"));
+                }
                 hints.push(("/", "filter"));
             }
             Pane::Scenarios => {
