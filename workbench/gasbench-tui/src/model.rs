@@ -185,6 +185,31 @@ impl Default for LogView {
     }
 }
 
+/// How bad one line of build output is, by the toolchain's own markers:
+/// `file:line: error:` (gcc, clang, `ld.lld: error:`, modpost's
+/// `ERROR:`), rustc's `error[E0425]`, make's `*** [...] Error 2`, the
+/// linker's `undefined reference`. Not by the word "error" alone: file
+/// names (`error.o`), `(os error 2)` in a note that says it is non-fatal,
+/// or clang's `1 error generated.` summary are not errors of their own.
+pub fn build_line_severity(line: &str) -> Severity {
+    let lower = line.to_ascii_lowercase();
+    let make_error = line.contains("*** ")
+        && line
+            .rsplit_once("Error ")
+            .is_some_and(|(_, n)| !n.is_empty() && n.trim().bytes().all(|b| b.is_ascii_digit()));
+    if lower.contains("error:")
+        || line.contains("error[E")
+        || make_error
+        || line.contains("undefined reference")
+    {
+        Severity::Bug
+    } else if lower.contains("warning:") || line.contains("warning[") {
+        Severity::Warn
+    } else {
+        Severity::Normal
+    }
+}
+
 /// A build log can be hundreds of thousands of lines; keep the newest.
 const LOG_CAP: usize = 200_000;
 
@@ -797,15 +822,8 @@ impl Model {
                 }
             }
             KernelEvent::BuildLine { line } => {
-                let lower = line.to_ascii_lowercase();
-                let sev = if lower.contains("error:") || lower.contains("error ") {
-                    Severity::Bug
-                } else if lower.contains("warning:") {
-                    Severity::Warn
-                } else {
-                    Severity::Normal
-                };
-                self.build_log.push(e.t_us, sev, line.clone());
+                self.build_log
+                    .push(e.t_us, build_line_severity(line), line.clone());
             }
             KernelEvent::BuildProgress {
                 done,
@@ -1208,5 +1226,40 @@ mod tests {
         assert_eq!(build.state, StageState::Done(Outcome::Ok));
         assert_eq!(build.detail, "759 kbuild steps in 248.2 s");
         assert_eq!(build.elapsed_ms, 248_200);
+    }
+
+    /// Lines from real kernel and selftest builds here.
+    #[test]
+    fn build_lines_are_classified_by_the_toolchains_markers() {
+        let bug = [
+            "/src/include/linux/syscalls.h:1008:29: error: expected ';' after top level declarator",
+            "error[E0425]: cannot find value `x` in this scope",
+            "make[3]: *** [/src/scripts/Makefile.build:184: kernel/sched/rq-offsets.s] Error 1",
+            "make: *** [Makefile:260: __sub-make] Error 2",
+            "ld.lld: error: undefined symbol: goldfish_x",
+            "drivers/x.o: in function `f': x.c:(.text+0x1): undefined reference to `g'",
+            "ERROR: modpost: \"foo\" [drivers/x.ko] undefined!",
+        ];
+        let normal = [
+            "Failed to run rustfmt: No such file or directory (os error 2) (non-fatal, continuing)",
+            "  CC      arch/x86/boot/compressed/error.o",
+            "  CC      lib/zstd/common/error_private.o",
+            "  HDRINST usr/include/linux/can/error.h",
+            "1 error generated.",
+        ];
+        for l in bug {
+            assert_eq!(build_line_severity(l), Severity::Bug, "{l}");
+        }
+        for l in normal {
+            assert_eq!(build_line_severity(l), Severity::Normal, "{l}");
+        }
+        assert_eq!(
+            build_line_severity("fs/namei.c:12:1: warning: unused variable"),
+            Severity::Warn
+        );
+        assert_eq!(
+            build_line_severity("warning[unused_imports]: unused import"),
+            Severity::Warn
+        );
     }
 }
