@@ -198,6 +198,21 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
         Action::BusClosed => {
             m.bus_closed = true;
             m.loading = None;
+            if m.log_ended_early() {
+                // Kept after what the replay reported (a line cut short).
+                let note = "the log ends before the run did (no `finished` event: \
+                            gasbench was stopped or crashed); nothing here is still running";
+                m.status = Some(match m.status.take() {
+                    Some(st) => Status {
+                        text: format!("{} · {note}", st.text),
+                        error: st.error,
+                    },
+                    None => Status {
+                        text: note.into(),
+                        error: true,
+                    },
+                });
+            }
             if m.quitting {
                 fx.push(Effect::Exit);
             }

@@ -657,6 +657,25 @@ impl Model {
             .filter(|n| !n.is_empty())
     }
 
+    /// A past run whose log ends before the run did: the replay is over,
+    /// there is no `finished` event, and something was still going on
+    /// (a stage, a scenario, the VM) when the log stops. gasbench was
+    /// killed or crashed; nothing is running any more. (An interactive
+    /// session that was quit normally has no `finished` either, but its
+    /// stages all ended and its VM stopped.)
+    pub fn log_ended_early(&self) -> bool {
+        matches!(self.mode, Mode::Browse { .. })
+            && self.bus_closed
+            && self.run.finished.is_none()
+            && (self
+                .pipeline
+                .stages
+                .iter()
+                .any(|s| s.state == StageState::Running)
+                || self.current_scenario.is_some()
+                || matches!(self.run.vm_state.as_deref(), Some("running" | "starting")))
+    }
+
     /// The trace row selected (the one Enter expands).
     pub fn selected_call(&self) -> Option<&crate::store::CallRow> {
         let (sel, _) = self.trace_cursor.window(self.trace.visible_len(), 1);
@@ -1261,5 +1280,39 @@ mod tests {
             build_line_severity("warning[unused_imports]: unused import"),
             Severity::Warn
         );
+    }
+
+    /// `gasbench` (the interactive session) writes no `finished` event:
+    /// a session quit normally is over, not cut off; one whose log stops
+    /// with a stage running was.
+    #[test]
+    fn a_log_without_finished_is_cut_off_only_when_something_was_still_going() {
+        use gasbench_events::run::Outcome;
+        let begin = at(
+            1,
+            EventBody::Run(RunEvent::StageBegin {
+                stage: Stage::Teardown,
+                detail: String::new(),
+            }),
+        );
+        let end = at(
+            2,
+            EventBody::Run(RunEvent::StageEnd {
+                stage: Stage::Teardown,
+                outcome: Outcome::Ok,
+                detail: "exit status: 0".into(),
+                elapsed_ms: 60,
+            }),
+        );
+        let browse = Mode::Browse { path: "/r".into() };
+        let quit_normally =
+            Model::from_events(vec![begin.clone(), end], browse.clone(), Theme::mono());
+        assert!(!quit_normally.log_ended_early());
+        let killed = Model::from_events(vec![begin.clone()], browse, Theme::mono());
+        assert!(killed.log_ended_early());
+        // Live, the run is still going: nothing is cut off.
+        let mut live = Model::from_events(vec![begin], Mode::Live, Theme::mono());
+        live.bus_closed = false;
+        assert!(!live.log_ended_early());
     }
 }

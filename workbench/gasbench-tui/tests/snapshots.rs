@@ -456,6 +456,37 @@ fn zoomed_console_at_160x48_highlights_the_warning() {
     insta::assert_snapshot!("console_zoomed_160x48", t.backend());
 }
 
+/// A log that ends mid-build (gasbench killed or crashed: no `finished`
+/// event), browsed after the replay ended: nothing is drawn as running.
+#[test]
+fn a_log_that_ends_before_the_run_did_says_so() {
+    let events = fixture("recorded-run");
+    let mut m = model_until(&events, Theme::colored(), |e| {
+        matches!(&e.body, EventBody::Kernel(KernelEvent::BuildProgress { done, total, .. })
+            if *total > 0 && done * 2 >= *total)
+    });
+    update(&mut m, Action::BusClosed);
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    let header = s.lines().next().unwrap();
+    assert!(header.contains("log ends"), "{header}");
+    let footer = s.lines().last().unwrap();
+    assert!(
+        footer.contains("the log ends before the run did"),
+        "{footer}"
+    );
+    let build = s
+        .lines()
+        .find(|l| l.contains(" build "))
+        .expect("a build row");
+    assert!(
+        !build.contains('●') && build.contains("cut off"),
+        "the build is not running any more:\n{s}"
+    );
+    assert!(!build.contains('%'), "no progress bar:\n{s}");
+    insta::assert_snapshot!("dashboard_160x48_log_cut_mid_build", t.backend());
+}
+
 // --- behaviour across sizes and themes ------------------------------------
 
 #[test]

@@ -109,6 +109,10 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
             let mark = if passed { sym::OK } else { sym::FAIL };
             Span::styled(format!("{mark} {}", fmt::elapsed_us(ms * 1000)), s)
         }
+        None if m.log_ended_early() => Span::styled(
+            format!("{} log ends {}", sym::WARN, fmt::elapsed_us(m.now_us)),
+            t.warn,
+        ),
         None => Span::styled(fmt::elapsed_us(m.now_us), t.header),
     };
     right.push(clock);

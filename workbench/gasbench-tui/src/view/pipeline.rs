@@ -43,8 +43,15 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     let focused = m.focus == Pane::Pipeline;
 
     let mut lines: Vec<Line> = Vec::new();
+    // A log that ends mid-run: its running stages were cut off there.
+    let cut = m.log_ended_early();
     for s in &p.stages {
-        let (mark, ms) = stage_mark(t, s.state);
+        let cut_off = cut && s.state == StageState::Running;
+        let (mark, ms) = if cut_off {
+            (sym::WARN, t.warn)
+        } else {
+            stage_mark(t, s.state)
+        };
         let mut spans = vec![
             Span::styled(format!(" {mark} "), ms),
             Span::styled(fmt::pad(s.stage.name(), 10), ms.patch(t.title)),
@@ -55,7 +62,17 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             StageState::Pending => String::new(),
         };
         let room = w.saturating_sub(13 + 8);
-        if s.state == StageState::Running && s.total > 0 {
+        if cut_off {
+            let at = if s.total > 0 {
+                format!(" at {}/{}", s.done, s.total)
+            } else {
+                String::new()
+            };
+            spans.push(Span::styled(
+                fmt::pad(&format!("cut off{at} · {}", s.detail), room),
+                t.warn,
+            ));
+        } else if s.state == StageState::Running && s.total > 0 {
             let bw = (room / 2).clamp(6, 24);
             let (a, b) = fmt::bar(s.done, s.total, bw);
             let pct = s.done.min(s.total) * 100 / s.total;

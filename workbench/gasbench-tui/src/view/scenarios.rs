@@ -58,7 +58,10 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             ])
         } else {
             let res = m.summary.scenarios.iter().find(|s| s.name == e.name);
-            let (mark, ms) = if e.running {
+            let cut = e.running && m.log_ended_early();
+            let (mark, ms) = if cut {
+                (sym::WARN, t.warn)
+            } else if e.running {
                 (sym::RUNNING, t.running)
             } else {
                 match res.and_then(|r| r.passed) {
@@ -69,6 +72,7 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
                 }
             };
             let detail = match res {
+                Some(_) if cut => "cut off".to_string(),
                 Some(r) if e.running => format!("{} checks…", r.expectations.len()),
                 Some(r) => {
                     let held = r.expectations.iter().filter(|x| x.held).count();

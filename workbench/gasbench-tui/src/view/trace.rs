@@ -323,7 +323,10 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         };
         spans.push(Span::raw(fmt::pad(&args, c.args)));
         spans.push(Span::raw(" "));
-        let (result, rs) = if !row.finished() {
+        let (result, rs) = if !row.finished() && m.log_ended_early() {
+            // The log stops while the call was in the kernel.
+            (format!("{} no end", sym::WARN), t.warn)
+        } else if !row.finished() {
             (format!("{} running", sym::RUNNING), t.running)
         } else if let Some(errno) = store.errno(row) {
             (format!("{} {} {errno}", sym::FAIL, row.ret), t.fail)
@@ -420,6 +423,10 @@ fn detail_lines(m: &Model, row: &CallRow, w: usize) -> Vec<Line<'static>> {
                 t.dim,
             ));
         }
+        None if m.log_ended_early() => head.push(Span::styled(
+            format!("{} the log ends while it is in the kernel", sym::WARN),
+            t.warn,
+        )),
         None => head.push(Span::styled(
             format!("{} still in the kernel", sym::RUNNING),
             t.running,
