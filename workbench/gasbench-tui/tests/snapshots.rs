@@ -487,6 +487,61 @@ fn a_log_that_ends_before_the_run_did_says_so() {
     insta::assert_snapshot!("dashboard_160x48_log_cut_mid_build", t.backend());
 }
 
+/// At 120×36 the left column is 40 wide: the PING figures end complete
+/// (`… max 68.5ms`, not `… m`), and the device's hint is not cut.
+#[test]
+fn narrow_panes_keep_their_labels_whole_at_120x36() {
+    let mut m = whole_run();
+    let s = screen(&render(&mut m, 120, 36));
+    let ping = s
+        .lines()
+        .find(|l| l.contains("PING") && l.contains("p50"))
+        .expect("a PING latency line");
+    let inside = ping.split('│').nth(1).unwrap_or("").trim_end();
+    assert!(
+        inside.ends_with('s') && !inside.contains('…'),
+        "the figures end with a unit: {inside:?}"
+    );
+    assert!(inside.contains("max "), "{inside:?}");
+
+    let events = fixture("recorded-run");
+    let mut m = model_until(&events, Theme::colored(), |e| {
+        matches!(
+            &e.body,
+            EventBody::Kernel(KernelEvent::BuildProgress { .. })
+        )
+    });
+    let s = screen(&render(&mut m, 120, 36));
+    assert!(s.contains("not attached yet"), "{s}");
+}
+
+/// A filter longer than the screen: the footer keeps its end (and the
+/// cursor) visible, and the pane keeps its title.
+#[test]
+fn a_long_filter_keeps_its_tail_and_the_pane_title_visible() {
+    let mut m = whole_run();
+    render(&mut m, 80, 24);
+    act(&mut m, [Action::Focus(Pane::Trace), Action::StartFilter]);
+    let text = "alloc ".repeat(20) + "THE-END";
+    act(&mut m, text.chars().map(Action::FilterChar));
+    let s = screen(&render(&mut m, 80, 24));
+    let footer = s.lines().last().unwrap();
+    assert!(footer.contains("THE-END█"), "{footer}");
+    let title = s.lines().find(|l| l.contains('┏')).unwrap();
+    assert!(title.contains("3 Trace"), "{title}");
+    assert!(
+        title.contains("THE-END"),
+        "the title shows the filter's end: {title}"
+    );
+    act(&mut m, [Action::FilterSubmit]);
+    let s = screen(&render(&mut m, 80, 24));
+    let title = s.lines().find(|l| l.contains('┏')).unwrap();
+    assert!(
+        title.contains("3 Trace") && title.contains("THE-END"),
+        "{title}"
+    );
+}
+
 // --- behaviour across sizes and themes ------------------------------------
 
 #[test]

@@ -208,14 +208,21 @@ fn tabs(m: &Model, f: &mut Frame, r: Rect) {
 fn footer(m: &Model, f: &mut Frame, r: Rect) {
     let t = &m.theme;
     let line = if let Some(inp) = &m.input {
+        let prompt = format!(" / filter {}: ", inp.pane.title().to_lowercase());
+        let keys = "   Enter keep · Esc clear";
+        // The end of the text (where the cursor is) stays on screen; the
+        // key hint gives way first.
+        let room = (r.width as usize).saturating_sub(prompt.chars().count() + 1);
+        let keys = if inp.text.chars().count() + keys.chars().count() <= room {
+            keys
+        } else {
+            ""
+        };
         Line::from(vec![
-            Span::styled(
-                format!(" / filter {}: ", inp.pane.title().to_lowercase()),
-                t.key,
-            ),
-            Span::raw(inp.text.clone()),
+            Span::styled(prompt, t.key),
+            Span::raw(fmt::tail(&inp.text, room)),
             Span::styled("█", t.accent),
-            Span::styled("   Enter keep · Esc clear", t.dim),
+            Span::styled(keys, t.dim),
         ])
     } else if let Some(st) = &m.status {
         Line::from(Span::styled(
@@ -318,7 +325,8 @@ pub(crate) fn empty_hint(m: &Model, f: &mut Frame, r: Rect, text: &str) {
         return;
     }
     let y = r.y + r.height / 2;
-    let line = Line::from(Span::styled(text.to_owned(), m.theme.dim)).alignment(Alignment::Center);
+    let text = fmt::fit(text, r.width as usize);
+    let line = Line::from(Span::styled(text, m.theme.dim)).alignment(Alignment::Center);
     f.render_widget(Paragraph::new(line), Rect::new(r.x, y, r.width, 1));
 }
 

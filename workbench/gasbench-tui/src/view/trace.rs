@@ -221,7 +221,12 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         info.push(Span::styled(format!("scenario {sc} "), t.accent));
     }
     if !store.filter().is_empty() {
-        info.push(Span::styled(format!("/{} ", store.filter().text), t.accent));
+        // The pane's own title keeps its place: a long filter shows its end.
+        let room = (r.width as usize / 3).max(8);
+        info.push(Span::styled(
+            format!("/{} ", fmt::tail(&store.filter().text, room)),
+            t.accent,
+        ));
     }
     if store.visible_len() != store.len() {
         info.push(Span::styled(
