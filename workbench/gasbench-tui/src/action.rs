@@ -46,6 +46,8 @@ pub enum Action {
     Top,
     Bottom,
     Enter,
+    /// `J` / `K`: scroll the expanded call's detail by lines.
+    ScrollDetail(isize),
     Escape,
     StartFilter,
     FilterChar(char),
@@ -135,6 +137,19 @@ fn move_cursor(m: &mut Model, delta: isize) {
     }
 }
 
+/// Scroll the expanded call's detail, within its length.
+fn scroll_detail(m: &mut Model, delta: isize) {
+    let Some(seq) = m.selected_call().map(|r| r.begin_seq) else {
+        return;
+    };
+    let max = crate::view::trace::detail_max_scroll(
+        crate::view::trace::detail_line_count(m),
+        layout::detail_rows(m),
+    );
+    let now = m.detail_offset() as isize;
+    m.detail_scroll = (seq, (now + delta).clamp(0, max as isize) as usize);
+}
+
 /// Selecting a scenario filters the trace to its calls.
 fn select_scenario(m: &mut Model, name: Option<String>) {
     m.trace.set_scenario(name.as_deref());
@@ -183,6 +198,21 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
         Action::BusClosed => {
             m.bus_closed = true;
             m.loading = None;
+            if m.log_ended_early() {
+                // Kept after what the replay reported (a line cut short).
+                let note = "the log ends before the run did (no `finished` event: \
+                            gasbench was stopped or crashed); nothing here is still running";
+                m.status = Some(match m.status.take() {
+                    Some(st) => Status {
+                        text: format!("{} · {note}", st.text),
+                        error: st.error,
+                    },
+                    None => Status {
+                        text: note.into(),
+                        error: true,
+                    },
+                });
+            }
             if m.quitting {
                 fx.push(Effect::Exit);
             }
@@ -206,6 +236,17 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
         Action::Focus(p) => focus(m, p),
         Action::Up => move_cursor(m, -1),
         Action::Down => move_cursor(m, 1),
+        // With a call expanded, a page is a page of its detail (j/k still
+        // move in the table).
+        Action::PageUp | Action::PageDown if m.focus == Pane::Trace && m.expanded => {
+            let page = layout::detail_rows(m).saturating_sub(1).max(1) as isize;
+            let delta = if action == Action::PageUp {
+                -page
+            } else {
+                page
+            };
+            scroll_detail(m, delta);
+        }
         Action::PageUp => {
             let rows = layout::list_rows(m, m.focus) as isize;
             move_cursor(m, -rows.max(1));
@@ -213,6 +254,11 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
         Action::PageDown => {
             let rows = layout::list_rows(m, m.focus) as isize;
             move_cursor(m, rows.max(1));
+        }
+        Action::ScrollDetail(delta) => {
+            if m.expanded {
+                scroll_detail(m, delta);
+            }
         }
         Action::Top => {
             let before = m.selected_scenario();

@@ -92,6 +92,21 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
+/// Keep the end of `s` in `width` characters, starting with `…` when cut
+/// (text being typed: its end is where the cursor is).
+pub fn tail(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out = String::from("…");
+    out.extend(s.chars().skip(n - (width - 1)));
+    out
+}
+
 /// Pad or cut to exactly `width` characters.
 pub fn pad(s: &str, width: usize) -> String {
     let f = fit(s, width);
@@ -141,6 +156,8 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(fit("ALLOCATE_BLOCK", 8), "ALLOCAT…");
         assert_eq!(pad("ab", 4), "ab  ");
+        assert_eq!(tail("alloc ok", 4), "… ok");
+        assert_eq!(tail("ok", 4), "ok");
         assert_eq!(rpad("ab", 4), "  ab");
         assert_eq!(bar(1, 4, 8), ("━━".into(), "──────".into()));
         assert_eq!(bar(5, 0, 3).0, "");

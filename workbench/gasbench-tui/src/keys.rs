@@ -44,6 +44,10 @@ pub const BINDINGS: &[Binding] = &[
         what: "trace: expand the call (structs, register accesses)",
     },
     Binding {
+        keys: "J K / PgDn PgUp",
+        what: "trace, call expanded: scroll its detail (j/k still move)",
+    },
+    Binding {
         keys: "/",
         what: "filter the trace, console or build log",
     },
@@ -131,6 +135,8 @@ pub fn map(m: &Model, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('g') | KeyCode::Home => Action::Top,
         KeyCode::Char('G') | KeyCode::End => Action::Bottom,
         KeyCode::Enter => Action::Enter,
+        KeyCode::Char('J') => Action::ScrollDetail(1),
+        KeyCode::Char('K') => Action::ScrollDetail(-1),
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Esc => Action::Escape,
         KeyCode::Char('z') => Action::ToggleZoom,

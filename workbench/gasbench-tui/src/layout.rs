@@ -100,3 +100,11 @@ pub fn list_rows(m: &Model, pane: Pane) -> usize {
         _ => inner.max(1),
     }
 }
+
+/// Rows the expanded call's detail has in the trace pane.
+pub fn detail_rows(m: &Model) -> usize {
+    let area = Rect::new(0, 0, m.viewport.width, m.viewport.height);
+    areas(area, m)
+        .of(Pane::Trace)
+        .map_or(10, crate::view::trace::detail_rows)
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use gasbench_abi::protocol::{AgentMsg, LogLevel};
-use gasbench_events::kernel::{ApplyStatus, KernelEvent};
+use gasbench_events::kernel::{ApplyStatus, KernelEvent, PatchRole};
 use gasbench_events::run::{Outcome, RunEvent, Stage};
 use gasbench_events::vm::{ConsoleSeverity, VmEvent};
 use gasbench_events::{Event, EventBody};
@@ -185,6 +185,31 @@ impl Default for LogView {
     }
 }
 
+/// How bad one line of build output is, by the toolchain's own markers:
+/// `file:line: error:` (gcc, clang, `ld.lld: error:`, modpost's
+/// `ERROR:`), rustc's `error[E0425]`, make's `*** [...] Error 2`, the
+/// linker's `undefined reference`. Not by the word "error" alone: file
+/// names (`error.o`), `(os error 2)` in a note that says it is non-fatal,
+/// or clang's `1 error generated.` summary are not errors of their own.
+pub fn build_line_severity(line: &str) -> Severity {
+    let lower = line.to_ascii_lowercase();
+    let make_error = line.contains("*** ")
+        && line
+            .rsplit_once("Error ")
+            .is_some_and(|(_, n)| !n.is_empty() && n.trim().bytes().all(|b| b.is_ascii_digit()));
+    if lower.contains("error:")
+        || line.contains("error[E")
+        || make_error
+        || line.contains("undefined reference")
+    {
+        Severity::Bug
+    } else if lower.contains("warning:") || line.contains("warning[") {
+        Severity::Warn
+    } else {
+        Severity::Normal
+    }
+}
+
 /// A build log can be hundreds of thousands of lines; keep the newest.
 const LOG_CAP: usize = 200_000;
 
@@ -266,10 +291,20 @@ pub struct StageRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatchRow {
     pub series: String,
+    /// Position in the whole apply queue (all series, the port's patches
+    /// included): what per-patch build results refer to.
     pub index: u32,
     pub total: u32,
     pub subject: String,
     pub fixup: bool,
+    /// Posted, reconstructed, the port's replacement or its own fixup.
+    pub role: PatchRole,
+    /// The posted position this patch is or stands for (`3` of `3/6`);
+    /// `None` for the port's fixups.
+    pub posted_index: Option<u32>,
+    /// The series' posted size (`6` of `3/6`), from the subject's
+    /// `[RFC PATCH v3 3/6]` when it has one.
+    pub posted_total: Option<u32>,
     pub status: ApplyStatus,
     pub detail: String,
     /// Per-patch build result, when the build checked this patch alone.
@@ -278,6 +313,37 @@ pub struct PatchRow {
     /// The second architecture's check (`--cross-arch`): its name and
     /// the error when it did not build.
     pub cross: Option<(String, Option<String>)>,
+}
+
+/// `[RFC PATCH v3 3/6] rust: …` → `(3, 6)`: the position the posting
+/// itself gives a patch. The port's fixups (`[gasbench fixup v7.2.12]`)
+/// have none.
+pub fn posted_position(subject: &str) -> Option<(u32, u32)> {
+    let tag = subject.trim_start().strip_prefix('[')?.split(']').next()?;
+    let (n, of) = tag.split_whitespace().next_back()?.split_once('/')?;
+    Some((n.parse().ok()?, of.parse().ok()?))
+}
+
+/// How one series' posted patches went into the tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesApply {
+    pub series: String,
+    /// Patches in the posting (`6` of `3/6`).
+    pub posted: u32,
+    /// Applied as posted (or as reconstructed from quotes).
+    pub as_posted: u32,
+    /// Did not apply as posted; the port's replacement did.
+    pub ported: u32,
+    /// Did not apply, and nothing replaced them.
+    pub failed: u32,
+}
+
+impl SeriesApply {
+    /// Posted patches not reported yet (the apply stage is still running).
+    pub fn pending(&self) -> u32 {
+        self.posted
+            .saturating_sub(self.as_posted + self.ported + self.failed)
+    }
 }
 
 /// The stages drawn even before they start, so the pipeline's shape is
@@ -321,6 +387,56 @@ impl Default for Pipeline {
 }
 
 impl Pipeline {
+    /// Per series, in the order the series were applied: how many of its
+    /// posted patches applied as posted, were replaced by the port, or
+    /// failed. Counted over the posting's own numbering, not the apply
+    /// queue (which also holds the port's patches and the other series).
+    pub fn series_apply(&self) -> Vec<SeriesApply> {
+        let mut names: Vec<&str> = Vec::new();
+        for p in &self.patches {
+            if !names.contains(&p.series.as_str()) {
+                names.push(&p.series);
+            }
+        }
+        names
+            .into_iter()
+            .map(|name| {
+                let rows: Vec<&PatchRow> =
+                    self.patches.iter().filter(|p| p.series == name).collect();
+                let posted = rows
+                    .iter()
+                    .filter_map(|p| p.posted_total.or(p.posted_index))
+                    .max()
+                    .unwrap_or(0);
+                let mut out = SeriesApply {
+                    series: name.to_owned(),
+                    posted,
+                    as_posted: 0,
+                    ported: 0,
+                    failed: 0,
+                };
+                for k in 1..=posted {
+                    let at = |roles: &[PatchRole]| {
+                        rows.iter()
+                            .filter(|p| p.posted_index == Some(k) && roles.contains(&p.role))
+                            .map(|p| p.status != ApplyStatus::Failed)
+                            .collect::<Vec<bool>>()
+                    };
+                    let own = at(&[PatchRole::Posted, PatchRole::Reconstructed]);
+                    let port = at(&[PatchRole::Replacement]);
+                    if own.contains(&true) {
+                        out.as_posted += 1;
+                    } else if port.contains(&true) {
+                        out.ported += 1;
+                    } else if !own.is_empty() || !port.is_empty() {
+                        out.failed += 1;
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
     fn stage(&mut self, stage: Stage) -> &mut StageRow {
         let i = match self.stages.iter().position(|s| s.stage == stage) {
             Some(i) => i,
@@ -430,6 +546,10 @@ pub struct Model {
     pub trace_cursor: Cursor,
     /// Enter on a trace row: show its decoded structs and register accesses.
     pub expanded: bool,
+    /// Lines the expanded detail is scrolled by (J/K, PgDn/PgUp), and the
+    /// call (its CallBegin's seq) that applies to: another call's detail
+    /// starts at its top.
+    pub detail_scroll: (u64, usize),
     pub lookup: Box<dyn EventLookup>,
     pub device: DeviceView,
     pub device_cursor: Cursor,
@@ -470,6 +590,7 @@ impl Model {
             trace: TraceStore::default(),
             trace_cursor: Cursor::following(),
             expanded: false,
+            detail_scroll: (0, 0),
             lookup,
             device: DeviceView::default(),
             device_cursor: Cursor::default(),
@@ -536,6 +657,39 @@ impl Model {
             .filter(|n| !n.is_empty())
     }
 
+    /// A past run whose log ends before the run did: the replay is over,
+    /// there is no `finished` event, and something was still going on
+    /// (a stage, a scenario, the VM) when the log stops. gasbench was
+    /// killed or crashed; nothing is running any more. (An interactive
+    /// session that was quit normally has no `finished` either, but its
+    /// stages all ended and its VM stopped.)
+    pub fn log_ended_early(&self) -> bool {
+        matches!(self.mode, Mode::Browse { .. })
+            && self.bus_closed
+            && self.run.finished.is_none()
+            && (self
+                .pipeline
+                .stages
+                .iter()
+                .any(|s| s.state == StageState::Running)
+                || self.current_scenario.is_some()
+                || matches!(self.run.vm_state.as_deref(), Some("running" | "starting")))
+    }
+
+    /// The trace row selected (the one Enter expands).
+    pub fn selected_call(&self) -> Option<&crate::store::CallRow> {
+        let (sel, _) = self.trace_cursor.window(self.trace.visible_len(), 1);
+        self.trace.visible_row(sel).map(|(_, row)| row)
+    }
+
+    /// Lines the selected call's detail is scrolled by.
+    pub fn detail_offset(&self) -> usize {
+        match (self.selected_call(), self.detail_scroll) {
+            (Some(row), (seq, lines)) if row.begin_seq == seq => lines,
+            _ => 0,
+        }
+    }
+
     /// The scenario running now.
     pub fn current_scenario(&self) -> Option<&str> {
         self.current_scenario.as_deref()
@@ -584,6 +738,12 @@ impl Model {
                 detail,
             } => {
                 let st = self.pipeline.stage(*stage);
+                // After its end a stage's line is its end detail; late
+                // progress (a later stage reusing the stage's reporter)
+                // must not overwrite it.
+                if matches!(st.state, StageState::Done(_)) {
+                    return;
+                }
                 st.done = *done;
                 st.total = *total;
                 if !detail.is_empty() {
@@ -642,12 +802,28 @@ impl Model {
     fn ingest_kernel(&mut self, e: &Event, k: &KernelEvent) {
         match k {
             KernelEvent::Patch(p) => {
+                let from_subject = posted_position(&p.subject);
+                // Logs written before roles existed say `posted` for the
+                // port's patches too; a replacement keeps the posted
+                // subject (and its `n/m`), a fixup has its own.
+                let role = match (p.role, p.fixup, from_subject) {
+                    (PatchRole::Posted, true, Some(_)) => PatchRole::Replacement,
+                    (PatchRole::Posted, true, None) => PatchRole::Fixup,
+                    (role, _, _) => role,
+                };
+                let posted_index = match role {
+                    PatchRole::Fixup => None,
+                    _ => p.posted_index.or(from_subject.map(|(n, _)| n)),
+                };
                 let row = PatchRow {
                     series: p.series.clone(),
                     index: p.index,
                     total: p.total,
                     subject: p.subject.clone(),
                     fixup: p.fixup,
+                    role,
+                    posted_index,
+                    posted_total: from_subject.map(|(_, of)| of),
                     status: p.status,
                     detail: p.detail.clone(),
                     builds: None,
@@ -665,15 +841,8 @@ impl Model {
                 }
             }
             KernelEvent::BuildLine { line } => {
-                let lower = line.to_ascii_lowercase();
-                let sev = if lower.contains("error:") || lower.contains("error ") {
-                    Severity::Bug
-                } else if lower.contains("warning:") {
-                    Severity::Warn
-                } else {
-                    Severity::Normal
-                };
-                self.build_log.push(e.t_us, sev, line.clone());
+                self.build_log
+                    .push(e.t_us, build_line_severity(line), line.clone());
             }
             KernelEvent::BuildProgress {
                 done,
@@ -681,6 +850,12 @@ impl Model {
                 current,
             } => {
                 let st = self.pipeline.stage(Stage::Build);
+                // The selftests stage builds too and reports the same
+                // way, after the Build stage has ended: that progress is
+                // not the kernel build's.
+                if matches!(st.state, StageState::Done(_)) {
+                    return;
+                }
                 if st.state == StageState::Pending {
                     st.state = StageState::Running;
                     st.began_us = e.t_us;
@@ -843,5 +1018,301 @@ impl Model {
             | AgentMsg::SyncWait { .. }
             | AgentMsg::Ktap(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gasbench_events::kernel::PatchApplied;
+
+    /// A `patch` event as the apply stage writes it: `index`/`total` over
+    /// the whole queue, `posted_index` the posting's own number.
+    fn patch(
+        series: &str,
+        index: u32,
+        posted: Option<(u32, u32)>,
+        role: PatchRole,
+        status: ApplyStatus,
+    ) -> Event {
+        let subject = match (role, posted) {
+            (PatchRole::Fixup, _) | (_, None) => "[gasbench fixup v7.2.12] port".to_string(),
+            (_, Some((n, of))) => format!("[RFC PATCH v2 {n}/{of}] subject"),
+        };
+        Event {
+            seq: u64::from(index),
+            t_us: u64::from(index),
+            body: EventBody::Kernel(KernelEvent::Patch(PatchApplied {
+                series: series.into(),
+                index,
+                total: 17,
+                posted_index: posted.map(|(n, _)| n),
+                subject,
+                fixup: matches!(role, PatchRole::Replacement | PatchRole::Fixup),
+                role,
+                status,
+                files: Vec::new(),
+                hunks: Vec::new(),
+                detail: String::new(),
+            })),
+        }
+    }
+
+    /// The default suite's queue: mkdirat2 v2 (1/2 applies, 2/2 is
+    /// replaced, one fixup), then goldfish v3 (1/6 reconstructed, 2–5
+    /// replaced, 6/6 applies, three fixups): 17 patches in all.
+    fn default_queue() -> Vec<Event> {
+        use ApplyStatus::{Applied, Failed};
+        use PatchRole::{Fixup, Posted, Reconstructed, Replacement};
+        let mut ev = vec![
+            patch("mkdirat2-v2", 1, Some((1, 2)), Posted, Applied),
+            patch("mkdirat2-v2", 2, Some((2, 2)), Posted, Failed),
+            patch("mkdirat2-v2", 3, Some((2, 2)), Replacement, Applied),
+            patch("mkdirat2-v2", 4, None, Fixup, Applied),
+            patch(
+                "goldfish-address-space-v3",
+                5,
+                Some((1, 6)),
+                Reconstructed,
+                Applied,
+            ),
+        ];
+        let mut i = 6;
+        for k in 2..=5 {
+            ev.push(patch(
+                "goldfish-address-space-v3",
+                i,
+                Some((k, 6)),
+                Posted,
+                Failed,
+            ));
+            ev.push(patch(
+                "goldfish-address-space-v3",
+                i + 1,
+                Some((k, 6)),
+                Replacement,
+                Applied,
+            ));
+            i += 2;
+        }
+        ev.push(patch(
+            "goldfish-address-space-v3",
+            14,
+            Some((6, 6)),
+            Posted,
+            Applied,
+        ));
+        for j in 15..=17 {
+            ev.push(patch("goldfish-address-space-v3", j, None, Fixup, Applied));
+        }
+        ev
+    }
+
+    #[test]
+    fn series_counts_use_each_postings_numbering_not_the_apply_queue() {
+        let m = Model::from_events(
+            default_queue(),
+            Mode::Browse { path: "/r".into() },
+            Theme::mono(),
+        );
+        let s = m.pipeline.series_apply();
+        assert_eq!(
+            s,
+            [
+                SeriesApply {
+                    series: "mkdirat2-v2".into(),
+                    posted: 2,
+                    as_posted: 1,
+                    ported: 1,
+                    failed: 0
+                },
+                SeriesApply {
+                    series: "goldfish-address-space-v3".into(),
+                    posted: 6,
+                    as_posted: 2,
+                    ported: 4,
+                    failed: 0
+                },
+            ]
+        );
+        assert!(s.iter().all(|s| s.pending() == 0));
+        // The port's fixups have no posted position.
+        let last = m.pipeline.patches.last().unwrap();
+        assert_eq!((last.role, last.posted_index), (PatchRole::Fixup, None));
+    }
+
+    #[test]
+    fn a_failed_patch_without_replacement_counts_as_failed_and_unseen_ones_as_pending() {
+        use ApplyStatus::{Applied, Failed};
+        let ev = vec![
+            patch("s-v1", 1, Some((1, 3)), PatchRole::Posted, Applied),
+            patch("s-v1", 2, Some((2, 3)), PatchRole::Posted, Failed),
+        ];
+        let m = Model::from_events(ev, Mode::Browse { path: "/r".into() }, Theme::mono());
+        let s = &m.pipeline.series_apply()[0];
+        assert_eq!((s.posted, s.as_posted, s.ported, s.failed), (3, 1, 0, 1));
+        assert_eq!(s.pending(), 1);
+    }
+
+    #[test]
+    fn logs_without_roles_tell_replacements_from_fixups_by_the_subject() {
+        let mut ev = patch(
+            "s-v1",
+            2,
+            Some((1, 1)),
+            PatchRole::Replacement,
+            ApplyStatus::Applied,
+        );
+        if let EventBody::Kernel(KernelEvent::Patch(p)) = &mut ev.body {
+            p.role = PatchRole::Posted;
+            p.posted_index = None;
+        }
+        let m = Model::from_events(vec![ev], Mode::Browse { path: "/r".into() }, Theme::mono());
+        let row = &m.pipeline.patches[0];
+        assert_eq!(
+            (row.role, row.posted_index, row.posted_total),
+            (PatchRole::Replacement, Some(1), Some(1))
+        );
+        assert_eq!(posted_position("[gasbench fixup v7.2.12] x"), None);
+        assert_eq!(posted_position("[RFC PATCH v3 3/6] x"), Some((3, 6)));
+    }
+
+    fn at(seq: u64, body: EventBody) -> Event {
+        Event {
+            seq,
+            t_us: seq * 1000,
+            body,
+        }
+    }
+
+    #[test]
+    fn an_ended_stage_keeps_its_end_detail_when_later_stages_build() {
+        use gasbench_events::run::Outcome;
+        let progress = |seq, done, current: &str| {
+            at(
+                seq,
+                EventBody::Kernel(KernelEvent::BuildProgress {
+                    done,
+                    total: 1500,
+                    current: current.into(),
+                }),
+            )
+        };
+        let ev = vec![
+            at(
+                1,
+                EventBody::Run(RunEvent::StageBegin {
+                    stage: Stage::Build,
+                    detail: "make bzImage".into(),
+                }),
+            ),
+            progress(2, 700, "fs/namei.o"),
+            at(
+                3,
+                EventBody::Run(RunEvent::StageEnd {
+                    stage: Stage::Build,
+                    outcome: Outcome::Ok,
+                    detail: "759 kbuild steps in 248.2 s".into(),
+                    elapsed_ms: 248_200,
+                }),
+            ),
+            // The selftests stage builds too, and says so the same way.
+            at(
+                4,
+                EventBody::Run(RunEvent::StageBegin {
+                    stage: Stage::Selftests,
+                    detail: String::new(),
+                }),
+            ),
+            progress(5, 1, "/var/cache/gasbench/kernel/headers/include"),
+            at(
+                6,
+                EventBody::Run(RunEvent::StageProgress {
+                    stage: Stage::Build,
+                    done: 1,
+                    total: 1,
+                    detail: "mkdirat_fd_test".into(),
+                }),
+            ),
+        ];
+        let m = Model::from_events(ev, Mode::Browse { path: "/r".into() }, Theme::mono());
+        let build = m
+            .pipeline
+            .stages
+            .iter()
+            .find(|s| s.stage == Stage::Build)
+            .unwrap();
+        assert_eq!(build.state, StageState::Done(Outcome::Ok));
+        assert_eq!(build.detail, "759 kbuild steps in 248.2 s");
+        assert_eq!(build.elapsed_ms, 248_200);
+    }
+
+    /// Lines from real kernel and selftest builds here.
+    #[test]
+    fn build_lines_are_classified_by_the_toolchains_markers() {
+        let bug = [
+            "/src/include/linux/syscalls.h:1008:29: error: expected ';' after top level declarator",
+            "error[E0425]: cannot find value `x` in this scope",
+            "make[3]: *** [/src/scripts/Makefile.build:184: kernel/sched/rq-offsets.s] Error 1",
+            "make: *** [Makefile:260: __sub-make] Error 2",
+            "ld.lld: error: undefined symbol: goldfish_x",
+            "drivers/x.o: in function `f': x.c:(.text+0x1): undefined reference to `g'",
+            "ERROR: modpost: \"foo\" [drivers/x.ko] undefined!",
+        ];
+        let normal = [
+            "Failed to run rustfmt: No such file or directory (os error 2) (non-fatal, continuing)",
+            "  CC      arch/x86/boot/compressed/error.o",
+            "  CC      lib/zstd/common/error_private.o",
+            "  HDRINST usr/include/linux/can/error.h",
+            "1 error generated.",
+        ];
+        for l in bug {
+            assert_eq!(build_line_severity(l), Severity::Bug, "{l}");
+        }
+        for l in normal {
+            assert_eq!(build_line_severity(l), Severity::Normal, "{l}");
+        }
+        assert_eq!(
+            build_line_severity("fs/namei.c:12:1: warning: unused variable"),
+            Severity::Warn
+        );
+        assert_eq!(
+            build_line_severity("warning[unused_imports]: unused import"),
+            Severity::Warn
+        );
+    }
+
+    /// `gasbench` (the interactive session) writes no `finished` event:
+    /// a session quit normally is over, not cut off; one whose log stops
+    /// with a stage running was.
+    #[test]
+    fn a_log_without_finished_is_cut_off_only_when_something_was_still_going() {
+        use gasbench_events::run::Outcome;
+        let begin = at(
+            1,
+            EventBody::Run(RunEvent::StageBegin {
+                stage: Stage::Teardown,
+                detail: String::new(),
+            }),
+        );
+        let end = at(
+            2,
+            EventBody::Run(RunEvent::StageEnd {
+                stage: Stage::Teardown,
+                outcome: Outcome::Ok,
+                detail: "exit status: 0".into(),
+                elapsed_ms: 60,
+            }),
+        );
+        let browse = Mode::Browse { path: "/r".into() };
+        let quit_normally =
+            Model::from_events(vec![begin.clone(), end], browse.clone(), Theme::mono());
+        assert!(!quit_normally.log_ended_early());
+        let killed = Model::from_events(vec![begin.clone()], browse, Theme::mono());
+        assert!(killed.log_ended_early());
+        // Live, the run is still going: nothing is cut off.
+        let mut live = Model::from_events(vec![begin], Mode::Live, Theme::mono());
+        live.bus_closed = false;
+        assert!(!live.log_ended_early());
     }
 }

@@ -31,6 +31,27 @@ pub type FeedRx = mpsc::UnboundedReceiver<Feed>;
 
 const BATCH: usize = 4096;
 
+/// The run directory `gasbench open PATH` means: PATH itself, or the
+/// directory holding it when PATH is a run's `events.jsonl`. Any other
+/// file is refused with what is expected instead.
+pub fn run_dir_for(path: &Path) -> Result<PathBuf, String> {
+    if !path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if path.file_name() == Some(std::ffi::OsStr::new(gasbench_trace::run_dir::EVENTS)) {
+        return Ok(match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        });
+    }
+    Err(format!(
+        "{} is a file: gasbench open takes a run directory (the one holding {}), or that {} itself",
+        path.display(),
+        gasbench_trace::run_dir::EVENTS,
+        gasbench_trace::run_dir::EVENTS,
+    ))
+}
+
 /// Forward a live bus, in batches of whatever is queued.
 pub fn from_bus(mut rx: EventStream) -> FeedRx {
     let (tx, out) = mpsc::unbounded_channel();
@@ -162,5 +183,21 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("1 line(s)") && notes[0].contains("line 10001"));
         assert_eq!(lookup.unwrap().event(9_999).unwrap().seq, 9_999);
+    }
+
+    #[test]
+    fn a_run_directory_or_its_events_log_opens_and_another_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.jsonl");
+        std::fs::write(&log, "").unwrap();
+        assert_eq!(run_dir_for(dir.path()).unwrap(), dir.path());
+        assert_eq!(run_dir_for(&log).unwrap(), dir.path());
+        let other = dir.path().join("console.log");
+        std::fs::write(&other, "").unwrap();
+        let err = run_dir_for(&other).unwrap_err();
+        assert!(
+            err.contains("console.log is a file") && err.contains("run directory"),
+            "{err}"
+        );
     }
 }

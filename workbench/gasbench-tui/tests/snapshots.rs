@@ -137,9 +137,9 @@ fn pipeline_of_a_per_patch_reproduction_with_arm_at_80x24() {
             .unwrap_or_else(|| panic!("no row with {needle}:\n{text}"))
             .to_string()
     };
-    assert!(row("1/4").contains("builds arm ✗"), "{text}");
-    assert!(row("3/4").contains("builds arm ✗"), "{text}");
-    assert!(row("4/4").contains("builds arm ✓"), "{text}");
+    assert!(row("     1/2 ").contains("builds arm ✗"), "{text}");
+    assert!(row("port 2/2").contains("builds arm ✗"), "{text}");
+    assert!(row("[gasbench fixup").contains("builds arm ✓"), "{text}");
     // The error follows the subject where the width allows.
     assert_eq!(
         m.pipeline.patches[0].cross,
@@ -167,6 +167,60 @@ fn trace_expanded_at_80x24_shows_structs_and_register_accesses() {
     insta::assert_snapshot!("trace_expanded_80x24", t.backend());
 }
 
+/// A call with more device activity than the detail has rows (wait_path
+/// polls the device for 186 ms): J/K and PgDn/PgUp scroll the detail,
+/// through the same key map as the terminal, and the scroll stops at the
+/// end (one K after running past the end moves back at once).
+#[test]
+fn the_expanded_call_detail_scrolls_with_keys() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let press = |m: &mut Model, code: KeyCode, times: usize| {
+        for _ in 0..times {
+            let key = KeyEvent::new(code, KeyModifiers::NONE);
+            if let Some(a) = gasbench_tui::keys::map(m, key) {
+                update(m, a);
+            }
+        }
+    };
+    let mut m = whole_run();
+    render(&mut m, 80, 24);
+    act(&mut m, typed("wait_path"));
+    act(&mut m, [Action::Top, Action::Enter]);
+    let start = screen(&render(&mut m, 80, 24));
+    assert!(start.contains("more lines"), "{start}");
+    assert!(!start.contains("above"), "{start}");
+
+    press(&mut m, KeyCode::Char('J'), 1);
+    let one = screen(&render(&mut m, 80, 24));
+    assert_ne!(one, start, "J scrolls the detail");
+    assert!(one.contains("↑ 1 line above"), "{one}");
+
+    press(&mut m, KeyCode::Char('J'), 500);
+    let end = screen(&render(&mut m, 80, 24));
+    assert!(
+        end.contains("lines above") && !end.contains("more lines"),
+        "{end}"
+    );
+    press(&mut m, KeyCode::Char('K'), 1);
+    let back = screen(&render(&mut m, 80, 24));
+    assert!(back.contains("more lines"), "clamped at the end:\n{back}");
+
+    press(&mut m, KeyCode::Char('K'), 500);
+    assert_eq!(screen(&render(&mut m, 80, 24)), start);
+    press(&mut m, KeyCode::PageDown, 1);
+    let t = render(&mut m, 80, 24);
+    let page = screen(&t);
+    assert!(
+        page.contains("lines above"),
+        "PgDn pages the detail:\n{page}"
+    );
+    // The table's selection did not move: the same call is expanded.
+    assert_eq!(m.trace_cursor.window(m.trace.visible_len(), 1).0, 0);
+    insta::assert_snapshot!("trace_detail_scrolled_80x24", t.backend());
+    press(&mut m, KeyCode::PageUp, 1);
+    assert_eq!(screen(&render(&mut m, 80, 24)), start);
+}
+
 #[test]
 fn help_overlay_at_80x24_lists_every_key() {
     let mut m = whole_run();
@@ -180,6 +234,32 @@ fn help_overlay_at_80x24_lists_every_key() {
 }
 
 // --- 160×48: the dashboard -------------------------------------------------
+
+/// The apply queue holds both series and the port's patches (17 in the
+/// recorded run); the header and the patch rows count each posting by its
+/// own numbering.
+#[test]
+fn header_and_patch_rows_count_each_series_by_its_posting() {
+    let mut m = whole_run();
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    let header = s.lines().next().unwrap();
+    assert!(
+        header.contains("mkdirat2 v2 1/2 as posted, 1 ported")
+            && header.contains("goldfish v3 2/6 as posted, 4 ported"),
+        "{header}"
+    );
+    assert!(!s.contains("/17"), "no queue-wide positions:\n{s}");
+    let row = |needle: &str| {
+        s.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle}:\n{s}"))
+            .to_string()
+    };
+    assert!(row("goldfish      2/6").contains('✗'), "{s}");
+    assert!(row("goldfish port 2/6").contains('✓'), "{s}");
+    assert!(row("mkdirat2     port").contains("gasbench fixup"), "{s}");
+}
 
 #[test]
 fn dashboard_after_the_run() {
@@ -278,6 +358,55 @@ fn selecting_a_scenario_filters_the_trace() {
     insta::assert_snapshot!("dashboard_160x48_scenario_selected", t.backend());
 }
 
+/// goldfish-errors has 59 checks, 2 of them failed (steps 18 and 24); the
+/// checks under the list cannot all fit, and the failed ones are the ones
+/// to see. The cut is said.
+#[test]
+fn a_failing_scenarios_failed_checks_are_shown_first_and_the_cut_is_said() {
+    let mut m = whole_run();
+    render(&mut m, 80, 24);
+    act(&mut m, [Action::Focus(Pane::Scenarios)]);
+    for _ in 0..20 {
+        if m.selected_scenario().as_deref() == Some("goldfish-errors") {
+            break;
+        }
+        act(&mut m, [Action::Down]);
+    }
+    let res = m
+        .summary
+        .scenarios
+        .iter()
+        .find(|s| s.name == "goldfish-errors")
+        .expect("the fixture ran goldfish-errors")
+        .clone();
+    let failed: Vec<u32> = res.failed_expectations().map(|e| e.step).collect();
+    assert!(!failed.is_empty());
+    let t = render(&mut m, 80, 24);
+    let s = screen(&t);
+    let checks: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.contains("checks of goldfish-errors"))
+        .skip(1)
+        .take_while(|l| !l.contains('─') && !l.contains('━'))
+        .collect();
+    for step in &failed {
+        assert!(
+            checks
+                .iter()
+                .any(|l| l.contains(&format!("✗ step {step} "))),
+            "failed check at step {step} hidden:\n{s}"
+        );
+    }
+    let shown = checks.iter().filter(|l| l.contains(" step ")).count();
+    assert!(shown < res.expectations.len(), "the list is cut here:\n{s}");
+    let more = res.expectations.len() - shown;
+    assert!(
+        checks.iter().any(|l| l.contains(&format!("… {more} more"))),
+        "the cut is said ({more} more):\n{s}"
+    );
+    insta::assert_snapshot!("scenarios_failed_checks_80x24", t.backend());
+}
+
 #[test]
 fn trace_filter_and_expanded_call_at_160x48() {
     let mut m = whole_run();
@@ -325,6 +454,92 @@ fn zoomed_console_at_160x48_highlights_the_warning() {
         .unwrap();
     assert_eq!(buf[(x as u16, row as u16)].fg, Color::Yellow);
     insta::assert_snapshot!("console_zoomed_160x48", t.backend());
+}
+
+/// A log that ends mid-build (gasbench killed or crashed: no `finished`
+/// event), browsed after the replay ended: nothing is drawn as running.
+#[test]
+fn a_log_that_ends_before_the_run_did_says_so() {
+    let events = fixture("recorded-run");
+    let mut m = model_until(&events, Theme::colored(), |e| {
+        matches!(&e.body, EventBody::Kernel(KernelEvent::BuildProgress { done, total, .. })
+            if *total > 0 && done * 2 >= *total)
+    });
+    update(&mut m, Action::BusClosed);
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    let header = s.lines().next().unwrap();
+    assert!(header.contains("log ends"), "{header}");
+    let footer = s.lines().last().unwrap();
+    assert!(
+        footer.contains("the log ends before the run did"),
+        "{footer}"
+    );
+    let build = s
+        .lines()
+        .find(|l| l.contains(" build "))
+        .expect("a build row");
+    assert!(
+        !build.contains('●') && build.contains("cut off"),
+        "the build is not running any more:\n{s}"
+    );
+    assert!(!build.contains('%'), "no progress bar:\n{s}");
+    insta::assert_snapshot!("dashboard_160x48_log_cut_mid_build", t.backend());
+}
+
+/// At 120×36 the left column is 40 wide: the PING figures end complete
+/// (`… max 68.5ms`, not `… m`), and the device's hint is not cut.
+#[test]
+fn narrow_panes_keep_their_labels_whole_at_120x36() {
+    let mut m = whole_run();
+    let s = screen(&render(&mut m, 120, 36));
+    let ping = s
+        .lines()
+        .find(|l| l.contains("PING") && l.contains("p50"))
+        .expect("a PING latency line");
+    let inside = ping.split('│').nth(1).unwrap_or("").trim_end();
+    assert!(
+        inside.ends_with('s') && !inside.contains('…'),
+        "the figures end with a unit: {inside:?}"
+    );
+    assert!(inside.contains("max "), "{inside:?}");
+
+    let events = fixture("recorded-run");
+    let mut m = model_until(&events, Theme::colored(), |e| {
+        matches!(
+            &e.body,
+            EventBody::Kernel(KernelEvent::BuildProgress { .. })
+        )
+    });
+    let s = screen(&render(&mut m, 120, 36));
+    assert!(s.contains("not attached yet"), "{s}");
+}
+
+/// A filter longer than the screen: the footer keeps its end (and the
+/// cursor) visible, and the pane keeps its title.
+#[test]
+fn a_long_filter_keeps_its_tail_and_the_pane_title_visible() {
+    let mut m = whole_run();
+    render(&mut m, 80, 24);
+    act(&mut m, [Action::Focus(Pane::Trace), Action::StartFilter]);
+    let text = "alloc ".repeat(20) + "THE-END";
+    act(&mut m, text.chars().map(Action::FilterChar));
+    let s = screen(&render(&mut m, 80, 24));
+    let footer = s.lines().last().unwrap();
+    assert!(footer.contains("THE-END█"), "{footer}");
+    let title = s.lines().find(|l| l.contains('┏')).unwrap();
+    assert!(title.contains("3 Trace"), "{title}");
+    assert!(
+        title.contains("THE-END"),
+        "the title shows the filter's end: {title}"
+    );
+    act(&mut m, [Action::FilterSubmit]);
+    let s = screen(&render(&mut m, 80, 24));
+    let title = s.lines().find(|l| l.contains('┏')).unwrap();
+    assert!(
+        title.contains("3 Trace") && title.contains("THE-END"),
+        "{title}"
+    );
 }
 
 // --- behaviour across sizes and themes ------------------------------------

@@ -25,7 +25,7 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     let inner = block.inner(r);
     f.render_widget(block, r);
     if d.connected.is_none() && !d.have_state && d.commands.is_empty() {
-        empty_hint(m, f, inner, "the device has not been attached yet");
+        empty_hint(m, f, inner, "device not attached yet");
         return;
     }
     let w = inner.width as usize;

@@ -35,7 +35,7 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect, pane: Pane) {
         info.push(Span::styled(
             format!(
                 "/{} {} shown ",
-                log.filter,
+                fmt::tail(&log.filter, (r.width as usize / 3).max(8)),
                 fmt::count(log.visible_len() as u64)
             ),
             t.accent,

@@ -109,6 +109,10 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
             let mark = if passed { sym::OK } else { sym::FAIL };
             Span::styled(format!("{mark} {}", fmt::elapsed_us(ms * 1000)), s)
         }
+        None if m.log_ended_early() => Span::styled(
+            format!("{} log ends {}", sym::WARN, fmt::elapsed_us(m.now_us)),
+            t.warn,
+        ),
         None => Span::styled(fmt::elapsed_us(m.now_us), t.header),
     };
     right.push(clock);
@@ -145,29 +149,49 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
     f.render_widget(Paragraph::new(Line::from(left)), r);
 }
 
-/// `goldfish v3 6/6 ✓, mkdirat2 v2 2/2 ✓` from the patch results.
+/// `mkdirat2 v2 2/2 ✓ · goldfish v3 2/6 as posted, 4 ported`: per
+/// series, its posted patches (by the posting's own numbering, not the
+/// apply queue's) and what became of those that did not apply.
 fn series_summary(m: &Model) -> String {
-    use gasbench_events::kernel::ApplyStatus;
-    let mut out: Vec<(String, u32, u32, bool)> = Vec::new();
-    // The posted patches (and reconstructions of missing ones), not ports.
-    for p in m.pipeline.patches.iter().filter(|p| p.index <= p.total) {
-        let ok = p.status != ApplyStatus::Failed;
-        match out.iter_mut().find(|s| s.0 == p.series) {
-            Some(s) => {
-                s.1 += ok as u32;
-                s.2 = s.2.max(p.total);
-                s.3 &= ok;
+    m.pipeline
+        .series_apply()
+        .iter()
+        .filter(|s| s.posted > 0)
+        .map(|s| {
+            let name = short_series(&s.series);
+            let head = format!("{name} {}/{}", s.as_posted, s.posted);
+            if s.as_posted == s.posted {
+                return format!("{head} {}", sym::OK);
             }
-            None => out.push((p.series.clone(), ok as u32, p.total, ok)),
-        }
-    }
-    out.iter()
-        .map(|(name, ok, total, all)| {
-            let mark = if *all { sym::OK } else { sym::FAIL };
-            format!("{name} {ok}/{total} {mark}")
+            let mut parts = vec![format!("{head} as posted")];
+            if s.ported > 0 {
+                parts.push(format!("{} ported", s.ported));
+            }
+            if s.failed > 0 {
+                parts.push(format!("{} failed {}", s.failed, sym::FAIL));
+            }
+            if s.pending() > 0 {
+                parts.push(format!("{} to go", s.pending()));
+            }
+            parts.join(", ")
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(" · ")
+}
+
+/// `goldfish-address-space-v3` → `goldfish v3`: the series' first word
+/// and its version, enough to tell series apart in a header.
+pub(crate) fn short_series(series: &str) -> String {
+    let mut words = series.split(|c: char| c == '-' || c.is_whitespace());
+    let first = words.next().unwrap_or("");
+    match words.next_back() {
+        Some(v)
+            if v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("{first} {v}")
+        }
+        _ => first.to_owned(),
+    }
 }
 
 fn tabs(m: &Model, f: &mut Frame, r: Rect) {
@@ -184,14 +208,21 @@ fn tabs(m: &Model, f: &mut Frame, r: Rect) {
 fn footer(m: &Model, f: &mut Frame, r: Rect) {
     let t = &m.theme;
     let line = if let Some(inp) = &m.input {
+        let prompt = format!(" / filter {}: ", inp.pane.title().to_lowercase());
+        let keys = "   Enter keep · Esc clear";
+        // The end of the text (where the cursor is) stays on screen; the
+        // key hint gives way first.
+        let room = (r.width as usize).saturating_sub(prompt.chars().count() + 1);
+        let keys = if inp.text.chars().count() + keys.chars().count() <= room {
+            keys
+        } else {
+            ""
+        };
         Line::from(vec![
-            Span::styled(
-                format!(" / filter {}: ", inp.pane.title().to_lowercase()),
-                t.key,
-            ),
-            Span::raw(inp.text.clone()),
+            Span::styled(prompt, t.key),
+            Span::raw(fmt::tail(&inp.text, room)),
             Span::styled("█", t.accent),
-            Span::styled("   Enter keep · Esc clear", t.dim),
+            Span::styled(keys, t.dim),
         ])
     } else if let Some(st) = &m.status {
         Line::from(Span::styled(
@@ -203,6 +234,9 @@ fn footer(m: &Model, f: &mut Frame, r: Rect) {
         match m.focus {
             Pane::Trace => {
                 hints.push(("Enter", if m.expanded { "collapse" } else { "expand" }));
+                if m.expanded {
+                    hints.push(("J/K", "scroll detail"));
+                }
                 hints.push(("/", "filter"));
             }
             Pane::Scenarios => {
@@ -291,8 +325,34 @@ pub(crate) fn empty_hint(m: &Model, f: &mut Frame, r: Rect, text: &str) {
         return;
     }
     let y = r.y + r.height / 2;
-    let line = Line::from(Span::styled(text.to_owned(), m.theme.dim)).alignment(Alignment::Center);
+    let text = fmt::fit(text, r.width as usize);
+    let line = Line::from(Span::styled(text, m.theme.dim)).alignment(Alignment::Center);
     f.render_widget(Paragraph::new(line), Rect::new(r.x, y, r.width, 1));
+}
+
+/// Cut a line of styled spans to `width` characters, ending in `…` when
+/// cut (the styled counterpart of [`fmt::fit`]).
+pub(crate) fn fit_spans(spans: Vec<Span<'_>>, width: usize) -> Vec<Span<'_>> {
+    let total: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    if total <= width {
+        return spans;
+    }
+    let mut left = width;
+    let mut out = Vec::new();
+    for s in spans {
+        let n = s.content.chars().count();
+        if n < left {
+            left -= n;
+            out.push(s);
+        } else {
+            out.push(Span::styled(fmt::fit(&s.content, left.max(1)), s.style));
+            if left == 0 {
+                out.pop();
+            }
+            break;
+        }
+    }
+    out
 }
 
 /// Style for a whole selected row.

@@ -1,6 +1,6 @@
 //! Stages with progress bars, then every patch's apply/build result.
 
-use gasbench_events::kernel::ApplyStatus;
+use gasbench_events::kernel::{ApplyStatus, PatchRole};
 use gasbench_events::run::Outcome;
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -10,7 +10,7 @@ use ratatui::widgets::Paragraph;
 
 use super::{pane_block, row_style};
 use crate::fmt;
-use crate::model::{Model, Pane, StageState};
+use crate::model::{Model, Pane, StageState, posted_position};
 use crate::theme::{Theme, sym};
 
 pub(crate) fn stage_mark(t: &Theme, s: StageState) -> (&'static str, Style) {
@@ -43,8 +43,15 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     let focused = m.focus == Pane::Pipeline;
 
     let mut lines: Vec<Line> = Vec::new();
+    // A log that ends mid-run: its running stages were cut off there.
+    let cut = m.log_ended_early();
     for s in &p.stages {
-        let (mark, ms) = stage_mark(t, s.state);
+        let cut_off = cut && s.state == StageState::Running;
+        let (mark, ms) = if cut_off {
+            (sym::WARN, t.warn)
+        } else {
+            stage_mark(t, s.state)
+        };
         let mut spans = vec![
             Span::styled(format!(" {mark} "), ms),
             Span::styled(fmt::pad(s.stage.name(), 10), ms.patch(t.title)),
@@ -55,7 +62,17 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             StageState::Pending => String::new(),
         };
         let room = w.saturating_sub(13 + 8);
-        if s.state == StageState::Running && s.total > 0 {
+        if cut_off {
+            let at = if s.total > 0 {
+                format!(" at {}/{}", s.done, s.total)
+            } else {
+                String::new()
+            };
+            spans.push(Span::styled(
+                fmt::pad(&format!("cut off{at} · {}", s.detail), room),
+                t.warn,
+            ));
+        } else if s.state == StageState::Running && s.total > 0 {
             let bw = (room / 2).clamp(6, 24);
             let (a, b) = fmt::bar(s.done, s.total, bw);
             let pct = s.done.min(s.total) * 100 / s.total;
@@ -99,10 +116,14 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             .split(|c: char| c == '-' || c.is_whitespace())
             .next()
             .unwrap_or("");
-        let pos = if pr.index > pr.total {
-            "port".to_string()
-        } else {
-            format!("{}/{}", pr.index, pr.total)
+        // The posting's own numbering (`3/6`), not the apply queue's;
+        // the port's patches say so (`port 2/6` stands for posted 2/6).
+        let size = pr.posted_total.map_or(String::new(), |t| format!("/{t}"));
+        let pos = match (pr.role, pr.posted_index) {
+            (PatchRole::Fixup, _) | (PatchRole::Replacement, None) => "port".to_string(),
+            (PatchRole::Replacement, Some(k)) => format!("port {k}{size}"),
+            (_, Some(k)) => format!("{k}{size}"),
+            (_, None) => format!("{}/{}", pr.index, pr.total),
         };
         let mut build = match pr.builds {
             Some(true) => Span::styled(" builds", t.ok),
@@ -117,12 +138,18 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             };
             build = Span::styled(text, style);
         }
-        let label = format!("{} {pos:>4} ", fmt::pad(series, 8));
+        let label = format!("{} {pos:>8} ", fmt::pad(series, 8));
         let used = 3 + label.chars().count() + build.content.chars().count();
-        let mut subject = if pr.fixup {
-            format!("[gasbench] {}", pr.subject)
-        } else {
-            pr.subject.clone()
+        // The position is in the label; the subject's `[RFC PATCH v3 3/6]`
+        // would only repeat it. (A fixup's `[gasbench fixup v7.2.12]`
+        // names the base it was written for, and stays.)
+        let mut subject = match posted_position(&pr.subject) {
+            Some(_) => pr
+                .subject
+                .split_once(']')
+                .map_or(pr.subject.as_str(), |(_, rest)| rest.trim_start())
+                .to_string(),
+            None => pr.subject.clone(),
         };
         if let Some(err) = &pr.first_error {
             subject = format!("{subject} — {err}");

@@ -133,25 +133,34 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         n => {
             let [label, spark] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(spark_area);
-            let mut figures = format!(
-                "n={} p50 ≈{} p90 ≈{} p99 ≈{} max {}",
-                fmt::count(n),
+            let (p50, p90, p99, max) = (
                 fmt::duration_ns(q(0.5)),
                 fmt::duration_ns(q(0.9)),
                 fmt::duration_ns(q(0.99)),
-                fmt::duration_ns(ping.max)
+                fmt::duration_ns(ping.max),
             );
-            if figures.chars().count() + 14 > label.width as usize {
-                figures = format!(
-                    "p50 ≈{} p90 ≈{} max {}",
-                    fmt::duration_ns(q(0.5)),
-                    fmt::duration_ns(q(0.9)),
-                    fmt::duration_ns(ping.max)
-                );
-            }
+            // The most that fits whole: a figure cut mid-unit misleads.
+            let candidates = [
+                (
+                    " PING latency ",
+                    format!(
+                        "n={} p50 ≈{p50} p90 ≈{p90} p99 ≈{p99} max {max}",
+                        fmt::count(n)
+                    ),
+                ),
+                (" PING latency ", format!("p50 ≈{p50} p90 ≈{p90} max {max}")),
+                (" PING ", format!("p50 ≈{p50} p90 ≈{p90} max {max}")),
+                (" PING ", format!("p50 ≈{p50} max {max}")),
+            ];
+            let width = label.width as usize;
+            let (name, figures) = candidates
+                .iter()
+                .find(|(a, b)| a.chars().count() + b.chars().count() <= width)
+                .unwrap_or(&candidates[candidates.len() - 1]);
+            let figures = fmt::fit(figures, width.saturating_sub(name.chars().count()));
             f.render_widget(
                 Paragraph::new(Line::from(vec![
-                    Span::styled(" PING latency ", t.title),
+                    Span::styled(*name, t.title),
                     Span::styled(figures, t.dim),
                 ])),
                 label,

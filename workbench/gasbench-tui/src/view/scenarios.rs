@@ -5,10 +5,11 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::{empty_hint, pane_block, row_style};
+use super::{empty_hint, fit_spans, pane_block, row_style};
 use crate::fmt;
 use crate::model::{Model, Pane};
 use crate::theme::sym;
+use gasbench_trace::summary::Expectation;
 
 pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     let t = &m.theme;
@@ -57,7 +58,10 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             ])
         } else {
             let res = m.summary.scenarios.iter().find(|s| s.name == e.name);
-            let (mark, ms) = if e.running {
+            let cut = e.running && m.log_ended_early();
+            let (mark, ms) = if cut {
+                (sym::WARN, t.warn)
+            } else if e.running {
                 (sym::RUNNING, t.running)
             } else {
                 match res.and_then(|r| r.passed) {
@@ -68,6 +72,7 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
                 }
             };
             let detail = match res {
+                Some(_) if cut => "cut off".to_string(),
                 Some(r) if e.running => format!("{} checks…", r.expectations.len()),
                 Some(r) => {
                     let held = r.expectations.iter().filter(|x| x.held).count();
@@ -98,31 +103,82 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             fmt::pad(&format!(" checks of {name}"), w),
             t.dim.add_modifier(ratatui::style::Modifier::UNDERLINED),
         )));
-        for e in res.expectations.iter().take(spare - 1) {
-            let line = if e.held {
-                Line::from(vec![
-                    Span::styled(format!(" {} ", sym::OK), t.ok),
-                    Span::styled(format!("step {} ", e.step), t.dim),
-                    Span::raw(fmt::fit(
-                        &format!("{}: {}", e.what, e.actual),
-                        w.saturating_sub(11),
-                    )),
-                ])
-            } else {
-                Line::from(vec![
-                    Span::styled(format!(" {} ", sym::FAIL), t.fail),
-                    Span::styled(format!("step {} ", e.step), t.dim),
-                    Span::raw(format!("{}: expected ", e.what)),
-                    Span::styled(e.expected.clone(), t.ok),
-                    Span::raw(", got "),
-                    Span::styled(e.actual.clone(), t.fail),
-                ])
-            };
-            lines.push(line);
-        }
+        lines.extend(check_lines(m, &res.expectations, spare - 1, w));
         if res.expectations.is_empty() {
             lines.push(Line::from(Span::styled("  no checks yet", t.dim)));
         }
     }
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The checks of one scenario in `room` lines of `w` columns: the failed
+/// ones first (they are what the list is read for, and a long scenario's
+/// first checks are mostly passes), then the rest in step order. When not
+/// all fit, the last line says how many are left out.
+fn check_lines<'a>(m: &Model, checks: &'a [Expectation], room: usize, w: usize) -> Vec<Line<'a>> {
+    let t = &m.theme;
+    let ordered: Vec<&Expectation> = checks
+        .iter()
+        .filter(|e| !e.held)
+        .chain(checks.iter().filter(|e| e.held))
+        .collect();
+    let mut lines = Vec::new();
+    let mut shown = 0;
+    for (i, e) in ordered.iter().enumerate() {
+        let rest = ordered.len() - i - 1;
+        // Keep a line for `… N more` unless this is the last check.
+        let budget = room.saturating_sub(lines.len() + usize::from(rest > 0));
+        if budget == 0 {
+            break;
+        }
+        let step = Span::styled(format!("step {} ", e.step), t.dim);
+        if e.held {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {} ", sym::OK), t.ok),
+                step,
+                Span::raw(fmt::fit(
+                    &format!("{}: {}", e.what, e.actual),
+                    w.saturating_sub(11),
+                )),
+            ]));
+        } else {
+            let mark = Span::styled(format!(" {} ", sym::FAIL), t.fail);
+            let outcome = vec![
+                Span::raw("expected "),
+                Span::styled(e.expected.clone(), t.ok),
+                Span::raw(", got "),
+                Span::styled(e.actual.clone(), t.fail),
+            ];
+            if budget >= 2 {
+                // What was checked, then the verdict under it.
+                lines.push(Line::from(vec![
+                    mark,
+                    step,
+                    Span::raw(fmt::fit(&e.what, w.saturating_sub(11))),
+                ]));
+                let mut second = vec![Span::raw("     ")];
+                second.extend(outcome);
+                lines.push(Line::from(fit_spans(second, w)));
+            } else {
+                let mut one = vec![mark, step, Span::raw(format!("{}: ", e.what))];
+                one.extend(outcome);
+                lines.push(Line::from(fit_spans(one, w)));
+            }
+        }
+        shown += 1;
+    }
+    if shown < ordered.len() {
+        let left: Vec<&&Expectation> = ordered[shown..].iter().collect();
+        let failed = left.iter().filter(|e| !e.held).count();
+        let note = if failed > 0 {
+            format!("  … {} more ({failed} failed)", left.len())
+        } else {
+            format!("  … {} more, all {}", left.len(), sym::OK)
+        };
+        lines.push(Line::from(Span::styled(
+            note,
+            if failed > 0 { t.fail } else { t.dim },
+        )));
+    }
+    lines
 }

@@ -32,6 +32,47 @@ pub fn table_rows(r: Rect, expanded: bool) -> usize {
     table.saturating_sub(1).max(1) as usize
 }
 
+/// Rows inside the expanded detail of a trace pane drawn in `r` (under
+/// its top rule).
+pub fn detail_rows(r: Rect) -> usize {
+    let inner = r.height.saturating_sub(2);
+    split(inner).1.saturating_sub(1) as usize
+}
+
+/// How far a detail of `len` lines in `rows` rows can scroll: at the end
+/// one row says what is above, the rest show the last lines.
+pub fn detail_max_scroll(len: usize, rows: usize) -> usize {
+    if len <= rows {
+        0
+    } else {
+        len - rows.saturating_sub(1).max(1)
+    }
+}
+
+/// The part of a detail shown at `scroll`: (first line, end, lines above,
+/// lines below). Where lines are hidden a row says so, above or below.
+fn detail_window(len: usize, rows: usize, scroll: usize) -> (usize, usize, usize, usize) {
+    if len <= rows {
+        return (0, len, 0, 0);
+    }
+    let scroll = scroll.min(detail_max_scroll(len, rows));
+    let above_row = usize::from(scroll > 0);
+    let room = rows.saturating_sub(above_row);
+    // Keep a row for `… N more` unless the rest fits.
+    let shown = if len - scroll <= room {
+        len - scroll
+    } else {
+        room.saturating_sub(1)
+    };
+    (scroll, scroll + shown, scroll, len - scroll - shown)
+}
+
+/// Lines of the selected call's detail (what J/K scroll through).
+pub fn detail_line_count(m: &Model) -> usize {
+    m.selected_call()
+        .map_or(0, |row| detail_lines(m, row, usize::MAX / 2).len())
+}
+
 /// Heights of the table and the detail when a call is expanded.
 fn split(inner: u16) -> (u16, u16) {
     let table = (inner * 2 / 5).max(4).min(inner);
@@ -180,7 +221,12 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         info.push(Span::styled(format!("scenario {sc} "), t.accent));
     }
     if !store.filter().is_empty() {
-        info.push(Span::styled(format!("/{} ", store.filter().text), t.accent));
+        // The pane's own title keeps its place: a long filter shows its end.
+        let room = (r.width as usize / 3).max(8);
+        info.push(Span::styled(
+            format!("/{} ", fmt::tail(&store.filter().text, room)),
+            t.accent,
+        ));
     }
     if store.visible_len() != store.len() {
         info.push(Span::styled(
@@ -282,7 +328,10 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         };
         spans.push(Span::raw(fmt::pad(&args, c.args)));
         spans.push(Span::raw(" "));
-        let (result, rs) = if !row.finished() {
+        let (result, rs) = if !row.finished() && m.log_ended_early() {
+            // The log stops while the call was in the kernel.
+            (format!("{} no end", sym::WARN), t.warn)
+        } else if !row.finished() {
             (format!("{} running", sym::RUNNING), t.running)
         } else if let Some(errno) = store.errno(row) {
             (format!("{} {} {errno}", sym::FAIL, row.ret), t.fail)
@@ -339,7 +388,30 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
         .title(Span::styled(" call detail · Esc closes ", t.title));
     let inner = block.inner(r);
     f.render_widget(block, r);
-    let w = inner.width as usize;
+    let lines = detail_lines(m, row, inner.width as usize);
+    let rows = inner.height as usize;
+    let (from, to, above, below) = detail_window(lines.len(), rows, m.detail_offset());
+    let lines_of = |n: usize| if n == 1 { "line" } else { "lines" };
+    let mut shown: Vec<Line> = Vec::with_capacity(rows);
+    if above > 0 {
+        shown.push(Line::from(Span::styled(
+            format!("   ↑ {above} {} above (K, PgUp)", lines_of(above)),
+            t.dim,
+        )));
+    }
+    shown.extend(lines.into_iter().skip(from).take(to - from));
+    if below > 0 {
+        shown.push(Line::from(Span::styled(
+            format!("   … {below} more {} (J, PgDn)", lines_of(below)),
+            t.dim,
+        )));
+    }
+    f.render_widget(Paragraph::new(shown), inner);
+}
+
+/// Every line of a call's detail, for `w` columns.
+fn detail_lines(m: &Model, row: &CallRow, w: usize) -> Vec<Line<'static>> {
+    let t = &m.theme;
     let rec = record(m, row);
     let mut lines: Vec<Line> = Vec::new();
     let name = m.trace.name(row);
@@ -356,6 +428,10 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
                 t.dim,
             ));
         }
+        None if m.log_ended_early() => head.push(Span::styled(
+            format!("{} the log ends while it is in the kernel", sym::WARN),
+            t.warn,
+        )),
         None => head.push(Span::styled(
             format!("{} still in the kernel", sym::RUNNING),
             t.running,
@@ -485,14 +561,5 @@ fn detail(m: &Model, f: &mut Frame, r: Rect, row: &CallRow) {
             t.dim,
         )));
     }
-    if lines.len() > inner.height as usize {
-        let keep = inner.height.saturating_sub(1) as usize;
-        let more = lines.len() - keep;
-        lines.truncate(keep);
-        lines.push(Line::from(Span::styled(
-            format!("   … {more} more lines"),
-            t.dim,
-        )));
-    }
-    f.render_widget(Paragraph::new(lines), inner);
+    lines
 }

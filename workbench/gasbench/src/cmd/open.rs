@@ -12,13 +12,15 @@ use crate::Globals;
 #[derive(clap::Args)]
 pub struct Args {
     /// A run directory (the one `gasbench run` printed; it holds
-    /// events.jsonl).
+    /// events.jsonl), or its events.jsonl.
     #[arg(value_name = "RUN_DIR")]
     run_dir: PathBuf,
 }
 
 pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
-    let dir = RunDir::open(&args.run_dir).map_err(|e| miette!("{e}"))?;
+    // `gasbench open RUN_DIR/events.jsonl` means the run directory.
+    let run_dir = gasbench_tui::replay::run_dir_for(&args.run_dir).map_err(|e| miette!("{e}"))?;
+    let dir = RunDir::open(&run_dir).map_err(|e| miette!("{e}"))?;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         let help = format!(
             "run it in a terminal, or read {} with jq",
