@@ -85,13 +85,15 @@ pub fn from_log(path: &Path) -> std::io::Result<FeedRx> {
         .name("gasbench-replay".into())
         .spawn(move || {
             let mut reader = BufReader::with_capacity(1 << 20, file);
-            let mut line = String::new();
+            // Bytes, not String: one line that is not UTF-8 is one bad
+            // line, not the end of the log.
+            let mut line: Vec<u8> = Vec::new();
             let (mut bytes, mut n, mut bad, mut first_bad) = (0u64, 0u64, 0u64, None);
             let mut batch = Vec::with_capacity(BATCH);
             let mut lineno = 0u64;
             loop {
                 line.clear();
-                match reader.read_line(&mut line) {
+                match reader.read_until(b'\n', &mut line) {
                     Ok(0) => break,
                     Ok(k) => bytes += k as u64,
                     Err(e) => {
@@ -100,13 +102,13 @@ pub fn from_log(path: &Path) -> std::io::Result<FeedRx> {
                     }
                 }
                 lineno += 1;
-                if !line.ends_with('\n') {
+                if !line.ends_with(b"\n") {
                     let _ = tx.send(Feed::Note(format!(
                         "line {lineno} was cut short (the run ended mid-write)"
                     )));
                     break;
                 }
-                match serde_json::from_str::<Event>(&line) {
+                match serde_json::from_slice::<Event>(&line) {
                     Ok(e) => {
                         batch.push(e);
                         n += 1;
@@ -152,8 +154,12 @@ mod tests {
     fn a_log_replays_with_bad_lines_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let mut text = String::new();
+        let mut text: Vec<u8> = Vec::new();
         for i in 0..10_000u64 {
+            if i == 5_000 {
+                // A line that is not even UTF-8, in the middle.
+                text.extend_from_slice(b"{\"seq\":\xff}\n");
+            }
             let e = Event {
                 seq: i,
                 t_us: i,
@@ -162,10 +168,10 @@ mod tests {
                 }
                 .into(),
             };
-            text.push_str(&serde_json::to_string(&e).unwrap());
-            text.push('\n');
+            text.extend_from_slice(serde_json::to_string(&e).unwrap().as_bytes());
+            text.push(b'\n');
         }
-        text.push_str("{\"not\":\"an event\"}\n");
+        text.extend_from_slice(b"{\"not\":\"an event\"}\n");
         std::fs::write(&path, text).unwrap();
         let mut rx = from_log(&path).unwrap();
         let (mut events, mut notes, mut lookup, mut closed) = (0, vec![], None, false);
@@ -181,7 +187,11 @@ mod tests {
         assert!(closed);
         assert_eq!(events, 10_000);
         assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("1 line(s)") && notes[0].contains("line 10001"));
+        // Every event on both sides of the bad lines is there.
+        assert!(
+            notes[0].contains("2 line(s)") && notes[0].contains("line 5001"),
+            "{notes:?}"
+        );
         assert_eq!(lookup.unwrap().event(9_999).unwrap().seq, 9_999);
     }
 
