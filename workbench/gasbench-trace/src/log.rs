@@ -89,16 +89,17 @@ pub fn read_all(path: &Path) -> Result<(Vec<Event>, Option<String>), LogError> {
     };
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
     let mut events = Vec::new();
-    let mut line = String::new();
+    // Bytes: a line that is not UTF-8 is a corrupt line with its number.
+    let mut line: Vec<u8> = Vec::new();
     let mut number = 0;
     loop {
         line.clear();
-        let n = reader.read_line(&mut line).map_err(io)?;
+        let n = reader.read_until(b'\n', &mut line).map_err(io)?;
         if n == 0 {
             return Ok((events, None));
         }
         number += 1;
-        if !line.ends_with('\n') {
+        if !line.ends_with(b"\n") {
             return Ok((
                 events,
                 Some(format!(
@@ -106,7 +107,7 @@ pub fn read_all(path: &Path) -> Result<(Vec<Event>, Option<String>), LogError> {
                 )),
             ));
         }
-        match serde_json::from_str::<Event>(&line) {
+        match serde_json::from_slice::<Event>(&line) {
             Ok(ev) => events.push(ev),
             Err(e) => {
                 return Err(LogError::Corrupt {
@@ -251,6 +252,14 @@ mod tests {
         assert!(matches!(
             read_all(&path),
             Err(LogError::Corrupt { line: 1, .. })
+        ));
+        // Not UTF-8: a corrupt line with its number, not an I/O error.
+        let mut bytes = format!("{good}\n").into_bytes();
+        bytes.extend_from_slice(b"{\"seq\":\xff}\n");
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            read_all(&path),
+            Err(LogError::Corrupt { line: 2, .. })
         ));
     }
 }
