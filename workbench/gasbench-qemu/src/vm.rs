@@ -156,6 +156,19 @@ impl Vm {
                 source,
             })?;
 
+        // How a start-up that QEMU did not finish is told: its own words.
+        let died = |status| VmError::DiedEarly {
+            what: "QEMU",
+            status,
+            tail: tail(&qemu_log, 20),
+        };
+        let too_slow = |doing| VmError::StartTimeout {
+            what: "QEMU",
+            doing,
+            timeout: START_TIMEOUT,
+            tail: tail(&qemu_log, 20),
+        };
+
         // QEMU connects to our three sockets while it initialises.
         let accept_all = async {
             let (q, _) = qmp_l.accept().await?;
@@ -169,17 +182,10 @@ impl Vm {
                 Ok(Err(source)) => return Err(VmError::Spawn { what: "QEMU's sockets", source }),
                 Err(_) => {
                     qemu.kill();
-                    return Err(VmError::StartTimeout {
-                        what: "QEMU",
-                        doing: "connect to its QMP, console and agent sockets",
-                        timeout: START_TIMEOUT,
-                        tail: tail(&qemu_log, 20),
-                    });
+                    return Err(too_slow("connect to its QMP, console and agent sockets"));
                 }
             },
-            status = qemu.wait() => {
-                return Err(VmError::DiedEarly { what: "QEMU", status, tail: tail(&qemu_log, 20) });
-            }
+            status = qemu.wait() => return Err(died(status)),
         };
         for p in [&sockets.qmp, &sockets.console, &sockets.agent] {
             let _ = std::fs::remove_file(p);
@@ -207,23 +213,16 @@ impl Vm {
                 Ok(Err(e)) => {
                     // A closed QMP is usually QEMU on its way out.
                     if let Some(status) = qemu.wait_timeout(Duration::from_secs(2)).await {
-                        return Err(VmError::DiedEarly { what: "QEMU", status, tail: tail(&qemu_log, 20) });
+                        return Err(died(status));
                     }
                     return Err(e.into());
                 }
                 Err(_) => {
                     qemu.kill();
-                    return Err(VmError::StartTimeout {
-                        what: "QEMU",
-                        doing: "answer on QMP",
-                        timeout: START_TIMEOUT,
-                        tail: tail(&qemu_log, 20),
-                    });
+                    return Err(too_slow("answer on QMP"));
                 }
             },
-            status = qemu.wait() => {
-                return Err(VmError::DiedEarly { what: "QEMU", status, tail: tail(&qemu_log, 20) });
-            }
+            status = qemu.wait() => return Err(died(status)),
         };
         sink.emit(VmEvent::State { status });
         unlink.0 = None;

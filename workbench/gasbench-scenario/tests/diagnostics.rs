@@ -10,6 +10,14 @@ fn problems(text: &str) -> Vec<(usize, usize, String)> {
     }
 }
 
+/// `line: message` of every problem.
+fn line_messages(text: &str) -> Vec<String> {
+    problems(text)
+        .into_iter()
+        .map(|(l, _, m)| format!("{l}: {m}"))
+        .collect()
+}
+
 fn render(p: Problems) -> String {
     let mut out = String::new();
     miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
@@ -193,10 +201,7 @@ expect = { ok = true, errno = "EBADF" }
 kselftest = { path = "/x" }
 expect.ktap.all_pass = false
 "#;
-    let msgs: Vec<String> = problems(text)
-        .into_iter()
-        .map(|(l, _, m)| format!("{l}: {m}"))
-        .collect();
+    let msgs = line_messages(text);
     let want = [
         "3: open.mode = 8191 is out of range",
         "4: repeat = 0: must be between 1 and 1000000",
@@ -253,10 +258,7 @@ host = "device_del"
   sleep = "1s"
   expect.device = { handles = 0 }
 "#;
-    let msgs: Vec<String> = problems(text)
-        .into_iter()
-        .map(|(l, _, m)| format!("{l}: {m}"))
-        .collect();
+    let msgs = line_messages(text);
     assert_eq!(
         msgs,
         [
@@ -347,10 +349,7 @@ step_timeout = "0ms"
 sleep = "0ms"
 timeout = "0s"
 "#;
-    let msgs: Vec<String> = problems(text)
-        .into_iter()
-        .map(|(l, _, m)| format!("{l}: {m}"))
-        .collect();
+    let msgs = line_messages(text);
     // A sleep of zero is fine; a limit of zero can never be met.
     assert_eq!(
         msgs,
