@@ -271,6 +271,91 @@ fn kill_mid_run(victim: &str, extra: &[&str], named: &str) {
     assert!(alive.is_empty(), "processes left behind: {alive:?}");
 }
 
+/// Ctrl-C in the middle of a scenario: the steps it finished keep their
+/// verdicts, the one it was in is named, teardown runs, exit 1, nothing
+/// is left behind.
+#[test]
+fn ctrl_c_mid_scenario_keeps_the_verdicts_it_has_and_says_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.toml");
+    std::fs::write(
+        &file,
+        r#"[scenario]
+name = "interrupted"
+timeout = "5m"
+
+[[step]]
+name = "open null"
+open = { path = "/dev/null", flags = ["O_RDONLY"] }
+expect.ok = true
+
+[[step]]
+name = "idle in the guest"
+sleep = "120s"
+timeout = "3m"
+"#,
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    let bin = gasbench_binary();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["run", "--json", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut run = Guarded::spawn("gasbench run", &mut cmd);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        assert!(Instant::now() < deadline, "the second step never started");
+        assert!(run.exited().is_none(), "gasbench run ended early");
+        let events = std::fs::read_to_string(runs.join("latest/events.jsonl")).unwrap_or_default();
+        if events.contains(r#""name":"idle in the guest""#) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let mut child = run.child.take().unwrap();
+    let status =
+        wait_deadline(&mut child, Duration::from_secs(120)).expect("the run ends after Ctrl-C");
+    let mut stdout = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let s: Value = serde_json::from_str(&stdout).expect("a summary after Ctrl-C");
+    let sc = scenario(&s, "interrupted");
+    assert_eq!(sc["passed"], false, "{sc:#}");
+    let exps = sc["expectations"].as_array().unwrap();
+    assert!(
+        exps.iter()
+            .any(|e| e["held"] == true && e["what"].as_str().unwrap().contains("open null")),
+        "the finished step keeps its verdict: {sc:#}"
+    );
+    assert!(
+        exps.iter().any(|e| e["held"] == false
+            && e["actual"]
+                .as_str()
+                .unwrap()
+                .contains("interrupted (Ctrl-C) during step 1 \"idle in the guest\"")),
+        "{sc:#}"
+    );
+    assert!(s["errors"].to_string().contains("interrupted"), "{s:#}");
+    let real = std::fs::read_link(runs.join("latest")).unwrap();
+    let rd = runs.join(real);
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let rd_str = rd.display().to_string();
+    let alive: Vec<&str> = ps.lines().filter(|l| l.contains(&rd_str)).collect();
+    assert!(alive.is_empty(), "processes left behind: {alive:?}");
+}
+
 #[test]
 fn killing_qemu_mid_run_ends_it_naming_qemu_and_leaves_nothing_behind() {
     kill_mid_run("qemu", &[], "QEMU exited");

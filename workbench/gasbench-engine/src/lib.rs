@@ -5,6 +5,7 @@
 //! - [`agent_build`]: the static guest agent.
 //! - [`guest_image`]: the initramfs around it.
 //! - [`session`]: a booted guest whose agent said `Ready`.
+//! - [`interrupt`]: stopping a run early (Ctrl-C) with the verdicts it has.
 //! - [`device_host`]: the goldfish device server, on a thread or as a
 //!   child process.
 
@@ -12,6 +13,7 @@ pub mod agent_build;
 pub mod device_host;
 pub mod guest;
 pub mod guest_image;
+pub mod interrupt;
 pub mod pipeline;
 pub mod preflight;
 pub mod scenario_run;

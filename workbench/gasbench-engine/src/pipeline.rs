@@ -19,6 +19,10 @@ use gasbench_scenario::{Compiled, Report};
 
 use crate::agent_build::{build_agent, source_root};
 use crate::device_host::DeviceHost;
+use crate::interrupt::Interrupt;
+
+/// The run's error when it was interrupted.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C): the VM was stopped";
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
 use crate::scenario_run::{ScenarioError, run_scenario};
@@ -281,6 +285,16 @@ impl Runner {
     /// `Err` means the run cannot go on (the VM or device died, a boot
     /// failed); a scenario that fails its expectations is `Ok`.
     pub async fn run_one(&mut self, c: &Compiled) -> Result<Report, String> {
+        self.run_one_until(c, &mut Interrupt::never()).await
+    }
+
+    /// [`Runner::run_one`] that ends the scenario early, with the verdicts
+    /// it has, when `interrupt` is set.
+    pub async fn run_one_until(
+        &mut self,
+        c: &Compiled,
+        interrupt: &mut Interrupt,
+    ) -> Result<Report, String> {
         if let Some(why) = self.reboot_reason(c) {
             if let Some(old) = self.guest.take() {
                 self.sink.emit(RunEvent::Note {
@@ -335,7 +349,7 @@ impl Runner {
         self.bundle_id += 1;
         let share = self.opts.settings.run_dir.join("share");
         let began = Instant::now();
-        match run_scenario(g, c, self.bundle_id, &share, &self.sink).await {
+        match run_scenario(g, c, self.bundle_id, &share, &self.sink, interrupt).await {
             Ok(o) => {
                 if let Some(why) = o.unfit {
                     g.unfit = Some(why);
@@ -397,13 +411,23 @@ impl Runner {
 /// Run every scenario; never panics on what the guest does, and always
 /// tears down what it started.
 pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
+    run_until(opts, sink, Interrupt::never()).await
+}
+
+/// [`run`] that stops early when `interrupt` is set: the running scenario
+/// ends with the verdicts it has, no other starts, teardown runs.
+pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interrupt) -> RunOutcome {
     let scenarios = opts.scenarios;
     let mut out = RunOutcome {
         reports: Vec::new(),
         error: None,
         accel: String::new(),
     };
-    let kernel = match build_kernel(&opts.kernel, &sink).await {
+    let built = tokio::select! {
+        k = build_kernel(&opts.kernel, &sink) => k,
+        _ = interrupt.wait() => Err(INTERRUPTED.to_string()),
+    };
+    let kernel = match built {
         Ok(k) => k,
         Err(e) => {
             sink.emit(RunEvent::Error { text: e.clone() });
@@ -429,13 +453,22 @@ pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
         detail: format!("{} scenario(s)", scenarios.len()),
     });
     for c in &scenarios {
-        match runner.run_one(c).await {
+        if interrupt.is_set() {
+            break;
+        }
+        match runner.run_one_until(c, &mut interrupt).await {
             Ok(report) => out.reports.push(report),
             Err(e) => {
                 out.error = Some(e);
                 break;
             }
         }
+    }
+    if interrupt.is_set() && out.error.is_none() {
+        sink.emit(RunEvent::Error {
+            text: INTERRUPTED.into(),
+        });
+        out.error = Some(INTERRUPTED.into());
     }
     let (passed, failed) =
         out.reports.iter().fold(

@@ -20,6 +20,7 @@ use gasbench_vfu::ServerStatus;
 use serde_json::json;
 
 use crate::guest::Guest;
+use crate::interrupt::Interrupt;
 use crate::preflight;
 use crate::session::SessionError;
 
@@ -57,6 +58,7 @@ pub async fn run_scenario(
     bundle_id: u64,
     share: &Path,
     sink: &EventSink,
+    interrupt: &mut Interrupt,
 ) -> Result<ScenarioOutcome, ScenarioError> {
     let start = Instant::now();
     let plan = &c.plan;
@@ -104,6 +106,8 @@ pub async fn run_scenario(
     // The step that ran out of time (or was running when the guest went
     // quiet), once one did.
     let mut timed_out: Option<Option<u32>> = None;
+    // Set when an interrupt (Ctrl-C) ended it: where it was.
+    let mut interrupted: Option<String> = None;
     let mut unfit = None;
     let mut last_heard = Instant::now();
     let mut device_status = guest.device.as_ref().map(|d| d.subscribe());
@@ -171,6 +175,18 @@ pub async fn run_scenario(
                     _ => {}
                 }
             }
+            _ = interrupt.wait() => {
+                let place = current
+                    .and_then(|s| plan.step(s))
+                    .map_or("before the first step".to_string(), |i| {
+                        format!("during step {} \"{}\" ({}:{})", i.id, i.name, c.origin, i.line)
+                    });
+                let why = format!("{name}: interrupted (Ctrl-C) {place}");
+                sink.emit(RunEvent::Note { text: why.clone() });
+                unfit = Some(why.clone());
+                interrupted = Some(why);
+                break;
+            }
             line = console.recv() => {
                 if let Ok(line) = line {
                     ev.console(current, &line);
@@ -214,6 +230,18 @@ pub async fn run_scenario(
                 info.map_or(0, |i| i.timeout.as_secs()),
                 plan.timeout.as_secs()
             ),
+            actual: why.clone(),
+            held: false,
+        });
+    }
+    if let Some(why) = &interrupted {
+        let info = current.and_then(|s| plan.step(s));
+        report.verdicts.push(Verdict {
+            step: current,
+            step_name: info.map_or_else(|| "(none)".into(), |i| i.name.clone()),
+            line: info.map_or(0, |i| i.line),
+            what: "the scenario ran to its end".into(),
+            expected: "every step run".into(),
             actual: why.clone(),
             held: false,
         });

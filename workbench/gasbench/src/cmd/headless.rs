@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gasbench_engine::device_host::DeviceHost;
+use gasbench_engine::interrupt::Interrupt;
 use gasbench_engine::pipeline::{AccelPref, RunSettings};
 use gasbench_env::Runtime;
 use gasbench_events::run::{Outcome, RunEvent};
@@ -87,10 +88,13 @@ impl VmArgs {
 
 /// Run `work` on a fresh bus whose every event is recorded to the run
 /// directory's events.jsonl (progress on stderr) and folded into the
-/// summary that is returned. `work` says whether everything passed;
-/// Ctrl-C drops it (its VM and device server are torn down by their Drop)
-/// and the run is recorded as interrupted. `kernel_detail` also prints
-/// patches that did not apply cleanly and per-patch build results.
+/// summary that is returned. `work` says whether everything passed.
+/// Ctrl-C sets the `Interrupt` it was given: the running scenario ends with
+/// the verdicts it has and teardown runs. If that takes longer than
+/// [`INTERRUPT_GRACE`], or on a second Ctrl-C, `work` is dropped (its VM
+/// and device server are torn down by their Drop). Either way the run is
+/// recorded as interrupted. `kernel_detail` also prints patches that did
+/// not apply cleanly and per-patch build results.
 pub fn record<F, Fut>(
     run_dir: &RunDir,
     label: &str,
@@ -98,7 +102,7 @@ pub fn record<F, Fut>(
     work: F,
 ) -> miette::Result<RunSummary>
 where
-    F: FnOnce(EventSink) -> Fut,
+    F: FnOnce(EventSink, Interrupt) -> Fut,
     Fut: Future<Output = bool>,
 {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -116,7 +120,7 @@ async fn record_async<F, Fut>(
     work: F,
 ) -> RunSummary
 where
-    F: FnOnce(EventSink) -> Fut,
+    F: FnOnce(EventSink, Interrupt) -> Fut,
     Fut: Future<Output = bool>,
 {
     let (sink, rx) = gasbench_events::bus();
@@ -138,16 +142,31 @@ where
         command: label.to_string(),
     });
     let started = std::time::Instant::now();
+    let (interrupter, interrupt) = Interrupt::new();
+    let work = work(sink.clone(), interrupt);
+    tokio::pin!(work);
     let outcome = tokio::select! {
-        passed = work(sink.clone()) => Some(passed),
+        passed = &mut work => Some(passed),
         _ = tokio::signal::ctrl_c() => None,
     };
     let passed = match outcome {
         Some(p) => p,
         None => {
-            sink.emit(RunEvent::Error {
-                text: "interrupted (Ctrl-C): the VM was stopped".into(),
-            });
+            eprintln!(
+                "gasbench: interrupted; ending the scenario with the verdicts it has (Ctrl-C again to stop at once)"
+            );
+            interrupter.interrupt();
+            let finished = tokio::select! {
+                passed = &mut work => Some(passed),
+                _ = tokio::time::sleep(INTERRUPT_GRACE) => None,
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            if finished.is_none() {
+                sink.emit(RunEvent::Error {
+                    text: gasbench_engine::pipeline::INTERRUPTED.into(),
+                });
+            }
+            // The engine has said so itself when it finished.
             false
         }
     };
@@ -163,6 +182,10 @@ where
     }
     summary.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
+
+/// How long an interrupted run may take to end its scenario and tear
+/// down before it is dropped.
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
 
 /// results.json and junit.xml in the run directory; returns the JSON.
 pub fn write_results(run_dir: &RunDir, summary: &RunSummary) -> miette::Result<String> {

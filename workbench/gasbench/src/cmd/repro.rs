@@ -301,9 +301,9 @@ fn review_one(
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, true, |sink| async move {
+    let summary = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
         if boot {
-            pipeline::run(opts, sink).await.passed()
+            pipeline::run_until(opts, sink, interrupt).await.passed()
         } else {
             kernel_only(&provider, &sink).await
         }

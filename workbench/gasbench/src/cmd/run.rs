@@ -86,8 +86,8 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         kernel,
         settings: args.vm.settings(g, runtime, &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, false, |sink| async move {
-        pipeline::run(opts, sink).await.passed()
+    let summary = super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
+        pipeline::run_until(opts, sink, interrupt).await.passed()
     })?;
 
     let results = super::headless::write_results(&run_dir, &summary)?;
