@@ -74,11 +74,19 @@ fn check(paths: &[PathBuf]) -> miette::Result<ExitCode> {
         match load_checked(f) {
             Ok(c) => {
                 let p = &c.plan;
+                // A run also checks each kernel-log rule and that every
+                // step ran: its count is higher by those.
+                let log_rules = p.kernel_log.must_match.len() + p.kernel_log.must_not_match.len();
                 println!(
-                    "ok    {}: {} steps, {} expectations, {} sync points",
+                    "ok    {}: {} steps, {} expectations{}, {} sync points",
                     f.display(),
                     p.steps.len(),
                     p.expectations.len(),
+                    if log_rules > 0 {
+                        format!(" and {log_rules} kernel-log rule(s)")
+                    } else {
+                        String::new()
+                    },
                     p.syncs.len()
                 );
             }
