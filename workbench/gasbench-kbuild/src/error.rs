@@ -37,6 +37,20 @@ pub enum KbuildError {
     NotReconstruction { path: PathBuf },
     #[error("kernel/ layout: {what}")]
     Layout { what: String, path: Option<PathBuf> },
+    /// The base source (the packaged tarball or `--base-tree`) is not
+    /// usable; `help` says what to do about this case.
+    #[error("the base kernel source: {what}")]
+    Base { what: String, help: String },
+    #[error(
+        "the cached tree {} has local changes ({}); {doing} would lose them",
+        tree.display(),
+        files.join(", ")
+    )]
+    LocalChanges {
+        tree: PathBuf,
+        files: Vec<String>,
+        doing: String,
+    },
     #[error("cannot run {what}: {source}")]
     Spawn {
         what: String,
@@ -137,6 +151,10 @@ impl KbuildError {
             }
             KbuildError::Layout { .. } => {
                 "run from the gasbench checkout, or pass --kernel-dir pointing at its kernel/ directory".into()
+            }
+            KbuildError::Base { help, .. } => help.clone(),
+            KbuildError::LocalChanges { .. } => {
+                "commit or save them (git -C <tree> diff > fix.patch), pass --discard-local-changes, or build without --per-patch (repro: --no-per-patch)".into()
             }
             KbuildError::Spawn { .. } => "run `gasbench doctor` to see which tool is missing".into(),
             KbuildError::Command { .. } => "see the output above; `gasbench doctor` checks the tools".into(),

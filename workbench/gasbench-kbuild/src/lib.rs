@@ -247,6 +247,10 @@ pub fn ensure_kernel(
     // ---- Per patch ----
     let mut per_patch = Vec::new();
     if req.per_patch {
+        // Every patch gets checked out: edits in the cached tree would go.
+        if !req.discard_local_changes {
+            refuse_to_lose_local_changes(&src_git, "--per-patch (it checks out every patch)")?;
+        }
         let st = StageTimer::begin(
             sink,
             Stage::Build,
@@ -577,18 +581,38 @@ fn checkout(git: &Git, head: &str, discard: bool) -> Result<String, KbuildError>
         return Ok(hex(&Sha256::digest(diff.as_bytes())));
     }
     if !clean && !discard {
-        return Err(KbuildError::Invalid {
-            what: format!(
-                "the cached tree {} has local changes and the series changed; \
-                 commit or save them, or pass --discard-local-changes",
-                git.dir().display()
-            ),
-        });
+        refuse_to_lose_local_changes(git, "checking out the changed series")?;
     }
     // Only files whose content differs are rewritten: the build stays
     // incremental.
     git.ok(&["checkout", "--quiet", "--force", "--detach", head])?;
     Ok(String::new())
+}
+
+/// An error naming the changed files when the tree has local changes
+/// (tracked files only: untracked ones survive a checkout).
+fn refuse_to_lose_local_changes(git: &Git, doing: &str) -> Result<(), KbuildError> {
+    let status = git
+        .ok(&["status", "--porcelain", "--untracked-files=no"])?
+        .stdout;
+    let mut files: Vec<String> = status
+        .lines()
+        .filter_map(|l| l.get(3..))
+        .map(str::to_string)
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let more = files.len().saturating_sub(5);
+    files.truncate(5);
+    if more > 0 {
+        files.push(format!("and {more} more"));
+    }
+    Err(KbuildError::LocalChanges {
+        tree: git.dir().to_path_buf(),
+        files,
+        doing: doing.to_string(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -817,6 +841,43 @@ fn short(c: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_edits_in_the_cached_tree_stop_a_per_patch_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        sh(&["init", "-q"]);
+        std::fs::create_dir_all(dir.path().join("drivers/frob")).unwrap();
+        std::fs::write(dir.path().join("drivers/frob/frob.c"), "int a;\n").unwrap();
+        sh(&["add", "."]);
+        sh(&["commit", "-q", "-m", "base"]);
+        let git = Git::new(&Runtime::Host, dir.path(), &[]);
+        // Clean, and with an untracked file (a checkout keeps those).
+        refuse_to_lose_local_changes(&git, "--per-patch").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        refuse_to_lose_local_changes(&git, "--per-patch").unwrap();
+        // A reviewer's edit to a tracked file.
+        std::fs::write(dir.path().join("drivers/frob/frob.c"), "int b;\n").unwrap();
+        let e = refuse_to_lose_local_changes(&git, "--per-patch").unwrap_err();
+        match &e {
+            KbuildError::LocalChanges { files, .. } => {
+                assert_eq!(files, &["drivers/frob/frob.c".to_string()])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("--per-patch would lose them"), "{e}");
+        assert!(e.help().contains("--discard-local-changes"));
+    }
 
     #[test]
     fn each_set_of_series_builds_in_its_own_directory() {

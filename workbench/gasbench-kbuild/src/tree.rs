@@ -219,23 +219,24 @@ fn unpack(
     let pin = &kdir.base;
     let tarball = rt.file(&pin.tarball);
     status(&format!("checking {}", tarball.display()));
-    let sum = sha256_file(&tarball).map_err(|e| KbuildError::Layout {
-        what: format!(
-            "cannot read the base tarball {}: {e} (is {} installed? run `gasbench setup`)",
-            tarball.display(),
+    let sum = sha256_file(&tarball).map_err(|e| KbuildError::Base {
+        what: format!("cannot read the tarball {}: {e}", tarball.display()),
+        help: format!(
+            "run `gasbench setup` (it installs {}), or give a kernel git tree with --base-tree",
             pin.package
         ),
-        path: Some(tarball.clone()),
     })?;
     if sum != pin.tarball_sha256 {
-        return Err(KbuildError::Layout {
+        return Err(KbuildError::Base {
             what: format!(
-                "{} has sha256 {sum}, the pin says {} (a different {} version?)",
+                "{} has sha256 {sum}, the pin says {}",
                 tarball.display(),
                 pin.tarball_sha256,
+            ),
+            help: format!(
+                "a different {} version is installed: `gasbench setup` installs the pinned one; or update kernel/base.toml's pin (and the port) for it",
                 pin.package
             ),
-            path: Some(tarball),
         });
     }
     status(&format!("unpacking {}", pin.tarball));
@@ -306,9 +307,12 @@ fn unpack(
 
 fn resolve_in(rt: &Runtime, repo: &Path, rev: &str) -> Result<String, KbuildError> {
     let g = Git::new(rt, repo, &[]);
-    g.rev_parse(rev)?.ok_or_else(|| KbuildError::Layout {
+    g.rev_parse(rev)?.ok_or_else(|| KbuildError::Base {
         what: format!("{} has no revision {rev:?}", repo.display()),
-        path: Some(repo.to_path_buf()),
+        help: format!(
+            "--base-tree must be a git checkout of the kernel that has {rev} (`git -C {} fetch --tags` fetches it)",
+            repo.display()
+        ),
     })
 }
 
