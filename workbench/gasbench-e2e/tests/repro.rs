@@ -301,6 +301,54 @@ fn a_message_id_not_known_here_exits_2_and_says_how_to_get_the_mbox() {
     assert!(dirs.is_empty(), "{dirs:?}");
 }
 
+/// A kernel directory whose known series lost a patch file is bad input:
+/// exit 2, the file named, no run directory made.
+#[test]
+fn a_kernel_directory_missing_a_patch_is_bad_input_and_leaves_nothing() {
+    let runs = tempfile::tempdir().unwrap();
+    let kdir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel");
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(kdir.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let kernel = kdir.path().join("kernel");
+    std::fs::remove_file(
+        kernel.join("series/mkdirat2-v2/0002-selftest-add-tests-for-mkdirat2.patch"),
+    )
+    .unwrap();
+    let seed = seed();
+    let (code, _stdout, stderr) = repro(
+        &[
+            seed.to_str().unwrap(),
+            "--series",
+            "mkdirat2",
+            "--kernel-dir",
+            kernel.to_str().unwrap(),
+        ],
+        runs.path(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    // miette wraps long paths: the start of the file name is on one line.
+    assert!(
+        stderr.contains("mkdirat2-v2/0002-selftest-add-"),
+        "{stderr}"
+    );
+    // Nothing was started: no run directory (the helper's own stdout and
+    // stderr files are there).
+    let left: Vec<_> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir() || e.file_name() == "latest")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// The mkdirat2 series with the missing semicolon added: not the posting
 /// gasbench knows, so it is extracted into the run directory and applied
 /// as posted, without the port. On 7.2.12 its 2/2 does not apply.

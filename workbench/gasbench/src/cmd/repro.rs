@@ -195,6 +195,7 @@ fn review_one(
     };
     let label = format!("repro-{name}");
     let runs = args.vm.runs_dir(g);
+    let mut staged = None;
     let target = match pending {
         Pending::Known { name, how } => resolve::known_target(kdir, &name, &how, &args.input),
         Pending::New { file, series } => {
@@ -203,7 +204,10 @@ fn review_one(
             let staging = runs.join(format!(".repro-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&staging);
             match resolve::private_target(kdir, file, series, &staging) {
-                Ok(t) => t,
+                Ok(t) => {
+                    staged = Some(staging);
+                    t
+                }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
                     eprintln!("{:?}", resolve_diagnostic(e));
@@ -212,6 +216,19 @@ fn review_one(
             }
         }
     };
+    // The kernel directory must hold the series whole before a run
+    // directory is made: a broken one is bad input, and leaves nothing.
+    let usable = KernelDir::open(&target.kernel_dir).and_then(|k| {
+        k.series(&target.name)?;
+        Concerns::of_series(&k, &target.name)
+    });
+    if let Err(e) = usable {
+        if let Some(dir) = &staged {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        eprintln!("{:?}", super::kernel::diagnostic(e));
+        return Ok((BAD_INPUT, None));
+    }
     let run_dir = RunDir::create(&runs, &label).into_diagnostic()?;
     let target = if target.known {
         target
