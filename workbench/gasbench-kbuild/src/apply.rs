@@ -262,12 +262,7 @@ fn apply_step(
     }
     // Which hunks do not apply as posted?
     r.hunks = check_hunks(git, &files, scratch)?;
-    let rejected: Vec<String> = r
-        .hunks
-        .iter()
-        .filter(|h| !h.applied)
-        .map(|h| format!("{} hunk {} ({})", h.file, h.hunk, h.header))
-        .collect();
+    let rejected = rejected_hunks(&r.hunks, |f| git.dir().join(f).exists());
     if am(&["-C1"])? {
         let dups = duplicate_numbers(git.dir(), &r.files);
         if dups.is_empty() {
@@ -295,6 +290,24 @@ fn apply_step(
         format!("rejected: {}", rejected.join(", "))
     };
     Ok(r)
+}
+
+/// The hunks that did not apply, for a reader. A file the base does not
+/// have is said once, as such: "the base moved" would send the reviewer
+/// looking for context that never was.
+fn rejected_hunks(hunks: &[HunkOutcome], in_base: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for h in hunks.iter().filter(|h| !h.applied) {
+        let text = if in_base(&h.file) {
+            format!("{} hunk {} ({})", h.file, h.hunk, h.header)
+        } else {
+            format!("{}: not in the base", h.file)
+        };
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    out
 }
 
 /// Check each hunk on its own against the current tree: applies as is,
@@ -437,6 +450,30 @@ pub fn syscall_number(src: &Path, name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_file_is_named_once_not_as_rejected_hunks() {
+        let h = |file: &str, hunk, applied| HunkOutcome {
+            file: file.into(),
+            hunk,
+            header: format!("@@ -{hunk},3 +{hunk},4 @@"),
+            applied,
+            fuzz: false,
+        };
+        let hunks = [
+            h("fs/namei.c", 1, true),
+            h("fs/namei.c", 2, false),
+            h("drivers/frob/frob.c", 1, false),
+            h("drivers/frob/frob.c", 2, false),
+        ];
+        assert_eq!(
+            rejected_hunks(&hunks, |f| f != "drivers/frob/frob.c"),
+            [
+                "fs/namei.c hunk 2 (@@ -2,3 +2,4 @@)",
+                "drivers/frob/frob.c: not in the base"
+            ]
+        );
+    }
 
     #[test]
     fn duplicate_syscall_numbers_are_found_per_abi() {
