@@ -163,18 +163,24 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
     let mut worst = 0u8;
     let mut reviews = Vec::new();
+    // The JSON's shape follows what was asked, not what came out: one
+    // series gives an object, several an array (even if one of them could
+    // not be reviewed).
+    let several = pending.len() > 1;
     for p in pending {
         let (code, review) = review_one(g, &args, &kdir, p, &suite, &runtime)?;
         worst = worst.max(code);
         reviews.extend(review);
     }
     if args.json {
-        let text = if reviews.len() == 1 {
-            serde_json::to_string_pretty(&reviews[0])
-        } else {
-            serde_json::to_string_pretty(&reviews)
+        let text = match (several, reviews.first()) {
+            (false, Some(one)) => Some(serde_json::to_string_pretty(one)),
+            (false, None) => None,
+            (true, _) => Some(serde_json::to_string_pretty(&reviews)),
         };
-        println!("{}", text.into_diagnostic()?);
+        if let Some(text) = text {
+            println!("{}", text.into_diagnostic()?);
+        }
     }
     Ok(ExitCode::from(worst))
 }
