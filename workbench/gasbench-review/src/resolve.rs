@@ -29,6 +29,12 @@ pub enum ResolveError {
         #[source]
         source: std::io::Error,
     },
+    /// A FIFO, a device, a directory: reading one could block for ever or
+    /// never end (`/dev/zero`).
+    #[error("{} is {kind}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("{} is larger than {} MiB; no patch series is that big", path.display(), limit / (1024 * 1024))]
+    TooLarge { path: PathBuf, limit: u64 },
     /// Mail that does not parse, a file without a series, a series with a
     /// hole, a broken kernel/ directory: the kernel stage's error, which
     /// carries the source span for mail.
@@ -52,8 +58,21 @@ impl ResolveError {
     /// What to do about it.
     pub fn help(&self) -> String {
         match self {
-            ResolveError::Read { .. } => {
+            ResolveError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 "give a file that exists (an mbox, a lore thread saved as text) or a Message-Id"
+                    .into()
+            }
+            ResolveError::Read { .. } => "check the file's permissions".into(),
+            ResolveError::NotAFile { kind, .. } if *kind == "a directory" => {
+                "give an mbox file inside it (an mbox, a lore thread saved as text)".into()
+            }
+            ResolveError::NotAFile { .. } => {
+                "give an mbox file: save the mail to a regular file first".into()
+            }
+            ResolveError::TooLarge { .. } => {
+                "give only the thread of the series (`b4 am` saves just that), not a whole archive"
                     .into()
             }
             ResolveError::Kbuild(e) => e.help(),
@@ -164,18 +183,89 @@ pub struct MailFile {
     pub path: PathBuf,
     /// The path as the user gave it.
     pub label: String,
+    /// The file as text ([`gasbench_series::mail_text`]: LF line ends,
+    /// UTF-8).
     pub text: String,
     pub format: MailFormat,
     pub series: Vec<FileSeries>,
 }
 
+/// The most a mail file may hold. The largest real series threads are a
+/// few MiB; the bound keeps `/dev/zero`-like input from eating memory.
+pub const MAX_MAIL_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What kind of file `meta` describes, when it is not a regular file.
+fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    })
+}
+
+/// The bytes of the regular file `path`, at most `limit` of them.
+///
+/// The type is checked before opening, because opening a FIFO blocks until
+/// something writes to it, and again on the open file, in case the path
+/// was swapped in between.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ResolveError> {
+    use std::io::Read;
+    let read_err = |source| ResolveError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_a_file = |kind| ResolveError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if let Some(kind) = not_regular(&meta) {
+        return Err(not_a_file(kind));
+    }
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if let Some(kind) = not_regular(&meta) {
+        return Err(not_a_file(kind));
+    }
+    let too_large = || ResolveError::TooLarge {
+        path: path.to_path_buf(),
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The size may grow while reading (a file still being written): read
+    // one byte past the limit to tell.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Read `path` and tell, for each series in it, whether it is known.
 pub fn read_mail_file(path: &Path, known: &[KnownSeries]) -> Result<MailFile, ResolveError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ResolveError::Read {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let bytes = read_bounded(path, MAX_MAIL_BYTES)?;
     let label = path.display().to_string();
+    // CRLF mail read as LF, 8-bit bodies from their charset: `text` is what
+    // every later stage (extraction included) parses, so they all agree.
+    let text = gasbench_series::mail_text(&bytes)
+        .map_err(|e| KbuildError::series(&label, &String::from_utf8_lossy(&bytes), e))?;
     let (format, messages) =
         parse_mail(&text).map_err(|e| KbuildError::series(&label, &text, e))?;
     let found = find_series(&messages).map_err(|e| KbuildError::series(&label, &text, e))?;
@@ -493,6 +583,43 @@ mod tests {
         for arg in ["series.mbox", "@x", "a b@c", "/tmp/does-not-exist@x/y"] {
             assert!(matches!(Input::parse(arg), Input::File(_)), "{arg}");
         }
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_only_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening it would block: the type check must come first.
+        let err = read_bounded(&fifo, 100).unwrap_err();
+        assert!(
+            matches!(err, ResolveError::NotAFile { kind: "a FIFO", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("is a FIFO"), "{err}");
+        assert!(err.help().contains("give an mbox file"), "{}", err.help());
+
+        let err = read_bounded(Path::new("/dev/zero"), 100).unwrap_err();
+        assert!(err.to_string().contains("a character device"), "{err}");
+        let err = read_bounded(dir.path(), 100).unwrap_err();
+        assert!(err.to_string().contains("a directory"), "{err}");
+
+        let file = dir.path().join("m");
+        std::fs::write(&file, [b'x'; 101]).unwrap();
+        let err = read_bounded(&file, 100).unwrap_err();
+        assert!(matches!(err, ResolveError::TooLarge { .. }), "{err}");
+        assert_eq!(read_bounded(&file, 101).unwrap().len(), 101);
+
+        let err = read_bounded(&dir.path().join("absent"), 100).unwrap_err();
+        assert!(
+            err.help().contains("give a file that exists"),
+            "{}",
+            err.help()
+        );
     }
 
     #[test]
