@@ -2,7 +2,8 @@
 //!
 //! The argument is a file (an mbox as `b4 am` saves it, `git
 //! format-patch` output, a lore thread saved as text; one or more series
-//! in it) or a Message-Id (`<id>`, a bare `id`, `id:…`, or a lore link).
+//! in it) or a Message-Id (`<id>`, a bare `id`, `id:…`, `mid:…`, or a
+//! lore link, `%40` and `%3C…%3E` escapes included).
 //! A series in a file is *known* when every patch the file holds is
 //! byte-identical (its diff) to the same patch under `kernel/series/`:
 //! then it is reviewed with the port onto the pinned base. Otherwise it is
@@ -46,6 +47,19 @@ pub enum ResolveError {
         /// `name: <cover id>` of every known series.
         known: Vec<String>,
     },
+    /// A new series with a hole in it: extraction needs every patch, and
+    /// the private kernel directory it was looking in is deleted on exit,
+    /// so the fix has to go into something that stays.
+    #[error("patch {index}/{total} of {title:?} is not in {label}")]
+    MissingPatch {
+        index: u32,
+        total: u32,
+        title: String,
+        label: String,
+        /// Where a hand-written reconstruction would be kept: the known
+        /// series of the same name in the checkout, when there is one.
+        keep_dir: Option<PathBuf>,
+    },
     #[error("{label} has no series {wanted:?} (it has: {})", have.join(", "))]
     NoSuchSeries {
         label: String,
@@ -87,6 +101,27 @@ impl ResolveError {
                     known.join("; ")
                 }
             ),
+            ResolveError::MissingPatch {
+                index,
+                total,
+                label,
+                keep_dir,
+                ..
+            } => {
+                let mut help = format!(
+                    "add patch {index}/{total} to a copy of {label} (`b4 am` saves the whole \
+                     thread; or append the message saved from the archive) and run `gasbench \
+                     repro` on the copy"
+                );
+                if let Some(dir) = keep_dir {
+                    help.push_str(&format!(
+                        ", or write it by hand as {}/{index:04}-<title>.patch with an \
+                         `X-Gasbench-Reconstructed: <what it was rebuilt from>` header",
+                        dir.display()
+                    ));
+                }
+                help
+            }
             ResolveError::NoSuchSeries { .. } => {
                 "pass --series with one of the names listed, or leave it out to review every series in the file".into()
             }
@@ -104,8 +139,9 @@ pub enum Input {
 
 impl Input {
     /// A path that exists is a file; otherwise something shaped like a
-    /// Message-Id (`<a@b>`, `a@b`, `id:a@b`, a lore link) is one; anything
-    /// else is taken as a file (and reading it will say it is missing).
+    /// Message-Id (`<a@b>`, `a@b`, `id:a@b`, `mid:a@b`, a lore link) is
+    /// one; anything else is taken as a file (and reading it will say it
+    /// is missing).
     pub fn parse(arg: &str) -> Input {
         if Path::new(arg).exists() {
             return Input::File(PathBuf::from(arg));
@@ -119,14 +155,22 @@ impl Input {
 
 /// The Message-Id in `arg`, without angle brackets, if it is one.
 fn message_id_of(arg: &str) -> Option<String> {
-    let decoded = arg.trim().replace("%40", "@");
+    let decoded = percent_decoded(arg.trim());
     let mut s = decoded.as_str();
     if s.contains("://") {
         // https://lore.kernel.org/<list>/<id>/[T/|t.mbox.gz|…]: the
         // segment with an `@` is the id.
         s = s.split('/').find(|seg| seg.contains('@'))?;
     }
-    let s = s.strip_prefix("id:").unwrap_or(s);
+    // `id:` (notmuch, b4) and `mid:` (RFC 2392 URLs, mutt) prefixes.
+    let s = ["id:", "mid:"]
+        .iter()
+        .find_map(|p| {
+            s.get(..p.len())
+                .filter(|head| head.eq_ignore_ascii_case(p))
+                .map(|_| &s[p.len()..])
+        })
+        .unwrap_or(s);
     let s = s.strip_prefix('<').unwrap_or(s);
     let s = s.strip_suffix('>').unwrap_or(s);
     let shaped = s.contains('@')
@@ -136,6 +180,33 @@ fn message_id_of(arg: &str) -> Option<String> {
             .chars()
             .any(|c| c.is_whitespace() || c == '/' || c == '<' || c == '>');
     shaped.then(|| s.to_string())
+}
+
+/// `%40`, `%3C`, `%3E` … as the ASCII they stand for (lore links and
+/// mail clients escape the `@` and the angle brackets); anything else,
+/// including escapes of non-ASCII bytes, is kept as written.
+fn percent_decoded(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let byte = rest
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(u8::is_ascii);
+        match byte {
+            Some(b) => {
+                out.push(char::from(b));
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A series under `kernel/series/`.
@@ -515,12 +586,32 @@ pub fn private_target(
             }
         }
     }
-    gasbench_kbuild::extract::extract_selected(
+    match gasbench_kbuild::extract::extract_selected(
         &file.text,
         &file.label,
         &dest.join("series"),
         |n| n == series.name,
-    )?;
+    ) {
+        Ok(_) => {}
+        // The kernel stage would point into `dest`, which the caller
+        // deletes: say what to change that lasts.
+        Err(KbuildError::MissingPatch {
+            index,
+            total,
+            series: title,
+            ..
+        }) => {
+            let known_dir = kdir.series_dir(&series.name);
+            return Err(ResolveError::MissingPatch {
+                index,
+                total,
+                title,
+                label: file.label.clone(),
+                keep_dir: known_dir.is_dir().then_some(known_dir),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Target {
         name: series.name.clone(),
         kernel_dir: dest.to_path_buf(),
@@ -576,11 +667,30 @@ mod tests {
             format!("https://lore.kernel.org/all/{id}/"),
             format!("https://lore.kernel.org/linux-api/{id}/T/#t"),
             format!("https://lore.kernel.org/r/{}", id.replace('@', "%40")),
+            format!(
+                "https://lore.kernel.org/all/%3C{}%3E/",
+                id.replace('@', "%40")
+            ),
+            format!(
+                "https://lore.kernel.org/all/%3c{}%3e/T/#u",
+                id.replace('@', "%40")
+            ),
+            format!("mid:{id}"),
+            format!("MID:<{id}>"),
+            format!("mid:<{id}>"),
+            format!("id:%3C{}%3E", id.replace('@', "%40")),
         ] {
             assert_eq!(Input::parse(&arg), Input::MessageId(id.into()), "{arg}");
         }
         // Not shaped like one: a (missing) file.
-        for arg in ["series.mbox", "@x", "a b@c", "/tmp/does-not-exist@x/y"] {
+        for arg in [
+            "series.mbox",
+            "@x",
+            "a b@c",
+            "/tmp/does-not-exist@x/y",
+            "mid:",
+            "%zz@",
+        ] {
             assert!(matches!(Input::parse(arg), Input::File(_)), "{arg}");
         }
     }
@@ -620,6 +730,12 @@ mod tests {
             "{}",
             err.help()
         );
+    }
+
+    #[test]
+    fn percent_escapes_of_ascii_only() {
+        assert_eq!(percent_decoded("a%40b%3C%3e%"), "a@b<>%");
+        assert_eq!(percent_decoded("%C3%A9%4"), "%C3%A9%4");
     }
 
     #[test]

@@ -434,3 +434,38 @@ fn the_same_subject_from_two_authors_is_two_series_each_reviewed_as_itself() {
         .unwrap();
     assert_eq!(one[0].name, names[1]);
 }
+
+#[test]
+fn a_new_series_with_a_hole_says_to_fix_the_mbox_not_a_directory_that_is_deleted() {
+    let (k, known) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = frob_patch("Test Person", 10, "", b"one");
+    bytes.extend(frob_patch("Test Person", 11, "", b"three"));
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replacen("[PATCH 1/1]", "[PATCH 1/3]", 1)
+        .replacen("[PATCH 1/1]", "[PATCH 3/3]", 1);
+    let path = write(dir.path(), "gap.mbox", &text);
+    let mail = resolve::read_mail_file(&path, &known).unwrap();
+    assert_eq!(mail.series[0].missing, [2]);
+    let staging = dir.path().join(".staging");
+    let err = resolve::private_target(&k, &mail, &mail.series[0], &staging).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ResolveError::MissingPatch {
+                index: 2,
+                total: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("gap.mbox"), "{err}");
+    let help = err.help();
+    assert!(help.contains("a copy of"), "{help}");
+    assert!(
+        !help.contains(staging.to_str().unwrap()),
+        "points into the staging directory: {help}"
+    );
+}
