@@ -2,7 +2,8 @@
 //!
 //! The argument is a file (an mbox as `b4 am` saves it, `git
 //! format-patch` output, a lore thread saved as text; one or more series
-//! in it) or a Message-Id (`<id>`, a bare `id`, `id:…`, or a lore link).
+//! in it) or a Message-Id (`<id>`, a bare `id`, `id:…`, `mid:…`, or a
+//! lore link, `%40` and `%3C…%3E` escapes included).
 //! A series in a file is *known* when every patch the file holds is
 //! byte-identical (its diff) to the same patch under `kernel/series/`:
 //! then it is reviewed with the port onto the pinned base. Otherwise it is
@@ -29,6 +30,12 @@ pub enum ResolveError {
         #[source]
         source: std::io::Error,
     },
+    /// A FIFO, a device, a directory: reading one could block for ever or
+    /// never end (`/dev/zero`).
+    #[error("{} is {kind}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("{} is larger than {} MiB; no patch series is that big", path.display(), limit / (1024 * 1024))]
+    TooLarge { path: PathBuf, limit: u64 },
     /// Mail that does not parse, a file without a series, a series with a
     /// hole, a broken kernel/ directory: the kernel stage's error, which
     /// carries the source span for mail.
@@ -39,6 +46,19 @@ pub enum ResolveError {
         id: String,
         /// `name: <cover id>` of every known series.
         known: Vec<String>,
+    },
+    /// A new series with a hole in it: extraction needs every patch, and
+    /// the private kernel directory it was looking in is deleted on exit,
+    /// so the fix has to go into something that stays.
+    #[error("patch {index}/{total} of {title:?} is not in {label}")]
+    MissingPatch {
+        index: u32,
+        total: u32,
+        title: String,
+        label: String,
+        /// Where a hand-written reconstruction would be kept: the known
+        /// series of the same name in the checkout, when there is one.
+        keep_dir: Option<PathBuf>,
     },
     #[error("{label} has no series {wanted:?} (it has: {})", have.join(", "))]
     NoSuchSeries {
@@ -52,8 +72,21 @@ impl ResolveError {
     /// What to do about it.
     pub fn help(&self) -> String {
         match self {
-            ResolveError::Read { .. } => {
+            ResolveError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 "give a file that exists (an mbox, a lore thread saved as text) or a Message-Id"
+                    .into()
+            }
+            ResolveError::Read { .. } => "check the file's permissions".into(),
+            ResolveError::NotAFile { kind, .. } if *kind == "a directory" => {
+                "give an mbox file inside it (an mbox, a lore thread saved as text)".into()
+            }
+            ResolveError::NotAFile { .. } => {
+                "give an mbox file: save the mail to a regular file first".into()
+            }
+            ResolveError::TooLarge { .. } => {
+                "give only the thread of the series (`b4 am` saves just that), not a whole archive"
                     .into()
             }
             ResolveError::Kbuild(e) => e.help(),
@@ -68,6 +101,27 @@ impl ResolveError {
                     known.join("; ")
                 }
             ),
+            ResolveError::MissingPatch {
+                index,
+                total,
+                label,
+                keep_dir,
+                ..
+            } => {
+                let mut help = format!(
+                    "add patch {index}/{total} to a copy of {label} (`b4 am` saves the whole \
+                     thread; or append the message saved from the archive) and run `gasbench \
+                     repro` on the copy"
+                );
+                if let Some(dir) = keep_dir {
+                    help.push_str(&format!(
+                        ", or write it by hand as {}/{index:04}-<title>.patch with an \
+                         `X-Gasbench-Reconstructed: <what it was rebuilt from>` header",
+                        dir.display()
+                    ));
+                }
+                help
+            }
             ResolveError::NoSuchSeries { .. } => {
                 "pass --series with one of the names listed, or leave it out to review every series in the file".into()
             }
@@ -85,8 +139,9 @@ pub enum Input {
 
 impl Input {
     /// A path that exists is a file; otherwise something shaped like a
-    /// Message-Id (`<a@b>`, `a@b`, `id:a@b`, a lore link) is one; anything
-    /// else is taken as a file (and reading it will say it is missing).
+    /// Message-Id (`<a@b>`, `a@b`, `id:a@b`, `mid:a@b`, a lore link) is
+    /// one; anything else is taken as a file (and reading it will say it
+    /// is missing).
     pub fn parse(arg: &str) -> Input {
         if Path::new(arg).exists() {
             return Input::File(PathBuf::from(arg));
@@ -100,14 +155,22 @@ impl Input {
 
 /// The Message-Id in `arg`, without angle brackets, if it is one.
 fn message_id_of(arg: &str) -> Option<String> {
-    let decoded = arg.trim().replace("%40", "@");
+    let decoded = percent_decoded(arg.trim());
     let mut s = decoded.as_str();
     if s.contains("://") {
         // https://lore.kernel.org/<list>/<id>/[T/|t.mbox.gz|…]: the
         // segment with an `@` is the id.
         s = s.split('/').find(|seg| seg.contains('@'))?;
     }
-    let s = s.strip_prefix("id:").unwrap_or(s);
+    // `id:` (notmuch, b4) and `mid:` (RFC 2392 URLs, mutt) prefixes.
+    let s = ["id:", "mid:"]
+        .iter()
+        .find_map(|p| {
+            s.get(..p.len())
+                .filter(|head| head.eq_ignore_ascii_case(p))
+                .map(|_| &s[p.len()..])
+        })
+        .unwrap_or(s);
     let s = s.strip_prefix('<').unwrap_or(s);
     let s = s.strip_suffix('>').unwrap_or(s);
     let shaped = s.contains('@')
@@ -117,6 +180,33 @@ fn message_id_of(arg: &str) -> Option<String> {
             .chars()
             .any(|c| c.is_whitespace() || c == '/' || c == '<' || c == '>');
     shaped.then(|| s.to_string())
+}
+
+/// `%40`, `%3C`, `%3E` … as the ASCII they stand for (lore links and
+/// mail clients escape the `@` and the angle brackets); anything else,
+/// including escapes of non-ASCII bytes, is kept as written.
+fn percent_decoded(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let byte = rest
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(u8::is_ascii);
+        match byte {
+            Some(b) => {
+                out.push(char::from(b));
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A series under `kernel/series/`.
@@ -164,18 +254,89 @@ pub struct MailFile {
     pub path: PathBuf,
     /// The path as the user gave it.
     pub label: String,
+    /// The file as text ([`gasbench_series::mail_text`]: LF line ends,
+    /// UTF-8).
     pub text: String,
     pub format: MailFormat,
     pub series: Vec<FileSeries>,
 }
 
+/// The most a mail file may hold. The largest real series threads are a
+/// few MiB; the bound keeps `/dev/zero`-like input from eating memory.
+pub const MAX_MAIL_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What kind of file `meta` describes, when it is not a regular file.
+fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    })
+}
+
+/// The bytes of the regular file `path`, at most `limit` of them.
+///
+/// The type is checked before opening, because opening a FIFO blocks until
+/// something writes to it, and again on the open file, in case the path
+/// was swapped in between.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ResolveError> {
+    use std::io::Read;
+    let read_err = |source| ResolveError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_a_file = |kind| ResolveError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if let Some(kind) = not_regular(&meta) {
+        return Err(not_a_file(kind));
+    }
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if let Some(kind) = not_regular(&meta) {
+        return Err(not_a_file(kind));
+    }
+    let too_large = || ResolveError::TooLarge {
+        path: path.to_path_buf(),
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The size may grow while reading (a file still being written): read
+    // one byte past the limit to tell.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Read `path` and tell, for each series in it, whether it is known.
 pub fn read_mail_file(path: &Path, known: &[KnownSeries]) -> Result<MailFile, ResolveError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ResolveError::Read {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let bytes = read_bounded(path, MAX_MAIL_BYTES)?;
     let label = path.display().to_string();
+    // CRLF mail read as LF, 8-bit bodies from their charset: `text` is what
+    // every later stage (extraction included) parses, so they all agree.
+    let text = gasbench_series::mail_text(&bytes)
+        .map_err(|e| KbuildError::series(&label, &String::from_utf8_lossy(&bytes), e))?;
     let (format, messages) =
         parse_mail(&text).map_err(|e| KbuildError::series(&label, &text, e))?;
     let found = find_series(&messages).map_err(|e| KbuildError::series(&label, &text, e))?;
@@ -425,12 +586,32 @@ pub fn private_target(
             }
         }
     }
-    gasbench_kbuild::extract::extract_selected(
+    match gasbench_kbuild::extract::extract_selected(
         &file.text,
         &file.label,
         &dest.join("series"),
         |n| n == series.name,
-    )?;
+    ) {
+        Ok(_) => {}
+        // The kernel stage would point into `dest`, which the caller
+        // deletes: say what to change that lasts.
+        Err(KbuildError::MissingPatch {
+            index,
+            total,
+            series: title,
+            ..
+        }) => {
+            let known_dir = kdir.series_dir(&series.name);
+            return Err(ResolveError::MissingPatch {
+                index,
+                total,
+                title,
+                label: file.label.clone(),
+                keep_dir: known_dir.is_dir().then_some(known_dir),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Target {
         name: series.name.clone(),
         kernel_dir: dest.to_path_buf(),
@@ -486,13 +667,75 @@ mod tests {
             format!("https://lore.kernel.org/all/{id}/"),
             format!("https://lore.kernel.org/linux-api/{id}/T/#t"),
             format!("https://lore.kernel.org/r/{}", id.replace('@', "%40")),
+            format!(
+                "https://lore.kernel.org/all/%3C{}%3E/",
+                id.replace('@', "%40")
+            ),
+            format!(
+                "https://lore.kernel.org/all/%3c{}%3e/T/#u",
+                id.replace('@', "%40")
+            ),
+            format!("mid:{id}"),
+            format!("MID:<{id}>"),
+            format!("mid:<{id}>"),
+            format!("id:%3C{}%3E", id.replace('@', "%40")),
         ] {
             assert_eq!(Input::parse(&arg), Input::MessageId(id.into()), "{arg}");
         }
         // Not shaped like one: a (missing) file.
-        for arg in ["series.mbox", "@x", "a b@c", "/tmp/does-not-exist@x/y"] {
+        for arg in [
+            "series.mbox",
+            "@x",
+            "a b@c",
+            "/tmp/does-not-exist@x/y",
+            "mid:",
+            "%zz@",
+        ] {
             assert!(matches!(Input::parse(arg), Input::File(_)), "{arg}");
         }
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_only_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening it would block: the type check must come first.
+        let err = read_bounded(&fifo, 100).unwrap_err();
+        assert!(
+            matches!(err, ResolveError::NotAFile { kind: "a FIFO", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("is a FIFO"), "{err}");
+        assert!(err.help().contains("give an mbox file"), "{}", err.help());
+
+        let err = read_bounded(Path::new("/dev/zero"), 100).unwrap_err();
+        assert!(err.to_string().contains("a character device"), "{err}");
+        let err = read_bounded(dir.path(), 100).unwrap_err();
+        assert!(err.to_string().contains("a directory"), "{err}");
+
+        let file = dir.path().join("m");
+        std::fs::write(&file, [b'x'; 101]).unwrap();
+        let err = read_bounded(&file, 100).unwrap_err();
+        assert!(matches!(err, ResolveError::TooLarge { .. }), "{err}");
+        assert_eq!(read_bounded(&file, 101).unwrap().len(), 101);
+
+        let err = read_bounded(&dir.path().join("absent"), 100).unwrap_err();
+        assert!(
+            err.help().contains("give a file that exists"),
+            "{}",
+            err.help()
+        );
+    }
+
+    #[test]
+    fn percent_escapes_of_ascii_only() {
+        assert_eq!(percent_decoded("a%40b%3C%3e%"), "a@b<>%");
+        assert_eq!(percent_decoded("%C3%A9%4"), "%C3%A9%4");
     }
 
     #[test]

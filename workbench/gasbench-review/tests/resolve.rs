@@ -308,3 +308,164 @@ fn bad_input_is_an_error_with_a_place_not_a_panic() {
     std::fs::write(&junk, [0u8, 159, 146, 150, 0, 1]).unwrap();
     assert!(resolve::read_mail_file(&junk, &known).is_err());
 }
+
+#[test]
+fn a_crlf_copy_of_a_known_series_is_the_known_series() {
+    let (_, known) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let crlf = mkdirat2_mbox().replace('\n', "\r\n");
+    let path = write(dir.path(), "mkdirat2-crlf.mbox", &crlf);
+    let mail = resolve::read_mail_file(&path, &known).unwrap();
+    assert_eq!(mail.series.len(), 1);
+    let s = &mail.series[0];
+    assert_eq!(s.known.as_deref(), Some("mkdirat2-v2"), "{}", s.how);
+    assert!(!mail.text.contains('\r'), "read as LF");
+}
+
+/// One patch by `who`, adding `line` to drivers/frob/frob.c.
+fn frob_patch(who: &str, hour: u32, headers: &str, line: &[u8]) -> Vec<u8> {
+    let mut m = format!(
+        "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001\n\
+         From: {who} <{}@example.org>\n\
+         Date: Mon, 4 May 2026 {hour}:01:00 +0200\n\
+         Subject: [PATCH 1/1] frob: add the frobnicator core\n\
+         {headers}\
+         \n\
+         Change 1.\n\
+         \n\
+         Signed-off-by: {who} <t@example.org>\n\
+         ---\n\
+         diff --git a/drivers/frob/frob.c b/drivers/frob/frob.c\n\
+         --- a/drivers/frob/frob.c\n\
+         +++ b/drivers/frob/frob.c\n\
+         @@ -1,2 +1,3 @@\n \
+         first line\n\
+         +",
+        who.split(' ').next().unwrap().to_lowercase()
+    )
+    .into_bytes();
+    m.extend_from_slice(line);
+    m.extend_from_slice(b"\n second line\n-- \n2.53.0\n\n");
+    m
+}
+
+/// The patch file `s` is extracted as into a private kernel dir in `dir`.
+fn extracted_patch(
+    k: &KernelDir,
+    mail: &resolve::MailFile,
+    s: &resolve::FileSeries,
+    dir: &Path,
+) -> String {
+    let t = resolve::private_target(k, mail, s, &dir.join(&s.name)).unwrap();
+    let pk = KernelDir::open(&t.kernel_dir).unwrap();
+    let m = pk.series(&t.name).unwrap();
+    std::fs::read_to_string(pk.series_dir(&t.name).join(&m.patches[0].file)).unwrap()
+}
+
+#[test]
+fn latin1_mail_is_applied_as_the_text_it_is() {
+    let (k, known) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let qp = frob_patch(
+        "Test Person",
+        10,
+        "Content-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: quoted-printable\n",
+        b"/* caf=E9 */",
+    );
+    let eight_bit = frob_patch(
+        "Test Person",
+        10,
+        "Content-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: 8bit\n",
+        b"/* caf\xe9 */",
+    );
+    for (name, bytes) in [("qp.mbox", qp), ("8bit.mbox", eight_bit)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mail = resolve::read_mail_file(&path, &known).unwrap();
+        let patch = extracted_patch(
+            &k,
+            &mail,
+            &mail.series[0],
+            &dir.path().join(format!("{name}.kernel")),
+        );
+        assert!(patch.contains("+/* café */\n"), "{name}: {patch}");
+        assert!(!patch.contains('\u{FFFD}'), "{name}");
+    }
+
+    // Undeclared 8-bit bytes: the message and the charset, not "give a
+    // file that exists".
+    let path = dir.path().join("undeclared.mbox");
+    std::fs::write(&path, frob_patch("Test Person", 10, "", b"/* caf\xe9 */")).unwrap();
+    match resolve::read_mail_file(&path, &known) {
+        Err(ResolveError::Kbuild(KbuildError::Series { error, .. })) => {
+            let shown = error.to_string();
+            assert!(shown.contains("frob: add the frobnicator core"), "{shown}");
+            assert!(shown.contains("UTF-8 (no charset declared)"), "{shown}");
+            assert!(error.help().contains("Content-Type"), "{}", error.help());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_same_subject_from_two_authors_is_two_series_each_reviewed_as_itself() {
+    let (k, known) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = frob_patch("Alice Person", 10, "", b"added by ALICE");
+    bytes.extend(frob_patch("Bob Person", 11, "", b"added by BOB"));
+    let path = dir.path().join("twoauth.mbox");
+    std::fs::write(&path, bytes).unwrap();
+    let mail = resolve::read_mail_file(&path, &known).unwrap();
+    let names: Vec<&str> = mail.series.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "frob-add-the-frobnicator-alice-person-v1",
+            "frob-add-the-frobnicator-bob-person-v1"
+        ]
+    );
+    let alice = extracted_patch(&k, &mail, &mail.series[0], dir.path());
+    let bob = extracted_patch(&k, &mail, &mail.series[1], dir.path());
+    assert!(alice.contains("+added by ALICE\n"), "{alice}");
+    assert!(bob.contains("+added by BOB\n"), "{bob}");
+    // Selecting by a name one of them has.
+    let one = mail
+        .select(&["frob-add-the-frobnicator-bob-person".to_string()])
+        .unwrap();
+    assert_eq!(one[0].name, names[1]);
+}
+
+#[test]
+fn a_new_series_with_a_hole_says_to_fix_the_mbox_not_a_directory_that_is_deleted() {
+    let (k, known) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = frob_patch("Test Person", 10, "", b"one");
+    bytes.extend(frob_patch("Test Person", 11, "", b"three"));
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replacen("[PATCH 1/1]", "[PATCH 1/3]", 1)
+        .replacen("[PATCH 1/1]", "[PATCH 3/3]", 1);
+    let path = write(dir.path(), "gap.mbox", &text);
+    let mail = resolve::read_mail_file(&path, &known).unwrap();
+    assert_eq!(mail.series[0].missing, [2]);
+    let staging = dir.path().join(".staging");
+    let err = resolve::private_target(&k, &mail, &mail.series[0], &staging).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ResolveError::MissingPatch {
+                index: 2,
+                total: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("gap.mbox"), "{err}");
+    let help = err.help();
+    assert!(help.contains("a copy of"), "{help}");
+    assert!(
+        !help.contains(staging.to_str().unwrap()),
+        "points into the staging directory: {help}"
+    );
+}

@@ -5,6 +5,8 @@
 //! crate turns either into ordered [`Series`] and renders each patch as a
 //! git-am-able mbox message whose diff is byte-identical to what was posted.
 //!
+//! - [`mail_text`] turns a file's bytes into the text the parsers read
+//!   (CRLF messages as LF, 8-bit bodies decoded from their charset).
 //! - [`parse_mail`] reads messages from an mbox, a single message or a
 //!   public-inbox thread digest (see [`digest`] for that format's quirks).
 //! - [`subject::PatchSubject`] understands `[RFC PATCH v3 1/6] title`.
@@ -16,12 +18,15 @@
 //! - [`render`] writes patches and cover letters; [`manifest`] describes a
 //!   series (name, version, order, author, lists, cover letter) as TOML.
 //!
-//! **Architecture invariant:** this crate reads strings and never touches
+//! **Architecture invariant:** this crate reads strings (and, in
+//! [`mail_text`], bytes) and never touches
 //! the file system, a git tree or a process. Every error carries the byte
 //! span of the input it is about, so the CLI can point at it.
 
+pub mod charset;
 pub mod date;
 pub mod digest;
+pub mod input;
 pub mod manifest;
 pub mod mbox;
 pub mod message;
@@ -31,6 +36,7 @@ pub mod series;
 pub mod span;
 pub mod subject;
 
+pub use input::mail_text;
 pub use message::{MailFormat, Message, Person};
 pub use series::{Series, SeriesPatch, find_series};
 pub use span::Span;
@@ -66,6 +72,20 @@ pub enum Error {
         span: Span,
         first: Span,
     },
+    #[error("patch numbering in {subject:?}: {what}")]
+    BadNumbering {
+        subject: String,
+        what: String,
+        span: Span,
+    },
+    #[error("cannot read {message}: {what}")]
+    Charset {
+        /// The subject, quoted, or where the message starts.
+        message: String,
+        /// Which charset, and what about it.
+        what: String,
+        span: Span,
+    },
     #[error("cannot decode the body of {subject:?}: {what}")]
     BadEncoding {
         subject: String,
@@ -84,6 +104,8 @@ impl Error {
             | Error::BadDate { span, .. }
             | Error::CorruptPatch { span, .. }
             | Error::DuplicatePatch { span, .. }
+            | Error::BadNumbering { span, .. }
+            | Error::Charset { span, .. }
             | Error::BadEncoding { span, .. } => Some(*span),
         }
     }
@@ -105,6 +127,12 @@ impl Error {
             }
             Error::DuplicatePatch { .. } => {
                 "the input holds two postings of the same patch; keep only one version of the series"
+            }
+            Error::BadNumbering { .. } => {
+                "a posted patch is `[PATCH k/n]` with 1 <= k <= n (0/n for the cover letter) and n at most 999; fix the subject or leave the message out"
+            }
+            Error::Charset { .. } => {
+                "declare the charset the mail is written in (UTF-8, ISO-8859-1 or windows-1252) in its Content-Type header, or convert it to UTF-8 (`iconv -f <charset> -t UTF-8`)"
             }
             Error::BadEncoding { .. } => {
                 "re-save the message with 8bit or quoted-printable encoding"

@@ -2,6 +2,7 @@
 //! clients), with folded headers, RFC 2047 encoded words and
 //! quoted-printable or base64 bodies.
 
+use crate::charset::{Charset, charset_param, unknown_charset};
 use crate::date::MailDate;
 use crate::message::{Message, Person, split_addresses, strip_angles};
 use crate::span::{Line, Span, lines};
@@ -128,16 +129,38 @@ pub fn parse_message(text: &str, base: usize) -> Result<Message> {
         Some(b) => &raw_body[..b.len() + 1],
         None => raw_body,
     };
+    // Quoted-printable and base64 carry bytes in the declared charset;
+    // 8-bit bodies are text already (`crate::input` decoded them).
+    let charset_name = get("Content-Type").and_then(|(v, _)| charset_param(&v));
+    let decode_bytes = |bytes: Vec<u8>| -> Result<String> {
+        let name = charset_name.as_deref().unwrap_or("UTF-8");
+        let charset = Charset::from_name(name).ok_or_else(|| Error::Charset {
+            message: format!("{subject:?}"),
+            what: unknown_charset(name),
+            span: whole,
+        })?;
+        charset.decode(&bytes).map_err(|at| Error::Charset {
+            message: format!("{subject:?}"),
+            what: format!(
+                "byte {} of its {cte} body, 0x{:02X} once decoded, is not valid {}",
+                at + 1,
+                bytes[at],
+                match &charset_name {
+                    Some(n) => n.as_str(),
+                    None => "UTF-8 (no charset declared)",
+                }
+            ),
+            span: whole,
+        })
+    };
     let body = match cte.as_str() {
         "" | "7bit" | "8bit" | "binary" => trimmed.to_string(),
-        "quoted-printable" => decode_quoted_printable(trimmed),
-        "base64" => decode_base64(trimmed)
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| Error::BadEncoding {
-                subject: subject.clone(),
-                what: "invalid base64 or not UTF-8".into(),
-                span: whole,
-            })?,
+        "quoted-printable" => decode_bytes(decode_quoted_printable(trimmed))?,
+        "base64" => decode_bytes(decode_base64(trimmed).ok_or_else(|| Error::BadEncoding {
+            subject: subject.clone(),
+            what: "invalid base64".into(),
+            span: whole,
+        })?)?,
         other => {
             return Err(Error::BadEncoding {
                 subject: subject.clone(),
@@ -228,12 +251,8 @@ fn parse_word(s: &str) -> Option<(String, usize)> {
         "b" => decode_base64(payload)?,
         _ => return None,
     };
-    let text = match charset.as_str() {
-        "utf-8" | "us-ascii" => String::from_utf8(bytes).ok()?,
-        // Latin-1 maps bytes to the first 256 code points.
-        "iso-8859-1" | "latin1" => bytes.iter().map(|&b| b as char).collect(),
-        _ => String::from_utf8_lossy(&bytes).into_owned(),
-    };
+    // A word in a charset gasbench does not read stays as written.
+    let text = Charset::from_name(&charset)?.decode(&bytes).ok()?;
     let used = 2 + q1 + 1 + q2 + 1 + end + 2;
     Some((text, used))
 }
@@ -257,7 +276,7 @@ pub fn encode_word(text: &str) -> String {
     out
 }
 
-fn decode_quoted_printable(text: &str) -> String {
+fn decode_quoted_printable(text: &str) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let (content, nl) = match line.strip_suffix('\n') {
@@ -289,7 +308,7 @@ fn decode_quoted_printable(text: &str) -> String {
             bytes.push(b'\n');
         }
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+    bytes
 }
 
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -360,6 +379,44 @@ break\n";
         assert_eq!(&MBOX[m[0].body_offset..m[0].body_offset + 5], "body\n");
         assert_eq!(m[1].subject, "[PATCH 2/2] é");
         assert_eq!(m[1].body, "café softbreak\n", "a soft line break joins");
+    }
+
+    fn qp_message(content_type: &str, body: &str) -> String {
+        format!(
+            "From: T <t@x>\n\
+             Date: Mon, 4 May 2026 10:01:00 +0200\n\
+             Subject: [PATCH] x\n\
+             {content_type}\
+             Content-Transfer-Encoding: quoted-printable\n\
+             \n\
+             {body}"
+        )
+    }
+
+    #[test]
+    fn quoted_printable_bodies_are_decoded_by_their_charset() {
+        let latin1 = qp_message("Content-Type: text/plain; charset=ISO-8859-1\n", "caf=E9\n");
+        assert_eq!(parse_message(&latin1, 0).unwrap().body, "café\n");
+        let cp = qp_message(
+            "Content-Type: text/plain; charset=windows-1252\n",
+            "=93q=94\n",
+        );
+        assert_eq!(parse_message(&cp, 0).unwrap().body, "\u{201C}q\u{201D}\n");
+        let utf8 = qp_message("Content-Type: text/plain; charset=utf-8\n", "caf=C3=A9\n");
+        assert_eq!(parse_message(&utf8, 0).unwrap().body, "café\n");
+
+        // Bytes that are not valid in the declared (or default) charset
+        // are an error naming the message and the charset, not U+FFFD.
+        let bad = qp_message("Content-Type: text/plain; charset=UTF-8\n", "caf=E9\n");
+        let err = parse_message(&bad, 0).unwrap_err();
+        let shown = err.to_string();
+        assert!(matches!(err, Error::Charset { .. }), "{shown}");
+        assert!(shown.contains("\"[PATCH] x\""), "{shown}");
+        assert!(shown.contains("UTF-8"), "{shown}");
+        assert!(shown.contains("0xE9"), "{shown}");
+        let unknown = qp_message("Content-Type: text/plain; charset=koi8-r\n", "=C1\n");
+        let shown = parse_message(&unknown, 0).unwrap_err().to_string();
+        assert!(shown.contains("koi8-r"), "{shown}");
     }
 
     #[test]

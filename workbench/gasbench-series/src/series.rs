@@ -105,6 +105,12 @@ pub struct Series {
     pub missing: Vec<MissingPatch>,
     /// Mailing lists among the recipients.
     pub lists: Vec<String>,
+    /// Set by [`find_series`] when another series of the same input would
+    /// get the same name and version (the same subject posted by two
+    /// people): the author's name as a slug, or a number when that is the
+    /// same too. Part of [`Series::suggested_name`], so each series is
+    /// extracted and reviewed as itself.
+    pub name_qualifier: Option<String>,
 }
 
 impl Series {
@@ -112,7 +118,10 @@ impl Series {
     /// is about (`mkdirat2()` → `mkdirat2`, `goldfish_address_space` →
     /// `goldfish-address-space`), else the title's first words.
     pub fn suggested_name(&self) -> String {
-        suggest_name(&self.title)
+        match &self.name_qualifier {
+            Some(q) => format!("{}-{q}", suggest_name(&self.title)),
+            None => suggest_name(&self.title),
+        }
     }
 
     /// The Message-Id that replies to patches point at (the cover's).
@@ -226,6 +235,31 @@ fn quoted_lines(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// The most patches a series may say it has. Series numbers are written
+/// by git format-patch; a few hundred is already extraordinary. The bound
+/// keeps a damaged or hostile subject (`[PATCH 1/4000000000]`) from making
+/// the missing-patch bookkeeping walk billions of indexes.
+pub const MAX_PATCHES: u32 = 999;
+
+/// A posting's `k/n` must make sense before anything counts up to `n`.
+fn check_numbering(m: &Message, s: &PatchSubject) -> Result<()> {
+    let what = if s.total > MAX_PATCHES {
+        format!(
+            "the series says it has {} patches; at most {MAX_PATCHES} are accepted",
+            s.total
+        )
+    } else if s.index > s.total {
+        format!("patch {} of a series of {}", s.index, s.total)
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadNumbering {
+        subject: m.subject.clone(),
+        what,
+        span: m.span,
+    })
+}
+
 #[derive(Default)]
 struct Group<'a> {
     cover: Option<(&'a Message, PatchSubject)>,
@@ -243,6 +277,7 @@ pub fn find_series(messages: &[Message]) -> Result<Vec<Series>> {
         if s.reply {
             continue;
         }
+        check_numbering(m, &s)?;
         let key = (m.from.name.to_lowercase(), s.version, s.total, s.tag_key());
         let g = groups.entry(key).or_default();
         if s.is_cover() {
@@ -286,7 +321,33 @@ pub fn find_series(messages: &[Message]) -> Result<Vec<Series>> {
             .map(|p| p.message.date.unix_seconds())
             .unwrap_or(0)
     });
+    qualify_clashing_names(&mut out);
     Ok(out)
+}
+
+/// Give series whose names would clash (same suggested name and version)
+/// a qualifier: the author, else their place among the clashing ones.
+fn qualify_clashing_names(series: &mut [Series]) {
+    let key = |s: &Series| (suggest_name(&s.title), s.version);
+    let mut clashes: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
+    for (i, s) in series.iter().enumerate() {
+        clashes.entry(key(s)).or_default().push(i);
+    }
+    for group in clashes.into_values().filter(|g| g.len() > 1) {
+        let authors: Vec<String> = group
+            .iter()
+            .map(|&i| slug(&series[i].author.name))
+            .collect();
+        for (n, &i) in group.iter().enumerate() {
+            let unique_author = authors.iter().filter(|a| **a == authors[n]).count() == 1;
+            series[i].name_qualifier = Some(if unique_author {
+                authors[n].clone()
+            } else {
+                // Oldest first (the order `find_series` returns them in).
+                format!("{}-{}", authors[n], n + 1)
+            });
+        }
+    }
 }
 
 fn duplicate(m: &Message, s: &PatchSubject, first: &Message) -> Error {
@@ -451,6 +512,7 @@ fn build(g: Group<'_>, all: &[Message]) -> Result<Series> {
         patches,
         missing,
         lists,
+        name_qualifier: None,
     })
 }
 
@@ -473,6 +535,84 @@ mod tests {
             "fix-the-frobnicator-once"
         );
         assert_eq!(suggest_name("!!!"), "series");
+    }
+
+    fn posting(subject: &str) -> String {
+        format!(
+            "From 1 Mon Sep 17 00:00:00 2001\n\
+             From: T <t@x>\n\
+             Date: Mon, 4 May 2026 10:01:00 +0200\n\
+             Subject: {subject}\n\
+             \n\
+             x\n---\n\
+             diff --git a/f b/f\n\
+             --- a/f\n\
+             +++ b/f\n\
+             @@ -1 +1 @@\n\
+             -a\n\
+             +b\n"
+        )
+    }
+
+    #[test]
+    fn absurd_or_impossible_numbering_is_refused_before_counting() {
+        for (subject, says) in [
+            ("[PATCH 1/4000000000] frob", "4000000000 patches"),
+            ("[PATCH 5/2] frob", "patch 5 of a series of 2"),
+            ("[PATCH 1/0] frob", "patch 1 of a series of 0"),
+        ] {
+            let text = posting(subject);
+            let messages = crate::mbox::parse(&text).unwrap();
+            let err = find_series(&messages).unwrap_err();
+            assert!(
+                matches!(err, Error::BadNumbering { .. }),
+                "{subject}: {err}"
+            );
+            let shown = err.to_string();
+            assert!(shown.contains(subject), "names the subject: {shown}");
+            assert!(shown.contains(says), "{shown}");
+            assert_eq!(err.span(), Some(messages[0].span));
+        }
+        // The largest accepted total still works (one patch present, the
+        // rest reported missing).
+        let text = posting(&format!("[PATCH 1/{MAX_PATCHES}] frob"));
+        let series = find_series(&crate::mbox::parse(&text).unwrap()).unwrap();
+        assert_eq!(series[0].missing.len(), MAX_PATCHES as usize - 1);
+    }
+
+    #[test]
+    fn the_same_subject_from_two_people_gets_two_names() {
+        let by = |who: &str, subject: &str, day: u32| {
+            posting(subject)
+                .replace("From: T <t@x>", &format!("From: {who} <{who}@x>"))
+                .replace("10:01:00", &format!("1{day}:01:00"))
+        };
+        let text = [
+            by("Alice Person", "[PATCH] frob: add the frobnicator core", 4),
+            by("Bob Person", "[PATCH] frob: add the frobnicator core", 5),
+            by(
+                "Bob Person",
+                "[RFC PATCH] frob: add the frobnicator core",
+                6,
+            ),
+            by("Carol", "[PATCH] something else", 7),
+        ]
+        .join("\n");
+        let series = find_series(&crate::mbox::parse(&text).unwrap()).unwrap();
+        let names: Vec<String> = series.iter().map(Series::suggested_name).collect();
+        assert_eq!(
+            names,
+            [
+                "frob-add-the-frobnicator-alice-person",
+                "bob-person-2",
+                "bob-person-3",
+                "something-else",
+            ]
+            .map(|n| match n {
+                "bob-person-2" | "bob-person-3" => format!("frob-add-the-frobnicator-{n}"),
+                n => n.to_string(),
+            })
+        );
     }
 
     #[test]
