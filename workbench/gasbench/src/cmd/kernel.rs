@@ -318,9 +318,18 @@ fn print_patch(p: &PatchApplied) {
 }
 
 fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.source)
-        .map_err(|e| diagnostic(KbuildError::io("read", &a.source, e)))?;
+    let bytes =
+        std::fs::read(&a.source).map_err(|e| diagnostic(KbuildError::io("read", &a.source, e)))?;
     let label = a.label.unwrap_or_else(|| a.source.display().to_string());
+    // Mail as it comes: CRLF line ends, Latin-1 and friends (see
+    // gasbench_series::mail_text), like repro reads it.
+    let text = gasbench_series::mail_text(&bytes).map_err(|e| {
+        diagnostic(KbuildError::series(
+            &label,
+            &String::from_utf8_lossy(&bytes),
+            e,
+        ))
+    })?;
     let done = gasbench_kbuild::extract::extract(&text, &label, &a.out).map_err(diagnostic)?;
     for e in &done {
         let m = &e.manifest;
