@@ -192,49 +192,50 @@ fn an_expectation_edited_to_a_wrong_errno_fails_the_run() {
     );
 }
 
-/// Start a run (with `extra` flags) whose scenario idles in the guest,
-/// wait until it is running, kill `victim` (a process name on the bus),
-/// and check that the run ends with an error saying `named`.
-fn kill_mid_run(victim: &str, extra: &[&str], named: &str) {
+/// A run in progress, interrupted from outside: what it left.
+struct Stopped {
+    code: Option<i32>,
+    summary: Value,
+    run_dir: PathBuf,
+}
+
+/// Start `gasbench run --json` (with `extra` flags) on the scenario
+/// `text`, wait until its events contain `ready`, send `signal` to the pid
+/// `target` picks from the events so far, and collect how the run ended.
+fn signal_mid_run(
+    text: &str,
+    extra: &[&str],
+    ready: &str,
+    target: impl Fn(&str, u32) -> i32,
+    signal: i32,
+) -> (tempfile::TempDir, Stopped) {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("idle.toml");
-    std::fs::write(
-        &scenario,
-        "[scenario]\nname = \"idle\"\ntimeout = \"5m\"\n\n[[step]]\nname = \"idle in the guest\"\nsleep = \"120s\"\ntimeout = \"3m\"\n",
-    )
-    .unwrap();
+    let file = dir.path().join("scenario.toml");
+    std::fs::write(&file, text).unwrap();
     let runs = dir.path().join("runs");
-    let bin = gasbench_binary();
-    let mut cmd = Command::new(&bin);
+    let mut cmd = Command::new(gasbench_binary());
     cmd.args(["run", "--json", "--runs"])
         .arg(&runs)
         .args(extra)
-        .arg(&scenario)
+        .arg(&file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut run = Guarded::spawn("gasbench run", &mut cmd);
-    // Wait for the scenario to start, then find the victim's pid.
     let deadline = Instant::now() + Duration::from_secs(600);
     let pid = loop {
-        assert!(Instant::now() < deadline, "the scenario never started");
+        assert!(Instant::now() < deadline, "never saw {ready}");
         assert!(run.exited().is_none(), "gasbench run ended early");
         let events = std::fs::read_to_string(runs.join("latest/events.jsonl")).unwrap_or_default();
-        if events.contains(r#""type":"step_begin""#) || events.contains(r#""msg":"step_begin""#) {
-            let pid = events.lines().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v["ev"]["type"] == "process_started" && v["ev"]["name"] == victim)
-                    .then(|| v["ev"]["pid"].as_i64())
-                    .flatten()
-            });
-            break pid.unwrap_or_else(|| panic!("no {victim} pid in the events"));
+        if events.contains(ready) {
+            break target(&events, run.id());
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    // SAFETY: kill(2) on a pid read from the run's own events.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    // SAFETY: kill(2) on our child or a pid from its run's own events.
+    unsafe { libc::kill(pid, signal) };
     let mut child = run.child.take().unwrap();
     let status =
-        wait_deadline(&mut child, Duration::from_secs(120)).expect("the run ends after the kill");
+        wait_deadline(&mut child, Duration::from_secs(120)).expect("the run ends after the signal");
     let mut stdout = String::new();
     use std::io::Read;
     child
@@ -243,27 +244,18 @@ fn kill_mid_run(victim: &str, extra: &[&str], named: &str) {
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    assert_eq!(status.code(), Some(1));
-    let s: Value = serde_json::from_str(&stdout).expect("a summary even after the kill");
-    let errors = s["errors"].to_string();
-    assert!(
-        errors.contains(named),
-        "the error names what died: {errors}"
-    );
-    // The run directory stays readable up to that point.
+    let summary: Value = serde_json::from_str(&stdout).expect("a summary after the signal");
     let real = std::fs::read_link(runs.join("latest")).unwrap();
-    let rd = runs.join(real);
-    let (events, cut) = gasbench_trace::log::read_all(&rd.join("events.jsonl")).unwrap();
-    assert!(cut.is_none());
-    assert!(events.len() > 50);
-    // Nothing is left: no process holding the run directory, no socket.
-    let leftovers: Vec<_> = std::fs::read_dir(&rd)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".sock"))
-        .map(|e| e.path())
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let stopped = Stopped {
+        code: status.code(),
+        summary,
+        run_dir: runs.join(real),
+    };
+    (dir, stopped)
+}
+
+/// No process still holds the run directory.
+fn assert_no_process_left(rd: &Path) {
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
     let rd_str = rd.display().to_string();
@@ -271,16 +263,57 @@ fn kill_mid_run(victim: &str, extra: &[&str], named: &str) {
     assert!(alive.is_empty(), "processes left behind: {alive:?}");
 }
 
+/// Start a run (with `extra` flags) whose scenario idles in the guest,
+/// wait until it is running, kill `victim` (a process name on the bus),
+/// and check that the run ends with an error saying `named`.
+fn kill_mid_run(victim: &str, extra: &[&str], named: &str) {
+    let idle = "[scenario]\nname = \"idle\"\ntimeout = \"5m\"\n\n[[step]]\nname = \"idle in the guest\"\nsleep = \"120s\"\ntimeout = \"3m\"\n";
+    let victim_pid = |events: &str, _: u32| {
+        events
+            .lines()
+            .find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["ev"]["type"] == "process_started" && v["ev"]["name"] == victim)
+                    .then(|| v["ev"]["pid"].as_i64())
+                    .flatten()
+            })
+            .unwrap_or_else(|| panic!("no {victim} pid in the events")) as i32
+    };
+    let (_dir, s) = signal_mid_run(
+        idle,
+        extra,
+        r#""msg":"step_begin""#,
+        victim_pid,
+        libc::SIGKILL,
+    );
+    assert_eq!(s.code, Some(1));
+    let errors = s.summary["errors"].to_string();
+    assert!(
+        errors.contains(named),
+        "the error names what died: {errors}"
+    );
+    // The run directory stays readable up to that point.
+    let rd = &s.run_dir;
+    let (events, cut) = gasbench_trace::log::read_all(&rd.join("events.jsonl")).unwrap();
+    assert!(cut.is_none());
+    assert!(events.len() > 50);
+    // Nothing is left: no process holding the run directory, no socket.
+    let leftovers: Vec<_> = std::fs::read_dir(rd)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sock"))
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_process_left(rd);
+}
+
 /// Ctrl-C in the middle of a scenario: the steps it finished keep their
 /// verdicts, the one it was in is named, teardown runs, exit 1, nothing
 /// is left behind.
 #[test]
 fn ctrl_c_mid_scenario_keeps_the_verdicts_it_has_and_says_where_it_stopped() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("idle.toml");
-    std::fs::write(
-        &file,
-        r#"[scenario]
+    let text = r#"[scenario]
 name = "interrupted"
 timeout = "5m"
 
@@ -293,44 +326,16 @@ expect.ok = true
 name = "idle in the guest"
 sleep = "120s"
 timeout = "3m"
-"#,
-    )
-    .unwrap();
-    let runs = dir.path().join("runs");
-    let bin = gasbench_binary();
-    let mut cmd = Command::new(&bin);
-    cmd.args(["run", "--json", "--runs"])
-        .arg(&runs)
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut run = Guarded::spawn("gasbench run", &mut cmd);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        assert!(Instant::now() < deadline, "the second step never started");
-        assert!(run.exited().is_none(), "gasbench run ended early");
-        let events = std::fs::read_to_string(runs.join("latest/events.jsonl")).unwrap_or_default();
-        if events.contains(r#""name":"idle in the guest""#) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
-    let mut child = run.child.take().unwrap();
-    let status =
-        wait_deadline(&mut child, Duration::from_secs(120)).expect("the run ends after Ctrl-C");
-    let mut stdout = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert_eq!(status.code(), Some(1));
-    let s: Value = serde_json::from_str(&stdout).expect("a summary after Ctrl-C");
-    let sc = scenario(&s, "interrupted");
+"#;
+    let (_dir, s) = signal_mid_run(
+        text,
+        &[],
+        r#""name":"idle in the guest""#,
+        |_, gasbench| gasbench as i32,
+        libc::SIGINT,
+    );
+    assert_eq!(s.code, Some(1));
+    let sc = scenario(&s.summary, "interrupted");
     assert_eq!(sc["passed"], false, "{sc:#}");
     let exps = sc["expectations"].as_array().unwrap();
     assert!(
@@ -346,14 +351,12 @@ timeout = "3m"
                 .contains("interrupted (Ctrl-C) during step 1 \"idle in the guest\"")),
         "{sc:#}"
     );
-    assert!(s["errors"].to_string().contains("interrupted"), "{s:#}");
-    let real = std::fs::read_link(runs.join("latest")).unwrap();
-    let rd = runs.join(real);
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    let rd_str = rd.display().to_string();
-    let alive: Vec<&str> = ps.lines().filter(|l| l.contains(&rd_str)).collect();
-    assert!(alive.is_empty(), "processes left behind: {alive:?}");
+    assert!(
+        s.summary["errors"].to_string().contains("interrupted"),
+        "{:#}",
+        s.summary
+    );
+    assert_no_process_left(&s.run_dir);
 }
 
 #[test]
