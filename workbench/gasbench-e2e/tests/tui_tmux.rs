@@ -224,6 +224,21 @@ fn a_live_session_runs_a_scenario_end_to_end_and_quits_cleanly() {
     let (code, canonical) = t.wait_exit();
     assert_eq!(code, 0, "{}", t.capture());
     assert!(canonical, "the terminal is restored");
+    // The session's run directory ends like a headless run's: the last
+    // event says the session finished, and results.json says it passed.
+    let rd = std::fs::canonicalize(cache.root().join("runs/latest")).unwrap();
+    assert!(
+        rd.display().to_string().ends_with("-tui"),
+        "{}",
+        rd.display()
+    );
+    let (events, cut) = gasbench_trace::log::read_all(&rd.join("events.jsonl")).unwrap();
+    assert!(cut.is_none());
+    let last = serde_json::to_value(events.last().unwrap()).unwrap();
+    assert_eq!(last["ev"]["type"], "finished", "{last}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["passed"], true, "{results:#}");
 }
 
 #[test]

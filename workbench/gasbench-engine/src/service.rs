@@ -10,6 +10,7 @@ use gasbench_scenario::Compiled;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::interrupt::Interrupt;
 pub use crate::pipeline::KernelProvider;
 use crate::pipeline::{KernelArtifacts, RunSettings, Runner, RunnerOptions, build_kernel};
 
@@ -51,6 +52,9 @@ async fn serve(
 ) {
     let mut artifacts: Option<KernelArtifacts> = None;
     let mut runner: Option<Runner> = None;
+    let started = Instant::now();
+    // Every scenario run in the session passed (and at least one ran).
+    let (mut ran, mut all_passed) = (0usize, true);
     while let Some(req) = rx.recv().await {
         match req {
             Request::Run(which) => {
@@ -93,21 +97,19 @@ async fn serve(
                 let mut outcome = Outcome::Ok;
                 let mut interrupted = None;
                 'scenarios: for c in chosen {
-                    loop {
+                    // Stop and quit end the scenario with the verdicts it
+                    // has (the guest is unfit afterwards) rather than
+                    // dropping it.
+                    let (interrupter, mut interrupt) = Interrupt::new();
+                    let run = r.run_one_until(c, &mut interrupt);
+                    tokio::pin!(run);
+                    let res = loop {
                         tokio::select! {
-                            res = r.run_one(c) => {
-                                if res.is_err() {
-                                    outcome = Outcome::Failed;
-                                    break 'scenarios;
-                                }
-                                break;
-                            }
-                            next = rx.recv() => match next {
+                            res = &mut run => break res,
+                            next = rx.recv(), if interrupted.is_none() => match next {
                                 Some(Request::StopVm) | Some(Request::Quit) | None => {
                                     interrupted = next.or(Some(Request::Quit));
-                                    r.mark_unfit("interrupted mid-scenario");
-                                    outcome = Outcome::Failed;
-                                    break 'scenarios;
+                                    interrupter.interrupt();
                                 }
                                 Some(other) => {
                                     sink.emit(RunEvent::Note {
@@ -116,6 +118,22 @@ async fn serve(
                                 }
                             },
                         }
+                    };
+                    match res {
+                        Ok(report) => {
+                            ran += 1;
+                            all_passed &= report.passed();
+                        }
+                        Err(_) => {
+                            all_passed = false;
+                            outcome = Outcome::Failed;
+                            break 'scenarios;
+                        }
+                    }
+                    if interrupted.is_some() {
+                        all_passed = false;
+                        outcome = Outcome::Failed;
+                        break 'scenarios;
                     }
                 }
                 sink.emit(RunEvent::StageEnd {
@@ -131,7 +149,7 @@ async fn serve(
                 match interrupted {
                     Some(Request::Quit) => {
                         r.stop().await;
-                        return;
+                        break;
                     }
                     Some(_) => r.stop().await,
                     None => {}
@@ -165,4 +183,10 @@ async fn serve(
     {
         r.stop().await;
     }
+    // The session's end, as a headless run ends: a log browsed later
+    // shows a finished session, not one cut off.
+    sink.emit(RunEvent::Finished {
+        passed: ran > 0 && all_passed,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    });
 }

@@ -660,9 +660,9 @@ impl Model {
     /// A past run whose log ends before the run did: the replay is over,
     /// there is no `finished` event, and something was still going on
     /// (a stage, a scenario, the VM) when the log stops. gasbench was
-    /// killed or crashed; nothing is running any more. (An interactive
-    /// session that was quit normally has no `finished` either, but its
-    /// stages all ended and its VM stopped.)
+    /// killed or crashed; nothing is running any more. (Interactive
+    /// sessions recorded before they wrote `finished` have none either,
+    /// but their stages all ended and their VM stopped.)
     pub fn log_ended_early(&self) -> bool {
         matches!(self.mode, Mode::Browse { .. })
             && self.bus_closed
@@ -1282,9 +1282,9 @@ mod tests {
         );
     }
 
-    /// `gasbench` (the interactive session) writes no `finished` event:
-    /// a session quit normally is over, not cut off; one whose log stops
-    /// with a stage running was.
+    /// Interactive sessions before the engine's service wrote `finished`
+    /// left none: such a session quit normally is over, not cut off; one
+    /// whose log stops with a stage running was.
     #[test]
     fn a_log_without_finished_is_cut_off_only_when_something_was_still_going() {
         use gasbench_events::run::Outcome;
