@@ -349,6 +349,96 @@ fn a_kernel_directory_missing_a_patch_is_bad_input_and_leaves_nothing() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A file with a good series and a broken one: the broken one stops the
+/// lot before anything is built (the good one is not reviewed alone).
+#[test]
+fn one_bad_series_in_a_file_stops_all_before_anything_is_built() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel/series/mkdirat2-v2");
+    let mut mbox = String::new();
+    for f in [
+        "cover-letter.eml",
+        "0001-vfs-syscalls-add-mkdirat2-that-returns-an-O_DIRECTOR.patch",
+        "0002-selftest-add-tests-for-mkdirat2.patch",
+    ] {
+        mbox.push_str(&std::fs::read_to_string(dir.join(f)).unwrap());
+        mbox.push('\n');
+    }
+    // A series whose 2/3 is missing.
+    mbox.push_str(GAP_SERIES);
+    let input = runs.path().join("two.mbox");
+    std::fs::write(&input, mbox).unwrap();
+    let (code, stdout, stderr) = repro(
+        &[input.to_str().unwrap()],
+        runs.path(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("review mkdirat2-v2"), "{stderr}");
+    assert!(stderr.contains("nothing was started"), "{stderr}");
+    let dirs: Vec<_> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir() || e.file_name() == "latest")
+        .collect();
+    assert!(dirs.is_empty(), "{dirs:?}");
+}
+
+const GAP_SERIES: &str = r#"From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
+From: Test Person <t@example.org>
+Date: Mon, 4 May 2026 10:01:00 +0200
+Subject: [PATCH 1/3] frob: add the frobnicator core
+Message-Id: <frob.1.3@example.org>
+In-Reply-To: <frob.0.3@example.org>
+
+Change 1.
+
+Signed-off-by: Test Person <t@example.org>
+---
+ drivers/frob/frob.c | 1 +
+ 1 file changed, 1 insertion(+)
+
+diff --git a/drivers/frob/frob.c b/drivers/frob/frob.c
+index 1111111..2222222 100644
+--- a/drivers/frob/frob.c
++++ b/drivers/frob/frob.c
+@@ -1,3 +1,4 @@
+ first line
+ second line
++added line 1
+ third line
+-- 
+2.53.0
+
+From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
+From: Test Person <t@example.org>
+Date: Mon, 4 May 2026 10:03:00 +0200
+Subject: [PATCH 3/3] frob: add the frobnicator sysfs
+Message-Id: <frob.3.3@example.org>
+In-Reply-To: <frob.0.3@example.org>
+
+Change 3.
+
+Signed-off-by: Test Person <t@example.org>
+---
+ drivers/frob/frob.c | 1 +
+ 1 file changed, 1 insertion(+)
+
+diff --git a/drivers/frob/frob.c b/drivers/frob/frob.c
+index 1111111..2222222 100644
+--- a/drivers/frob/frob.c
++++ b/drivers/frob/frob.c
+@@ -1,3 +1,4 @@
+ first line
+ second line
++added line 3
+ third line
+-- 
+2.53.0
+
+"#;
+
 /// The mkdirat2 series with the missing semicolon added: not the posting
 /// gasbench knows, so it is extracted into the run directory and applied
 /// as posted, without the port. On 7.2.12 its 2/2 does not apply.

@@ -167,8 +167,28 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     // series gives an object, several an array (even if one of them could
     // not be reviewed).
     let several = pending.len() > 1;
+    // Every series is made ready (extracted, its kernel directory checked)
+    // before any is built: a bad one stops the lot before anything runs.
+    let runs = args.vm.runs_dir(g);
+    let mut ready = Vec::new();
+    let mut bad = 0;
     for p in pending {
-        let (code, review) = review_one(g, &args, &kdir, p, &suite, &runtime)?;
+        match stage(&args, &kdir, p, &runs) {
+            Some(s) => ready.push(s),
+            None => bad += 1,
+        }
+    }
+    if bad > 0 {
+        for s in &ready {
+            if let Some(dir) = &s.staged {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        eprintln!("gasbench repro: {bad} series could not be prepared; nothing was started");
+        return Ok(ExitCode::from(BAD_INPUT));
+    }
+    for s in ready {
+        let (code, review) = review_one(g, &args, s, &suite, &runtime)?;
         worst = worst.max(code);
         reviews.extend(review);
     }
@@ -185,22 +205,22 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     Ok(ExitCode::from(worst))
 }
 
-/// Review one series; returns the exit code and the review (none when
-/// the input was bad).
-fn review_one(
-    g: &Globals,
-    args: &Args,
-    kdir: &KernelDir,
-    pending: Pending,
-    suite: &[Compiled],
-    runtime: &gasbench_env::Runtime,
-) -> miette::Result<(u8, Option<Review>)> {
+/// A series ready to review: its target, and the staging directory its
+/// private kernel directory is in (a series gasbench does not know).
+struct Staged {
+    label: String,
+    target: Target,
+    staged: Option<PathBuf>,
+}
+
+/// Extract a series and check its kernel directory, making no run
+/// directory; None (with the error printed) when the input is bad.
+fn stage(args: &Args, kdir: &KernelDir, pending: Pending, runs: &Path) -> Option<Staged> {
     let name = match &pending {
         Pending::Known { name, .. } => name.clone(),
         Pending::New { series, .. } => series.name.clone(),
     };
     let label = format!("repro-{name}");
-    let runs = args.vm.runs_dir(g);
     let mut staged = None;
     let target = match pending {
         Pending::Known { name, how } => resolve::known_target(kdir, &name, &how, &args.input),
@@ -217,7 +237,7 @@ fn review_one(
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
                     eprintln!("{:?}", resolve_diagnostic(e));
-                    return Ok((BAD_INPUT, None));
+                    return None;
                 }
             }
         }
@@ -233,8 +253,25 @@ fn review_one(
             let _ = std::fs::remove_dir_all(dir);
         }
         eprintln!("{:?}", super::kernel::diagnostic(e));
-        return Ok((BAD_INPUT, None));
+        return None;
     }
+    Some(Staged {
+        label,
+        target,
+        staged,
+    })
+}
+
+/// Review one prepared series; returns the exit code and the review.
+fn review_one(
+    g: &Globals,
+    args: &Args,
+    staged: Staged,
+    suite: &[Compiled],
+    runtime: &gasbench_env::Runtime,
+) -> miette::Result<(u8, Option<Review>)> {
+    let Staged { label, target, .. } = staged;
+    let runs = args.vm.runs_dir(g);
     let run_dir = RunDir::create(&runs, &label).into_diagnostic()?;
     let target = if target.known {
         target
