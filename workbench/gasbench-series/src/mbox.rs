@@ -129,45 +129,18 @@ pub fn parse_message(text: &str, base: usize) -> Result<Message> {
         Some(b) => &raw_body[..b.len() + 1],
         None => raw_body,
     };
-    // Quoted-printable and base64 carry bytes in the declared charset;
-    // 8-bit bodies are text already (`crate::input` decoded them).
-    let charset_name = get("Content-Type").and_then(|(v, _)| charset_param(&v));
-    let decode_bytes = |bytes: Vec<u8>| -> Result<String> {
-        let name = charset_name.as_deref().unwrap_or("UTF-8");
-        let charset = Charset::from_name(name).ok_or_else(|| Error::Charset {
-            message: format!("{subject:?}"),
-            what: unknown_charset(name),
-            span: whole,
-        })?;
-        charset.decode(&bytes).map_err(|at| Error::Charset {
-            message: format!("{subject:?}"),
-            what: format!(
-                "byte {} of its {cte} body, 0x{:02X} once decoded, is not valid {}",
-                at + 1,
-                bytes[at],
-                match &charset_name {
-                    Some(n) => n.as_str(),
-                    None => "UTF-8 (no charset declared)",
-                }
-            ),
-            span: whole,
-        })
-    };
-    let body = match cte.as_str() {
-        "" | "7bit" | "8bit" | "binary" => trimmed.to_string(),
-        "quoted-printable" => decode_bytes(decode_quoted_printable(trimmed))?,
-        "base64" => decode_bytes(decode_base64(trimmed).ok_or_else(|| Error::BadEncoding {
-            subject: subject.clone(),
-            what: "invalid base64".into(),
-            span: whole,
-        })?)?,
-        other => {
-            return Err(Error::BadEncoding {
-                subject: subject.clone(),
-                what: format!("unknown Content-Transfer-Encoding {other:?}"),
-                span: whole,
-            });
-        }
+    let content_type = get("Content-Type").map(|(v, _)| v).unwrap_or_default();
+    let body = match multipart_boundary(&content_type) {
+        // A patch sent as MIME: its text parts, in order (an inline body
+        // and a `text/x-patch` attachment alike).
+        Some(boundary) => multipart_text(trimmed, &boundary, &subject, whole, 0)?,
+        None => decode_body(
+            &cte,
+            charset_param(&content_type).as_deref(),
+            trimmed,
+            &subject,
+            whole,
+        )?,
     };
     Ok(Message {
         subject,
@@ -186,6 +159,169 @@ pub fn parse_message(text: &str, base: usize) -> Result<Message> {
         span: whole,
         body_offset: base + body_rel,
     })
+}
+
+/// A body in its transfer encoding and charset, as text. Quoted-printable
+/// and base64 carry bytes in the declared charset; 8-bit bodies are text
+/// already (`crate::input` decoded them).
+fn decode_body(
+    cte: &str,
+    charset_name: Option<&str>,
+    body: &str,
+    subject: &str,
+    whole: Span,
+) -> Result<String> {
+    let decode_bytes = |bytes: Vec<u8>| -> Result<String> {
+        let name = charset_name.unwrap_or("UTF-8");
+        let charset = Charset::from_name(name).ok_or_else(|| Error::Charset {
+            message: format!("{subject:?}"),
+            what: unknown_charset(name),
+            span: whole,
+        })?;
+        charset.decode(&bytes).map_err(|at| Error::Charset {
+            message: format!("{subject:?}"),
+            what: format!(
+                "byte {} of its {cte} body, 0x{:02X} once decoded, is not valid {}",
+                at + 1,
+                bytes[at],
+                charset_name.unwrap_or("UTF-8 (no charset declared)")
+            ),
+            span: whole,
+        })
+    };
+    match cte {
+        "" | "7bit" | "8bit" | "binary" => Ok(body.to_string()),
+        "quoted-printable" => decode_bytes(decode_quoted_printable(body)),
+        "base64" => decode_bytes(decode_base64(body).ok_or_else(|| Error::BadEncoding {
+            subject: subject.to_string(),
+            what: "invalid base64".into(),
+            span: whole,
+        })?),
+        other => Err(Error::BadEncoding {
+            subject: subject.to_string(),
+            what: format!("unknown Content-Transfer-Encoding {other:?}"),
+            span: whole,
+        }),
+    }
+}
+
+/// The boundary of a `multipart/*` Content-Type.
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mut fields = content_type.split(';');
+    let kind = fields.next()?.trim();
+    if !kind.to_ascii_lowercase().starts_with("multipart/") {
+        return None;
+    }
+    fields.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
+            .filter(|b| !b.is_empty())
+    })
+}
+
+/// The text parts of a multipart body, decoded and joined in order:
+/// `text/plain` and the patch types git and mail clients use; other
+/// parts (signatures, HTML) are left out. Nested multiparts are followed
+/// a few levels deep.
+fn multipart_text(
+    body: &str,
+    boundary: &str,
+    subject: &str,
+    whole: Span,
+    depth: u32,
+) -> Result<String> {
+    let no_text = |what: &str| Error::BadEncoding {
+        subject: subject.to_string(),
+        what: what.to_string(),
+        span: whole,
+    };
+    if depth > 4 {
+        return Err(no_text("multipart nested more than 4 deep"));
+    }
+    let delimiter = format!("--{boundary}");
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in body.split_inclusive('\n') {
+        let l = line.trim_end_matches(['\n', '\r']);
+        if let Some(rest) = l.strip_prefix(delimiter.as_str())
+            && (rest.is_empty() || rest == "--" || rest.trim().is_empty())
+        {
+            parts.extend(current.take());
+            if rest == "--" {
+                break;
+            }
+            current = Some(String::new());
+            continue;
+        }
+        if let Some(c) = current.as_mut() {
+            c.push_str(line);
+        }
+    }
+    parts.extend(current.take());
+    if parts.is_empty() {
+        // No delimiter at all: a mislabelled body, read as it is.
+        return Ok(body.to_string());
+    }
+    let mut out = String::new();
+    for part in parts {
+        // The line break before a delimiter belongs to the delimiter.
+        let part = part.strip_suffix('\n').unwrap_or(&part);
+        let (head, part_body) = match part.split_once("\n\n") {
+            Some((h, b)) => (h, b),
+            None if part.starts_with('\n') => ("", &part[1..]),
+            None => (part, ""),
+        };
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                if let Some((_, v)) = fields.last_mut() {
+                    v.push_str(line);
+                }
+            } else if let Some((k, v)) = line.split_once(':') {
+                fields.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let ctype = field("content-type").unwrap_or_else(|| "text/plain".into());
+        let kind = ctype
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let text = if let Some(inner) = multipart_boundary(&ctype) {
+            multipart_text(part_body, &inner, subject, whole, depth + 1)?
+        } else if matches!(
+            kind.as_str(),
+            "text/plain" | "text/x-patch" | "text/x-diff" | "text/x-log" | "application/x-patch"
+        ) {
+            let cte = field("content-transfer-encoding")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            decode_body(
+                &cte,
+                charset_param(&ctype).as_deref(),
+                part_body,
+                subject,
+                whole,
+            )?
+        } else {
+            continue;
+        };
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&text);
+    }
+    if out.is_empty() {
+        return Err(no_text("a multipart message with no text part"));
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Decode RFC 2047 encoded words (`=?UTF-8?q?...?=`, `=?utf-8?b?...?=`).
@@ -417,6 +553,78 @@ break\n";
         let unknown = qp_message("Content-Type: text/plain; charset=koi8-r\n", "=C1\n");
         let shown = parse_message(&unknown, 0).unwrap_err().to_string();
         assert!(shown.contains("koi8-r"), "{shown}");
+    }
+
+    fn multipart(parts: &str) -> String {
+        format!(
+            "From: A <a@b>\nDate: Mon, 4 May 2026 10:00:00 +0000\n\
+             Subject: [PATCH] frob: fix\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"XyZ\"\n\n\
+             This is a multi-part message in MIME format.\n{parts}"
+        )
+    }
+
+    const DIFF: &str =
+        "diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-a\n+b /* caf\u{e9} */\n";
+
+    #[test]
+    fn multipart_mail_gives_its_text_parts_decoded_in_order() {
+        // An inline explanation, then the patch as a base64 attachment,
+        // then a signature part that is not text.
+        let b64 = {
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let bytes = DIFF.as_bytes();
+            let mut out = String::new();
+            for c in bytes.chunks(3) {
+                let n = (c[0] as u32) << 16
+                    | (*c.get(1).unwrap_or(&0) as u32) << 8
+                    | *c.get(2).unwrap_or(&0) as u32;
+                for i in 0..4 {
+                    if i <= c.len() {
+                        out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            out
+        };
+        let text = multipart(&format!(
+            "--XyZ\nContent-Type: text/plain; charset=utf-8\n\nFix the frob.\n\n---\n\
+             --XyZ\nContent-Type: text/x-patch; name=\"f.patch\"\n\
+             Content-Disposition: attachment\nContent-Transfer-Encoding: base64\n\n{b64}\n\
+             --XyZ\nContent-Type: application/pgp-signature\n\n-----BEGIN PGP-----\n\
+             --XyZ--\n"
+        ));
+        let m = parse_message(&text, 0).unwrap();
+        assert_eq!(m.body, format!("Fix the frob.\n\n---\n{DIFF}"));
+        assert!(!m.body.contains("PGP"));
+    }
+
+    #[test]
+    fn multipart_parts_are_decoded_by_their_own_encoding_and_charset() {
+        // Quoted-printable Latin-1, in a multipart/alternative with HTML.
+        let text = multipart(
+            "--XyZ\nContent-Type: multipart/alternative; boundary=inner\n\n\
+             --inner\nContent-Type: text/plain; charset=iso-8859-1\n\
+             Content-Transfer-Encoding: quoted-printable\n\n\
+             diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-a\n+b /* caf=E9 */\n\
+             --inner\nContent-Type: text/html\n\n<p>html</p>\n--inner--\n--XyZ--\n",
+        );
+        let m = parse_message(&text, 0).unwrap();
+        assert_eq!(m.body, DIFF);
+        // A boundary that never appears: the body as it is.
+        let odd = multipart("no delimiter here\n");
+        let m = parse_message(&odd, 0).unwrap();
+        assert!(m.body.contains("no delimiter here"));
+        // Only non-text parts: an error that says so.
+        let e = parse_message(
+            &multipart("--XyZ\nContent-Type: image/png\n\nPNG\n--XyZ--\n"),
+            0,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no text part"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,10 @@ const SNIPPETS: &[&[u8]] = &[
     b"=?UTF-8?B?AAAA?=",
     b"\n-- \n",
     b"\n\n\n",
+    b"\nContent-Type: multipart/mixed; boundary=XyZ\n",
+    b"\n--XyZ\nContent-Type: text/x-patch\nContent-Transfer-Encoding: base64\n\n",
+    b"\n--XyZ\nContent-Type: multipart/alternative; boundary=XyZ\n\n",
+    b"\n--XyZ--\n",
 ];
 
 fn mutate(base: &[u8], rng: &mut Rng) -> Vec<u8> {
