@@ -19,6 +19,17 @@ fn seed() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel/sources/000_cc8941013480fefb.txt")
 }
 
+/// No run directory and no `latest` link in `runs` (the `repro`
+/// helper's own stdout and stderr files may be there).
+fn assert_nothing_started(runs: &Path) {
+    let left: Vec<_> = std::fs::read_dir(runs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir() || e.file_name() == "latest")
+        .collect();
+    assert!(left.is_empty(), "nothing should have started: {left:?}");
+}
+
 /// `gasbench repro ARGS --runs RUNS`: (exit code, stdout, stderr).
 fn repro(args: &[&str], runs: &Path, limit: Duration) -> (Option<i32>, String, String) {
     let out_path = runs.join("stdout");
@@ -292,13 +303,7 @@ fn a_message_id_not_known_here_exits_2_and_says_how_to_get_the_mbox() {
     assert!(stdout.is_empty(), "{stdout}");
     assert!(stderr.contains("no network"), "{stderr}");
     assert!(stderr.contains("b4 am"), "{stderr}");
-    // Nothing was started: no run directory.
-    let dirs: Vec<_> = std::fs::read_dir(runs.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .collect();
-    assert!(dirs.is_empty(), "{dirs:?}");
+    assert_nothing_started(runs.path());
 }
 
 /// A kernel directory whose known series lost a patch file is bad input:
@@ -339,14 +344,7 @@ fn a_kernel_directory_missing_a_patch_is_bad_input_and_leaves_nothing() {
         stderr.contains("mkdirat2-v2/0002-selftest-add-"),
         "{stderr}"
     );
-    // Nothing was started: no run directory (the helper's own stdout and
-    // stderr files are there).
-    let left: Vec<_> = std::fs::read_dir(runs.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir() || e.file_name() == "latest")
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_nothing_started(runs.path());
 }
 
 /// A file with a good series and a broken one: the broken one stops the
@@ -377,12 +375,7 @@ fn one_bad_series_in_a_file_stops_all_before_anything_is_built() {
     assert!(stdout.is_empty(), "{stdout}");
     assert!(stderr.contains("review mkdirat2-v2"), "{stderr}");
     assert!(stderr.contains("nothing was started"), "{stderr}");
-    let dirs: Vec<_> = std::fs::read_dir(runs.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir() || e.file_name() == "latest")
-        .collect();
-    assert!(dirs.is_empty(), "{dirs:?}");
+    assert_nothing_started(runs.path());
 }
 
 const GAP_SERIES: &str = r#"From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
