@@ -84,8 +84,23 @@ pub fn prepare(
     mut status: impl FnMut(&str),
 ) -> Result<BaseTree, KbuildError> {
     let trees = cache.kernel().join("trees");
-    let (id, label) = match source {
-        BaseSource::Packaged => {
+    // A git base, resolved once: its canonical path, the revision asked
+    // for (the pinned tag by default) and the commit it names.
+    let git_base = match source {
+        BaseSource::Packaged => None,
+        BaseSource::GitTree { path, rev } => {
+            let canon = path
+                .canonicalize()
+                .map_err(|e| KbuildError::io("open", path, e))?;
+            let rev = rev
+                .clone()
+                .unwrap_or_else(|| kdir.base.upstream_tag.clone());
+            let commit = resolve_in(rt, &canon, &rev)?;
+            Some((canon, rev, commit))
+        }
+    };
+    let (id, label) = match &git_base {
+        None => {
             let pin = &kdir.base;
             (
                 format!(
@@ -96,14 +111,7 @@ pub fn prepare(
                 format!("{} {}", pin.package, pin.package_version),
             )
         }
-        BaseSource::GitTree { path, rev } => {
-            let canon = path
-                .canonicalize()
-                .map_err(|e| KbuildError::io("open", path, e))?;
-            let rev = rev
-                .clone()
-                .unwrap_or_else(|| kdir.base.upstream_tag.clone());
-            let commit = resolve_in(rt, &canon, &rev)?;
+        Some((canon, rev, commit)) => {
             let h = hex(&Sha256::digest(canon.as_os_str().as_encoded_bytes()))[..8].to_string();
             (
                 format!("git-{h}-{}", &commit[..12]),
@@ -121,13 +129,7 @@ pub fn prepare(
         release: String::new(),
         label: label.clone(),
         reused: false,
-        shared_with: match source {
-            BaseSource::Packaged => Vec::new(),
-            BaseSource::GitTree { path, .. } => vec![
-                path.canonicalize()
-                    .map_err(|e| KbuildError::io("open", path, e))?,
-            ],
-        },
+        shared_with: git_base.iter().map(|(canon, _, _)| canon.clone()).collect(),
     };
     if let Ok(text) = std::fs::read_to_string(dir.join("ready"))
         && let Ok(r) = serde_json::from_str::<Ready>(&text)
@@ -151,17 +153,11 @@ pub fn prepare(
     std::fs::create_dir_all(&dir).map_err(|e| KbuildError::io("create", &dir, e))?;
     crate::disk::require(&dir, TREE_NEED_MIB, "a kernel base tree")?;
 
-    match source {
-        BaseSource::Packaged => unpack(rt, kdir, &dir, &t.src, &mut status)?,
-        BaseSource::GitTree { path, rev } => {
-            let canon = path
-                .canonicalize()
-                .map_err(|e| KbuildError::io("open", path, e))?;
-            let rev = rev
-                .clone()
-                .unwrap_or_else(|| kdir.base.upstream_tag.clone());
+    match &git_base {
+        None => unpack(rt, kdir, &dir, &t.src, &mut status)?,
+        Some((canon, rev, _)) => {
             status(&format!("cloning {} (shared objects)", canon.display()));
-            let g = Git::new(rt, &dir, std::slice::from_ref(&canon));
+            let g = Git::new(rt, &dir, std::slice::from_ref(canon));
             g.ok(&[
                 "clone",
                 "--quiet",
@@ -170,8 +166,8 @@ pub fn prepare(
                 &canon.display().to_string(),
                 &t.src.display().to_string(),
             ])?;
-            let g = Git::new(rt, &t.src, std::slice::from_ref(&canon));
-            g.ok(&["checkout", "--quiet", "--detach", &rev])?;
+            let g = Git::new(rt, &t.src, std::slice::from_ref(canon));
+            g.ok(&["checkout", "--quiet", "--detach", rev])?;
             g.ok(&["tag", "-f", BASE_TAG, "HEAD"])?;
         }
     }
