@@ -87,19 +87,25 @@ impl Guest {
         })
     }
 
-    /// End it all: the agent powers off, QEMU goes, the server stops.
-    pub async fn shutdown(mut self) -> String {
-        let how = self.session.shutdown().await;
-        if let Some(d) = self.device.take() {
-            d.stop().await;
-        }
-        how
+    /// End it all: the agent powers off, QEMU goes, the server stops. An
+    /// unfit guest may have a hung agent: it is aborted instead.
+    pub async fn shutdown(self) -> String {
+        let orderly = self.unfit.is_none();
+        self.end(orderly).await
     }
 
     /// End it after a failure that stopped the run: QEMU goes without the
     /// agent's orderly power-off, then the server stops.
-    pub async fn abort(mut self) -> String {
-        let how = self.session.abort().await;
+    pub async fn abort(self) -> String {
+        self.end(false).await
+    }
+
+    async fn end(mut self, orderly: bool) -> String {
+        let how = if orderly {
+            self.session.shutdown().await
+        } else {
+            self.session.abort().await
+        };
         if let Some(d) = self.device.take() {
             d.stop().await;
         }

@@ -300,12 +300,7 @@ impl Runner {
                 self.sink.emit(RunEvent::Note {
                     text: format!("rebooting: {why}"),
                 });
-                // An unfit guest may have a hung agent: no orderly power-off.
-                if old.unfit.is_some() {
-                    old.abort().await;
-                } else {
-                    old.shutdown().await;
-                }
+                old.shutdown().await;
             }
             let t = Instant::now();
             self.sink.emit(RunEvent::StageBegin {
@@ -399,8 +394,6 @@ impl Runner {
             detail: String::new(),
         });
         let how = match self.guest.take() {
-            // An unfit guest may have a hung agent: no orderly power-off.
-            Some(g) if g.unfit.is_some() => g.abort().await,
             Some(g) => g.shutdown().await,
             None => "nothing was running".into(),
         };
