@@ -16,4 +16,4 @@ pub mod summary;
 pub mod table;
 
 pub use run_dir::RunDir;
-pub use summary::RunSummary;
+pub use summary::{RunSummary, RunVerdict};

@@ -41,6 +41,48 @@ impl ScenarioResult {
     }
 }
 
+/// The run's verdict on the kernel under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunVerdict {
+    /// Every expectation held.
+    Clean,
+    /// The kernel (the series) did something the scenarios say it must
+    /// not: a failed expectation, a kselftest not ok, a crash.
+    Findings,
+    /// The tool or its environment failed before the verdicts were all
+    /// in: they say nothing either way about what did not run.
+    ToolFailed,
+}
+
+impl RunVerdict {
+    /// The exit status every gasbench command uses for it.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            RunVerdict::Clean => 0,
+            RunVerdict::Findings => 1,
+            RunVerdict::ToolFailed => 3,
+        }
+    }
+}
+
+/// Console lines that mean the kernel itself went wrong (not a warning).
+pub fn is_kernel_bug(line: &str) -> bool {
+    [
+        "BUG:",
+        "Oops",
+        "Kernel panic",
+        "Call Trace:",
+        "general protection fault",
+        "KASAN",
+        "UBSAN",
+        "panicked at",
+        "rust_panic",
+    ]
+    .iter()
+    .any(|p| line.contains(p))
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageResult {
     pub stage: Stage,
@@ -212,6 +254,30 @@ impl RunSummary {
         }
     }
 
+    /// What the run says about the kernel under test, apart from what it
+    /// says about the tool (see [`RunVerdict`]).
+    pub fn verdict(&self) -> RunVerdict {
+        let crashed = self.kernel_warnings.iter().any(|l| is_kernel_bug(l));
+        // An error ends a run early. When the kernel crashed, the crash is
+        // why (a finding); otherwise the tool or its environment failed
+        // (no QEMU, a boot that never reached the agent, a dead device
+        // server), and the verdicts it has are incomplete.
+        if !self.errors.is_empty() && !crashed {
+            return RunVerdict::ToolFailed;
+        }
+        let failed = crashed
+            || self.scenarios.iter().any(|s| s.passed == Some(false))
+            || self.ktap.iter().any(|k| k.status == KtapStatus::NotOk);
+        if failed {
+            RunVerdict::Findings
+        } else if self.passed == Some(true) {
+            RunVerdict::Clean
+        } else {
+            // Nothing failed yet nothing finished: the run did not end.
+            RunVerdict::ToolFailed
+        }
+    }
+
     /// Counts for the summary line: (passed, failed, not finished).
     pub fn counts(&self) -> (usize, usize, usize) {
         let mut c = (0, 0, 0);
@@ -303,6 +369,46 @@ mod tests {
             serde_json::from_str(r#"{"command":"run","accel":null,"accel_reason":null,"kernel_release":null,"stages":[],"scenarios":[{"name":"a","passed":true,"elapsed_ms":1,"expectations":[]}],"ktap":[],"kernel_warnings":[],"errors":[],"passed":true,"elapsed_ms":1}"#)
                 .unwrap();
         assert_eq!(old.scenarios[0].last_step, None);
+    }
+
+    #[test]
+    fn the_verdict_keeps_a_broken_series_apart_from_a_broken_tool() {
+        let scenario = |passed| ScenarioResult {
+            name: "a".into(),
+            passed: Some(passed),
+            ..Default::default()
+        };
+        let clean = RunSummary {
+            scenarios: vec![scenario(true)],
+            passed: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(clean.verdict(), RunVerdict::Clean);
+        let failed = RunSummary {
+            scenarios: vec![scenario(false)],
+            passed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(failed.verdict(), RunVerdict::Findings);
+        assert_eq!(failed.verdict().exit_status(), 1);
+        let no_qemu = RunSummary {
+            errors: vec!["cannot start qemu-system-x86_64".into()],
+            passed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(no_qemu.verdict(), RunVerdict::ToolFailed);
+        assert_eq!(no_qemu.verdict().exit_status(), 3);
+        // The guest died because the kernel crashed: the series' fault.
+        let crashed = RunSummary {
+            errors: vec!["goldfish-errors stopped the run: the guest died".into()],
+            kernel_warnings: vec!["[ 1.0] BUG: kernel NULL pointer dereference".into()],
+            scenarios: vec![scenario(false)],
+            passed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(crashed.verdict(), RunVerdict::Findings);
+        // A run that never finished is no verdict on the kernel.
+        assert_eq!(RunSummary::default().verdict(), RunVerdict::ToolFailed);
     }
 
     #[test]

@@ -40,14 +40,17 @@ enum Command {
     /// Provision what is missing (the Debian 13 toolroot on older hosts).
     Setup(cmd::setup::Args),
     /// Apply the posted series to the base tree and build the kernel.
+    #[command(after_help = cmd::exit::HELP)]
     Kernel(cmd::kernel::Args),
     /// Boot the patched kernel and run scenarios headless.
+    #[command(after_help = cmd::exit::HELP)]
     Run(cmd::run::Args),
     /// Check scenario files without starting a VM; show what one compiles to.
     Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
     Device(cmd::device::Args),
     /// Reproduce a posted series for review: apply, build, boot, report.
+    #[command(after_help = cmd::exit::HELP)]
     Repro(cmd::repro::Args),
     /// Browse a past run's directory in the TUI.
     Open(cmd::open::Args),
@@ -78,9 +81,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // What reaches here stopped the command unexpectedly (a file
+        // that cannot be written, a runtime that is not ready): the tool
+        // or its environment failed. Bad input is reported, with its
+        // own status, where it is found.
         Err(report) => {
             eprintln!("{report:?}");
-            ExitCode::FAILURE
+            cmd::exit::code(cmd::exit::TOOL_FAILED)
         }
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod device;
 pub mod doctor;
+pub mod exit;
+pub mod fetch;
 pub mod headless;
 pub mod kernel;
 pub mod kernel_choice;

@@ -27,8 +27,10 @@ use crate::Globals;
 #[derive(clap::Args)]
 pub struct Args {
     /// An mbox (as `b4 am` saves it) or a lore thread saved as text, with
-    /// one or more series; or the Message-Id of a series gasbench knows.
-    #[arg(value_name = "MBOX|MESSAGE-ID")]
+    /// one or more series; `-` for an mbox on standard input; or a
+    /// Message-Id (a series gasbench knows, or any other, whose thread is
+    /// fetched from the list's archive and cached).
+    #[arg(value_name = "MBOX|-|MESSAGE-ID")]
     input: String,
     /// Review only this series of the file (`mkdirat2-v2`, `mkdirat2`, or a
     /// prefix only it has, `goldfish`);
@@ -58,10 +60,12 @@ pub struct Args {
     #[arg(long, short = 'j')]
     jobs: Option<u32>,
     #[command(flatten)]
+    fetch: super::fetch::FetchArgs,
+    #[command(flatten)]
     vm: super::headless::VmArgs,
 }
 
-const BAD_INPUT: u8 = 2;
+use super::exit::BAD_INPUT;
 
 /// A series to review, before its kernel directory is made.
 enum Pending<'a> {
@@ -85,14 +89,53 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         Err(e) => return bad_input(super::kernel::diagnostic(e)),
     };
 
-    // What to review.
-    let mail;
-    let pending: Vec<Pending> = match Input::parse(&args.input) {
-        Input::File(path) => {
-            mail = match resolve::read_mail_file(&path, &known) {
-                Ok(m) => m,
+    // What to review: a file, standard input, a known Message-Id, or the
+    // thread of any other Message-Id, fetched.
+    let mail_bytes = match Input::parse(&args.input) {
+        Input::File(path) => match resolve::read_mail_file(&path, &known) {
+            Ok(m) => Ok(m),
+            Err(e) => return bad_input(resolve_diagnostic(e)),
+        },
+        Input::Stdin => {
+            let read = resolve::read_bounded_stream(std::io::stdin().lock(), "standard input")
+                .and_then(|b| {
+                    resolve::read_mail_bytes(&b, "standard input", Path::new("-"), &known)
+                });
+            match read {
+                Ok(m) => Ok(m),
                 Err(e) => return bad_input(resolve_diagnostic(e)),
-            };
+            }
+        }
+        Input::MessageId(id) => match resolve::find_message_id(&id, &known) {
+            Ok(m) if args.series.iter().any(|w| !m.name.starts_with(w.as_str())) => {
+                return bad_input(resolve_diagnostic(ResolveError::NoSuchSeries {
+                    label: format!("<{id}>"),
+                    wanted: args.series.join(", "),
+                    have: vec![m.name],
+                }));
+            }
+            Ok(m) => Err(m),
+            Err(_) => {
+                let lists = known
+                    .iter()
+                    .flat_map(|k| k.manifest.lists.iter().cloned())
+                    .collect::<Vec<_>>();
+                let thread = match super::fetch::thread(g, &args.fetch, &id, &lists) {
+                    Ok(t) => t,
+                    Err(status) => return Ok(status),
+                };
+                let label = format!("the thread of <{id}>");
+                match resolve::read_mail_bytes(&thread.mbox, &label, &thread.kept, &known) {
+                    Ok(m) => Ok(m),
+                    Err(e) => return bad_input(resolve_diagnostic(e)),
+                }
+            }
+        },
+    };
+    let mail;
+    let pending: Vec<Pending> = match mail_bytes {
+        Ok(m) => {
+            mail = m;
             let selected = match mail.select(&args.series) {
                 Ok(s) => s,
                 Err(e) => return bad_input(resolve_diagnostic(e)),
@@ -115,12 +158,27 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                     s.how
                 );
             }
+            // Which revision of a series the thread held twice was chosen.
+            let notes = if args.series.is_empty() {
+                mail.revision_notes()
+            } else {
+                Vec::new()
+            };
+            for n in &notes {
+                eprintln!("gasbench repro: {n}");
+            }
+            let with_notes = |how: &str| {
+                std::iter::once(how.to_string())
+                    .chain(notes.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
             selected
                 .into_iter()
                 .map(|s| match &s.known {
                     Some(name) => Pending::Known {
                         name: name.clone(),
-                        how: s.how.clone(),
+                        how: with_notes(&s.how),
                     },
                     None => Pending::New {
                         file: &mail,
@@ -129,23 +187,13 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 })
                 .collect()
         }
-        Input::MessageId(id) => match resolve::find_message_id(&id, &known) {
-            Ok(m) if args.series.iter().any(|w| !m.name.starts_with(w.as_str())) => {
-                return bad_input(resolve_diagnostic(ResolveError::NoSuchSeries {
-                    label: format!("<{id}>"),
-                    wanted: args.series.join(", "),
-                    have: vec![m.name],
-                }));
-            }
-            Ok(m) => {
-                eprintln!("gasbench repro: {}", m.how);
-                vec![Pending::Known {
-                    name: m.name,
-                    how: m.how,
-                }]
-            }
-            Err(e) => return bad_input(resolve_diagnostic(e)),
-        },
+        Err(m) => {
+            eprintln!("gasbench repro: {}", m.how);
+            vec![Pending::Known {
+                name: m.name,
+                how: m.how,
+            }]
+        }
     };
 
     // Every scenario is checked before anything starts.
@@ -159,8 +207,6 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
             return Ok(ExitCode::from(BAD_INPUT));
         }
     };
-    let runtime = super::setup::ready_runtime(g)?;
-
     let mut worst = 0u8;
     let mut reviews = Vec::new();
     // The JSON's shape follows what was asked, not what came out: one
@@ -187,9 +233,21 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         eprintln!("gasbench repro: {bad} series could not be prepared; nothing was started");
         return Ok(ExitCode::from(BAD_INPUT));
     }
+    // Only input that is good needs the runtime.
+    let runtime = match super::setup::ready_runtime(g) {
+        Ok(r) => r,
+        Err(e) => {
+            for s in &ready {
+                if let Some(dir) = &s.staged {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            return Err(e);
+        }
+    };
     for s in ready {
         let (code, review) = review_one(g, &args, s, &suite, &runtime)?;
-        worst = worst.max(code);
+        worst = super::exit::worst(worst, code);
         reviews.extend(review);
     }
     if args.json {
@@ -414,7 +472,12 @@ fn review_one(
         println!("\nreview: {}", run_dir.path().join("review.md").display());
     }
     eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
-    Ok((review.exit_code, Some(review)))
+    // Stopped by the user: the review holds what was found so far.
+    let code = match super::exit::for_run(&summary) {
+        super::exit::INTERRUPTED => super::exit::INTERRUPTED,
+        _ => review.exit_code,
+    };
+    Ok((code, Some(review)))
 }
 
 /// What the kernel stage produced, kept for the review.
@@ -529,14 +592,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_message_id_says_there_is_no_network_and_how_to_get_an_mbox() {
+    fn an_unknown_message_id_says_how_it_is_fetched_and_how_to_get_an_mbox_offline() {
         let e = gasbench_review::resolve::find_message_id("x.1@example.org", &[]).unwrap_err();
         let out = render(&resolve_diagnostic(e));
         assert!(
             out.contains("no series gasbench knows has the Message-Id <x.1@example.org>"),
             "{out}"
         );
-        assert!(out.contains("no network"), "{out}");
+        assert!(out.contains("offline"), "{out}");
         assert!(out.contains("t.mbox.gz"), "{out}");
     }
 

@@ -8,6 +8,7 @@ use gasbench_engine::pipeline::{self, RunOptions};
 use gasbench_trace::RunDir;
 use miette::{IntoDiagnostic, miette};
 
+use super::exit;
 use crate::Globals;
 
 #[derive(clap::Args)]
@@ -37,20 +38,24 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
     let files = super::scenario::expand(&paths);
     if files.is_empty() {
-        return Err(miette!(
-            "no scenario files in {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        eprintln!(
+            "{:?}",
+            miette!(
+                "no scenario files in {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        return Ok(exit::code(exit::BAD_INPUT));
     }
     let scenarios = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
             eprintln!("gasbench run: {bad} scenario file(s) have problems; nothing was started");
-            return Ok(ExitCode::FAILURE);
+            return Ok(exit::code(exit::BAD_INPUT));
         }
     };
 
@@ -97,9 +102,5 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         print!("{}", gasbench_trace::table::summary_table(&summary));
         println!("run directory: {}", run_dir.path().display());
     }
-    Ok(if summary.passed == Some(true) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit::code(exit::for_run(&summary)))
 }
