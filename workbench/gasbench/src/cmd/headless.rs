@@ -187,11 +187,14 @@ where
 /// down before it is dropped.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
 
-/// results.json and junit.xml in the run directory; returns the JSON.
+/// results.json, junit.xml and results.ktap in the run directory;
+/// returns the JSON.
 pub fn write_results(run_dir: &RunDir, summary: &RunSummary) -> miette::Result<String> {
     let results = serde_json::to_string_pretty(summary).into_diagnostic()?;
     std::fs::write(run_dir.results(), &results).into_diagnostic()?;
     std::fs::write(run_dir.junit(), gasbench_trace::junit::to_junit(summary)).into_diagnostic()?;
+    std::fs::write(run_dir.results_ktap(), gasbench_trace::ktap::to_ktap(summary))
+        .into_diagnostic()?;
     Ok(results)
 }
 
