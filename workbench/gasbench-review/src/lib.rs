@@ -12,6 +12,8 @@
 //!   [`gasbench_trace::RunSummary`], the scenario files), with the
 //!   findings ordered by severity.
 //! - [`markdown`]: renders `review.md`.
+//! - [`reply`]: renders `review.eml`, the plain-text reply to the series
+//!   (72 columns, threaded, each finding quoting its hunk).
 //!
 //! Why a crate of its own rather than a module of gasbench-trace: a review
 //! joins mail (gasbench-series), the kernel stage's apply and build reports
@@ -26,6 +28,7 @@
 
 pub mod concerns;
 pub mod markdown;
+pub mod reply;
 pub mod report;
 pub mod resolve;
 pub mod scenario_text;

@@ -540,3 +540,51 @@ fn without_a_check_after_the_fixup_the_file_it_changes_links_break_and_defect() 
             .any(|(_, t)| t.contains("fixed by the port"))
     );
 }
+
+/// The reply to the recorded reproduction: threaded under the cover
+/// letter, 72 columns, each finding with its evidence and (where one is
+/// found) the quoted hunk, no Tested-by with findings.
+#[test]
+fn the_reply_mail_to_the_recorded_reproduction() {
+    use gasbench_review::reply::{self, ReplyFrom};
+    let w = world();
+    let r = review(&w, &w.events, None, true);
+    let series = w.kdir.series("mkdirat2-v2").unwrap();
+    let diffs = reply::patch_diffs(&w.kdir.series_dir("mkdirat2-v2"), &series);
+    assert_eq!(diffs.len(), 2);
+    let eml = reply::render(
+        &r,
+        &diffs,
+        &ReplyFrom {
+            from: "Rev Iewer <rev@example.org>",
+            date: "Mon, 07 Dec 2026 05:00:00 +0000",
+        },
+    );
+    if std::env::var_os("GASBENCH_PRINT").is_some() {
+        println!("{eml}");
+    }
+    let (head, body) = eml.split_once("\n\n").unwrap();
+    let cover = series.cover.as_ref().unwrap();
+    assert!(head.contains(&format!("In-Reply-To: <{}>", cover.message_id)), "{head}");
+    assert!(head.contains(&format!("References: <{}>", cover.message_id)), "{head}");
+    assert!(head.contains(&format!("Subject: Re: {}", cover.subject)), "{head}");
+    assert!(head.contains("To: Jori Koolstra <jkoolstra@xs4all.nl>"), "{head}");
+    assert!(head.contains("Content-Type: text/plain; charset=UTF-8"));
+    // Every line of prose fits 72 columns; quoted hunks are as posted.
+    for line in body.lines() {
+        if !line.starts_with('>') {
+            assert!(line.chars().count() <= 72, "too wide: {line:?}");
+        }
+    }
+    // Every finding is there, numbered, with its detail.
+    for (i, f) in r.findings.iter().enumerate() {
+        assert!(
+            body.contains(&format!("{}. [{}]", i + 1, f.severity.name())),
+            "{body}"
+        );
+    }
+    // The posting defect that breaks the arm build quotes the hunk.
+    assert!(body.contains("> @@"), "a quoted hunk: {body}");
+    assert!(!body.contains("Tested-by:"), "findings: no Tested-by");
+    assert!(body.ends_with('\n'));
+}

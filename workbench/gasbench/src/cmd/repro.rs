@@ -463,6 +463,23 @@ fn review_one(
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
     std::fs::write(run_dir.path().join("review.md"), &md).into_diagnostic()?;
     std::fs::write(run_dir.path().join("review.json"), &json).into_diagnostic()?;
+    // The reply to the series, for git send-email or b4 send.
+    let diffs = gasbench_review::reply::patch_diffs(&tkdir.series_dir(&target.name), &series);
+    let from = reviewer();
+    let date = gasbench_review::reply::rfc2822_utc(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    let eml = gasbench_review::reply::render(
+        &review,
+        &diffs,
+        &gasbench_review::reply::ReplyFrom {
+            from: &from,
+            date: &date,
+        },
+    );
+    std::fs::write(run_dir.path().join("review.eml"), &eml).into_diagnostic()?;
     if let Some(e) = slot.error {
         // What stopped the kernel stage, with its help (and rejected hunks).
         eprintln!("{:?}", super::kernel::diagnostic(e));
@@ -470,6 +487,10 @@ fn review_one(
     if !args.json {
         print!("{md}");
         println!("\nreview: {}", run_dir.path().join("review.md").display());
+        println!(
+            "reply:  {} (git send-email or b4 send it; gasbench sends nothing)",
+            run_dir.path().join("review.eml").display()
+        );
     }
     eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
     // Stopped by the user: the review holds what was found so far.
@@ -478,6 +499,35 @@ fn review_one(
         _ => review.exit_code,
     };
     Ok((code, Some(review)))
+}
+
+/// Who the reply is from: GASBENCH_FROM, else git's user.name and
+/// user.email, else the login name on this host.
+fn reviewer() -> String {
+    if let Ok(from) = std::env::var("GASBENCH_FROM")
+        && !from.trim().is_empty()
+    {
+        return from;
+    }
+    let git = |key: &str| {
+        std::process::Command::new("git")
+            .args(["config", "--get", key])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    match (git("user.name"), git("user.email")) {
+        (Some(n), Some(e)) => format!("{n} <{e}>"),
+        (None, Some(e)) => e,
+        _ => format!(
+            "{} <{}@localhost>",
+            std::env::var("USER").unwrap_or_else(|_| "reviewer".into()),
+            std::env::var("USER").unwrap_or_else(|_| "reviewer".into())
+        ),
+    }
 }
 
 /// What the kernel stage produced, kept for the review.
