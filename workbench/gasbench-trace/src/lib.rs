@@ -9,9 +9,11 @@
 //!   that the CLI, the TUI and results.json share.
 //! - [`junit`]: JUnit XML for CI systems (quick-junit); a failed build or
 //!   boot is an error, never an empty passing suite.
+//! - [`kcidb`]: a KCIDB v5.3 submission (checkout, builds, tests).
 //! - [`ktap`]: the run's results as KTAP for kselftest-style harnesses.
 
 pub mod junit;
+pub mod kcidb;
 pub mod ktap;
 pub mod log;
 pub mod run_dir;

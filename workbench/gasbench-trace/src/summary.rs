@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use gasbench_abi::protocol::{AgentMsg, KtapStatus};
+use gasbench_events::kernel::KernelEvent;
 use gasbench_events::run::{Outcome, RunEvent, Stage};
 use gasbench_events::vm::{ConsoleSeverity, VmEvent};
 use gasbench_events::{Event, EventBody};
@@ -91,6 +92,17 @@ pub struct StageResult {
     pub elapsed_ms: u64,
 }
 
+/// The tree built after one patch of a series.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchBuildResult {
+    pub series: String,
+    /// Position in the apply sequence, from 1.
+    pub index: u32,
+    pub subject: String,
+    pub builds: bool,
+    pub first_error: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KtapLine {
     pub binary: String,
@@ -112,6 +124,9 @@ pub struct RunSummary {
     pub ktap: Vec<KtapLine>,
     /// Console lines at WARN or BUG level.
     pub kernel_warnings: Vec<String>,
+    /// Per-patch builds (`--per-patch`): does the tree build after it?
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patch_builds: Vec<PatchBuildResult>,
     pub errors: Vec<String>,
     /// None while the run is going.
     pub passed: Option<bool>,
@@ -235,6 +250,20 @@ impl RunSummary {
                     self.scenario(&running).last_step = Some(format!("{step} \"{name}\""));
                 }
             }
+            EventBody::Kernel(KernelEvent::PatchBuild {
+                series,
+                index,
+                subject,
+                builds,
+                first_error,
+                ..
+            }) => self.patch_builds.push(PatchBuildResult {
+                series: series.clone(),
+                index: *index,
+                subject: subject.clone(),
+                builds: *builds,
+                first_error: first_error.clone(),
+            }),
             EventBody::Agent(AgentMsg::Ready(r)) => {
                 self.kernel_release = Some(r.kernel_release.clone());
             }
