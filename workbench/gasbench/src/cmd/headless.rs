@@ -3,7 +3,7 @@
 //! stderr and folded into a `RunSummary`, and the results files.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use gasbench_engine::pipeline::{AccelPref, RunSettings};
 use gasbench_env::Runtime;
 use gasbench_events::run::{Outcome, RunEvent};
 use gasbench_events::{Event, EventBody, EventSink};
+use gasbench_trace::kcidb::Checkout;
 use gasbench_trace::{RunDir, RunSummary};
 use miette::IntoDiagnostic;
 
@@ -48,6 +49,10 @@ pub struct VmArgs {
     /// own, at one more pipe round trip per register access.
     #[arg(long)]
     pub device_process: bool,
+    /// Also write the run's KCIDB v5.3 submission here (every run
+    /// directory has it as kcidb.json).
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
 }
 
 impl VmArgs {
@@ -187,14 +192,32 @@ where
 /// down before it is dropped.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
 
-/// results.json, junit.xml and results.ktap in the run directory;
-/// returns the JSON.
-pub fn write_results(run_dir: &RunDir, summary: &RunSummary) -> miette::Result<String> {
+/// The profile every run builds today; the matrix's profile axis.
+pub const PROFILE: &str = "default";
+
+/// results.json, junit.xml, results.ktap and kcidb.json in the run
+/// directory (and the KCIDB submission at `--kcidb FILE`); returns the
+/// JSON.
+pub fn write_results(
+    run_dir: &RunDir,
+    summary: &RunSummary,
+    checkout: &Checkout,
+    kcidb: Option<&Path>,
+) -> miette::Result<String> {
     let results = serde_json::to_string_pretty(summary).into_diagnostic()?;
     std::fs::write(run_dir.results(), &results).into_diagnostic()?;
     std::fs::write(run_dir.junit(), gasbench_trace::junit::to_junit(summary)).into_diagnostic()?;
     std::fs::write(run_dir.results_ktap(), gasbench_trace::ktap::to_ktap(summary))
         .into_diagnostic()?;
+    let submission = serde_json::to_string_pretty(&gasbench_trace::kcidb::to_kcidb(
+        summary, checkout, PROFILE,
+    ))
+    .into_diagnostic()?;
+    std::fs::write(run_dir.kcidb(), &submission).into_diagnostic()?;
+    if let Some(path) = kcidb {
+        std::fs::write(path, &submission)
+            .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
+    }
     Ok(results)
 }
 

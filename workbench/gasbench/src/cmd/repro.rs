@@ -426,7 +426,12 @@ fn review_one(
             kernel_only(&provider, &sink).await
         }
     })?;
-    super::headless::write_results(&run_dir, &summary)?;
+    super::headless::write_results(
+        &run_dir,
+        &summary,
+        &super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name)),
+        args.vm.kcidb.as_deref(),
+    )?;
 
     // The review, from what was recorded.
     let (events, _) =

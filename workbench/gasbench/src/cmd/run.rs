@@ -95,7 +95,13 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         pipeline::run_until(opts, sink, interrupt).await.passed()
     })?;
 
-    let results = super::headless::write_results(&run_dir, &summary)?;
+    // What was checked out: the base and every series gasbench knows
+    // (the kernel stage's default), unless a prebuilt --kernel was given.
+    let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
+        .map(|k| super::checkout::of_all(&k))
+        .unwrap_or_default();
+    let results =
+        super::headless::write_results(&run_dir, &summary, &checkout, args.vm.kcidb.as_deref())?;
     if args.json {
         println!("{results}");
     } else {
