@@ -54,6 +54,11 @@ enum Command {
     Repro(cmd::repro::Args),
     /// Browse a past run's directory in the TUI.
     Open(cmd::open::Args),
+    /// b4's review check command: a message on stdin, a JSON array of
+    /// {tool, status, summary, url, details} on stdout, from the review
+    /// gasbench keeps of the series.
+    #[command(name = "b4-check", after_help = cmd::exit::HELP)]
+    B4Check(cmd::b4check::Args),
 }
 
 /// What every subcommand gets.
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(args)) => cmd::repro::run(&globals, args),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
+        Some(Command::B4Check(args)) => cmd::b4check::run(&globals, args),
         None => cmd::tui::run(&globals, cli.kernel),
     };
     match result {

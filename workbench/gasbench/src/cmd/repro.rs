@@ -485,6 +485,26 @@ fn review_one(
         },
     );
     std::fs::write(run_dir.path().join("review.eml"), &eml).into_diagnostic()?;
+    // `b4-check` answers from it, by Message-Id and by patch-id.
+    let patch_ids: Vec<(u32, String)> = series
+        .patches
+        .iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(tkdir.series_dir(&target.name).join(&p.file)).ok()?;
+            let parts = gasbench_series::patch::PatchBody::split(&text)?;
+            Some((
+                p.index,
+                gasbench_review::checks::patch_id(&text[parts.diff]),
+            ))
+        })
+        .collect();
+    if let Err(e) = super::b4check::index(g).register(
+        &review,
+        &run_dir.path().join("review.json"),
+        &patch_ids,
+    ) {
+        eprintln!("gasbench repro: b4-check will not find this review: {e}");
+    }
     if let Some(e) = slot.error {
         // What stopped the kernel stage, with its help (and rejected hunks).
         eprintln!("{:?}", super::kernel::diagnostic(e));
