@@ -320,14 +320,46 @@ impl Review {
             exit_code: 0,
         };
         review.findings = findings(&review, f.kernel_error);
-        review.exit_code = if review.findings.iter().any(|x| x.tool_failure) {
-            3
-        } else if review.findings.iter().any(|x| x.severity <= Severity::Low) {
-            1
-        } else {
-            0
-        };
+        review.exit_code = exit_code_of(&review.findings);
         review
+    }
+
+    /// One review of the shards of one reproduction (`--shard K/N` on
+    /// several machines): the first part's series, base, patches and
+    /// build; every part's scenarios (a scenario in two parts keeps its
+    /// first verdict), kernel lines, kselftests, errors and findings
+    /// (each finding once), most severe first.
+    pub fn merge(parts: &[Review]) -> Option<Review> {
+        let mut r = parts.first()?.clone();
+        for p in &parts[1..] {
+            for sc in &p.scenarios {
+                if !r.scenarios.iter().any(|x| x.name == sc.name) {
+                    r.scenarios.push(sc.clone());
+                }
+            }
+            for l in &p.kernel_log {
+                if !r.kernel_log.contains(l) {
+                    r.kernel_log.push(l.clone());
+                }
+            }
+            for k in &p.kselftest {
+                if !r.kselftest.iter().any(|x| x.binary == k.binary) {
+                    r.kselftest.push(k.clone());
+                }
+            }
+            r.errors.extend(p.errors.iter().cloned());
+            for f in &p.findings {
+                if !r.findings.contains(f) {
+                    r.findings.push(f.clone());
+                }
+            }
+            r.run.elapsed_ms = r.run.elapsed_ms.max(p.run.elapsed_ms);
+        }
+        // Stable: within a severity, in the order found.
+        r.findings.sort_by_key(|f| f.severity);
+        r.run.run_dir = None;
+        r.exit_code = exit_code_of(&r.findings);
+        Some(r)
     }
 
     /// Every patch applies and builds and every expectation held.
@@ -354,6 +386,17 @@ impl Review {
             }
         }
         format!("{} finding(s): {}", self.findings.len(), counts.join(", "))
+    }
+}
+
+/// 3 when a finding is the tool's, 1 with findings that count, else 0.
+fn exit_code_of(findings: &[Finding]) -> u8 {
+    if findings.iter().any(|x| x.tool_failure) {
+        3
+    } else if findings.iter().any(|x| x.severity <= Severity::Low) {
+        1
+    } else {
+        0
     }
 }
 

@@ -283,6 +283,53 @@ impl RunSummary {
         }
     }
 
+    /// One summary of runs that each ran a slice of one matrix (`--shard
+    /// K/N` on several machines): every scenario and kselftest result of
+    /// every part, in the order of the parts; the kernel stage's results
+    /// from the first part that has them (every part built the same
+    /// kernel); every error and warning; passed only when every part
+    /// passed. A scenario in more than one part keeps its first result.
+    pub fn merge(parts: &[RunSummary]) -> RunSummary {
+        let mut m = RunSummary {
+            command: format!("merge of {} run(s)", parts.len()),
+            ..RunSummary::default()
+        };
+        for p in parts {
+            if m.accel.is_none() {
+                m.accel = p.accel.clone();
+                m.accel_reason = p.accel_reason.clone();
+            }
+            if m.kernel_release.is_none() {
+                m.kernel_release = p.kernel_release.clone();
+            }
+            if m.stages.is_empty() {
+                m.stages = p.stages.clone();
+            }
+            if m.patch_builds.is_empty() {
+                m.patch_builds = p.patch_builds.clone();
+            }
+            for sc in &p.scenarios {
+                if !m.scenarios.iter().any(|x| x.name == sc.name) {
+                    m.scenarios.push(sc.clone());
+                }
+            }
+            m.ktap.extend(p.ktap.iter().cloned());
+            m.kernel_warnings.extend(p.kernel_warnings.iter().cloned());
+            m.errors.extend(p.errors.iter().cloned());
+            m.elapsed_ms = m.elapsed_ms.max(p.elapsed_ms);
+        }
+        m.passed = if parts.is_empty() {
+            None
+        } else if parts.iter().all(|p| p.passed == Some(true)) {
+            Some(true)
+        } else if parts.iter().any(|p| p.passed.is_none()) {
+            None
+        } else {
+            Some(false)
+        };
+        m
+    }
+
     /// What the run says about the kernel under test, apart from what it
     /// says about the tool (see [`RunVerdict`]).
     pub fn verdict(&self) -> RunVerdict {

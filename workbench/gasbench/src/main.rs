@@ -59,6 +59,10 @@ enum Command {
     /// gasbench keeps of the series.
     #[command(name = "b4-check", after_help = cmd::exit::HELP)]
     B4Check(cmd::b4check::Args),
+    /// Join the run directories of the shards of one run (--shard K/N)
+    /// into one: results, JUnit, KTAP, KCIDB and review.
+    #[command(after_help = cmd::exit::HELP)]
+    Merge(cmd::merge::Args),
 }
 
 /// What every subcommand gets.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Some(Command::Repro(args)) => cmd::repro::run(&globals, args),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
         Some(Command::B4Check(args)) => cmd::b4check::run(&globals, args),
+        Some(Command::Merge(args)) => cmd::merge::run(&globals, args),
         None => cmd::tui::run(&globals, cli.kernel),
     };
     match result {

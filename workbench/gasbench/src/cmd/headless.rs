@@ -53,6 +53,33 @@ pub struct VmArgs {
     /// directory has it as kcidb.json).
     #[arg(long, value_name = "FILE")]
     pub kcidb: Option<PathBuf>,
+    /// Run only slice K of N of the scenario × profile matrix (for CI
+    /// machines in parallel; `gasbench merge` joins the run directories).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<super::shard::Shard>,
+}
+
+impl VmArgs {
+    /// The scenarios of `all` in this run's shard (all without one).
+    pub fn shard_of(&self, all: Vec<gasbench_scenario::Compiled>) -> Vec<gasbench_scenario::Compiled> {
+        let Some(shard) = self.shard else {
+            return all;
+        };
+        let names: Vec<&str> = all.iter().map(|c| c.plan.scenario.as_str()).collect();
+        let mine = super::shard::cells(&[PROFILE], &names, Some(shard));
+        let keep: Vec<String> = mine.into_iter().map(|c| c.scenario).collect();
+        eprintln!(
+            "gasbench: shard {}/{}: {} of {} scenario(s): {}",
+            shard.k,
+            shard.n,
+            keep.len(),
+            all.len(),
+            keep.join(", ")
+        );
+        all.into_iter()
+            .filter(|c| keep.contains(&c.plan.scenario))
+            .collect()
+    }
 }
 
 impl VmArgs {
@@ -195,6 +222,9 @@ pub const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
 /// The profile every run builds today; the matrix's profile axis.
 pub const PROFILE: &str = "default";
 
+/// The checkout a run's KCIDB submission describes.
+pub const CHECKOUT: &str = "checkout.json";
+
 /// results.json, junit.xml, results.ktap and kcidb.json in the run
 /// directory (and the KCIDB submission at `--kcidb FILE`); returns the
 /// JSON.
@@ -214,6 +244,12 @@ pub fn write_results(
     ))
     .into_diagnostic()?;
     std::fs::write(run_dir.kcidb(), &submission).into_diagnostic()?;
+    // What was checked out, for `gasbench merge` to submit again.
+    std::fs::write(
+        run_dir.path().join(CHECKOUT),
+        serde_json::to_string_pretty(checkout).into_diagnostic()?,
+    )
+    .into_diagnostic()?;
     if let Some(path) = kcidb {
         std::fs::write(path, &submission)
             .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;

@@ -356,6 +356,7 @@ fn review_one(
         })
         .cloned()
         .collect();
+    let scenarios = args.vm.shard_of(scenarios);
     let scenarios_note = Some(if args.all_scenarios {
         format!(
             "The whole suite ({} scenarios, --all-scenarios); the series adds {}.",

@@ -59,6 +59,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         }
     };
 
+    let scenarios = args.vm.shard_of(scenarios);
     let runtime = super::setup::ready_runtime(g)?;
 
     // A given image is checked now; the patched kernel is built (or
