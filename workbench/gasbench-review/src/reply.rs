@@ -400,6 +400,9 @@ pub fn render(r: &Review, diffs: &[PatchDiff], from: &ReplyFrom) -> String {
         ),
         "",
     );
+    if let Some(choice) = &r.base.choice {
+        wrap(&mut o, &format!("{choice}."), "");
+    }
     o.push('\n');
     if r.findings.is_empty() {
         wrap(

@@ -117,6 +117,13 @@ pub struct BaseInfo {
     pub kernel_release: Option<String>,
     /// "with the port (kernel/port/v7.2.12)" or "as posted, no port".
     pub applied: String,
+    /// The series' `base-commit:` trailer, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_base_commit: Option<String>,
+    /// Which base was used and why: the series' own base-commit, or
+    /// which base instead and why that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +288,9 @@ pub struct Facts<'a> {
     pub cross_arch: Option<&'a str>,
     pub scenarios_note: Option<String>,
     pub run_dir: Option<String>,
+    /// Which base was used and why (the series' base-commit, or what
+    /// stood in for it).
+    pub base_choice: Option<String>,
 }
 
 impl Review {
@@ -495,6 +505,8 @@ fn base_info(f: &Facts) -> BaseInfo {
             Some((dir, _)) => format!("with the port ({dir})"),
             None => "as posted, without a port".into(),
         },
+        series_base_commit: f.series.base_commit.clone(),
+        choice: f.base_choice.clone(),
     }
 }
 

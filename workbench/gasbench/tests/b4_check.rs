@@ -64,6 +64,7 @@ fn recorded_review(run_dir: &Path) -> Review {
         cross_arch: Some("arm"),
         scenarios_note: None,
         run_dir: Some(run_dir.display().to_string()),
+        base_choice: None,
     })
 }
 

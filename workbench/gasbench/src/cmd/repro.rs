@@ -59,6 +59,15 @@ pub struct Args {
     /// make -j [default: the number of CPUs].
     #[arg(long, short = 'j')]
     jobs: Option<u32>,
+    /// A kernel git checkout to take the base from (cloned with shared
+    /// objects, never written): the series' `base-commit:` when the tree
+    /// has it, else --base-rev, else the pin's upstream tag.
+    #[arg(long, value_name = "PATH")]
+    base_tree: Option<PathBuf>,
+    /// The revision of --base-tree to build on (overrides the series'
+    /// base-commit).
+    #[arg(long, value_name = "REV", requires = "base_tree")]
+    base_rev: Option<String>,
     #[command(flatten)]
     fetch: super::fetch::FetchArgs,
     #[command(flatten)]
@@ -401,8 +410,13 @@ fn review_one(
         run_dir.path().display()
     );
 
+    // The base: the series' base-commit when it is to be had.
+    let (base, base_choice) = choose_base(&args, runtime, &series, &tkdir);
+    eprintln!("gasbench repro: {base_choice}");
+
     // The kernel: base + this series, patch by patch.
     let request = KernelRequest {
+        base,
         kernel_dir: Some(target.kernel_dir.clone()),
         series: Some(vec![target.name.clone()]),
         posted_only: target.posted_only,
@@ -464,6 +478,7 @@ fn review_one(
         cross_arch: args.cross_arch.as_deref(),
         scenarios_note,
         run_dir: Some(run_dir.path().display().to_string()),
+        base_choice: Some(base_choice),
     });
     let md = gasbench_review::markdown::render(&review);
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
@@ -525,6 +540,77 @@ fn review_one(
         _ => review.exit_code,
     };
     Ok((code, Some(review)))
+}
+
+/// The base to build on and a sentence saying which and why: the series'
+/// `base-commit:` when `--base-tree` has it (and no `--base-rev` says
+/// otherwise); else `--base-rev` or the pin's tag of `--base-tree`; else
+/// the pinned base, which has no git history to find a commit in.
+fn choose_base(
+    args: &Args,
+    rt: &gasbench_env::Runtime,
+    series: &gasbench_series::manifest::SeriesManifest,
+    kdir: &KernelDir,
+) -> (gasbench_kbuild::BaseSource, String) {
+    use gasbench_kbuild::BaseSource;
+    let wanted = series.base_commit.as_deref();
+    let pinned = format!(
+        "the pinned base {} ({} {})",
+        kdir.base.release, kdir.base.package, kdir.base.package_version
+    );
+    let Some(tree) = &args.base_tree else {
+        let choice = match wanted {
+            Some(c) => format!(
+                "the series says base-commit {c}; the pinned base is a source tarball without                  git history, so it was built on {pinned} instead (--base-tree PATH, a kernel                  checkout that has {c}, builds on the series' own base)"
+            ),
+            None => format!("the series has no base-commit: trailer; built on {pinned}"),
+        };
+        return (BaseSource::Packaged, choice);
+    };
+    let shown = tree.display();
+    if let Some(rev) = &args.base_rev {
+        let also = wanted
+            .map(|c| format!(" (the series says base-commit {c})"))
+            .unwrap_or_default();
+        return (
+            BaseSource::GitTree {
+                path: tree.clone(),
+                rev: Some(rev.clone()),
+            },
+            format!("built on {rev} of {shown}, as --base-rev asks{also}"),
+        );
+    }
+    match wanted {
+        Some(c) => match gasbench_kbuild::tree::commit_in(rt, tree, c) {
+            Some(full) => (
+                BaseSource::GitTree {
+                    path: tree.clone(),
+                    rev: Some(full.clone()),
+                },
+                format!("built on the series' base-commit {c}, found in {shown} ({full})"),
+            ),
+            None => (
+                BaseSource::GitTree {
+                    path: tree.clone(),
+                    rev: None,
+                },
+                format!(
+                    "the series says base-commit {c}, which {shown} does not have; built on {} of                      {shown} instead",
+                    kdir.base.upstream_tag
+                ),
+            ),
+        },
+        None => (
+            BaseSource::GitTree {
+                path: tree.clone(),
+                rev: None,
+            },
+            format!(
+                "the series has no base-commit: trailer; built on {} of {shown}",
+                kdir.base.upstream_tag
+            ),
+        ),
+    }
 }
 
 /// Who the reply is from: GASBENCH_FROM, else git's user.name and
@@ -677,6 +763,77 @@ mod tests {
         );
         assert!(out.contains("offline"), "{out}");
         assert!(out.contains("t.mbox.gz"), "{out}");
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: Args,
+        }
+        let mut argv = vec!["x", "in.mbox"];
+        argv.extend_from_slice(extra);
+        P::parse_from(argv).a
+    }
+
+    #[test]
+    fn the_base_is_the_series_base_commit_when_a_tree_has_it_and_said_otherwise() {
+        let kdir =
+            KernelDir::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel")).unwrap();
+        let mut series = kdir.series("mkdirat2-v2").unwrap();
+        let rt = gasbench_env::Runtime::Host;
+        let (base, why) = choose_base(&args(&[]), &rt, &series, &kdir);
+        assert_eq!(base, gasbench_kbuild::BaseSource::Packaged);
+        assert!(why.contains("no base-commit: trailer"), "{why}");
+        assert!(why.contains("7.2.12"), "{why}");
+
+        series.base_commit = Some("0123456789abcdef0123456789abcdef01234567".into());
+        let (base, why) = choose_base(&args(&[]), &rt, &series, &kdir);
+        assert_eq!(base, gasbench_kbuild::BaseSource::Packaged);
+        assert!(why.contains("says base-commit 0123456789abcdef"), "{why}");
+        assert!(why.contains("instead"), "{why}");
+        assert!(why.contains("--base-tree PATH"), "{why}");
+
+        // A tree without that commit: its pinned tag, and the reason.
+        let repo = tempfile::tempdir().unwrap();
+        let git = |a: &[&str]| {
+            std::process::Command::new("git")
+                .args(a)
+                .current_dir(repo.path())
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@t")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@t")
+                .output()
+                .unwrap()
+        };
+        git(&["init", "-q"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "base"]);
+        let head = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap();
+        let tree = repo.path().to_str().unwrap();
+        let (base, why) = choose_base(&args(&["--base-tree", tree]), &rt, &series, &kdir);
+        assert!(matches!(base, gasbench_kbuild::BaseSource::GitTree { rev: None, .. }));
+        assert!(why.contains("does not have; built on v7.2.12"), "{why}");
+        // The tree has it: honoured.
+        series.base_commit = Some(head.trim()[..12].to_string());
+        let (base, why) = choose_base(&args(&["--base-tree", tree]), &rt, &series, &kdir);
+        assert_eq!(
+            base,
+            gasbench_kbuild::BaseSource::GitTree {
+                path: repo.path().to_path_buf(),
+                rev: Some(head.trim().to_string())
+            }
+        );
+        assert!(why.contains("built on the series' base-commit"), "{why}");
+        // --base-rev wins, and says what the series wanted.
+        let (_, why) = choose_base(
+            &args(&["--base-tree", tree, "--base-rev", "HEAD"]),
+            &rt,
+            &series,
+            &kdir,
+        );
+        assert!(why.contains("as --base-rev asks (the series says base-commit"), "{why}");
     }
 
     #[test]
