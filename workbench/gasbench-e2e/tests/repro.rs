@@ -563,9 +563,19 @@ fn a_message_id_from_the_list_to_a_reply_a_kcidb_submission_and_a_b4_check() {
         runs.path(),
         Duration::from_secs(40 * 60),
     );
-    assert_eq!(code, Some(1), "findings; stderr:\n{stderr}\nstdout:\n{stdout}");
-    assert!(stderr.contains("fetched from http://127.0.0.1:"), "{stderr}");
-    assert!(stderr.contains("known as kernel/series/mkdirat2-v2"), "{stderr}");
+    assert_eq!(
+        code,
+        Some(1),
+        "findings; stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("fetched from http://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("known as kernel/series/mkdirat2-v2"),
+        "{stderr}"
+    );
     let run_dir = std::fs::read_link(runs.path().join("latest"))
         .map(|l| runs.path().join(l))
         .unwrap();
@@ -577,15 +587,21 @@ fn a_message_id_from_the_list_to_a_reply_a_kcidb_submission_and_a_b4_check() {
         "{eml}"
     );
     let body = eml.split_once("\n\n").unwrap().1;
-    assert!(body.lines().filter(|l| !l.starts_with('>')).all(|l| l.chars().count() <= 72));
+    assert!(
+        body.lines()
+            .filter(|l| !l.starts_with('>'))
+            .all(|l| l.chars().count() <= 72)
+    );
     assert!(!body.contains("Tested-by:"));
 
     // KCIDB: in the run directory and where --kcidb said, valid 5.3.
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&kcidb).unwrap()).unwrap();
     assert_eq!(
         doc,
-        serde_json::from_str::<Value>(&std::fs::read_to_string(run_dir.join("kcidb.json")).unwrap())
-            .unwrap()
+        serde_json::from_str::<Value>(
+            &std::fs::read_to_string(run_dir.join("kcidb.json")).unwrap()
+        )
+        .unwrap()
     );
     assert_eq!(
         doc["checkouts"][0]["message_id"],
@@ -600,7 +616,11 @@ fn a_message_id_from_the_list_to_a_reply_a_kcidb_submission_and_a_b4_check() {
         .arg(&kcidb)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     // b4-check on the fetched patch 1: its id is the stand-in's, its
     // patch-id the posting's.
@@ -611,13 +631,21 @@ fn a_message_id_from_the_list_to_a_reply_a_kcidb_submission_and_a_b4_check() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(patch1.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(patch1.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("b4-check: {answer:#}");
     assert_eq!(answer[0]["tool"], "gasbench");
     assert!(
-        answer[0]["summary"].as_str().unwrap().starts_with("patch 1/2: "),
+        answer[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("patch 1/2: "),
         "{answer}"
     );
     assert_eq!(out.status.code(), Some(1), "{answer}");

@@ -175,8 +175,14 @@ mod tests {
     fn the_base_comes_from_the_flag_then_the_environment_then_the_config() {
         assert_eq!(base_url(None, None, None), DEFAULT_BASE);
         assert_eq!(base_url(None, None, Some("https://c/")), "https://c");
-        assert_eq!(base_url(None, Some("http://e"), Some("https://c")), "http://e");
-        assert_eq!(base_url(Some("http://f/"), Some("http://e"), None), "http://f");
+        assert_eq!(
+            base_url(None, Some("http://e"), Some("https://c")),
+            "http://e"
+        );
+        assert_eq!(
+            base_url(Some("http://f/"), Some("http://e"), None),
+            "http://f"
+        );
         assert_eq!(base_url(Some(" "), Some(""), None), DEFAULT_BASE);
         assert!(Archive::new("ftp://x").is_err());
         assert!(Archive::new("https://").is_err());

@@ -10,7 +10,11 @@ use crate::LoreError;
 /// refused: no header holds one.
 pub fn url_segment(msgid: &str) -> Result<String, LoreError> {
     let bad = |reason: &str| LoreError::BadMessageId {
-        msgid: msgid.chars().filter(|c| !c.is_control()).take(200).collect(),
+        msgid: msgid
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect(),
         reason: reason.into(),
     };
     if msgid.is_empty() {
@@ -23,7 +27,9 @@ pub fn url_segment(msgid: &str) -> Result<String, LoreError> {
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
     {
-        return Err(bad("it holds whitespace, control characters or angle brackets"));
+        return Err(bad(
+            "it holds whitespace, control characters or angle brackets",
+        ));
     }
     let mut out = String::with_capacity(msgid.len());
     for b in msgid.bytes() {

@@ -28,7 +28,10 @@ fn the_thread_comes_from_all_with_a_b4_style_user_agent() {
         &format!("/all/{ID}/t.mbox.gz"),
         Answer::Body(gzip(&thread_text())),
     )]);
-    let t = Archive::new(&server.url()).unwrap().thread(ID, &[]).unwrap();
+    let t = Archive::new(&server.url())
+        .unwrap()
+        .thread(ID, &[])
+        .unwrap();
     assert_eq!(t.mbox, thread_text());
     assert_eq!(t.source, format!("{}/all/{ID}/t.mbox.gz", server.url()));
     let reqs = server.requests();
@@ -97,10 +100,7 @@ fn a_truncated_gzip_and_a_server_error_are_errors() {
     let err = archive.thread(ID, &[]).unwrap_err();
     assert!(matches!(err, LoreError::BadGzip { .. }), "{err}");
     let err = archive.thread("other@x", &[]).unwrap_err();
-    assert!(
-        matches!(err, LoreError::Http { status: 503, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, LoreError::Http { status: 503, .. }), "{err}");
 }
 
 #[test]
@@ -132,9 +132,7 @@ fn a_fetched_thread_is_cached_by_message_id_and_read_back_offline() {
     assert!(!first.cached);
     drop(server);
     // The server is gone: the second comes from the cache.
-    let second = cache
-        .get_or_fetch(ID, || panic!("fetched again"))
-        .unwrap();
+    let second = cache.get_or_fetch(ID, || panic!("fetched again")).unwrap();
     assert!(second.cached);
     assert_eq!(second.mbox, thread_text());
     assert!(cache.path(ID).starts_with(dir.path()));
@@ -165,7 +163,10 @@ fn b4_am_is_run_with_the_message_id_and_its_failures_are_said() {
     let err = b4.am("other@x").unwrap_err();
     let shown = err.to_string();
     assert!(shown.contains("No messages found"), "{shown}");
-    assert!(!shown.contains('\u{1b}'), "control characters printed raw: {shown:?}");
+    assert!(
+        !shown.contains('\u{1b}'),
+        "control characters printed raw: {shown:?}"
+    );
     let missing = gasbench_lore::B4 {
         program: dir.path().join("no-b4"),
     };

@@ -123,7 +123,8 @@ impl ReviewIndex {
         let read = |kind: &str, key: &str| -> Option<(Review, u32)> {
             let text = std::fs::read_to_string(self.dir.join(key_file(kind, key))).ok()?;
             let e: IndexEntry = serde_json::from_str(&text).ok()?;
-            let review: Review = serde_json::from_str(&std::fs::read_to_string(&e.review).ok()?).ok()?;
+            let review: Review =
+                serde_json::from_str(&std::fs::read_to_string(&e.review).ok()?).ok()?;
             Some((review, e.index))
         };
         msgid
@@ -203,11 +204,20 @@ pub fn answer(r: &Review, index: u32) -> Vec<CheckResult> {
         .iter()
         .filter(|p| p.posted_index == Some(index))
         .collect();
-    let applied = rows.first().map(|p| p.status.name()).unwrap_or("not applied");
+    let applied = rows
+        .first()
+        .map(|p| p.status.name())
+        .unwrap_or("not applied");
     let builds = rows
         .iter()
         .find_map(|p| p.build.as_ref())
-        .map(|b| if b.builds { ", builds" } else { ", does not build" })
+        .map(|b| {
+            if b.builds {
+                ", builds"
+            } else {
+                ", does not build"
+            }
+        })
         .unwrap_or("");
     let status = status_of(r.findings.iter().filter(|f| mine(f)).map(|f| f.severity));
     let n = r.findings.iter().filter(|f| mine(f)).count();

@@ -149,10 +149,10 @@ fn error_location(detail: &str) -> Option<(String, u32)> {
         let (Some(path), Some(line)) = (parts.next(), parts.next()) else {
             continue;
         };
-        if path.contains('/') || path.contains('.') {
-            if let Ok(n) = line.parse::<u32>() {
-                return Some((path.to_string(), n));
-            }
+        if (path.contains('/') || path.contains('.'))
+            && let Ok(n) = line.parse::<u32>()
+        {
+            return Some((path.to_string(), n));
         }
     }
     None
@@ -247,8 +247,7 @@ fn find_quote<'a>(f: &Finding, diffs: &'a [PatchDiff]) -> Option<Quote<'a>> {
     {
         for fd in &d.files {
             for h in &fd.hunks {
-                if detail.contains(&format!("{} hunk", fd.path())) && detail.contains(&h.header())
-                {
+                if detail.contains(&format!("{} hunk", fd.path())) && detail.contains(&h.header()) {
                     return Some(Quote {
                         index: k,
                         path: fd.path(),
@@ -316,7 +315,10 @@ fn write_quote(out: &mut String, q: &Quote, total: u32) {
     }
     for l in &lines[from..to] {
         // Code keeps its tabs; nothing else that is not printable.
-        let code: String = l.chars().filter(|&c| c == '\t' || !c.is_control()).collect();
+        let code: String = l
+            .chars()
+            .filter(|&c| c == '\t' || !c.is_control())
+            .collect();
         let _ = writeln!(out, "> {}", code.trim_end());
     }
     if to < lines.len() {
@@ -412,7 +414,11 @@ pub fn render(r: &Review, diffs: &[PatchDiff], from: &ReplyFrom) -> String {
         );
         o.push('\n');
     } else {
-        wrap(&mut o, &format!("{}, most severe first.", r.verdict_line()), "");
+        wrap(
+            &mut o,
+            &format!("{}, most severe first.", r.verdict_line()),
+            "",
+        );
         o.push('\n');
     }
     for (i, f) in r.findings.iter().enumerate() {
@@ -504,7 +510,10 @@ mod tests {
     #[test]
     fn dates_in_rfc2822() {
         assert_eq!(rfc2822_utc(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc2822_utc(1_796_619_600), "Mon, 07 Dec 2026 05:00:00 +0000");
+        assert_eq!(
+            rfc2822_utc(1_796_619_600),
+            "Mon, 07 Dec 2026 05:00:00 +0000"
+        );
         assert_eq!(rfc2822_utc(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
@@ -525,7 +534,10 @@ mod tests {
             Some(("fs/namei.c".into(), 4321))
         );
         assert_eq!(error_location("make failed"), None);
-        assert_eq!(posted_index("2/2 \"selftest: add\" does not apply"), Some(2));
+        assert_eq!(
+            posted_index("2/2 \"selftest: add\" does not apply"),
+            Some(2)
+        );
         assert_eq!(posted_index("posting defect in 6/6 \"x\""), Some(6));
         assert_eq!(
             identifiers("goldfish-errors: ALLOCATE_BLOCK with a read-only result"),

@@ -382,8 +382,8 @@ pub fn read_mail_bytes(
     let label = label.to_string();
     // CRLF mail read as LF, 8-bit bodies from their charset: `text` is what
     // every later stage (extraction included) parses, so they all agree.
-    let text = gasbench_series::mail_text(&bytes)
-        .map_err(|e| KbuildError::series(&label, &String::from_utf8_lossy(&bytes), e))?;
+    let text = gasbench_series::mail_text(bytes)
+        .map_err(|e| KbuildError::series(&label, &String::from_utf8_lossy(bytes), e))?;
     let (format, messages) =
         parse_mail(&text).map_err(|e| KbuildError::series(&label, &text, e))?;
     let found = find_series(&messages).map_err(|e| KbuildError::series(&label, &text, e))?;
@@ -546,7 +546,11 @@ impl MailFile {
                 others.len() + 1,
                 c.title,
                 describe(c),
-                others.iter().map(|o| describe(o)).collect::<Vec<_>>().join(", "),
+                others
+                    .iter()
+                    .map(|o| describe(o))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 c.version,
                 if !c.missing.is_empty() {
                     "(no revision is complete) "

@@ -566,10 +566,22 @@ fn the_reply_mail_to_the_recorded_reproduction() {
     }
     let (head, body) = eml.split_once("\n\n").unwrap();
     let cover = series.cover.as_ref().unwrap();
-    assert!(head.contains(&format!("In-Reply-To: <{}>", cover.message_id)), "{head}");
-    assert!(head.contains(&format!("References: <{}>", cover.message_id)), "{head}");
-    assert!(head.contains(&format!("Subject: Re: {}", cover.subject)), "{head}");
-    assert!(head.contains("To: Jori Koolstra <jkoolstra@xs4all.nl>"), "{head}");
+    assert!(
+        head.contains(&format!("In-Reply-To: <{}>", cover.message_id)),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("References: <{}>", cover.message_id)),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Subject: Re: {}", cover.subject)),
+        "{head}"
+    );
+    assert!(
+        head.contains("To: Jori Koolstra <jkoolstra@xs4all.nl>"),
+        "{head}"
+    );
     assert!(head.contains("Content-Type: text/plain; charset=UTF-8"));
     // Every line of prose fits 72 columns; quoted hunks are as posted.
     for line in body.lines() {

@@ -478,7 +478,10 @@ fn mkdirat2_as_revision(v: u32, without: &[u32]) -> String {
     let dir = kernel().join("series/mkdirat2-v2");
     let files = [
         (0, "cover-letter.eml"),
-        (1, "0001-vfs-syscalls-add-mkdirat2-that-returns-an-O_DIRECTOR.patch"),
+        (
+            1,
+            "0001-vfs-syscalls-add-mkdirat2-that-returns-an-O_DIRECTOR.patch",
+        ),
         (2, "0002-selftest-add-tests-for-mkdirat2.patch"),
     ];
     files
@@ -533,8 +536,8 @@ fn an_mbox_on_standard_input_is_read_like_a_file_and_bounded() {
     let (_, known) = setup();
     assert_eq!(Input::parse("-"), Input::Stdin);
     let bytes = resolve::read_bounded_stream(mkdirat2_mbox().as_bytes(), "standard input").unwrap();
-    let mail =
-        resolve::read_mail_bytes(&bytes, "standard input", Path::new("stdin.mbox"), &known).unwrap();
+    let mail = resolve::read_mail_bytes(&bytes, "standard input", Path::new("stdin.mbox"), &known)
+        .unwrap();
     assert_eq!(mail.label, "standard input");
     assert_eq!(mail.series[0].known.as_deref(), Some("mkdirat2-v2"));
     // /dev/zero through a pipe ends at the bound, with an error.

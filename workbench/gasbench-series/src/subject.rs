@@ -148,24 +148,59 @@ mod tests {
     #[test]
     fn the_subject_forms_git_send_email_and_b4_produce() {
         // (subject, tags, version, index, total, title)
-        let cases: &[(&str, &[&str], u32, u32, u32, &str)] = &[
+        type Case<'a> = (&'a str, &'a [&'a str], u32, u32, u32, &'a str);
+        let cases: &[Case] = &[
             ("[PATCHv2 1/1] fs: x", &["PATCH"], 2, 1, 1, "fs: x"),
-            ("[PATCH RFC v3 0/6] goldfish", &["PATCH", "RFC"], 3, 0, 6, "goldfish"),
-            ("[RFC PATCH v3 1/6] uapi: y", &["RFC", "PATCH"], 3, 1, 6, "uapi: y"),
-            ("[PATCH v2 RESEND 2/3] z", &["PATCH", "RESEND"], 2, 2, 3, "z"),
+            (
+                "[PATCH RFC v3 0/6] goldfish",
+                &["PATCH", "RFC"],
+                3,
+                0,
+                6,
+                "goldfish",
+            ),
+            (
+                "[RFC PATCH v3 1/6] uapi: y",
+                &["RFC", "PATCH"],
+                3,
+                1,
+                6,
+                "uapi: y",
+            ),
+            (
+                "[PATCH v2 RESEND 2/3] z",
+                &["PATCH", "RESEND"],
+                2,
+                2,
+                3,
+                "z",
+            ),
             ("[PATCH RESEND] z", &["PATCH", "RESEND"], 1, 1, 1, "z"),
             ("[PATCH 1/3 v2] a", &["PATCH"], 2, 1, 3, "a"),
             ("[PATCH 01/10] a", &["PATCH"], 1, 1, 10, "a"),
             ("[RFCv2 PATCH 1/2] a", &["RFC", "PATCH"], 2, 1, 2, "a"),
             ("[PATCH-v4 3/5] a", &["PATCH"], 4, 3, 5, "a"),
             ("[patch v2 1/2] a", &["patch"], 2, 1, 2, "a"),
-            ("[PATCH net-next v5 07/12] a", &["PATCH", "net-next"], 5, 7, 12, "a"),
+            (
+                "[PATCH net-next v5 07/12] a",
+                &["PATCH", "net-next"],
+                5,
+                7,
+                12,
+                "a",
+            ),
             ("[PATCH 6.1.y] a", &["PATCH", "6.1.y"], 1, 1, 1, "a"),
         ];
         for (subject, tags, version, index, total, title) in cases {
             let p = PatchSubject::parse(subject).unwrap_or_else(|| panic!("{subject}"));
             assert_eq!(
-                (p.tags.clone(), p.version, p.index, p.total, p.title.as_str()),
+                (
+                    p.tags.clone(),
+                    p.version,
+                    p.index,
+                    p.total,
+                    p.title.as_str()
+                ),
                 (
                     tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
                     *version,

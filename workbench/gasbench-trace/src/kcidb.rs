@@ -362,7 +362,10 @@ mod tests {
                 "gasbench.idle_scenario",
             ]
         );
-        let statuses: Vec<&str> = tests.iter().map(|t| t["status"].as_str().unwrap()).collect();
+        let statuses: Vec<&str> = tests
+            .iter()
+            .map(|t| t["status"].as_str().unwrap())
+            .collect();
         assert_eq!(statuses, ["FAIL", "PASS", "FAIL", "PASS", "ERROR"]);
         assert_eq!(v["builds"][0]["status"], "PASS");
         assert_eq!(v["builds"][1]["status"], "FAIL");

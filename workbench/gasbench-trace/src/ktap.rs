@@ -34,7 +34,14 @@ fn clean(s: &str) -> String {
     one.replace('#', "%23").trim().chars().take(500).collect()
 }
 
-fn result_line(out: &mut String, indent: &str, ok: bool, n: usize, name: &str, directive: Option<&str>) {
+fn result_line(
+    out: &mut String,
+    indent: &str,
+    ok: bool,
+    n: usize,
+    name: &str,
+    directive: Option<&str>,
+) {
     let _ = write!(
         out,
         "{indent}{} {n} {}",
@@ -59,7 +66,11 @@ pub fn to_ktap(s: &RunSummary) -> String {
     let mut n = 0;
     for sc in &s.scenarios {
         n += 1;
-        let _ = writeln!(out, "    KTAP version 1\n    # Subtest: {}", clean(&sc.name));
+        let _ = writeln!(
+            out,
+            "    KTAP version 1\n    # Subtest: {}",
+            clean(&sc.name)
+        );
         let _ = writeln!(out, "    1..{}", sc.expectations.len());
         for (i, e) in sc.expectations.iter().enumerate() {
             result_line(&mut out, "    ", e.held, i + 1, &e.what, None);
@@ -83,7 +94,11 @@ pub fn to_ktap(s: &RunSummary) -> String {
     for b in binaries {
         n += 1;
         let results: Vec<_> = s.ktap.iter().filter(|k| k.binary == b).collect();
-        let _ = writeln!(out, "    KTAP version 1\n    # Subtest: kselftest {}", clean(b));
+        let _ = writeln!(
+            out,
+            "    KTAP version 1\n    # Subtest: kselftest {}",
+            clean(b)
+        );
         let _ = writeln!(out, "    1..{}", results.len());
         for (i, k) in results.iter().enumerate() {
             let directive = match k.status {

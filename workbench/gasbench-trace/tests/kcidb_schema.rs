@@ -60,17 +60,20 @@ fn checkout() -> Checkout {
 #[test]
 fn a_recorded_reproduction_is_a_valid_kcidb_5_3_submission() {
     let s = recorded();
-    assert!(!s.patch_builds.is_empty(), "the fixture has per-patch builds");
+    assert!(
+        !s.patch_builds.is_empty(),
+        "the fixture has per-patch builds"
+    );
     let doc = to_kcidb(&s, &checkout(), "default");
     validate(&doc).unwrap_or_else(|e| panic!("{e}\n{doc:#}"));
     // Everything the run found is in it.
     let tests = doc["tests"].as_array().unwrap();
     let expectations: usize = s.scenarios.iter().map(|x| x.expectations.len()).sum();
+    assert_eq!(tests.len(), s.scenarios.len() + expectations + s.ktap.len());
     assert_eq!(
-        tests.len(),
-        s.scenarios.len() + expectations + s.ktap.len()
+        doc["builds"].as_array().unwrap().len(),
+        1 + s.patch_builds.len()
     );
-    assert_eq!(doc["builds"].as_array().unwrap().len(), 1 + s.patch_builds.len());
     assert!(tests.iter().any(|t| t["status"] == "FAIL"));
 }
 
@@ -88,7 +91,8 @@ fn the_validator_is_real_it_refuses_what_the_schema_forbids() {
 fn odd_names_and_a_run_that_built_nothing_still_validate() {
     let mut s = recorded();
     s.scenarios[0].name = "weird name/with#chars é".into();
-    s.stages.retain(|st| st.stage != gasbench_events::run::Stage::Build);
+    s.stages
+        .retain(|st| st.stage != gasbench_events::run::Stage::Build);
     let mut c = checkout();
     c.git_commit_hash = None;
     c.patches.clear();

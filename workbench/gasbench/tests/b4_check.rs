@@ -48,7 +48,12 @@ fn recorded_review(run_dir: &Path) -> Review {
         .collect();
     let target = known_target(&kdir, "mkdirat2-v2", "known", "seed");
     let series = kdir.series("mkdirat2-v2").unwrap();
-    let ps = port.1.series.iter().find(|s| s.series == "mkdirat2-v2").unwrap();
+    let ps = port
+        .1
+        .series
+        .iter()
+        .find(|s| s.series == "mkdirat2-v2")
+        .unwrap();
     let summary = RunSummary::from_events(&events);
     Review::build(&Facts {
         target: &target,
@@ -145,9 +150,15 @@ fn b4_reads_the_answers_for_the_cover_letter_and_each_patch() {
         &cache,
         &posting("0001-vfs-syscalls-add-mkdirat2-that-returns-an-O_DIRECTOR.patch"),
     );
-    let p2 = through_b4(&cache, &posting("0002-selftest-add-tests-for-mkdirat2.patch"));
+    let p2 = through_b4(
+        &cache,
+        &posting("0002-selftest-add-tests-for-mkdirat2.patch"),
+    );
     if std::env::var_os("GASBENCH_PRINT").is_some() {
-        println!("{}", serde_json::to_string_pretty(&[&cover, &p1, &p2]).unwrap());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&[&cover, &p1, &p2]).unwrap()
+        );
     }
     for answer in [&cover, &p1, &p2] {
         assert_eq!(answer.len(), 1, "{answer:?}");
@@ -160,9 +171,19 @@ fn b4_reads_the_answers_for_the_cover_letter_and_each_patch() {
     assert!(cover[0]["summary"].as_str().unwrap().contains("finding(s)"));
     assert!(cover[0]["url"].as_str().unwrap().ends_with("/review.md"));
     assert_eq!(p1[0]["status"], "fail", "{p1:?}");
-    assert!(p1[0]["details"].as_str().unwrap().contains("posting defect in 1/2"));
+    assert!(
+        p1[0]["details"]
+            .as_str()
+            .unwrap()
+            .contains("posting defect in 1/2")
+    );
     assert_eq!(p2[0]["status"], "warn", "{p2:?}");
-    assert!(p2[0]["summary"].as_str().unwrap().starts_with("patch 2/2: "));
+    assert!(
+        p2[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("patch 2/2: ")
+    );
 }
 
 #[test]
@@ -191,13 +212,21 @@ fn a_resent_patch_is_found_by_its_patch_id_and_an_unknown_one_is_not_reviewed() 
     assert_eq!(v[0]["status"], "warn");
     assert!(v[0]["summary"].as_str().unwrap().contains("not reviewed"));
     let review_json = cache.join("runs/1-repro-mkdirat2-v2/review.json");
-    let review: Review = serde_json::from_str(&std::fs::read_to_string(&review_json).unwrap()).unwrap();
+    let review: Review =
+        serde_json::from_str(&std::fs::read_to_string(&review_json).unwrap()).unwrap();
     let parts = gasbench_series::patch::PatchBody::split(&text).unwrap();
     ReviewIndex::new(&cache.join("reviews"))
-        .register(&review, &review_json, &[(2, checks::patch_id(&text[parts.diff]))])
+        .register(
+            &review,
+            &review_json,
+            &[(2, checks::patch_id(&text[parts.diff]))],
+        )
         .unwrap();
     let (_, v) = direct(&cache, resent.as_bytes());
-    assert!(v[0]["summary"].as_str().unwrap().starts_with("patch 2/2: "), "{v}");
+    assert!(
+        v[0]["summary"].as_str().unwrap().starts_with("patch 2/2: "),
+        "{v}"
+    );
 }
 
 #[test]

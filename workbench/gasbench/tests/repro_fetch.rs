@@ -57,10 +57,7 @@ fn repro(cache: &Path, lore: &str, id: &str) -> Output {
 fn a_message_id_is_fetched_cached_and_then_read_offline() {
     let (id, thread) = holed_v3();
     let mut routes = HashMap::new();
-    routes.insert(
-        format!("/all/{id}/t.mbox.gz"),
-        Answer::Body(gzip(&thread)),
-    );
+    routes.insert(format!("/all/{id}/t.mbox.gz"), Answer::Body(gzip(&thread)));
     let server = PublicInbox::start(routes).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -68,12 +65,16 @@ fn a_message_id_is_fetched_cached_and_then_read_offline() {
     let out = repro(&cache, &server.url(), &id);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Fetched, read, and found wanting: bad input, nothing started.
-    assert!(stderr.contains("fetched from http://127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains("fetched from http://127.0.0.1:"),
+        "{stderr}"
+    );
     assert!(stderr.contains("patch 2/2"), "{stderr}");
     assert!(stderr.contains("nothing was started"), "{stderr}");
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(!cache.join("runs").read_dir().is_ok_and(|mut d| d
-        .any(|e| e.is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.')))));
+    assert!(!cache.join("runs").read_dir().is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.')))
+    }));
     assert_eq!(server.requests().len(), 1);
 
     // The archive is gone: the same id comes from the cache.
@@ -92,10 +93,16 @@ fn an_id_the_archive_does_not_have_is_bad_input_and_no_archive_is_a_tool_failure
     let out = repro(&cache, &server.url(), "nobody.1@example.org");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("has no thread for <nobody.1@example.org>"), "{stderr}");
+    assert!(
+        stderr.contains("has no thread for <nobody.1@example.org>"),
+        "{stderr}"
+    );
     // The lists of the series gasbench knows were tried after all/.
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.0).collect();
-    assert!(paths[0].starts_with("GET /all/nobody.1@example.org/t.mbox.gz"), "{paths:?}");
+    assert!(
+        paths[0].starts_with("GET /all/nobody.1@example.org/t.mbox.gz"),
+        "{paths:?}"
+    );
     assert!(paths.len() > 1, "{paths:?}");
 
     // Nothing listens there: the network (the environment) failed.
@@ -104,9 +111,16 @@ fn an_id_the_archive_does_not_have_is_bad_input_and_no_archive_is_a_tool_failure
         .local_addr()
         .unwrap()
         .port();
-    let out = repro(&cache, &format!("http://127.0.0.1:{port}"), "nobody.2@example.org");
+    let out = repro(
+        &cache,
+        &format!("http://127.0.0.1:{port}"),
+        "nobody.2@example.org",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("cannot reach"), "{stderr}");
-    assert!(stderr.contains("gasbench repro -"), "the offline way: {stderr}");
+    assert!(
+        stderr.contains("gasbench repro -"),
+        "the offline way: {stderr}"
+    );
 }

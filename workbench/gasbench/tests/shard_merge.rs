@@ -104,8 +104,8 @@ fn three_shards_merged_say_what_the_whole_run_says() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let merged: RunSummary = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let merged: RunSummary =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     // The same verdicts, scenario by scenario, and the same expectations.
     let verdicts = |s: &RunSummary| {
         let mut v: Vec<(String, Option<bool>, usize, usize)> = s
@@ -127,7 +127,11 @@ fn three_shards_merged_say_what_the_whole_run_says() {
     assert_eq!(merged.ktap, whole.ktap);
     assert_eq!(merged.verdict(), whole.verdict());
     // The exit status is the unsharded run's.
-    assert_eq!(out.status.code(), Some(i32::from(whole.verdict().exit_status())), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(whole.verdict().exit_status())),
+        "{stderr}"
+    );
     // And the joined directory has every export.
     let joined = std::fs::read_dir(dir.path().join("runs"))
         .unwrap()

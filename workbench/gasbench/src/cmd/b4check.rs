@@ -37,7 +37,10 @@ pub fn index(g: &Globals) -> ReviewIndex {
 
 fn print(results: &[CheckResult]) {
     // Serialising plain strings cannot fail.
-    println!("{}", serde_json::to_string(results).unwrap_or_else(|_| "[]".into()));
+    println!(
+        "{}",
+        serde_json::to_string(results).unwrap_or_else(|_| "[]".into())
+    );
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
@@ -67,7 +70,12 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     let msgid = message
         .message_id
         .as_deref()
-        .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        .map(|m| {
+            m.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
         .filter(|m| !m.is_empty());
     let patch_id = PatchBody::split(&message.body)
         .map(|p| checks::patch_id(&message.body[p.diff]))
@@ -91,10 +99,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         if args.fetch.b4 {
             cmd.arg("--b4");
         }
-        let status = cmd
-            .stdin(Stdio::null())
-            .stdout(std::io::stderr())
-            .status();
+        let status = cmd.stdin(Stdio::null()).stdout(std::io::stderr()).status();
         eprintln!("gasbench b4-check: repro <{id}>: {status:?}");
         found = index.find(msgid.as_deref(), patch_id.as_deref());
         if found.is_none() {

@@ -11,7 +11,10 @@ use sha2::{Digest, Sha256};
 pub fn of_series(kdir: &KernelDir, series: &[String]) -> Checkout {
     let base = &kdir.base;
     let mut c = Checkout {
-        tree_name: format!("{} ({} {})", base.release, base.package, base.package_version),
+        tree_name: format!(
+            "{} ({} {})",
+            base.release, base.package, base.package_version
+        ),
         git_commit_hash: None,
         git_commit_name: Some(base.upstream_tag.clone()),
         ..Checkout::default()

@@ -61,7 +61,10 @@ pub struct VmArgs {
 
 impl VmArgs {
     /// The scenarios of `all` in this run's shard (all without one).
-    pub fn shard_of(&self, all: Vec<gasbench_scenario::Compiled>) -> Vec<gasbench_scenario::Compiled> {
+    pub fn shard_of(
+        &self,
+        all: Vec<gasbench_scenario::Compiled>,
+    ) -> Vec<gasbench_scenario::Compiled> {
         let Some(shard) = self.shard else {
             return all;
         };
@@ -237,12 +240,14 @@ pub fn write_results(
     let results = serde_json::to_string_pretty(summary).into_diagnostic()?;
     std::fs::write(run_dir.results(), &results).into_diagnostic()?;
     std::fs::write(run_dir.junit(), gasbench_trace::junit::to_junit(summary)).into_diagnostic()?;
-    std::fs::write(run_dir.results_ktap(), gasbench_trace::ktap::to_ktap(summary))
-        .into_diagnostic()?;
-    let submission = serde_json::to_string_pretty(&gasbench_trace::kcidb::to_kcidb(
-        summary, checkout, PROFILE,
-    ))
+    std::fs::write(
+        run_dir.results_ktap(),
+        gasbench_trace::ktap::to_ktap(summary),
+    )
     .into_diagnostic()?;
+    let submission =
+        serde_json::to_string_pretty(&gasbench_trace::kcidb::to_kcidb(summary, checkout, PROFILE))
+            .into_diagnostic()?;
     std::fs::write(run_dir.kcidb(), &submission).into_diagnostic()?;
     // What was checked out, for `gasbench merge` to submit again.
     std::fs::write(

@@ -81,7 +81,9 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     // one review; each keeps its own.
     if !reviews.is_empty()
         && reviews.len() == parts.len()
-        && reviews.iter().all(|r| r.series.name == reviews[0].series.name)
+        && reviews
+            .iter()
+            .all(|r| r.series.name == reviews[0].series.name)
         && let Some(review) = Review::merge(&reviews)
     {
         let md = gasbench_review::markdown::render(&review);
@@ -102,7 +104,11 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         println!("{results}");
     } else {
         print!("{}", gasbench_trace::table::summary_table(&merged));
-        println!("merged {} run(s) into {}", parts.len(), run_dir.path().display());
+        println!(
+            "merged {} run(s) into {}",
+            parts.len(),
+            run_dir.path().display()
+        );
     }
     Ok(exit::code(status))
 }

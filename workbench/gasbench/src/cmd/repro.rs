@@ -411,7 +411,7 @@ fn review_one(
     );
 
     // The base: the series' base-commit when it is to be had.
-    let (base, base_choice) = choose_base(&args, runtime, &series, &tkdir);
+    let (base, base_choice) = choose_base(args, runtime, &series, &tkdir);
     eprintln!("gasbench repro: {base_choice}");
 
     // The kernel: base + this series, patch by patch.
@@ -506,7 +506,8 @@ fn review_one(
         .patches
         .iter()
         .filter_map(|p| {
-            let text = std::fs::read_to_string(tkdir.series_dir(&target.name).join(&p.file)).ok()?;
+            let text =
+                std::fs::read_to_string(tkdir.series_dir(&target.name).join(&p.file)).ok()?;
             let parts = gasbench_series::patch::PatchBody::split(&text)?;
             Some((
                 p.index,
@@ -514,11 +515,9 @@ fn review_one(
             ))
         })
         .collect();
-    if let Err(e) = super::b4check::index(g).register(
-        &review,
-        &run_dir.path().join("review.json"),
-        &patch_ids,
-    ) {
+    if let Err(e) =
+        super::b4check::index(g).register(&review, &run_dir.path().join("review.json"), &patch_ids)
+    {
         eprintln!("gasbench repro: b4-check will not find this review: {e}");
     }
     if let Some(e) = slot.error {
@@ -813,7 +812,10 @@ mod tests {
         let head = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap();
         let tree = repo.path().to_str().unwrap();
         let (base, why) = choose_base(&args(&["--base-tree", tree]), &rt, &series, &kdir);
-        assert!(matches!(base, gasbench_kbuild::BaseSource::GitTree { rev: None, .. }));
+        assert!(matches!(
+            base,
+            gasbench_kbuild::BaseSource::GitTree { rev: None, .. }
+        ));
         assert!(why.contains("does not have; built on v7.2.12"), "{why}");
         // The tree has it: honoured.
         series.base_commit = Some(head.trim()[..12].to_string());
@@ -833,7 +835,10 @@ mod tests {
             &series,
             &kdir,
         );
-        assert!(why.contains("as --base-rev asks (the series says base-commit"), "{why}");
+        assert!(
+            why.contains("as --base-rev asks (the series says base-commit"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -23,10 +23,18 @@ impl FromStr for Shard {
         let (k, n) = s
             .split_once('/')
             .ok_or_else(|| format!("{s:?} is not K/N (e.g. 2/3)"))?;
-        let k: u32 = k.trim().parse().map_err(|_| format!("{k:?} is not a number"))?;
-        let n: u32 = n.trim().parse().map_err(|_| format!("{n:?} is not a number"))?;
+        let k: u32 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("{k:?} is not a number"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{n:?} is not a number"))?;
         if n == 0 || k == 0 || k > n {
-            return Err(format!("shard {k}/{n}: K must be from 1 to N, and N at least 1"));
+            return Err(format!(
+                "shard {k}/{n}: K must be from 1 to N, and N at least 1"
+            ));
         }
         Ok(Shard { k, n })
     }
@@ -80,7 +88,11 @@ mod tests {
             cells(&["default"], &scenarios, Some(Shard { k: 2, n: 3 }))
         );
         // A second profile adds cells to every shard.
-        let two = cells(&["default", "kasan"], &scenarios, Some(Shard { k: 1, n: 3 }));
+        let two = cells(
+            &["default", "kasan"],
+            &scenarios,
+            Some(Shard { k: 1, n: 3 }),
+        );
         assert!(two.iter().any(|c| c.profile == "kasan"));
         for bad in ["0/3", "4/3", "1/0", "x", "1/x"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
@@ -115,7 +127,10 @@ mod tests {
         all.sort();
         assert_eq!(seen, all, "every scenario in exactly one shard");
         // Balanced to within one.
-        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
     }
 
     /// `VmArgs` as clap makes it with `--shard K/N`.
