@@ -317,7 +317,7 @@ fn resolve_in(rt: &Runtime, repo: &Path, rev: &str) -> Result<String, KbuildErro
 pub fn commit_in(rt: &Runtime, repo: &Path, rev: &str) -> Option<String> {
     let canon = repo.canonicalize().ok()?;
     Git::new(rt, &canon, std::slice::from_ref(&canon))
-        .rev_parse(&format!("{rev}^{{commit}}"))
+        .rev_parse(rev)
         .ok()
         .flatten()
 }

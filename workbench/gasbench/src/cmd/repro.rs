@@ -68,6 +68,11 @@ pub struct Args {
     /// base-commit).
     #[arg(long, value_name = "REV", requires = "base_tree")]
     base_rev: Option<String>,
+    /// For a series without a `base-commit:` trailer: build on the newest
+    /// revision of --base-tree (HEAD, then its tags, newest first) that
+    /// has every file as the series found it, as b4 guesses a base.
+    #[arg(long, conflicts_with = "base_rev")]
+    guess_base: bool,
     #[command(flatten)]
     fetch: super::fetch::FetchArgs,
     #[command(flatten)]
@@ -559,6 +564,10 @@ fn choose_base(
     );
     let Some(tree) = &args.base_tree else {
         let choice = match wanted {
+            None if args.guess_base => format!(
+                "--guess-base: the only base gasbench has without --base-tree is {pinned}, a \
+                 source tarball with no git history to compare the series' blobs with; built on it"
+            ),
             Some(c) => format!(
                 "the series says base-commit {c}; the pinned base is a source tarball without                  git history, so it was built on {pinned} instead (--base-tree PATH, a kernel                  checkout that has {c}, builds on the series' own base)"
             ),
@@ -567,6 +576,49 @@ fn choose_base(
         return (BaseSource::Packaged, choice);
     };
     let shown = tree.display();
+    if args.guess_base && wanted.is_none() {
+        let dir = kdir.series_dir(&series.name);
+        let texts: Vec<String> = series
+            .patches
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(dir.join(&p.file)).ok())
+            .collect();
+        let pre = gasbench_kbuild::guess_base::preimages(texts.iter().map(String::as_str));
+        match gasbench_kbuild::guess_base::guess(rt, tree, &pre, 40) {
+            Ok(Some(g)) => {
+                return (
+                    BaseSource::GitTree {
+                        path: tree.clone(),
+                        rev: Some(g.commit.clone()),
+                    },
+                    format!(
+                        "--guess-base: {} of {shown} ({}) is the newest revision that has all {} \
+                         file(s) the series changes as the series found them ({} newer tried)",
+                        g.rev,
+                        g.commit,
+                        pre.len(),
+                        g.tried
+                    ),
+                );
+            }
+            Ok(None) => {
+                return (
+                    BaseSource::GitTree {
+                        path: tree.clone(),
+                        rev: None,
+                    },
+                    format!(
+                        "--guess-base: no revision of {shown} (HEAD and its 40 newest tags) has \
+                         the {} file(s) the series changes as the series found them; built on \
+                         {} instead",
+                        pre.len(),
+                        kdir.base.upstream_tag
+                    ),
+                );
+            }
+            Err(e) => eprintln!("gasbench repro: --guess-base could not look: {e}"),
+        }
+    }
     if let Some(rev) = &args.base_rev {
         let also = wanted
             .map(|c| format!(" (the series says base-commit {c})"))
@@ -839,6 +891,51 @@ mod tests {
             why.contains("as --base-rev asks (the series says base-commit"),
             "{why}"
         );
+
+        // No trailer, --guess-base: the newest revision with the blobs
+        // the posting was made against. A later commit changes the file;
+        // the series' preimage is the tagged one's blob.
+        std::fs::create_dir_all(repo.path().join("fs")).unwrap();
+        std::fs::write(repo.path().join("fs/namei.c"), "old\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "with namei"]);
+        git(&["tag", "v1"]);
+        let blob = String::from_utf8(git(&["rev-parse", "HEAD:fs/namei.c"]).stdout).unwrap();
+        std::fs::write(repo.path().join("fs/namei.c"), "newer\n").unwrap();
+        git(&["commit", "-q", "-am", "moved on"]);
+        let v1 = String::from_utf8(git(&["rev-parse", "v1"]).stdout).unwrap();
+        // A kernel directory whose series `s` is that one patch.
+        let kd = tempfile::tempdir().unwrap();
+        std::fs::copy(kdir.root().join("base.toml"), kd.path().join("base.toml")).unwrap();
+        std::fs::create_dir_all(kd.path().join("series/s")).unwrap();
+        let patch = format!(
+            "From x\nSubject: [PATCH] y\n\n---\ndiff --git a/fs/namei.c b/fs/namei.c\nindex {}..1234567 100644\n--- a/fs/namei.c\n+++ b/fs/namei.c\n@@ -1 +1 @@\n-old\n+new\n",
+            &blob.trim()[..7]
+        );
+        std::fs::write(kd.path().join("series/s/0001-y.patch"), patch).unwrap();
+        let kd = KernelDir::open(kd.path()).unwrap();
+        series.base_commit = None;
+        series.name = "s".into();
+        series.patches.truncate(1);
+        series.patches[0].file = "0001-y.patch".into();
+        let (base, why) = choose_base(
+            &args(&["--base-tree", tree, "--guess-base"]),
+            &rt,
+            &series,
+            &kd,
+        );
+        assert_eq!(
+            base,
+            gasbench_kbuild::BaseSource::GitTree {
+                path: repo.path().to_path_buf(),
+                rev: Some(v1.trim().to_string())
+            },
+            "{why}"
+        );
+        assert!(why.contains("--guess-base: v1 of"), "{why}");
+        assert!(why.contains("(1 newer tried)"), "{why}");
+        let (_, why) = choose_base(&args(&["--guess-base"]), &rt, &series, &kd);
+        assert!(why.contains("no git history"), "{why}");
     }
 
     #[test]
