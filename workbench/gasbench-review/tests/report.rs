@@ -601,3 +601,100 @@ fn the_reply_mail_to_the_recorded_reproduction() {
     assert!(!body.contains("Tested-by:"), "findings: no Tested-by");
     assert!(body.ends_with('\n'));
 }
+
+/// The reply for the goldfish series, from a real recorded run of its
+/// scenarios on the real kernel (the TUI's fixture, which applied both
+/// series; the mkdirat2 scenario of that run is left out): threaded under
+/// the RFC v3 cover letter, and the read-only ALLOCATE_BLOCK finding
+/// quotes the driver's hunk that handles ALLOCATE_BLOCK.
+#[test]
+fn the_reply_mail_to_a_recorded_goldfish_run() {
+    use gasbench_review::reply::{self, ReplyFrom};
+    let kdir = KernelDir::open(&repo().join("kernel")).unwrap();
+    let port = kdir.port().unwrap();
+    let (events, _) = gasbench_trace::log::read_all(
+        &repo().join("workbench/gasbench-tui/tests/fixtures/recorded-run/events.jsonl"),
+    )
+    .unwrap();
+    // The goldfish scenarios only.
+    let mut inside_other = false;
+    let events: Vec<Event> = events
+        .into_iter()
+        .filter(|e| {
+            if let EventBody::Run(RunEvent::ScenarioBegin { scenario, .. }) = &e.body {
+                inside_other = !scenario.starts_with("goldfish");
+            }
+            let keep = !inside_other;
+            if let EventBody::Run(RunEvent::ScenarioEnd { .. }) = &e.body {
+                inside_other = false;
+            }
+            keep
+        })
+        .collect();
+    let scenarios: Vec<ScenarioSource> = [
+        ("goldfish-errors", "goldfish_errors.toml"),
+        ("goldfish-threads", "goldfish_threads.toml"),
+        ("goldfish-faults", "goldfish_faults.toml"),
+        ("goldfish-hotunplug", "goldfish_hotunplug.toml"),
+    ]
+    .iter()
+    .map(|(name, file)| ScenarioSource {
+        name: name.to_string(),
+        file: format!("scenarios/{file}"),
+        text: std::fs::read_to_string(repo().join("scenarios").join(file)).unwrap(),
+    })
+    .collect();
+    let name = "goldfish-address-space-v3";
+    let target = known_target(&kdir, name, "known", "seed.txt");
+    let series = kdir.series(name).unwrap();
+    let ps = port.1.series.iter().find(|s| s.series == name).unwrap();
+    let summary = RunSummary::from_events(&events);
+    let r = Review::build(&Facts {
+        target: &target,
+        series: &series,
+        base: &kdir.base,
+        port: Some(("kernel/port/v7.2.12", ps)),
+        manifest: None,
+        kernel_error: None,
+        events: &events,
+        summary: &summary,
+        scenarios: &scenarios,
+        per_patch: false,
+        cross_arch: None,
+        scenarios_note: None,
+        run_dir: Some("/tmp/rec-runs/1795773524-run-goldfish".into()),
+        base_choice: Some(
+            "the series has no base-commit: trailer; built on the pinned base 7.2.12 \
+             (linux-source-7.2 7.2.12-1~bpo13+1)"
+                .into(),
+        ),
+    });
+    let diffs = reply::patch_diffs(&kdir.series_dir(name), &series);
+    let eml = reply::render(
+        &r,
+        &diffs,
+        &ReplyFrom {
+            from: "Rev Iewer <rev@example.org>",
+            date: "Mon, 07 Dec 2026 05:00:00 +0000",
+        },
+    );
+    if std::env::var_os("GASBENCH_PRINT").is_some() {
+        println!("{eml}");
+    }
+    let cover = series.cover.as_ref().unwrap();
+    assert!(eml.contains(&format!("In-Reply-To: <{}>", cover.message_id)));
+    let body = eml.split_once("\n\n").unwrap().1;
+    for line in body.lines().filter(|l| !l.starts_with('>')) {
+        assert!(line.chars().count() <= 72, "too wide: {line:?}");
+    }
+    assert!(
+        r.findings.iter().any(|f| f.title.contains("ALLOCATE_BLOCK")),
+        "{:#?}",
+        r.findings
+    );
+    assert!(
+        body.contains("(the code that handles allocate_block):"),
+        "{body}"
+    );
+    assert!(!body.contains("Tested-by:"));
+}
