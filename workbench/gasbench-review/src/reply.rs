@@ -272,20 +272,34 @@ fn find_quote<'a>(f: &Finding, diffs: &'a [PatchDiff]) -> Option<Quote<'a>> {
                 {
                     continue;
                 }
+                // Where the code dispatches on it (a match arm, a case)
+                // beats where it is only named (a constant).
+                let mut best: Option<(u8, &Hunk, usize)> = None;
                 for h in &fd.hunks {
-                    if let Some(focus) = h
-                        .lines
-                        .iter()
-                        .position(|l| l.starts_with('+') && l.to_ascii_lowercase().contains(&ident))
-                    {
-                        return Some(Quote {
-                            index: d.index,
-                            path: p,
-                            hunk: h,
-                            focus: Some(focus),
-                            why: format!("the code that handles {ident}"),
-                        });
+                    for (i, l) in h.lines.iter().enumerate() {
+                        if !(l.starts_with('+') && l.to_ascii_lowercase().contains(&ident)) {
+                            continue;
+                        }
+                        let score = if l.contains("=>") || l.contains("case ") {
+                            2
+                        } else if l.contains("fn ") || l.contains('(') {
+                            1
+                        } else {
+                            0
+                        };
+                        if best.is_none_or(|(b, _, _)| score > b) {
+                            best = Some((score, h, i));
+                        }
                     }
+                }
+                if let Some((_, h, focus)) = best {
+                    return Some(Quote {
+                        index: d.index,
+                        path: p,
+                        hunk: h,
+                        focus: Some(focus),
+                        why: format!("the code that handles {ident}"),
+                    });
                 }
             }
         }

@@ -688,12 +688,15 @@ fn the_reply_mail_to_a_recorded_goldfish_run() {
         assert!(line.chars().count() <= 72, "too wide: {line:?}");
     }
     assert!(
-        r.findings.iter().any(|f| f.title.contains("ALLOCATE_BLOCK")),
+        r.findings
+            .iter()
+            .any(|f| f.title.contains("ALLOCATE_BLOCK")),
         "{:#?}",
         r.findings
     );
     assert!(
-        body.contains("(the code that handles allocate_block):"),
+        body.replace('\n', " ")
+            .contains("(the code that handles allocate_block):"),
         "{body}"
     );
     assert!(!body.contains("Tested-by:"));
