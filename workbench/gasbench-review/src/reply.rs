@@ -351,8 +351,22 @@ pub fn render(r: &Review, diffs: &[PatchDiff], from: &ReplyFrom) -> String {
         .unwrap_or_else(|| format!("[PATCH v{}] {}", s.version, s.title));
     let _ = writeln!(o, "From: {}", header_value(from.from));
     let _ = writeln!(o, "To: {}", header_value(&s.author));
-    if !s.lists.is_empty() {
-        let _ = writeln!(o, "Cc: {}", header_value(&s.lists.join(", ")));
+    // Only addresses go in Cc; an archive's inbox name (what a digest
+    // gives: `linux-api`) is not an address, and guessing one would send
+    // mail somewhere unintended.
+    let (addresses, names): (Vec<&String>, Vec<&String>) =
+        s.lists.iter().partition(|l| l.contains('@'));
+    if !addresses.is_empty() {
+        let joined: Vec<&str> = addresses.iter().map(|a| a.as_str()).collect();
+        let _ = writeln!(o, "Cc: {}", header_value(&joined.join(", ")));
+    }
+    if !names.is_empty() {
+        let joined: Vec<&str> = names.iter().map(|a| a.as_str()).collect();
+        let _ = writeln!(
+            o,
+            "X-Gasbench-Lists: {} (archive names: add the lists' addresses to Cc)",
+            header_value(&joined.join(", "))
+        );
     }
     let _ = writeln!(o, "Subject: {}", header_value(&format!("Re: {subject}")));
     let _ = writeln!(o, "Date: {}", header_value(from.date));
