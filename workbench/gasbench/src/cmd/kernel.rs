@@ -116,7 +116,14 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     let result = worker
         .join()
         .map_err(|_| miette::miette!("the kernel build thread panicked"))?;
-    let art = result.map_err(diagnostic)?;
+    let art = match result {
+        Ok(a) => a,
+        Err(e) => {
+            let status = super::exit::for_blame(e.blame());
+            eprintln!("{:?}", diagnostic(e));
+            return Ok(super::exit::code(status));
+        }
+    };
     let m = &art.manifest;
     if a.json {
         println!(
@@ -171,6 +178,13 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         eprintln!("kernel: selftest {}", s.display());
     }
     eprintln!("kernel: manifest {}", art.manifest_path.display());
+    // A patch that breaks the build is a finding about the series, even
+    // when the tree builds again after a later patch.
+    let broken = m.per_patch.iter().filter(|p| !p.builds).count();
+    if broken > 0 {
+        eprintln!("kernel: {broken} patch(es) leave the tree unbuildable");
+        return Ok(super::exit::code(super::exit::FINDINGS));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
