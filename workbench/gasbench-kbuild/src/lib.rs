@@ -180,7 +180,32 @@ fn note(sink: &EventSink, stage: Stage, text: &str) {
 }
 
 /// Build (or reuse) the patched kernel. Fast when nothing changed.
+///
+/// When gasbench is interrupted, its tools are stopped
+/// (`gasbench_env::process::stop_tools`): whatever failed from then on is
+/// [`KbuildError::Interrupted`], and nothing half-made is left to be used
+/// (the build directory is renamed into place only when complete; make
+/// deletes the targets it was writing).
 pub fn ensure_kernel(
+    req: &KernelRequest,
+    rt: &Runtime,
+    cache: &CacheDir,
+    sink: &EventSink,
+) -> Result<KernelArtifacts, KbuildError> {
+    match build_or_reuse(req, rt, cache, sink) {
+        Err(e)
+            if gasbench_env::process::stopping()
+                && !matches!(e, KbuildError::Interrupted { .. }) =>
+        {
+            Err(KbuildError::Interrupted {
+                what: format!("the kernel stage ({e})"),
+            })
+        }
+        other => other,
+    }
+}
+
+fn build_or_reuse(
     req: &KernelRequest,
     rt: &Runtime,
     cache: &CacheDir,
@@ -327,6 +352,7 @@ pub fn ensure_kernel(
     let build_key = hex(&h.finalize());
     let builds = cache.kernel().join("builds");
     let final_dir = builds.join(&build_key[..16]);
+    remove_abandoned_staging(&builds);
 
     if !req.per_patch
         && let Some(a) = reuse(&final_dir)
@@ -764,6 +790,27 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// Remove staging directories (`.staging-<key>-<pid>`) whose gasbench is
+/// gone: one that was killed outright had no chance to.
+fn remove_abandoned_staging(builds: &Path) {
+    let Ok(entries) = std::fs::read_dir(builds) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".staging-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Keep the `keep` newest build directories.
 fn prune_builds(dir: &Path, keep: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -809,13 +856,12 @@ fn toolchain(rt: &Runtime, make: &Make) -> Result<Toolchain, KbuildError> {
         .map(|t| format!("echo \"{t}=$({t} --version 2>/dev/null | head -n1)\""))
         .collect::<Vec<_>>()
         .join("; ");
-    let out = rt
-        .build_command(&["sh", "-c", &script], &make.binds, &make.src)
-        .output()
+    let mut cmd = rt.build_command(&["sh", "-c", &script], &make.binds, &make.src);
+    let out = gasbench_env::process::output(&mut cmd, gasbench_env::process::OnParentDeath::Kill)
         .map_err(|e| KbuildError::Spawn {
-            what: "tool versions".into(),
-            source: e,
-        })?;
+        what: "tool versions".into(),
+        source: e,
+    })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let versions: BTreeMap<String, String> = text
         .lines()

@@ -239,23 +239,22 @@ fn unpack(
     let staging = dir.join("staging");
     std::fs::create_dir_all(&staging).map_err(|e| KbuildError::io("create", &staging, e))?;
     let staging_s = staging.display().to_string();
-    let out = rt
-        .build_command(
-            &[
-                "tar",
-                "-xJf",
-                pin.tarball.as_str(),
-                "-C",
-                staging_s.as_str(),
-            ],
-            &[dir.to_path_buf()],
-            dir,
-        )
-        .output()
+    let mut tar = rt.build_command(
+        &[
+            "tar",
+            "-xJf",
+            pin.tarball.as_str(),
+            "-C",
+            staging_s.as_str(),
+        ],
+        &[dir.to_path_buf()],
+        dir,
+    );
+    let out = gasbench_env::process::output(&mut tar, gasbench_env::process::OnParentDeath::Kill)
         .map_err(|e| KbuildError::Spawn {
-            what: "tar".into(),
-            source: e,
-        })?;
+        what: "tar".into(),
+        source: e,
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         if crate::disk::output_says_full(&err) {
