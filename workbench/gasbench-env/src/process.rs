@@ -108,8 +108,15 @@ pub struct Tool {
 }
 
 impl Tool {
-    /// Spawn `cmd` tied to gasbench (see [`tie_to_gasbench`]).
+    /// Spawn `cmd` tied to gasbench (see [`tie_to_gasbench`]). Once
+    /// gasbench is stopping its tools, no new one starts.
     pub fn spawn(cmd: &mut Command, on_death: OnParentDeath) -> io::Result<Tool> {
+        if stopping() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "gasbench is stopping: no new tool is started",
+            ));
+        }
         tie_to_gasbench(cmd, on_death);
         let child = cmd.spawn()?;
         let registered = Some(Registered::new(child.id()));

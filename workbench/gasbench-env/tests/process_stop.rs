@@ -32,4 +32,7 @@ fn stop_tools_terminates_every_registered_group_and_says_so() {
     assert_eq!(status.code(), Some(7));
     assert!(process::stopping());
     assert_eq!(process::running_tools(), 0);
+    // Nothing new starts once stopping.
+    let e = process::output(&mut Command::new("true"), OnParentDeath::Kill).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::Interrupted);
 }

@@ -8,7 +8,9 @@
 //! - [`summary`]: [`RunSummary`], the one fold from events to verdicts
 //!   that the CLI, the TUI and results.json share.
 //! - [`junit`]: JUnit XML for CI systems.
+//! - [`atomic`]: files written whole or not at all (results, reviews).
 
+pub mod atomic;
 pub mod junit;
 pub mod log;
 pub mod run_dir;

@@ -10,4 +10,5 @@ pub mod repro;
 pub mod run;
 pub mod scenario;
 pub mod setup;
+pub mod signals;
 pub mod tui;

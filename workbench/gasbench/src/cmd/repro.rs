@@ -62,6 +62,8 @@ pub struct Args {
 }
 
 const BAD_INPUT: u8 = 2;
+/// The tool or its environment failed (a file could not be written).
+const ENVIRONMENT_FAILED: u8 = 3;
 
 /// A series to review, before its kernel directory is made.
 enum Pending<'a> {
@@ -191,6 +193,10 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         let (code, review) = review_one(g, &args, s, &suite, &runtime)?;
         worst = worst.max(code);
         reviews.extend(review);
+        if code > 128 {
+            // A signal stopped it: the series after it are not started.
+            break;
+        }
     }
     if args.json {
         let text = match (several, reviews.first()) {
@@ -361,14 +367,16 @@ fn review_one(
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
+    let recorded = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
         if boot {
             pipeline::run_until(opts, sink, interrupt).await.passed()
         } else {
-            kernel_only(&provider, &sink).await
+            kernel_only(&provider, &sink, interrupt).await
         }
     })?;
-    super::headless::write_results(&run_dir, &summary)?;
+    let summary = &recorded.summary;
+    let (_, mut unwritten) = super::headless::write_results(&run_dir, summary);
+    unwritten.extend(recorded.log_error.clone());
 
     // The review, from what was recorded.
     let (events, _) =
@@ -394,7 +402,7 @@ fn review_one(
         manifest: slot.artifacts.as_ref().map(|a| &a.manifest),
         kernel_error: kernel_error.as_deref(),
         events: &events,
-        summary: &summary,
+        summary,
         scenarios: &sources,
         per_patch: !args.no_per_patch,
         cross_arch: args.cross_arch.as_deref(),
@@ -403,8 +411,11 @@ fn review_one(
     });
     let md = gasbench_review::markdown::render(&review);
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
-    std::fs::write(run_dir.path().join("review.md"), &md).into_diagnostic()?;
-    std::fs::write(run_dir.path().join("review.json"), &json).into_diagnostic()?;
+    for (name, text) in [("review.md", &md), ("review.json", &json)] {
+        if let Err(e) = gasbench_trace::atomic::write(&run_dir.path().join(name), text.as_bytes()) {
+            unwritten.push(e.to_string());
+        }
+    }
     if let Some(e) = slot.error {
         // What stopped the kernel stage, with its help (and rejected hunks).
         eprintln!("{:?}", super::kernel::diagnostic(e));
@@ -413,8 +424,18 @@ fn review_one(
         print!("{md}");
         println!("\nreview: {}", run_dir.path().join("review.md").display());
     }
+    for e in &unwritten {
+        eprintln!("gasbench repro: {e}");
+    }
     eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
-    Ok((review.exit_code, Some(review)))
+    // Interrupted: the shell's code for the signal; a file that could not
+    // be written: the tool's environment failed.
+    let code = match recorded.signal {
+        Some(s) => s.exit_code(),
+        None if !unwritten.is_empty() => review.exit_code.max(ENVIRONMENT_FAILED),
+        None => review.exit_code,
+    };
+    Ok((code, Some(review)))
 }
 
 /// What the kernel stage produced, kept for the review.
@@ -469,8 +490,12 @@ fn kernel_provider(
 }
 
 /// No scenario concerns the series: apply and build only.
-async fn kernel_only(provider: &KernelProvider, sink: &EventSink) -> bool {
-    match pipeline::build_kernel(provider, sink).await {
+async fn kernel_only(
+    provider: &KernelProvider,
+    sink: &EventSink,
+    interrupt: gasbench_engine::interrupt::Interrupt,
+) -> bool {
+    match pipeline::build_kernel_until(provider, sink, interrupt).await {
         Ok(_) => true,
         Err(e) => {
             sink.emit(RunEvent::Error { text: e });

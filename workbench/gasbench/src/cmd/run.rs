@@ -86,20 +86,25 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         kernel,
         settings: args.vm.settings(g, runtime, &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
-        pipeline::run_until(opts, sink, interrupt).await.passed()
-    })?;
+    let recorded =
+        super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
+            pipeline::run_until(opts, sink, interrupt).await.passed()
+        })?;
+    let summary = &recorded.summary;
 
-    let results = super::headless::write_results(&run_dir, &summary)?;
+    // The summary is printed whatever could be written: on a full disk it
+    // is the only whole record of the verdicts.
+    let (results, unwritten) = super::headless::write_results(&run_dir, summary);
     if args.json {
         println!("{results}");
     } else {
-        print!("{}", gasbench_trace::table::summary_table(&summary));
+        print!("{}", gasbench_trace::table::summary_table(summary));
         println!("run directory: {}", run_dir.path().display());
     }
-    Ok(if summary.passed == Some(true) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    for e in &unwritten {
+        eprintln!("gasbench run: {e}");
+    }
+    let all_held =
+        summary.passed == Some(true) && unwritten.is_empty() && recorded.log_error.is_none();
+    Ok(recorded.exit_code(if all_held { 0 } else { 1 }))
 }
