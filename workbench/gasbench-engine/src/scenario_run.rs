@@ -215,8 +215,14 @@ pub async fn run_scenario(
         }
     }
     // Console lines racing the end of the bundle still belong to it (not
-    // when the VM died: nothing more is coming).
-    let settle = Instant::now() + Duration::from_millis(if died.is_some() { 0 } else { 200 });
+    // when the VM died, nothing more is coming; nor when the run is being
+    // stopped: its verdicts go out at once).
+    let settle_ms = if died.is_some() || interrupted.is_some() {
+        0
+    } else {
+        200
+    };
+    let settle = Instant::now() + Duration::from_millis(settle_ms);
     while let Ok(Ok(line)) = tokio::time::timeout(
         settle.saturating_duration_since(Instant::now()),
         console.recv(),
