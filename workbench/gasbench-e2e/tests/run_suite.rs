@@ -804,3 +804,44 @@ fn register_accesses_land_inside_their_calls(extra: &[&str]) {
         "only the probe's writes happen outside a call"
     );
 }
+
+/// A `--kernel` image cut short is refused with an error that says so,
+/// before a run directory is made or QEMU starts.
+#[test]
+fn a_truncated_kernel_image_is_refused_before_qemu_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = gasbench_env::CacheDir::from_env(None);
+    // The newest build the kernel stage made (or the toolroot's stock
+    // kernel): a real image, cut in half.
+    let real = std::fs::read_dir(cache.kernel().join("builds"))
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bzImage"))
+        .find(|p| p.is_file())
+        .or_else(|| {
+            let (_, rt) = gasbench_e2e::runtime();
+            gasbench_env::probe_kernel(&rt, None)
+        })
+        .expect("a kernel image to cut");
+    let bytes = std::fs::read(&real).unwrap();
+    let cut = dir.path().join("bzImage");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let runs = dir.path().join("runs");
+    let out = Command::new(gasbench_binary())
+        .args(["run", "--runs"])
+        .arg(&runs)
+        .arg("--kernel")
+        .arg(&cut)
+        .arg(scenarios_dir().join("goldfish_rfc_subset.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("truncated"),
+        "the error says what is wrong: {stderr}"
+    );
+    assert!(!runs.exists(), "nothing was started");
+}
