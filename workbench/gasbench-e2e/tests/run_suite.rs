@@ -317,8 +317,13 @@ fn assert_verdicts_kept(s: &Stopped, scenario_name: &str, stopped_because: &str)
         &std::fs::read_to_string(s.run_dir.join("results.json")).expect("results.json"),
     )
     .expect("results.json is whole");
+    // JUnit has the scenario, failed where it stopped (it lists failures).
     let junit = std::fs::read_to_string(s.run_dir.join("junit.xml")).expect("junit.xml");
-    assert!(junit.contains("open null"), "{junit}");
+    assert!(
+        junit.contains(&format!("name=\"{scenario_name}\""))
+            && junit.contains("during step 1 &quot;idle in the guest&quot;"),
+        "{junit}"
+    );
     for summary in [&s.summary, &from_file] {
         let sc = scenario(summary, scenario_name);
         assert_eq!(sc["passed"], false, "{sc:#}");
