@@ -347,7 +347,7 @@ impl Runner {
                     self.accel.to_uppercase()
                 ),
             });
-            let g = Guest::boot(
+            let boot = Guest::boot(
                 &self.boot_spec,
                 Some((
                     gasbench_device::DeviceConfig::default(),
@@ -356,9 +356,14 @@ impl Runner {
                 &self.opts.settings.runtime,
                 &self.sink,
                 self.opts.settings.ready_timeout,
-            )
-            .await
-            .map_err(|e| stopped(stage_failed(&self.sink, Stage::Boot, e.to_string(), t)))?;
+            );
+            // A boot is not waited out when the run is being stopped: what
+            // it started dies with it (its Drop).
+            let booted = tokio::select! {
+                g = boot => g.map_err(|e| e.to_string()),
+                cause = interrupt.wait() => Err(interrupted_error(&cause)),
+            };
+            let g = booted.map_err(|e| stopped(stage_failed(&self.sink, Stage::Boot, e, t)))?;
             self.boots += 1;
             stage_end(
                 &self.sink,
