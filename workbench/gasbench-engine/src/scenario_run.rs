@@ -113,7 +113,7 @@ pub async fn run_scenario(
     // The step that ran out of time (or was running when the guest went
     // quiet), once one did.
     let mut timed_out: Option<Option<u32>> = None;
-    // Set when an interrupt (Ctrl-C) ended it: where it was.
+    // Set when an interrupt (a signal, a full disk) ended it: where it was.
     let mut interrupted: Option<String> = None;
     let mut unfit = None;
     // Set when a part died: the loop ends, the verdicts so far are kept.
@@ -256,7 +256,11 @@ pub async fn run_scenario(
     let cut_short = interrupted.clone().or_else(|| {
         died.as_ref().map(|e| {
             let what = e.to_string();
-            let what = what.lines().next().unwrap_or_default();
+            let what = what
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches("; the console's last lines:");
             format!("{name}: stopped {}: {what}", place(c, current))
         })
     });
