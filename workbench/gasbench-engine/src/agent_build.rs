@@ -68,9 +68,11 @@ pub fn build_agent(source: &Path, target_dir: &Path) -> Result<PathBuf, AgentBui
     {
         return Err(AgentBuildError::NoSource(source.to_path_buf()));
     }
-    let out = agent_build_command(source, target_dir)
-        .output()
-        .map_err(AgentBuildError::Cargo)?;
+    let out = gasbench_env::process::output(
+        &mut agent_build_command(source, target_dir),
+        gasbench_env::process::OnParentDeath::Kill,
+    )
+    .map_err(AgentBuildError::Cargo)?;
     if !out.status.success() {
         return Err(AgentBuildError::Failed {
             status: out.status.to_string(),

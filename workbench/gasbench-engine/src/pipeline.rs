@@ -21,12 +21,23 @@ use crate::agent_build::{build_agent, source_root};
 use crate::device_host::DeviceHost;
 use crate::interrupt::Interrupt;
 
-/// The run's error when it was interrupted.
-pub const INTERRUPTED: &str = "interrupted (Ctrl-C): the VM was stopped";
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
-use crate::scenario_run::{ScenarioError, run_scenario};
+use crate::scenario_run::{ScenarioError, ScenarioOutcome, run_scenario};
 use crate::session::BootSpec;
+
+/// The run's error when `cause` ("interrupted (Ctrl-C)") stopped it.
+pub fn interrupted_error(cause: &str) -> String {
+    format!("{cause}: the run was stopped and the VM torn down")
+}
+
+/// The run cannot go on: what stopped it, and the verdicts the scenario
+/// that was running had earned (`None` when it never began: a failed boot).
+#[derive(Debug)]
+pub struct RunStopped {
+    pub error: String,
+    pub report: Option<Report>,
+}
 
 /// The kernel to boot and what it offers the guest.
 #[derive(Clone, Debug)]
@@ -72,6 +83,26 @@ pub async fn build_kernel(
     })
     .await
     .map_err(|e| format!("the kernel stage panicked: {e}"))?
+}
+
+/// [`build_kernel`] that stops the kernel stage's tools when `interrupt`
+/// is set (make deletes what it was writing; nothing half-made is kept)
+/// and waits for the stage to say how it ended.
+pub async fn build_kernel_until(
+    kernel: &KernelProvider,
+    sink: &EventSink,
+    mut interrupt: Interrupt,
+) -> Result<KernelArtifacts, String> {
+    let build = build_kernel(kernel, sink);
+    tokio::pin!(build);
+    tokio::select! {
+        k = &mut build => k,
+        cause = interrupt.wait() => {
+            gasbench_env::process::stop_tools();
+            let _ = build.await;
+            Err(interrupted_error(&cause))
+        }
+    }
 }
 
 /// How to run, whatever the kernel and the scenarios.
@@ -283,8 +314,9 @@ impl Runner {
 
     /// Run one scenario, booting first if the guest does not suit it.
     /// `Err` means the run cannot go on (the VM or device died, a boot
-    /// failed); a scenario that fails its expectations is `Ok`.
-    pub async fn run_one(&mut self, c: &Compiled) -> Result<Report, String> {
+    /// failed), with the verdicts the scenario had earned; a scenario that
+    /// fails its expectations is `Ok`.
+    pub async fn run_one(&mut self, c: &Compiled) -> Result<Report, RunStopped> {
         self.run_one_until(c, &mut Interrupt::never()).await
     }
 
@@ -294,7 +326,11 @@ impl Runner {
         &mut self,
         c: &Compiled,
         interrupt: &mut Interrupt,
-    ) -> Result<Report, String> {
+    ) -> Result<Report, RunStopped> {
+        let stopped = |error: String| RunStopped {
+            error,
+            report: None,
+        };
         if let Some(why) = self.reboot_reason(c) {
             if let Some(old) = self.guest.take() {
                 self.sink.emit(RunEvent::Note {
@@ -311,7 +347,7 @@ impl Runner {
                     self.accel.to_uppercase()
                 ),
             });
-            let g = Guest::boot(
+            let boot = Guest::boot(
                 &self.boot_spec,
                 Some((
                     gasbench_device::DeviceConfig::default(),
@@ -320,9 +356,14 @@ impl Runner {
                 &self.opts.settings.runtime,
                 &self.sink,
                 self.opts.settings.ready_timeout,
-            )
-            .await
-            .map_err(|e| stage_failed(&self.sink, Stage::Boot, e.to_string(), t))?;
+            );
+            // A boot is not waited out when the run is being stopped: what
+            // it started dies with it (its Drop).
+            let booted = tokio::select! {
+                g = boot => g.map_err(|e| e.to_string()),
+                cause = interrupt.wait() => Err(interrupted_error(&cause)),
+            };
+            let g = booted.map_err(|e| stopped(stage_failed(&self.sink, Stage::Boot, e, t)))?;
             self.boots += 1;
             stage_end(
                 &self.sink,
@@ -339,12 +380,31 @@ impl Runner {
             self.bundle_id = 0;
         }
         let Some(g) = self.guest.as_mut() else {
-            return Err("no guest".into());
+            return Err(stopped("no guest".into()));
         };
         self.bundle_id += 1;
         let share = self.opts.settings.run_dir.join("share");
         let began = Instant::now();
         match run_scenario(g, c, self.bundle_id, &share, &self.sink, interrupt).await {
+            Ok(ScenarioOutcome {
+                report,
+                died: Some(e),
+                ..
+            }) => {
+                // Its verdicts are on the bus already (and the one saying
+                // where it stopped); the run ends here.
+                let error = format!("{} stopped the run: {e}", c.plan.scenario);
+                self.sink.emit(RunEvent::Error {
+                    text: error.clone(),
+                });
+                if let Some(g) = self.guest.take() {
+                    g.abort().await;
+                }
+                Err(RunStopped {
+                    error,
+                    report: Some(report),
+                })
+            }
             Ok(o) => {
                 if let Some(why) = o.unfit {
                     g.unfit = Some(why);
@@ -369,7 +429,7 @@ impl Runner {
                 if let Some(g) = self.guest.take() {
                     g.abort().await;
                 }
-                Err(text)
+                Err(stopped(text))
             }
         }
     }
@@ -416,10 +476,7 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
         error: None,
         accel: String::new(),
     };
-    let built = tokio::select! {
-        k = build_kernel(&opts.kernel, &sink) => k,
-        _ = interrupt.wait() => Err(INTERRUPTED.to_string()),
-    };
+    let built = build_kernel_until(&opts.kernel, &sink, interrupt.clone()).await;
     let kernel = match built {
         Ok(k) => k,
         Err(e) => {
@@ -451,17 +508,19 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
         }
         match runner.run_one_until(c, &mut interrupt).await {
             Ok(report) => out.reports.push(report),
-            Err(e) => {
-                out.error = Some(e);
+            Err(stopped) => {
+                out.reports.extend(stopped.report);
+                out.error = Some(stopped.error);
                 break;
             }
         }
     }
-    if interrupt.is_set() && out.error.is_none() {
-        sink.emit(RunEvent::Error {
-            text: INTERRUPTED.into(),
-        });
-        out.error = Some(INTERRUPTED.into());
+    if let Some(cause) = interrupt.cause()
+        && out.error.is_none()
+    {
+        let text = interrupted_error(&cause);
+        sink.emit(RunEvent::Error { text: text.clone() });
+        out.error = Some(text);
     }
     let (passed, failed) =
         out.reports.iter().fold(

@@ -31,6 +31,10 @@ pub struct ScenarioOutcome {
     /// Set when the guest cannot serve another scenario (it hung, the
     /// device was left unplugged): the run reboots before the next one.
     pub unfit: Option<String>,
+    /// Set when a part of the guest died mid-scenario (QEMU, virtiofsd,
+    /// the device server, the agent): the run cannot go on. The report
+    /// still has the verdicts of the steps that finished.
+    pub died: Option<ScenarioError>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +55,10 @@ pub enum ScenarioError {
 /// How long QEMU's hot-unplug may take: the guest must unbind the driver.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Run `c` on `guest`. `bundle_id` is unique within the boot.
+/// Run `c` on `guest`. `bundle_id` is unique within the boot. `Err`: the
+/// scenario could not begin (its bundle could not be written, the agent or
+/// device could not be told); a part that dies once it runs ends it with
+/// the verdicts it has and [`ScenarioOutcome::died`].
 pub async fn run_scenario(
     guest: &mut Guest,
     c: &Compiled,
@@ -106,9 +113,11 @@ pub async fn run_scenario(
     // The step that ran out of time (or was running when the guest went
     // quiet), once one did.
     let mut timed_out: Option<Option<u32>> = None;
-    // Set when an interrupt (Ctrl-C) ended it: where it was.
+    // Set when an interrupt (a signal, a full disk) ended it: where it was.
     let mut interrupted: Option<String> = None;
     let mut unfit = None;
+    // Set when a part died: the loop ends, the verdicts so far are kept.
+    let mut died: Option<ScenarioError> = None;
     let mut last_heard = Instant::now();
     let mut device_status = guest.device.as_ref().map(|d| d.subscribe());
     loop {
@@ -143,7 +152,10 @@ pub async fn run_scenario(
                     // The wait was what the earliest deadline had left:
                     // the top of the loop says which ran out.
                     Err(SessionError::Silent { .. }) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        died = Some(e.into());
+                        break;
+                    }
                 };
                 last_heard = Instant::now();
                 ev.agent(&msg);
@@ -160,22 +172,25 @@ pub async fn run_scenario(
                         ev.host_action(sync, result);
                         if plan.sync(sync).is_some_and(|s| s.snapshot)
                             && let Some(d) = &guest.device {
-                                let state = d.state().map_err(ScenarioError::DeviceDied)?;
-                                ev.device_snapshot(sync, &state);
+                                match d.state() {
+                                    Ok(state) => ev.device_snapshot(sync, &state),
+                                    Err(why) => {
+                                        died = Some(ScenarioError::DeviceDied(why));
+                                        break;
+                                    }
+                                }
                             }
-                        guest.session.send(&HostMsg::Resume { bundle, sync })?;
+                        if let Err(e) = guest.session.send(&HostMsg::Resume { bundle, sync }) {
+                            died = Some(e.into());
+                            break;
+                        }
                     }
                     AgentMsg::BundleEnd { .. } => break,
                     _ => {}
                 }
             }
-            _ = interrupt.wait() => {
-                let place = current
-                    .and_then(|s| plan.step(s))
-                    .map_or("before the first step".to_string(), |i| {
-                        format!("during step {} \"{}\" ({}:{})", i.id, i.name, c.origin, i.line)
-                    });
-                let why = format!("{name}: interrupted (Ctrl-C) {place}");
+            cause = interrupt.wait() => {
+                let why = format!("{name}: {cause} {}", place(c, current));
                 sink.emit(RunEvent::Note { text: why.clone() });
                 unfit = Some(why.clone());
                 interrupted = Some(why);
@@ -190,7 +205,8 @@ pub async fn run_scenario(
                 if let Some(d) = &mut guest.device
                     && let Some(why) = d.died().await
                 {
-                    return Err(ScenarioError::DeviceDied(why));
+                    died = Some(ScenarioError::DeviceDied(why));
+                    break;
                 }
                 if !alive {
                     device_status = None;
@@ -198,8 +214,15 @@ pub async fn run_scenario(
             }
         }
     }
-    // Console lines racing the end of the bundle still belong to it.
-    let settle = Instant::now() + Duration::from_millis(200);
+    // Console lines racing the end of the bundle still belong to it (not
+    // when the VM died, nothing more is coming; nor when the run is being
+    // stopped: its verdicts go out at once).
+    let settle_ms = if died.is_some() || interrupted.is_some() {
+        0
+    } else {
+        200
+    };
+    let settle = Instant::now() + Duration::from_millis(settle_ms);
     while let Ok(Ok(line)) = tokio::time::timeout(
         settle.saturating_duration_since(Instant::now()),
         console.recv(),
@@ -228,7 +251,20 @@ pub async fn run_scenario(
             held: false,
         });
     }
-    if let Some(why) = &interrupted {
+    // A scenario cut short says where, and why: an interrupt, or the part
+    // that died (its first line; the run's error has the console's tail).
+    let cut_short = interrupted.clone().or_else(|| {
+        died.as_ref().map(|e| {
+            let what = e.to_string();
+            let what = what
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches("; the console's last lines:");
+            format!("{name}: stopped {}: {what}", place(c, current))
+        })
+    });
+    if let Some(why) = &cut_short {
         let info = current.and_then(|s| plan.step(s));
         report.verdicts.push(Verdict {
             step: current,
@@ -260,7 +296,20 @@ pub async fn run_scenario(
         report,
         elapsed,
         unfit,
+        died,
     })
+}
+
+/// Where a scenario was: "during step 1 \"name\" (file:line)".
+fn place(c: &Compiled, current: Option<u32>) -> String {
+    current
+        .and_then(|s| c.plan.step(s))
+        .map_or("before the first step".to_string(), |i| {
+            format!(
+                "during step {} \"{}\" ({}:{})",
+                i.id, i.name, c.origin, i.line
+            )
+        })
 }
 
 /// Why a scenario was stopped at a deadline: the step (or scenario) whose

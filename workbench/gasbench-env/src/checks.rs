@@ -56,7 +56,7 @@ impl Check {
 /// Run `cmd`, return stdout + stderr if it could be started.
 fn output_of(mut cmd: Command) -> Result<String, String> {
     cmd.stdin(Stdio::null());
-    match cmd.output() {
+    match crate::process::output(&mut cmd, crate::process::OnParentDeath::Kill) {
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&out.stderr));

@@ -117,10 +117,13 @@ pub fn probe_kvm(runtime: &Runtime, kernel: Option<&Path>, timeout: Duration) ->
 }
 
 fn watch(mut cmd: Command, timeout: Duration) -> KvmVerdict {
-    let mut child = match cmd.spawn() {
+    // Killed with us, and by Drop on every way out of here.
+    let mut tool = match crate::process::Tool::spawn(&mut cmd, crate::process::OnParentDeath::Kill)
+    {
         Ok(c) => c,
         Err(e) => return KvmVerdict::unusable(format!("cannot start QEMU: {e}")),
     };
+    let child = tool.child_mut();
     let (tx, rx) = mpsc::channel::<Option<String>>();
     let readers: Vec<Box<dyn Read + Send>> = vec![
         Box::new(child.stdout.take().expect("piped")),
@@ -159,7 +162,7 @@ fn watch(mut cmd: Command, timeout: Duration) -> KvmVerdict {
             Ok(None) => {
                 closed += 1;
                 if closed == 2 {
-                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    let status = tool.wait().map(|s| s.to_string()).unwrap_or_default();
                     break KvmVerdict::unusable(format!(
                         "QEMU exited ({status}) before the kernel printed anything: {}",
                         last_lines.join(" | ")
@@ -174,8 +177,8 @@ fn watch(mut cmd: Command, timeout: Duration) -> KvmVerdict {
             }
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    tool.kill();
+    let _ = tool.wait();
     verdict
 }
 

@@ -108,10 +108,15 @@ impl Session<'_> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| SetupError::Spawn {
-            what: what.into(),
-            source,
-        })?;
+        // SIGTERM if we die: apt and dpkg finish what they can say about;
+        // setup resumes from dpkg's own status file.
+        let mut tool =
+            crate::process::Tool::spawn(&mut cmd, crate::process::OnParentDeath::Terminate)
+                .map_err(|source| SetupError::Spawn {
+                    what: what.into(),
+                    source,
+                })?;
+        let child = tool.child_mut();
         // stderr goes to the log through its own thread; stdout drives progress.
         let stderr = child.stderr.take().expect("piped");
         let mut log2 = self.log.try_clone().map_err(io("log file"))?;
@@ -128,7 +133,7 @@ impl Session<'_> {
             }
         }
         let _ = errs.join();
-        let status = child.wait().map_err(io(what))?;
+        let status = tool.wait().map_err(io(what))?;
         let _ = writeln!(self.log, "# exit: {status}");
         if status.success() {
             Ok(())

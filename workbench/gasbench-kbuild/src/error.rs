@@ -98,6 +98,12 @@ pub enum KbuildError {
     },
     #[error("{what}")]
     Invalid { what: String },
+    /// gasbench was interrupted (a signal) and stopped the tools it ran.
+    #[error("interrupted: {what} was stopped")]
+    Interrupted { what: String },
+    /// A cached build failed its check against its own manifest.
+    #[error("the cached kernel build in {} is damaged: {what}", dir.display())]
+    CacheDamaged { dir: PathBuf, what: String },
 }
 
 fn summarize(m: &[Mismatch]) -> String {
@@ -218,6 +224,13 @@ impl KbuildError {
                 "free space there, or point GASBENCH_CACHE (--cache-dir) at a larger disk".into()
             }
             KbuildError::Invalid { .. } => "see the message".into(),
+            KbuildError::Interrupted { .. } => {
+                "run it again: the cache keeps what was finished, and nothing half-made is used".into()
+            }
+            KbuildError::CacheDamaged { dir, .. } => format!(
+                "remove {} (gasbench rebuilds it), and check the disk it is on",
+                dir.display()
+            ),
         }
     }
 }

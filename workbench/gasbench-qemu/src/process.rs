@@ -1,14 +1,15 @@
 //! Child processes that cannot outlive us: each runs in its own process
 //! group (a terminal's Ctrl-C reaches gasbench, which then tears down in
-//! order) and dies with SIGKILL if gasbench itself dies (PR_SET_PDEATHSIG).
+//! order) and dies with SIGKILL if gasbench itself dies (PR_SET_PDEATHSIG),
+//! through `gasbench_env::process`, the mechanism every child shares.
 //! A supervisor task reports every exit on the bus, saying whether we
 //! asked for it.
 
-use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use gasbench_env::process::OnParentDeath;
 use gasbench_events::EventSink;
 use gasbench_events::vm::VmEvent;
 use tokio::sync::{oneshot, watch};
@@ -57,19 +58,9 @@ impl Supervised {
         sink: EventSink,
         stopping: Arc<AtomicBool>,
     ) -> std::io::Result<Supervised> {
-        // SAFETY: only async-signal-safe calls (setpgid, prctl) between
-        // fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // The one mechanism for every child of gasbench: its own group,
+        // SIGKILL when the spawning thread (a runtime worker) dies.
+        gasbench_env::process::tie_to_gasbench(&mut cmd, OnParentDeath::Kill);
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()?;

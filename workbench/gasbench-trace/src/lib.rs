@@ -11,7 +11,9 @@
 //!   boot is an error, never an empty passing suite.
 //! - [`kcidb`]: a KCIDB v5.3 submission (checkout, builds, tests).
 //! - [`ktap`]: the run's results as KTAP for kselftest-style harnesses.
+//! - [`atomic`]: files written whole or not at all (results, reviews).
 
+pub mod atomic;
 pub mod junit;
 pub mod kcidb;
 pub mod ktap;

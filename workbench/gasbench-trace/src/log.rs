@@ -16,6 +16,12 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: not an event: {error}")]
     Corrupt {
         path: String,
@@ -36,16 +42,42 @@ pub const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(4);
 /// batch is flushed before the next, so what was observed is on disk
 /// within a few milliseconds. Returns when the bus closes.
 pub async fn record(
+    rx: EventStream,
+    path: &Path,
+    forward: impl FnMut(&Event),
+) -> Result<u64, LogError> {
+    record_reporting(rx, path, forward, |_| {}).await
+}
+
+/// [`record`] that goes on when the log cannot be written (a full disk):
+/// it stops writing, tells `failed` at once, and keeps forwarding every
+/// event, so what is shown and folded into the summary stays whole. The
+/// write error is returned when the bus closes.
+pub async fn record_reporting(
     mut rx: EventStream,
     path: &Path,
     mut forward: impl FnMut(&Event),
+    failed: impl FnOnce(&LogError),
 ) -> Result<u64, LogError> {
-    let io = |source| LogError::Io {
+    let write_error = |source| LogError::Write {
         path: path.display().to_string(),
         source,
     };
-    let file = File::create(path).map_err(io)?;
-    let mut out = BufWriter::new(file);
+    let mut failed = Some(failed);
+    let mut error: Option<LogError> = None;
+    let mut fail = |e: LogError, error: &mut Option<LogError>| {
+        if let Some(tell) = failed.take() {
+            tell(&e);
+        }
+        error.get_or_insert(e);
+    };
+    let mut out = match File::create(path) {
+        Ok(f) => Some(BufWriter::new(f)),
+        Err(e) => {
+            fail(write_error(e), &mut error);
+            None
+        }
+    };
     let mut n = 0;
     let mut tick = tokio::time::interval(DRAIN_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,18 +95,34 @@ pub async fn record(
                 }
             }
         }
-        for ev in &batch {
-            serde_json::to_writer(&mut out, ev).map_err(|e| io(e.into()))?;
-            out.write_all(b"\n").map_err(io)?;
+        if let Some(w) = &mut out {
+            let written = batch
+                .iter()
+                .try_for_each(|ev| {
+                    serde_json::to_writer(&mut *w, ev).map_err(std::io::Error::from)?;
+                    w.write_all(b"\n")
+                })
+                .and_then(|()| w.flush());
+            if let Err(e) = written {
+                // Nothing more is written (a partial line is what a crash
+                // leaves too: readers skip it); everything is still shown.
+                fail(write_error(e), &mut error);
+                // Dropped without the flush a BufWriter's drop would try.
+                if let Some(w) = out.take() {
+                    let _ = w.into_parts();
+                }
+            }
         }
-        out.flush().map_err(io)?;
         for ev in &batch {
             forward(ev);
         }
         n += batch.len() as u64;
         batch.clear();
         if closed {
-            return Ok(n);
+            return match error {
+                Some(e) => Err(e),
+                None => Ok(n),
+            };
         }
     }
 }
@@ -225,6 +273,34 @@ mod tests {
         assert_eq!(idx.read(999).unwrap().seq, 999);
         assert!(idx.read(1000).is_none());
         assert!(idx.get(1000).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_says_so_once_and_every_event_is_still_forwarded() {
+        // /dev/full: every write fails with ENOSPC, as on a full disk.
+        let (sink, rx) = gasbench_events::bus();
+        for i in 0..5000 {
+            sink.emit(RunEvent::Note {
+                text: format!("note {i}"),
+            });
+        }
+        drop(sink);
+        let mut forwarded = 0;
+        let mut told = Vec::new();
+        let r = record_reporting(
+            rx,
+            Path::new("/dev/full"),
+            |_| forwarded += 1,
+            |e| told.push(e.to_string()),
+        )
+        .await;
+        assert_eq!(forwarded, 5000);
+        assert_eq!(told.len(), 1);
+        assert!(
+            told[0].starts_with("cannot write /dev/full: No space left on device"),
+            "{told:?}"
+        );
+        assert!(matches!(r, Err(LogError::Write { .. })));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The headless run shared by `gasbench run` and `gasbench repro`: the VM
 //! flags, the bus recorded to the run directory with live progress on
-//! stderr and folded into a `RunSummary`, and the results files.
+//! stderr and folded into a `RunSummary`, stopping on signals (see
+//! [`signals`]) and on a log that cannot be written, and the results files.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use gasbench_trace::{RunDir, RunSummary};
 use miette::IntoDiagnostic;
 
 use crate::Globals;
+use crate::cmd::signals::{self, Signal, Signals, Stop};
 
 /// How the VM runs, whatever it runs.
 #[derive(clap::Args, Clone, Debug)]
@@ -121,31 +124,65 @@ impl VmArgs {
     }
 }
 
+/// What [`record`] leaves: the summary of everything the bus carried,
+/// and how the run was stopped, if it was.
+pub struct Recorded {
+    pub summary: RunSummary,
+    /// The first signal that stopped the run.
+    pub signal: Option<Signal>,
+    /// Why the event log is incomplete (it could not be written).
+    pub log_error: Option<String>,
+}
+
+impl Recorded {
+    /// The exit status: 128 + the signal's number for a run a signal
+    /// stopped (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), else
+    /// `otherwise`.
+    pub fn exit_code(&self, otherwise: u8) -> ExitCode {
+        ExitCode::from(self.signal.map_or(otherwise, Signal::exit_code))
+    }
+}
+
 /// Run `work` on a fresh bus whose every event is recorded to the run
 /// directory's events.jsonl (progress on stderr) and folded into the
 /// summary that is returned. `work` says whether everything passed.
-/// Ctrl-C sets the `Interrupt` it was given: the running scenario ends with
-/// the verdicts it has and teardown runs. If that takes longer than
-/// [`INTERRUPT_GRACE`], or on a second Ctrl-C, `work` is dropped (its VM
-/// and device server are torn down by their Drop). Either way the run is
-/// recorded as interrupted. `kernel_detail` also prints patches that did
-/// not apply cleanly and per-patch build results.
+///
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP, and an event log that cannot be
+/// written (a full disk), set the `Interrupt` `work` was given: the
+/// running scenario ends with the verdicts it has and teardown runs. If
+/// that takes longer than [`INTERRUPT_GRACE`], or on a second signal,
+/// `work` is dropped (its VM and device server are killed by their Drop,
+/// the kernel stage's tools by `gasbench_env::process::kill_tools`).
+/// Either way the run is recorded as stopped, and the summary keeps every
+/// verdict that reached the bus. `kernel_detail` also prints patches that
+/// did not apply cleanly and per-patch build results.
 pub fn record<F, Fut>(
     run_dir: &RunDir,
     label: &str,
     kernel_detail: bool,
     work: F,
-) -> miette::Result<RunSummary>
+) -> miette::Result<Recorded>
 where
     F: FnOnce(EventSink, Interrupt) -> Fut,
     Fut: Future<Output = bool>,
 {
+    let mut signals = Signals::install().into_diagnostic()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .into_diagnostic()?;
-    Ok(rt.block_on(record_async(run_dir, label, kernel_detail, work)))
+    let recorded = rt.block_on(record_async(
+        run_dir,
+        label,
+        kernel_detail,
+        work,
+        &mut signals,
+    ));
+    // Whatever is still running on the runtime (a kernel stage whose make
+    // was killed, a task still holding a dropped VM) is not waited for.
+    rt.shutdown_timeout(SHUTDOWN_WAIT);
+    Ok(recorded)
 }
 
 async fn record_async<F, Fut>(
@@ -153,22 +190,34 @@ async fn record_async<F, Fut>(
     label: &str,
     kernel_detail: bool,
     work: F,
-) -> RunSummary
+    signals: &mut Signals,
+) -> Recorded
 where
     F: FnOnce(EventSink, Interrupt) -> Fut,
     Fut: Future<Output = bool>,
 {
     let (sink, rx) = gasbench_events::bus();
     let summary = Arc::new(Mutex::new(RunSummary::default()));
-    let recorder = {
+    let mut recorder = {
         let path = run_dir.events();
         let summary = summary.clone();
         let mut last_build_line = std::time::Instant::now();
+        let stop = signals.sender();
         tokio::spawn(async move {
-            gasbench_trace::log::record(rx, &path, |ev| {
-                print_progress(ev, kernel_detail, &mut last_build_line);
-                summary.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
-            })
+            gasbench_trace::log::record_reporting(
+                rx,
+                &path,
+                |ev| {
+                    print_progress(ev, kernel_detail, &mut last_build_line);
+                    summary.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
+                },
+                // A log that cannot be written stops the run, which keeps
+                // its verdicts in the summary all the same.
+                move |e| {
+                    eprintln!("gasbench: {e}");
+                    let _ = stop.send(Stop::Failure(e.to_string()));
+                },
+            )
             .await
         })
     };
@@ -178,49 +227,59 @@ where
     });
     let started = std::time::Instant::now();
     let (interrupter, interrupt) = Interrupt::new();
-    let work = work(sink.clone(), interrupt);
-    tokio::pin!(work);
-    let outcome = tokio::select! {
-        passed = &mut work => Some(passed),
-        _ = tokio::signal::ctrl_c() => None,
-    };
-    let passed = match outcome {
-        Some(p) => p,
-        None => {
-            eprintln!(
-                "gasbench: interrupted; ending the scenario with the verdicts it has (Ctrl-C again to stop at once)"
-            );
-            interrupter.interrupt();
-            let finished = tokio::select! {
-                passed = &mut work => Some(passed),
-                _ = tokio::time::sleep(INTERRUPT_GRACE) => None,
-                _ = tokio::signal::ctrl_c() => None,
-            };
-            if finished.is_none() {
-                sink.emit(RunEvent::Error {
-                    text: gasbench_engine::pipeline::INTERRUPTED.into(),
-                });
-            }
-            // The engine has said so itself when it finished.
-            false
-        }
-    };
+    let ending = signals::supervise(
+        work(sink.clone(), interrupt),
+        &mut signals.stops,
+        &interrupter,
+        INTERRUPT_GRACE,
+        |text| eprintln!("gasbench: {text}"),
+    )
+    .await;
+    if let Some(why) = &ending.dropped {
+        // The work is gone, and with it the VM and the device server;
+        // make and friends are not ours to drop.
+        gasbench_env::process::kill_tools();
+        let cause = ending.cause.as_deref().unwrap_or("interrupted");
+        sink.emit(RunEvent::Error {
+            text: format!("{cause}: {why}; the run was stopped at once"),
+        });
+    }
+    // The engine has said itself why a run it finished did not pass.
+    let passed = ending.output.unwrap_or(false) && ending.cause.is_none();
     sink.emit(RunEvent::Finished {
         passed,
         elapsed_ms: started.elapsed().as_millis() as u64,
     });
     drop(sink);
-    match recorder.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => eprintln!("gasbench: the event log is incomplete: {e}"),
-        Err(e) => eprintln!("gasbench: the event recorder failed: {e}"),
+    // The bus closes when the last part holding it has gone; a part that
+    // was dropped at once may take a moment, one that hangs is not waited
+    // for (what reached the recorder is on disk within its tick).
+    let log_error = match tokio::time::timeout(RECORDER_DRAIN, &mut recorder).await {
+        Ok(Ok(Ok(_))) => None,
+        Ok(Ok(Err(e))) => Some(e.to_string()),
+        Ok(Err(e)) => Some(format!("the event recorder failed: {e}")),
+        Err(_) => {
+            recorder.abort();
+            None
+        }
+    };
+    if let Some(e) = &log_error {
+        eprintln!("gasbench: the event log is incomplete: {e}");
     }
-    summary.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    Recorded {
+        summary: summary.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        signal: ending.signal,
+        log_error,
+    }
 }
 
 /// How long an interrupted run may take to end its scenario and tear
 /// down before it is dropped.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
+/// How long the recorder gets to write what is left once the run is over.
+const RECORDER_DRAIN: Duration = Duration::from_secs(5);
+/// How long tasks still on the runtime get when the command returns.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// The profile every run builds today; the matrix's profile axis.
 pub const PROFILE: &str = "default";
@@ -228,38 +287,43 @@ pub const PROFILE: &str = "default";
 /// The checkout a run's KCIDB submission describes.
 pub const CHECKOUT: &str = "checkout.json";
 
-/// results.json, junit.xml, results.ktap and kcidb.json in the run
-/// directory (and the KCIDB submission at `--kcidb FILE`); returns the
-/// JSON.
+/// results.json, junit.xml, results.ktap, kcidb.json and checkout.json in
+/// the run directory (and the KCIDB submission at `--kcidb FILE`), each
+/// written whole or not at all. Returns the JSON, and what could not be
+/// written (the summary is printed either way: on a full disk it is the
+/// only whole record of the verdicts).
 pub fn write_results(
     run_dir: &RunDir,
     summary: &RunSummary,
     checkout: &Checkout,
     kcidb: Option<&Path>,
-) -> miette::Result<String> {
-    let results = serde_json::to_string_pretty(summary).into_diagnostic()?;
-    std::fs::write(run_dir.results(), &results).into_diagnostic()?;
-    std::fs::write(run_dir.junit(), gasbench_trace::junit::to_junit(summary)).into_diagnostic()?;
-    std::fs::write(
-        run_dir.results_ktap(),
-        gasbench_trace::ktap::to_ktap(summary),
-    )
-    .into_diagnostic()?;
+) -> (String, Vec<String>) {
+    let results = serde_json::to_string_pretty(summary)
+        .unwrap_or_else(|e| format!("{{\"error\": \"the summary cannot be serialised: {e}\"}}"));
     let submission =
         serde_json::to_string_pretty(&gasbench_trace::kcidb::to_kcidb(summary, checkout, PROFILE))
-            .into_diagnostic()?;
-    std::fs::write(run_dir.kcidb(), &submission).into_diagnostic()?;
+            .unwrap_or_else(|e| format!("{{\"error\": \"the submission cannot be serialised: {e}\"}}"));
     // What was checked out, for `gasbench merge` to submit again.
-    std::fs::write(
-        run_dir.path().join(CHECKOUT),
-        serde_json::to_string_pretty(checkout).into_diagnostic()?,
-    )
-    .into_diagnostic()?;
+    let checkout_json = serde_json::to_string_pretty(checkout)
+        .unwrap_or_else(|e| format!("{{\"error\": \"the checkout cannot be serialised: {e}\"}}"));
+    let mut files = vec![
+        (run_dir.results(), results.clone()),
+        (run_dir.junit(), gasbench_trace::junit::to_junit(summary)),
+        (run_dir.results_ktap(), gasbench_trace::ktap::to_ktap(summary)),
+        (run_dir.kcidb(), submission.clone()),
+        (run_dir.path().join(CHECKOUT), checkout_json),
+    ];
     if let Some(path) = kcidb {
-        std::fs::write(path, &submission)
-            .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
+        files.push((path.to_path_buf(), submission));
     }
-    Ok(results)
+    let mut unwritten = Vec::new();
+    for (path, text) in files {
+        if let Err(e) = gasbench_trace::atomic::write(&path, text.as_bytes()) {
+            unwritten.push(e.to_string());
+        }
+    }
+    (results, unwritten)
+}
 }
 
 /// The live progress on stderr: stages, scenario verdicts, failures,

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use gasbench_events::kernel::{ApplyStatus, KernelEvent, PatchApplied};
 use gasbench_events::run::{Outcome, RunEvent};
@@ -12,6 +13,7 @@ use gasbench_kbuild::{BaseSource, KbuildError, KernelRequest};
 use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
 
 use crate::Globals;
+use crate::cmd::signals::{Signal, Signals, Stop};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -107,6 +109,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     };
     let (sink, stream) = gasbench_events::bus();
     let cache = g.cache.clone();
+    let interrupted = stop_tools_on_signals()?;
     let worker = std::thread::spawn(move || {
         let r = gasbench_kbuild::ensure_kernel(&req, &rt, &cache, &sink);
         drop(sink);
@@ -116,6 +119,13 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     let result = worker
         .join()
         .map_err(|_| miette::miette!("the kernel build thread panicked"))?;
+    let signal = *interrupted.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = signal {
+        if let Err(e) = result {
+            eprintln!("{:?}", diagnostic(e));
+        }
+        return Ok(ExitCode::from(s.exit_code()));
+    }
     let art = match result {
         Ok(a) => a,
         Err(e) => {
@@ -186,6 +196,36 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         return Ok(super::exit::code(super::exit::FINDINGS));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT, SIGTERM and SIGHUP during a build: the first stops make and
+/// the other tools (SIGTERM: make deletes the targets it was writing, and
+/// the build directory is renamed into place only when complete, so the
+/// cache stays consistent); a second kills them at once. Returns the
+/// first signal once there is one.
+fn stop_tools_on_signals() -> miette::Result<Arc<Mutex<Option<Signal>>>> {
+    let mut signals = Signals::install().map_err(|e| miette::miette!("{e}"))?;
+    let first = Arc::new(Mutex::new(None));
+    let seen = first.clone();
+    // Detached: it lives as long as the command, and so do its handlers.
+    std::thread::spawn(move || {
+        while let Some(stop) = signals.stops.blocking_recv() {
+            let Stop::Signal(s) = stop else { continue };
+            let mut first = seen.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some(s);
+                eprintln!(
+                    "\nkernel: {}: stopping make (again to kill it at once)",
+                    s.cause()
+                );
+                gasbench_env::process::stop_tools();
+            } else {
+                eprintln!("kernel: killing the build at once");
+                gasbench_env::process::kill_tools();
+            }
+        }
+    });
+    Ok(first)
 }
 
 /// Stage lines, the patch table, and a progress bar on a terminal.

@@ -16,4 +16,5 @@ pub mod run;
 pub mod scenario;
 pub mod setup;
 pub mod shard;
+pub mod signals;
 pub mod tui;

@@ -79,7 +79,7 @@ pub struct Args {
     vm: super::headless::VmArgs,
 }
 
-use super::exit::BAD_INPUT;
+use super::exit::{BAD_INPUT, TOOL_FAILED};
 
 /// A series to review, before its kernel directory is made.
 enum Pending<'a> {
@@ -263,6 +263,10 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         let (code, review) = review_one(g, &args, s, &suite, &runtime)?;
         worst = super::exit::worst(worst, code);
         reviews.extend(review);
+        if code > 128 {
+            // A signal stopped it: the series after it are not started.
+            break;
+        }
     }
     if args.json {
         let text = match (several, reviews.first()) {
@@ -439,19 +443,21 @@ fn review_one(
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
+    let recorded = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
         if boot {
             pipeline::run_until(opts, sink, interrupt).await.passed()
         } else {
-            kernel_only(&provider, &sink).await
+            kernel_only(&provider, &sink, interrupt).await
         }
     })?;
-    super::headless::write_results(
+    let summary = &recorded.summary;
+    let (_, mut unwritten) = super::headless::write_results(
         &run_dir,
-        &summary,
+        summary,
         &super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name)),
         args.vm.kcidb.as_deref(),
-    )?;
+    );
+    unwritten.extend(recorded.log_error.clone());
 
     // The review, from what was recorded.
     let (events, _) =
@@ -477,7 +483,7 @@ fn review_one(
         manifest: slot.artifacts.as_ref().map(|a| &a.manifest),
         kernel_error: kernel_error.as_deref(),
         events: &events,
-        summary: &summary,
+        summary,
         scenarios: &sources,
         per_patch: !args.no_per_patch,
         cross_arch: args.cross_arch.as_deref(),
@@ -487,8 +493,11 @@ fn review_one(
     });
     let md = gasbench_review::markdown::render(&review);
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
-    std::fs::write(run_dir.path().join("review.md"), &md).into_diagnostic()?;
-    std::fs::write(run_dir.path().join("review.json"), &json).into_diagnostic()?;
+    for (name, text) in [("review.md", &md), ("review.json", &json)] {
+        if let Err(e) = gasbench_trace::atomic::write(&run_dir.path().join(name), text.as_bytes()) {
+            unwritten.push(e.to_string());
+        }
+    }
     // The reply to the series, for git send-email or b4 send.
     let diffs = gasbench_review::reply::patch_diffs(&tkdir.series_dir(&target.name), &series);
     let from = reviewer();
@@ -505,7 +514,9 @@ fn review_one(
             date: &date,
         },
     );
-    std::fs::write(run_dir.path().join("review.eml"), &eml).into_diagnostic()?;
+    if let Err(e) = gasbench_trace::atomic::write(&run_dir.path().join("review.eml"), eml.as_bytes()) {
+        unwritten.push(e.to_string());
+    }
     // `b4-check` answers from it, by Message-Id and by patch-id.
     let patch_ids: Vec<(u32, String)> = series
         .patches
@@ -537,11 +548,20 @@ fn review_one(
             run_dir.path().join("review.eml").display()
         );
     }
+    for e in &unwritten {
+        eprintln!("gasbench repro: {e}");
+    }
     eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
-    // Stopped by the user: the review holds what was found so far.
-    let code = match super::exit::for_run(&summary) {
-        super::exit::INTERRUPTED => super::exit::INTERRUPTED,
-        _ => review.exit_code,
+    // Interrupted: the shell's code for the signal (the review holds what
+    // was found so far); a file that could not be written: the tool's
+    // environment failed.
+    let code = match recorded.signal {
+        Some(s) => s.exit_code(),
+        None if !unwritten.is_empty() => super::exit::worst(review.exit_code, TOOL_FAILED),
+        None => match super::exit::for_run(summary) {
+            super::exit::INTERRUPTED => super::exit::INTERRUPTED,
+            _ => review.exit_code,
+        },
     };
     Ok((code, Some(review)))
 }
@@ -569,7 +589,9 @@ fn choose_base(
                  source tarball with no git history to compare the series' blobs with; built on it"
             ),
             Some(c) => format!(
-                "the series says base-commit {c}; the pinned base is a source tarball without                  git history, so it was built on {pinned} instead (--base-tree PATH, a kernel                  checkout that has {c}, builds on the series' own base)"
+                "the series says base-commit {c}; the pinned base is a source tarball without \
+                 git history, so it was built on {pinned} instead (--base-tree PATH, a kernel \
+                 checkout that has {c}, builds on the series' own base)"
             ),
             None => format!("the series has no base-commit: trailer; built on {pinned}"),
         };
@@ -646,7 +668,8 @@ fn choose_base(
                     rev: None,
                 },
                 format!(
-                    "the series says base-commit {c}, which {shown} does not have; built on {} of                      {shown} instead",
+                    "the series says base-commit {c}, which {shown} does not have; built on {} of \
+                     {shown} instead",
                     kdir.base.upstream_tag
                 ),
             ),
@@ -745,8 +768,12 @@ fn kernel_provider(
 }
 
 /// No scenario concerns the series: apply and build only.
-async fn kernel_only(provider: &KernelProvider, sink: &EventSink) -> bool {
-    match pipeline::build_kernel(provider, sink).await {
+async fn kernel_only(
+    provider: &KernelProvider,
+    sink: &EventSink,
+    interrupt: gasbench_engine::interrupt::Interrupt,
+) -> bool {
+    match pipeline::build_kernel_until(provider, sink, interrupt).await {
         Ok(_) => true,
         Err(e) => {
             sink.emit(RunEvent::Error { text: e });

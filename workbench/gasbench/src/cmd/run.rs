@@ -92,22 +92,36 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         kernel,
         settings: args.vm.settings(g, runtime, &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
-        pipeline::run_until(opts, sink, interrupt).await.passed()
-    })?;
+    let recorded =
+        super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
+            pipeline::run_until(opts, sink, interrupt).await.passed()
+        })?;
+    let summary = &recorded.summary;
 
     // What was checked out: the base and every series gasbench knows
     // (the kernel stage's default), unless a prebuilt --kernel was given.
     let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
         .map(|k| super::checkout::of_all(&k))
         .unwrap_or_default();
-    let results =
-        super::headless::write_results(&run_dir, &summary, &checkout, args.vm.kcidb.as_deref())?;
+    // The summary is printed whatever could be written: on a full disk it
+    // is the only whole record of the verdicts.
+    let (results, unwritten) =
+        super::headless::write_results(&run_dir, summary, &checkout, args.vm.kcidb.as_deref());
     if args.json {
         println!("{results}");
     } else {
-        print!("{}", gasbench_trace::table::summary_table(&summary));
+        print!("{}", gasbench_trace::table::summary_table(summary));
         println!("run directory: {}", run_dir.path().display());
     }
-    Ok(exit::code(exit::for_run(&summary)))
+    for e in &unwritten {
+        eprintln!("gasbench run: {e}");
+    }
+    // A record that could not be written is the environment failing: the
+    // verdicts on stdout are all there is.
+    let status = if unwritten.is_empty() && recorded.log_error.is_none() {
+        exit::for_run(summary)
+    } else {
+        exit::TOOL_FAILED
+    };
+    Ok(recorded.exit_code(status))
 }
