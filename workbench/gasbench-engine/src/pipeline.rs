@@ -28,7 +28,15 @@ use crate::session::BootSpec;
 
 /// The run's error when `cause` ("interrupted (Ctrl-C)") stopped it.
 pub fn interrupted_error(cause: &str) -> String {
-    format!("{cause}: the run was stopped and the VM torn down")
+    format!("{cause}{INTERRUPTED_TAIL}")
+}
+
+const INTERRUPTED_TAIL: &str = ": the run was stopped and the VM torn down";
+
+/// Whether a run error is one [`interrupted_error`] made (a recorded run
+/// read back, e.g. a shard to merge, knows it was stopped only from this).
+pub fn is_interrupted_error(error: &str) -> bool {
+    error.starts_with("interrupted (") && error.ends_with(INTERRUPTED_TAIL)
 }
 
 /// The run cannot go on: what stopped it, and the verdicts the scenario

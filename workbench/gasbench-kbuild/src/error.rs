@@ -154,7 +154,11 @@ impl KbuildError {
             | KbuildError::ConfigNotSet { .. }
             | KbuildError::BuildFailed { .. }
             | KbuildError::SelftestFailed { .. }
-            | KbuildError::DiskFull { .. } => Blame::Environment,
+            | KbuildError::DiskFull { .. }
+            | KbuildError::CacheDamaged { .. } => Blame::Environment,
+            // A signal's own exit status is used before blame is asked;
+            // should it be asked, nobody's input is at fault.
+            KbuildError::Interrupted { .. } => Blame::Environment,
         }
     }
 

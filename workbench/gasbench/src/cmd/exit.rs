@@ -38,7 +38,7 @@ pub fn for_run(summary: &gasbench_trace::RunSummary) -> u8 {
     if summary
         .errors
         .iter()
-        .any(|e| e == gasbench_engine::pipeline::INTERRUPTED)
+        .any(|e| gasbench_engine::pipeline::is_interrupted_error(e))
     {
         return INTERRUPTED;
     }

@@ -302,14 +302,19 @@ pub fn write_results(
         .unwrap_or_else(|e| format!("{{\"error\": \"the summary cannot be serialised: {e}\"}}"));
     let submission =
         serde_json::to_string_pretty(&gasbench_trace::kcidb::to_kcidb(summary, checkout, PROFILE))
-            .unwrap_or_else(|e| format!("{{\"error\": \"the submission cannot be serialised: {e}\"}}"));
+            .unwrap_or_else(|e| {
+                format!("{{\"error\": \"the submission cannot be serialised: {e}\"}}")
+            });
     // What was checked out, for `gasbench merge` to submit again.
     let checkout_json = serde_json::to_string_pretty(checkout)
         .unwrap_or_else(|e| format!("{{\"error\": \"the checkout cannot be serialised: {e}\"}}"));
     let mut files = vec![
         (run_dir.results(), results.clone()),
         (run_dir.junit(), gasbench_trace::junit::to_junit(summary)),
-        (run_dir.results_ktap(), gasbench_trace::ktap::to_ktap(summary)),
+        (
+            run_dir.results_ktap(),
+            gasbench_trace::ktap::to_ktap(summary),
+        ),
         (run_dir.kcidb(), submission.clone()),
         (run_dir.path().join(CHECKOUT), checkout_json),
     ];
@@ -323,7 +328,6 @@ pub fn write_results(
         }
     }
     (results, unwritten)
-}
 }
 
 /// The live progress on stderr: stages, scenario verdicts, failures,

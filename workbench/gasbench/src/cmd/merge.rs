@@ -70,13 +70,20 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| g.cache.root().join("runs"));
     let run_dir = RunDir::create(&runs, "merge").into_diagnostic()?;
-    let results = super::headless::write_results(
+    let (results, unwritten) = super::headless::write_results(
         &run_dir,
         &merged,
         &checkout.unwrap_or_default(),
         args.kcidb.as_deref(),
-    )?;
-    let mut status = exit::for_run(&merged);
+    );
+    for e in &unwritten {
+        eprintln!("gasbench merge: {e}");
+    }
+    let mut status = if unwritten.is_empty() {
+        exit::for_run(&merged)
+    } else {
+        exit::TOOL_FAILED
+    };
     // Shards of one repro: one review. Parts of different series are not
     // one review; each keeps its own.
     if !reviews.is_empty()
@@ -87,12 +94,11 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         && let Some(review) = Review::merge(&reviews)
     {
         let md = gasbench_review::markdown::render(&review);
-        std::fs::write(run_dir.path().join("review.md"), &md).into_diagnostic()?;
-        std::fs::write(
-            run_dir.path().join("review.json"),
-            serde_json::to_string_pretty(&review).into_diagnostic()?,
-        )
-        .into_diagnostic()?;
+        let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
+        for (name, text) in [("review.md", &md), ("review.json", &json)] {
+            gasbench_trace::atomic::write(&run_dir.path().join(name), text.as_bytes())
+                .into_diagnostic()?;
+        }
         eprintln!(
             "gasbench merge: review of {}: {}",
             review.series.name,

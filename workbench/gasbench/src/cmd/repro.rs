@@ -514,7 +514,9 @@ fn review_one(
             date: &date,
         },
     );
-    if let Err(e) = gasbench_trace::atomic::write(&run_dir.path().join("review.eml"), eml.as_bytes()) {
+    if let Err(e) =
+        gasbench_trace::atomic::write(&run_dir.path().join("review.eml"), eml.as_bytes())
+    {
         unwritten.push(e.to_string());
     }
     // `b4-check` answers from it, by Message-Id and by patch-id.

@@ -139,7 +139,10 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
     // The same files a headless run leaves, each whole or not at all.
     if let Ok((events, _)) = gasbench_trace::log::read_all(&run_dir.events()) {
         let summary = RunSummary::from_events(&events);
-        let (_, unwritten) = super::headless::write_results(&run_dir, &summary);
+        let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
+            .map(|k| super::checkout::of_all(&k))
+            .unwrap_or_default();
+        let (_, unwritten) = super::headless::write_results(&run_dir, &summary, &checkout, None);
         for e in unwritten {
             eprintln!("gasbench: {e}");
         }
