@@ -123,6 +123,12 @@ pub fn ensure_vm_user() -> Result<EnsureUser, String> {
         .ok_or_else(|| format!("useradd succeeded but {VM_USER} cannot be looked up"))
 }
 
+/// Whether `id` (with `groups`) may read a file with this metadata, by
+/// its mode bits (a descriptor passed to it skips the directories).
+pub fn may_read(meta: &std::fs::Metadata, id: &Identity, groups: &[u32]) -> bool {
+    bits_for(meta, id, groups) & 0o4 != 0
+}
+
 /// Permission bits that apply to `id` (with `groups`) on a file.
 fn bits_for(meta: &std::fs::Metadata, id: &Identity, groups: &[u32]) -> u32 {
     let mode = meta.mode();
