@@ -101,6 +101,28 @@ impl Confinement {
     }
 }
 
+/// Switch this whole process (every thread: glibc's set*id calls apply
+/// to all of them) to `id`, for good, and forbid regaining privileges.
+/// For a server that had to bind its socket as root first.
+pub fn drop_privileges(id: &Identity) -> std::io::Result<()> {
+    let check = |r: libc::c_int| {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain system calls on values; the group list outlives them.
+    unsafe {
+        let groups = [id.gid];
+        check(libc::setgroups(1, groups.as_ptr()))?;
+        check(libc::setresgid(id.gid, id.gid, id.gid))?;
+        check(libc::setresuid(id.uid, id.uid, id.uid))?;
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
 /// Whether this process runs as root (and so can drop a child's
 /// privileges, give it namespaces, and must).
 pub fn running_as_root() -> bool {

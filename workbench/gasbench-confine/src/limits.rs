@@ -55,12 +55,13 @@ impl Limits {
         }
     }
 
-    /// The device server process: it maps the guest RAM the guest lets it
-    /// DMA to, and writes no files (stderr goes to a capped pipe).
-    pub fn device_server(memory_mib: u32) -> Limits {
-        let ram = u64::from(memory_mib) * MIB;
+    /// The device server process: it writes no files (its log is its
+    /// stderr) and holds a few descriptors (the socket, DMA regions, the
+    /// INTx eventfd). Its address space is left alone: it maps as much
+    /// guest RAM as the VM has.
+    pub fn device_server() -> Limits {
         Limits {
-            address_space: Some(ram + 2 * GIB),
+            address_space: None,
             cpu_seconds: Some(VM_CPU_SECONDS),
             file_size: Some(MIB),
             open_files: Some(1024),

@@ -127,7 +127,7 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
     std::fs::write(&next, NEXT).unwrap();
     let runs = dir.path().join("runs");
     let mut cmd = Command::new(gasbench_binary());
-    cmd.args(["run", "--json", "--runs"])
+    cmd.args(["run", "--json", "--device-process", "--runs"])
         .arg(&runs)
         .arg(&hostile)
         .arg(&next)
@@ -152,6 +152,7 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
     };
     let qemu = started_pid(&events, "qemu").expect("qemu's pid is on the bus");
     let virtiofsd = started_pid(&events, "virtiofsd").expect("virtiofsd's pid is on the bus");
+    let device = started_pid(&events, "device server").expect("the device server's pid");
 
     // QEMU: the unprivileged user, seccomp filter, no capabilities, its
     // own network, bounded.
@@ -182,6 +183,18 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
     assert!(args.contains(
         "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
     ));
+
+    // The device server process dropped to the VM user once listening.
+    let d = status(device);
+    assert_eq!(
+        d["Uid"],
+        format!("{vm_uid}\t{vm_uid}\t{vm_uid}\t{vm_uid}"),
+        "{d:?}"
+    );
+    assert_eq!(d["NoNewPrivs"], "1");
+    assert_eq!(d["CapEff"], "0000000000000000");
+    assert_ne!(ns(&device.to_string(), "net"), ns("self", "net"));
+    assert_eq!(limit(device, "Max file size"), (1u64 << 20).to_string());
 
     // virtiofsd: the process that serves runs in new mount, pid and
     // network namespaces under seccomp; all of it under rlimits.

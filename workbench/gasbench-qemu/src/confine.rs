@@ -5,12 +5,10 @@
 //! the report of every protection, in force or not (a `Confinement` event
 //! per boot, and `gasbench doctor`).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
 
 use gasbench_confine::identity::{self, Identity};
 use gasbench_confine::{Confinement, Limits, report};
@@ -59,7 +57,7 @@ pub fn plan_for(rt: &Runtime, memory_mib: u32, accel: Accel) -> Plan {
     let mut protections = Vec::new();
     let root = gasbench_confine::running_as_root();
 
-    let seccomp = qemu_seccomp_support(rt);
+    let seccomp = gasbench_env::checks::qemu_seccomp(rt);
     protections.push(match &seccomp {
         Ok(()) => on("QEMU seccomp", format!("-sandbox {QEMU_SANDBOX}")),
         Err(why) => off("QEMU seccomp", format!("this QEMU refuses -sandbox: {why}")),
@@ -158,35 +156,6 @@ pub fn plan_for(rt: &Runtime, memory_mib: u32, accel: Accel) -> Plan {
         },
         protections,
     }
-}
-
-/// Does this QEMU accept our `-sandbox`? (`-sandbox … -version` exits 1
-/// with the reason when QEMU was built without seccomp.) Asked once per
-/// QEMU per process.
-pub fn qemu_seccomp_support(rt: &Runtime) -> Result<(), String> {
-    static SEEN: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
-    let mut cmd = rt.host_program(HostProgram::Qemu);
-    let key = format!("{cmd:?}");
-    let seen = SEEN.get_or_init(Default::default);
-    if let Some(r) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return r.clone();
-    }
-    cmd.args(["-sandbox", QEMU_SANDBOX, "-version"]);
-    let r = match cmd.output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .next()
-            .unwrap_or("no reason given")
-            .chars()
-            .take(200)
-            .collect()),
-        Err(e) => Err(format!("cannot run QEMU: {e}")),
-    };
-    seen.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, r.clone());
-    r
 }
 
 /// Can virtiofsd sandbox itself in namespaces here? As root it can; an

@@ -19,6 +19,10 @@ use miette::IntoDiagnostic;
 use crate::Globals;
 
 /// How the VM runs, whatever it runs.
+/// Guest RAM when `--memory` is not given (doctor reports the limits
+/// that follow from it).
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct VmArgs {
     /// Boot a fresh VM for every scenario.
@@ -31,7 +35,7 @@ pub struct VmArgs {
     #[arg(long, value_name = "DIR")]
     pub runs: Option<PathBuf>,
     /// Guest RAM in MiB.
-    #[arg(long, default_value_t = 512, value_name = "MIB",
+    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_name = "MIB",
           value_parser = clap::value_parser!(u32).range(128..=65536))]
     pub memory: u32,
     /// Guest CPUs (q35 without x2APIC: at most 64 here).
