@@ -104,9 +104,9 @@ impl Limits {
 }
 
 fn bytes(v: u64) -> String {
-    if v >= GIB && v % (GIB / 2) == 0 {
+    if v >= GIB && v.is_multiple_of(GIB / 2) {
         let halves = v / (GIB / 2);
-        if halves % 2 == 0 {
+        if halves.is_multiple_of(2) {
             format!("{} GiB", halves / 2)
         } else {
             format!("{}.5 GiB", halves / 2)
