@@ -270,6 +270,13 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
             assert!(p.active == expect_active, "{p:?}");
         }
     }
+    // results.json carries the same list.
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
+    let listed = results["confinement"]
+        .as_array()
+        .expect("results.json lists the protections");
+    assert_eq!(listed.len(), all.len(), "{listed:#?}");
     let qemu_log = std::fs::read_to_string(rd.join("qemu.log")).unwrap();
     assert!(!qemu_log.contains("Bad system call"), "{qemu_log}");
     assert_no_share_escape(&rd);

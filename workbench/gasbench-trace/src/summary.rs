@@ -71,6 +71,10 @@ pub struct RunSummary {
     /// Console lines at WARN or BUG level.
     pub kernel_warnings: Vec<String>,
     pub errors: Vec<String>,
+    /// How the VM's host processes were confined: every protection, in
+    /// force or not, and why (the latest boot's word for each).
+    #[serde(default)]
+    pub confinement: Vec<gasbench_events::vm::Protection>,
     /// None while the run is going.
     pub passed: Option<bool>,
     pub elapsed_ms: u64,
@@ -203,6 +207,14 @@ impl RunSummary {
                 status: k.status,
                 directive: k.directive.clone(),
             }),
+            EventBody::Vm(VmEvent::Confinement { protections }) => {
+                for p in protections {
+                    match self.confinement.iter_mut().find(|q| q.name == p.name) {
+                        Some(q) => *q = p.clone(),
+                        None => self.confinement.push(p.clone()),
+                    }
+                }
+            }
             EventBody::Vm(VmEvent::Console { line, severity })
                 if *severity != ConsoleSeverity::Normal && self.kernel_warnings.len() < 1000 =>
             {
@@ -303,6 +315,56 @@ mod tests {
             serde_json::from_str(r#"{"command":"run","accel":null,"accel_reason":null,"kernel_release":null,"stages":[],"scenarios":[{"name":"a","passed":true,"elapsed_ms":1,"expectations":[]}],"ktap":[],"kernel_warnings":[],"errors":[],"passed":true,"elapsed_ms":1}"#)
                 .unwrap();
         assert_eq!(old.scenarios[0].last_step, None);
+    }
+
+    #[test]
+    fn the_confinement_of_every_boot_is_kept_once_per_protection() {
+        use gasbench_events::vm::{Protection, VmEvent};
+        let p = |name: &str, active: bool, detail: &str| Protection {
+            name: name.into(),
+            active,
+            detail: detail.into(),
+        };
+        let events = vec![
+            ev(
+                0,
+                VmEvent::Confinement {
+                    protections: vec![p("device server", true, "a process")],
+                },
+            ),
+            ev(
+                1,
+                VmEvent::Confinement {
+                    protections: vec![
+                        p("QEMU seccomp", true, "-sandbox on"),
+                        p("cgroup v2 limits", false, "rlimits"),
+                    ],
+                },
+            ),
+            // A second boot says the same again.
+            ev(
+                2,
+                VmEvent::Confinement {
+                    protections: vec![p("QEMU seccomp", false, "refused")],
+                },
+            ),
+        ];
+        let s = RunSummary::from_events(&events);
+        let names: Vec<_> = s
+            .confinement
+            .iter()
+            .map(|p| (p.name.as_str(), p.active))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("device server", true),
+                ("QEMU seccomp", false),
+                ("cgroup v2 limits", false)
+            ]
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["confinement"][2]["detail"], "rlimits");
     }
 
     #[test]
