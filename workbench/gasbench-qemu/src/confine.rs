@@ -120,7 +120,7 @@ pub fn plan_for(rt: &Runtime, memory_mib: u32, accel: Accel) -> Plan {
     protections.push(on(
         "resource limits",
         format!(
-            "rlimits: QEMU {}; virtiofsd {}",
+            "rlimits: QEMU {}; virtiofsd {}, 4096 open files",
             qemu_limits.describe(),
             virtiofsd_limits.describe()
         ),

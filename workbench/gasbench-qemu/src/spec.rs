@@ -321,6 +321,8 @@ pub fn virtiofsd_args(share: &Path, socket: &Path, sandbox: VirtiofsdSandbox) ->
             "--seccomp=kill",
             "--cache=never",
             "--log-level=warn",
+            // Descriptors the guest can make it hold (one per open file).
+            "--rlimit-nofile=4096",
         ],
     );
     a
@@ -479,6 +481,7 @@ mod tests {
             "--sandbox=namespace",
             "--seccomp=kill",
             "--cache=never",
+            "--rlimit-nofile=4096",
         ] {
             assert!(a.contains(&flag.to_string()), "{flag} in {a:?}");
         }
