@@ -157,6 +157,16 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
     // QEMU: the unprivileged user, seccomp filter, no capabilities, its
     // own network, bounded.
     let q = status(qemu);
+    eprintln!(
+        "qemu pid {qemu}: Uid {} Seccomp {} NoNewPrivs {} CapEff {}; address space {} file size {} cpu {}",
+        q["Uid"],
+        q["Seccomp"],
+        q["NoNewPrivs"],
+        q["CapEff"],
+        limit(qemu, "Max address space"),
+        limit(qemu, "Max file size"),
+        limit(qemu, "Max cpu time")
+    );
     let vm_uid = uid_of("gasbench-vm").expect("gasbench setup made the gasbench-vm user");
     assert_eq!(
         q["Uid"],
@@ -202,6 +212,10 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
     let served = children(virtiofsd);
     assert_eq!(served.len(), 1, "virtiofsd's sandboxed child: {served:?}");
     let v = status(served[0]);
+    eprintln!(
+        "virtiofsd pid {virtiofsd}, sandboxed child {}: Uid {} Seccomp {} CapEff {}",
+        served[0], v["Uid"], v["Seccomp"], v["CapEff"]
+    );
     assert_eq!(v["Seccomp"], "2", "{v:?}");
     let child = served[0].to_string();
     for which in ["mnt", "pid", "net"] {
