@@ -28,15 +28,17 @@ pub struct Limits {
 pub const VM_CPU_SECONDS: u64 = 4 * 3600;
 
 impl Limits {
-    /// QEMU with `memory_mib` of guest RAM. Its address space holds the
-    /// guest RAM, TCG's 1 GiB translation buffer, a stack per thread and
-    /// its libraries (about 2 GiB at start with 512 MiB of RAM): 3 GiB on
-    /// top of the RAM. Its only file is the guest RAM memfd (growing it
-    /// counts against RLIMIT_FSIZE), so files may be as large as the RAM.
-    pub fn qemu(memory_mib: u32) -> Limits {
+    /// QEMU with `memory_mib` of guest RAM and `cpus` vCPUs. Its address
+    /// space holds the guest RAM, TCG's 1 GiB translation buffer, its
+    /// libraries and worker threads (about 2 GiB at start with 512 MiB of
+    /// RAM and 2 vCPUs): 3 GiB on top of the RAM, and 16 MiB per vCPU for
+    /// its thread's stack (8 MiB) and state. Its only file is the guest
+    /// RAM memfd (growing it counts against RLIMIT_FSIZE), so files may be
+    /// as large as the RAM.
+    pub fn qemu(memory_mib: u32, cpus: u32) -> Limits {
         let ram = u64::from(memory_mib) * MIB;
         Limits {
-            address_space: Some(ram + 3 * GIB),
+            address_space: Some(ram + 3 * GIB + u64::from(cpus) * 16 * MIB),
             cpu_seconds: Some(VM_CPU_SECONDS),
             file_size: Some(ram),
             open_files: Some(4096),
@@ -124,12 +126,18 @@ mod tests {
 
     #[test]
     fn qemu_gets_room_for_ram_and_translation_buffer_and_no_more() {
-        let l = Limits::qemu(512);
-        assert_eq!(l.address_space, Some(512 * MIB + 3 * GIB));
+        let l = Limits::qemu(512, 2);
+        assert_eq!(l.address_space, Some(512 * MIB + 3 * GIB + 32 * MIB));
         assert_eq!(l.file_size, Some(512 * MIB), "the RAM memfd must fit");
         assert_eq!(
             l.describe(),
-            "address space 3.5 GiB, CPU time 14400 s, file size 512 MiB, 4096 open files"
+            "address space 3616 MiB, CPU time 14400 s, file size 512 MiB, 4096 open files"
+        );
+        // A thread stack per vCPU: 64 vCPUs need a GiB more than one.
+        assert_eq!(
+            Limits::qemu(512, 64).address_space.unwrap()
+                - Limits::qemu(512, 0).address_space.unwrap(),
+            GIB
         );
         assert_eq!(l.rlimits().len(), 4);
         assert_eq!(Limits::default().describe(), "none");

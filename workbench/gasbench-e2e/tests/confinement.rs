@@ -179,9 +179,10 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
     assert_eq!(q["CapPrm"], "0000000000000000");
     assert_ne!(ns(&qemu.to_string(), "net"), ns("self", "net"));
     let ram = 512u64 << 20; // gasbench run's default guest RAM
+    // RAM + 3 GiB + 16 MiB for each of the 2 vCPUs.
     assert_eq!(
         limit(qemu, "Max address space"),
-        (ram + (3 << 30)).to_string()
+        (ram + (3 << 30) + (32 << 20)).to_string()
     );
     assert_eq!(limit(qemu, "Max file size"), ram.to_string());
     assert_eq!(limit(qemu, "Max cpu time"), (4 * 3600).to_string());

@@ -134,7 +134,7 @@ fn probe_confinement(kernel: &Path) -> gasbench_confine::Confinement {
     Confinement {
         identity,
         extra_groups: groups,
-        limits: Limits::qemu(256),
+        limits: Limits::qemu(256, 1),
         own_network: gasbench_confine::running_as_root(),
         inherit: Vec::new(),
     }

@@ -48,12 +48,12 @@ fn off(name: &str, detail: impl Into<String>) -> Protection {
 
 /// The plan for `spec` on `rt`.
 pub fn plan(spec: &VmSpec, rt: &Runtime) -> Plan {
-    plan_for(rt, spec.memory_mib, spec.accel)
+    plan_for(rt, spec.memory_mib, spec.cpus, spec.accel)
 }
 
-/// The plan for a VM with `memory_mib` of RAM under `accel` (doctor asks
-/// with the defaults).
-pub fn plan_for(rt: &Runtime, memory_mib: u32, accel: Accel) -> Plan {
+/// The plan for a VM with `memory_mib` of RAM and `cpus` vCPUs under
+/// `accel` (doctor asks with `gasbench run`'s defaults).
+pub fn plan_for(rt: &Runtime, memory_mib: u32, cpus: u32, accel: Accel) -> Plan {
     let mut protections = Vec::new();
     let root = gasbench_confine::running_as_root();
 
@@ -115,7 +115,7 @@ pub fn plan_for(rt: &Runtime, memory_mib: u32, accel: Accel) -> Plan {
         "virtiofsd --readonly: the guest cannot create, change or remove anything in the share the host writes bundles into; there is no writable share",
     ));
 
-    let qemu_limits = Limits::qemu(memory_mib);
+    let qemu_limits = Limits::qemu(memory_mib, cpus);
     let virtiofsd_limits = Limits::virtiofsd(memory_mib);
     protections.push(on(
         "resource limits",
@@ -237,7 +237,7 @@ mod tests {
     use std::io::Read;
 
     fn plan_as(id: Option<Identity>) -> Plan {
-        let mut p = plan_for(&Runtime::Host, 512, Accel::Tcg);
+        let mut p = plan_for(&Runtime::Host, 512, 2, Accel::Tcg);
         p.qemu.identity = id;
         p
     }
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn every_protection_is_reported_with_a_reason() {
-        let p = plan_for(&Runtime::Host, 512, Accel::Tcg);
+        let p = plan_for(&Runtime::Host, 512, 2, Accel::Tcg);
         let names: Vec<&str> = p.protections.iter().map(|p| p.name.as_str()).collect();
         for n in [
             "QEMU seccomp",
@@ -267,7 +267,7 @@ mod tests {
             assert!(names.contains(&n), "{n} in {names:?}");
         }
         assert!(p.protections.iter().all(|p| !p.detail.is_empty()));
-        assert_eq!(p.qemu.limits, Limits::qemu(512));
+        assert_eq!(p.qemu.limits, Limits::qemu(512, 2));
         assert_eq!(p.virtiofsd.identity, None, "virtiofsd sandboxes itself");
     }
 

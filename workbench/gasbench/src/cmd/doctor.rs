@@ -69,8 +69,13 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     let confinement = if qemu_version.is_empty() {
         Vec::new()
     } else {
-        gasbench_qemu::confine::plan_for(&runtime, crate::cmd::headless::DEFAULT_MEMORY_MIB, accel)
-            .protections
+        gasbench_qemu::confine::plan_for(
+            &runtime,
+            crate::cmd::headless::DEFAULT_MEMORY_MIB,
+            crate::cmd::headless::DEFAULT_CPUS,
+            accel,
+        )
+        .protections
     };
     let report = Report {
         runtime: choice.kind.name(),

@@ -22,6 +22,8 @@ use crate::Globals;
 /// Guest RAM when `--memory` is not given (doctor reports the limits
 /// that follow from it).
 pub const DEFAULT_MEMORY_MIB: u32 = 512;
+/// Guest CPUs when `--cpus` is not given.
+pub const DEFAULT_CPUS: u32 = 2;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct VmArgs {
@@ -39,7 +41,7 @@ pub struct VmArgs {
           value_parser = clap::value_parser!(u32).range(128..=65536))]
     pub memory: u32,
     /// Guest CPUs (q35 without x2APIC: at most 64 here).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
     /// Seconds the guest may take from QEMU start to the agent's Ready.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
