@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
 use gasbench_events::run::RunEvent;
-use gasbench_qemu::spec::{GOLDFISH_ID, goldfish_device_json};
+use gasbench_qemu::spec::GOLDFISH_ID;
 use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
 use gasbench_vfu::ServerStatus;
 use serde_json::json;
@@ -425,7 +425,13 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
         .device
         .as_ref()
         .ok_or("this run has no goldfish device")?;
-    let socket = d.socket_path().to_path_buf();
+    // QEMU reaches the server's socket through a descriptor it inherited:
+    // it runs as a user that cannot reach the run directory.
+    let device = guest
+        .session
+        .vm
+        .goldfish_device()
+        .ok_or("this VM was started without the goldfish device's socket")?;
     let before = match d.status() {
         ServerStatus::Listening { sessions, .. } => sessions,
         other => {
@@ -438,7 +444,7 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
         .session
         .vm
         .qmp
-        .execute_raw("device_add", goldfish_device_json(&socket))
+        .execute_raw("device_add", device)
         .await
         .map_err(|e| e.to_string())?;
     // QEMU connects to the server as part of device_add.

@@ -41,6 +41,8 @@ pub enum SetupError {
     StillNotReady { state: String },
     #[error("rust-src {src} does not match rustc {rustc} in the toolroot")]
     RustMismatch { rustc: String, src: String },
+    #[error("creating the VM user: {0}")]
+    VmUser(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -223,6 +225,7 @@ pub fn setup(opts: &SetupOptions, progress: &mut dyn Progress) -> Result<SetupRe
     if choice.kind == RuntimeKind::Toolroot {
         provision_toolroot(&mut s, opts)?;
     }
+    ensure_vm_user(&mut s)?;
 
     Ok(SetupReport {
         runtime: choice.kind,
@@ -231,6 +234,36 @@ pub fn setup(opts: &SetupOptions, progress: &mut dyn Progress) -> Result<SetupRe
         log: log_path,
         elapsed_ms: start.elapsed().as_millis(),
     })
+}
+
+/// The unprivileged user QEMU and the device server process run as
+/// (gasbench-confine). Only root switches users, so only root needs it.
+fn ensure_vm_user(s: &mut Session) -> Result<()> {
+    use gasbench_confine::identity::{EnsureUser, VM_USER, ensure_vm_user};
+    if !is_root_user() {
+        s.note(&format!(
+            "not root: VM processes run as this user, {VM_USER} is not needed"
+        ));
+        return Ok(());
+    }
+    match ensure_vm_user().map_err(SetupError::VmUser)? {
+        EnsureUser::Existed(id) => s.note(&format!(
+            "VM user {} ({}:{}) exists",
+            id.name, id.uid, id.gid
+        )),
+        EnsureUser::Created(id) => {
+            s.progress.step(&format!(
+                "created the system user {} for VM processes",
+                id.name
+            ));
+            s.actions.push(format!("useradd --system {}", id.name));
+            s.note(&format!(
+                "created VM user {} ({}:{})",
+                id.name, id.uid, id.gid
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn provision_toolroot(s: &mut Session, opts: &SetupOptions) -> Result<()> {

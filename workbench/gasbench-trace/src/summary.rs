@@ -128,6 +128,10 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patch_builds: Vec<PatchBuildResult>,
     pub errors: Vec<String>,
+    /// How the VM's host processes were confined: every protection, in
+    /// force or not, and why (the latest boot's word for each).
+    #[serde(default)]
+    pub confinement: Vec<gasbench_events::vm::Protection>,
     /// None while the run is going.
     pub passed: Option<bool>,
     pub elapsed_ms: u64,
@@ -274,6 +278,14 @@ impl RunSummary {
                 status: k.status,
                 directive: k.directive.clone(),
             }),
+            EventBody::Vm(VmEvent::Confinement { protections }) => {
+                for p in protections {
+                    match self.confinement.iter_mut().find(|q| q.name == p.name) {
+                        Some(q) => *q = p.clone(),
+                        None => self.confinement.push(p.clone()),
+                    }
+                }
+            }
             EventBody::Vm(VmEvent::Console { line, severity })
                 if *severity != ConsoleSeverity::Normal && self.kernel_warnings.len() < 1000 =>
             {
@@ -485,6 +497,56 @@ mod tests {
         assert_eq!(crashed.verdict(), RunVerdict::Findings);
         // A run that never finished is no verdict on the kernel.
         assert_eq!(RunSummary::default().verdict(), RunVerdict::ToolFailed);
+    }
+
+    #[test]
+    fn the_confinement_of_every_boot_is_kept_once_per_protection() {
+        use gasbench_events::vm::{Protection, VmEvent};
+        let p = |name: &str, active: bool, detail: &str| Protection {
+            name: name.into(),
+            active,
+            detail: detail.into(),
+        };
+        let events = vec![
+            ev(
+                0,
+                VmEvent::Confinement {
+                    protections: vec![p("device server", true, "a process")],
+                },
+            ),
+            ev(
+                1,
+                VmEvent::Confinement {
+                    protections: vec![
+                        p("QEMU seccomp", true, "-sandbox on"),
+                        p("cgroup v2 limits", false, "rlimits"),
+                    ],
+                },
+            ),
+            // A second boot says the same again.
+            ev(
+                2,
+                VmEvent::Confinement {
+                    protections: vec![p("QEMU seccomp", false, "refused")],
+                },
+            ),
+        ];
+        let s = RunSummary::from_events(&events);
+        let names: Vec<_> = s
+            .confinement
+            .iter()
+            .map(|p| (p.name.as_str(), p.active))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("device server", true),
+                ("QEMU seccomp", false),
+                ("cgroup v2 limits", false)
+            ]
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["confinement"][2]["detail"], "rlimits");
     }
 
     #[test]

@@ -945,6 +945,22 @@ impl Model {
                 self.console
                     .push(e.t_us, Severity::Meta, format!("agent│ {line}"));
             }
+            VmEvent::Confinement { protections } => {
+                let off: Vec<&str> = protections
+                    .iter()
+                    .filter(|p| !p.active)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                let mut line = format!(
+                    "» confinement: {} of {} protections in force",
+                    protections.len() - off.len(),
+                    protections.len()
+                );
+                if !off.is_empty() {
+                    line.push_str(&format!("; not: {}", off.join(", ")));
+                }
+                self.console.push(e.t_us, Severity::Meta, line);
+            }
             VmEvent::Console { line, severity } => {
                 let sev = match severity {
                     ConsoleSeverity::Normal => Severity::Normal,

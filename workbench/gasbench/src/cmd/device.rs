@@ -63,6 +63,17 @@ struct ServeArgs {
     /// `gasbench run --device-process` runs the device.
     #[arg(long, hide = true, conflicts_with = "trace")]
     pipe_protocol: bool,
+    /// Once listening, switch to this user for good (`UID:GID`): the
+    /// pipeline starts the server as root (the run directory is root's)
+    /// and has it drop to the VM user.
+    #[arg(long, hide = true, value_name = "UID:GID", value_parser = parse_ids)]
+    run_as: Option<(u32, u32)>,
+}
+
+fn parse_ids(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = s.split_once(':').ok_or("expected UID:GID")?;
+    let n = |x: &str| x.parse::<u32>().map_err(|e| format!("{x:?}: {e}"));
+    Ok((n(u)?, n(g)?))
 }
 
 pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
@@ -99,7 +110,7 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
     };
     let socket = std::path::absolute(&a.socket).unwrap_or(a.socket.clone());
     if a.pipe_protocol {
-        return serve_piped(&socket, cfg, plan);
+        return serve_piped(&socket, cfg, plan, a.run_as);
     }
     let mut trace_out: Option<Box<dyn Write + Send>> = match &a.trace {
         None => None,
@@ -219,7 +230,12 @@ fn wait_for_signal() -> mpsc::Receiver<i32> {
 
 /// The server as a child of the pipeline: stdout is the protocol, so
 /// everything human goes to stderr.
-fn serve_piped(socket: &Path, cfg: DeviceConfig, plan: FaultPlan) -> miette::Result<ExitCode> {
+fn serve_piped(
+    socket: &Path,
+    cfg: DeviceConfig,
+    plan: FaultPlan,
+    run_as: Option<(u32, u32)>,
+) -> miette::Result<ExitCode> {
     signals::block_termination_signals().into_diagnostic()?;
     let server = PipedServer::start(
         socket,
@@ -229,6 +245,15 @@ fn serve_piped(socket: &Path, cfg: DeviceConfig, plan: FaultPlan) -> miette::Res
         Box::new(std::io::stdout()),
     )
     .into_diagnostic()?;
+    if let Some((uid, gid)) = run_as {
+        let id = gasbench_confine::Identity {
+            name: format!("{uid}:{gid}"),
+            uid,
+            gid,
+        };
+        gasbench_confine::drop_privileges(&id)
+            .map_err(|e| miette::miette!("switching to {uid}:{gid} after listening: {e}"))?;
+    }
     eprintln!(
         "gasbench device: serving on {} for the pipeline (pid {})",
         socket.display(),

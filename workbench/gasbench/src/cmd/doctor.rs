@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use gasbench_env::checks::{self, Check, Status};
 use gasbench_env::kvm::probe_kvm_cached;
 use gasbench_env::{Runtime, resolve_runtime};
+use gasbench_events::vm::Protection;
+use gasbench_qemu::Accel;
 use miette::IntoDiagnostic;
 use serde::Serialize;
 
@@ -25,6 +27,9 @@ struct Report {
     accel: &'static str,
     ok: bool,
     checks: Vec<Check>,
+    /// How a VM's host processes would be confined here: every protection,
+    /// in force or not, and why.
+    confinement: Vec<Protection>,
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
@@ -56,6 +61,22 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
     list.push(checks::kvm_check(&verdict, cached));
     let ok = !list.iter().any(Check::failed_required);
+    let accel = if verdict.usable {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    let confinement = if qemu_version.is_empty() {
+        Vec::new()
+    } else {
+        gasbench_qemu::confine::plan_for(
+            &runtime,
+            crate::cmd::headless::DEFAULT_MEMORY_MIB,
+            crate::cmd::headless::DEFAULT_CPUS,
+            accel,
+        )
+        .protections
+    };
     let report = Report {
         runtime: choice.kind.name(),
         runtime_reason: choice.reason,
@@ -63,6 +84,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         accel: verdict.accel(),
         ok,
         checks: list,
+        confinement,
     };
     if args.json {
         println!(
@@ -108,6 +130,17 @@ fn print_table(r: &Report) {
             line.push_str(&format!("\n        fix: {fix}"));
         }
         println!("{line}");
+    }
+    if !r.confinement.is_empty() {
+        println!("confinement of a VM's host processes:");
+        for p in &r.confinement {
+            println!(
+                "{:4}  {} — {}",
+                if p.active { "on" } else { "OFF" },
+                p.name,
+                p.detail
+            );
+        }
     }
     if r.ok {
         println!(

@@ -23,6 +23,12 @@ use crate::Globals;
 use crate::cmd::signals::{self, Signal, Signals, Stop};
 
 /// How the VM runs, whatever it runs.
+/// Guest RAM when `--memory` is not given (doctor reports the limits
+/// that follow from it).
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
+/// Guest CPUs when `--cpus` is not given.
+pub const DEFAULT_CPUS: u32 = 2;
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct VmArgs {
     /// Boot a fresh VM for every scenario.
@@ -35,11 +41,11 @@ pub struct VmArgs {
     #[arg(long, value_name = "DIR")]
     pub runs: Option<PathBuf>,
     /// Guest RAM in MiB.
-    #[arg(long, default_value_t = 512, value_name = "MIB",
+    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_name = "MIB",
           value_parser = clap::value_parser!(u32).range(128..=65536))]
     pub memory: u32,
     /// Guest CPUs (q35 without x2APIC: at most 64 here).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
     /// Seconds the guest may take from QEMU start to the agent's Ready.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
