@@ -252,6 +252,20 @@ pub enum Action {
     Sleep {
         ms: u64,
     },
+    /// `mount(source, target, fstype, flags, data)`: a filesystem for the
+    /// steps after it (`flags` are `MS_*`).
+    Mount {
+        source: Template,
+        target: Template,
+        fstype: String,
+        flags: IntExpr,
+        data: Template,
+    },
+    /// `umount2(target, flags)` (`MNT_*`).
+    Umount {
+        target: Template,
+        flags: IntExpr,
+    },
     /// Run a kselftest binary, stream and parse its KTAP output.
     Kselftest {
         path: Template,
@@ -320,6 +334,8 @@ impl Action {
             Action::WaitPath { .. } => "wait_path",
             Action::Dmesg { .. } => "dmesg",
             Action::Sleep { .. } => "sleep",
+            Action::Mount { .. } => "mount",
+            Action::Umount { .. } => "umount",
             Action::Kselftest { .. } => "kselftest",
             Action::Block { .. } => "block",
             Action::Fork { .. } => "fork",

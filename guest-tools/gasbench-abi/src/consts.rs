@@ -183,6 +183,18 @@ pub const AT_FLAGS: &[(&str, i64)] = &[
     ("AT_RECURSIVE", 0x8000),
 ];
 
+/// `mount(2)` flags (`MS_*` in `include/uapi/linux/mount.h`).
+pub const MOUNT_FLAGS: &[(&str, i64)] = &[
+    ("MS_RDONLY", 1),
+    ("MS_NOSUID", 2),
+    ("MS_NODEV", 4),
+    ("MS_NOEXEC", 8),
+    ("MS_NOATIME", 1024),
+];
+
+/// `umount2(2)` flags (`MNT_*`).
+pub const UMOUNT_FLAGS: &[(&str, i64)] = &[("MNT_FORCE", 1), ("MNT_DETACH", 2)];
+
 /// The `dirfd` meaning "the current directory".
 pub const AT_FDCWD: i32 = -100;
 

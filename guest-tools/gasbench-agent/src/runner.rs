@@ -600,6 +600,52 @@ impl Runner<'_> {
                     libc::symlinkat(tc.as_ptr(), d, c.as_ptr())
                 })
             }
+            Action::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => {
+                let src = self.text(ctx, source)?;
+                let tgt = self.text(ctx, target)?;
+                let dat = self.text(ctx, data)?;
+                let (sc, tc, fc, dc) = (
+                    cstring(&src)?,
+                    cstring(&tgt)?,
+                    cstring(fstype)?,
+                    cstring(&dat)?,
+                );
+                let fl: u64 = self.fit(ctx, flags, "flags", "unsigned long")?;
+                let data_ptr = if dat.is_empty() {
+                    std::ptr::null()
+                } else {
+                    dc.as_ptr() as *const libc::c_void
+                };
+                // SAFETY: valid NUL-terminated strings (data may be NULL).
+                simple!(
+                    None,
+                    json!({"source": src, "target": tgt, "fstype": fstype, "flags": fl, "data": dat}),
+                    unsafe {
+                        libc::mount(
+                            sc.as_ptr(),
+                            tc.as_ptr(),
+                            fc.as_ptr(),
+                            fl as libc::c_ulong,
+                            data_ptr,
+                        )
+                    }
+                )
+            }
+            Action::Umount { target, flags } => {
+                let tgt = self.text(ctx, target)?;
+                let tc = cstring(&tgt)?;
+                let fl: i32 = self.fit(ctx, flags, "flags", "int")?;
+                // SAFETY: a valid NUL-terminated path.
+                simple!(None, json!({"target": tgt, "flags": fl}), unsafe {
+                    libc::umount2(tc.as_ptr(), fl)
+                })
+            }
             Action::Fstat { fd } => {
                 let fd: i32 = self.fit(ctx, fd, "fd", "int")?;
                 // SAFETY: stat is plain old data.

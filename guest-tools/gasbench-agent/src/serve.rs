@@ -75,6 +75,8 @@ pub fn ready(mkdirat2_nr: Option<i64>, missing: Vec<String>) -> AgentMsg {
         ("getrlimit", libc::SYS_getrlimit),
         ("clone", libc::SYS_clone),
         ("execve", libc::SYS_execve),
+        ("mount", libc::SYS_mount),
+        ("umount2", libc::SYS_umount2),
     ]
     .into_iter()
     .map(|(n, v)| (n.to_string(), v))

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gasbench_abi::bundle::{self, Action, ArgPtr, BUNDLE_VERSION, Bundle, RawArg};
-use gasbench_abi::consts::{self, AT_FLAGS, ERRNOS, FCNTL_CMDS, OPEN_FLAGS, RLIMITS};
+use gasbench_abi::consts::{
+    self, AT_FLAGS, ERRNOS, FCNTL_CMDS, MOUNT_FLAGS, OPEN_FLAGS, RLIMITS, UMOUNT_FLAGS,
+};
 use gasbench_abi::expr::{self, IntExpr, Template, VarRef};
 use gasbench_abi::uapi::{self, Ioctl};
 use toml::Spanned;
@@ -347,6 +349,8 @@ const ACTIONS: &[&str] = &[
     "dmesg",
     "sleep",
     "kselftest",
+    "mount",
+    "umount",
     "host",
     "faults",
 ];
@@ -430,6 +434,8 @@ fn has_fd(action: &Action) -> bool {
             | Action::Dmesg { .. }
             | Action::Kselftest { .. }
             | Action::Fork { .. }
+            | Action::Mount { .. }
+            | Action::Umount { .. }
     )
 }
 
@@ -1680,6 +1686,58 @@ impl<'s> Cx<'s> {
                         flags: flags?,
                     })
                 }
+            }
+            "mount" => {
+                self.check_keys(t, &["source", "target", "fstype", "flags", "data"], key);
+                let source = match t.get("source") {
+                    Some(p) => self.template(p, &what("source"), scope),
+                    None => expr::Template::parse("none").ok(),
+                };
+                let target = req!("target").and_then(|p| self.template(p, &what("target"), scope));
+                let fstype = req!("fstype").and_then(|f| {
+                    let s = self.string(f, &what("fstype"))?;
+                    if s.is_empty()
+                        || s.len() > 64
+                        || !s
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                    {
+                        self.err(
+                            span_of(f),
+                            format!("`{s}` is not a filesystem type name"),
+                            "bad fstype",
+                        );
+                        return None;
+                    }
+                    Some(s.to_string())
+                });
+                let flags = match t.get("flags") {
+                    Some(f) => self.flags(f, MOUNT_FLAGS, IntTy::U32, &what("flags"), scope),
+                    None => Some(IntExpr::Lit(0)),
+                };
+                let data = match t.get("data") {
+                    Some(d) => self.template(d, &what("data"), scope),
+                    None => expr::Template::parse("").ok(),
+                };
+                Some(Action::Mount {
+                    source: source?,
+                    target: target?,
+                    fstype: fstype?,
+                    flags: flags?,
+                    data: data?,
+                })
+            }
+            "umount" => {
+                self.check_keys(t, &["target", "flags"], key);
+                let target = req!("target").and_then(|p| self.template(p, &what("target"), scope));
+                let flags = match t.get("flags") {
+                    Some(f) => self.flags(f, UMOUNT_FLAGS, IntTy::I32, &what("flags"), scope),
+                    None => Some(IntExpr::Lit(0)),
+                };
+                Some(Action::Umount {
+                    target: target?,
+                    flags: flags?,
+                })
             }
             "symlinkat" => {
                 self.check_keys(t, &["target", "dir", "path"], key);
