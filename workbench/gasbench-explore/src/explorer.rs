@@ -186,6 +186,9 @@ pub struct ExploreReport {
 }
 
 struct Found<Op> {
+    /// The tag the sequence had when `check` and `div` were made: their
+    /// step keys start with it.
+    tag: String,
     div: Divergence,
     original: Vec<Op>,
     minimal: Vec<Op>,
@@ -314,7 +317,7 @@ impl<D: Domain> Explorer<D> {
             &self.domain,
             &name,
             &f.minimal,
-            tag,
+            (&f.tag, tag),
             &f.check,
             &f.div,
             self.seed,
@@ -492,7 +495,7 @@ impl<D: Domain> Explorer<D> {
                         };
                     }
                 }
-                for (_, seq, c) in checks {
+                for (tag, seq, c) in checks {
                     for d in &c.divergences {
                         if self.seen.contains(&d.signature) {
                             self.stats.repeats += 1;
@@ -504,6 +507,7 @@ impl<D: Domain> Explorer<D> {
                             continue;
                         }
                         self.found.push(Found {
+                            tag: tag.clone(),
                             div: d.clone(),
                             original: seq.clone(),
                             minimal: seq.clone(),
@@ -533,8 +537,9 @@ impl<D: Domain> Explorer<D> {
                 // Candidates come most reduced first: take the first that
                 // still shows the same kind of divergence.
                 match checks.into_iter().find(|(_, _, c)| c.has(&sig)) {
-                    Some((_, seq, c)) => {
+                    Some((tag, seq, c)) => {
                         let f = &mut self.found[i];
+                        f.tag = tag;
                         f.minimal = seq;
                         f.div = c
                             .divergences
@@ -601,7 +606,7 @@ impl<D: Domain> Explorer<D> {
                             &self.domain,
                             &format!("explore-{name}-{}", slug(&f.div.signature)),
                             &f.minimal,
-                            "r",
+                            (&f.tag, "r"),
                             &f.check,
                             &f.div,
                             self.seed,
@@ -641,11 +646,29 @@ fn reproducer_text<D: Domain>(
     domain: &D,
     name: &str,
     seq: &[D::Op],
-    tag: &str,
+    (from, tag): (&str, &str),
     check: &SeqCheck,
     div: &Divergence,
     seed: u64,
 ) -> String {
+    // The check was made under the sequence's tag in its batch; the
+    // reproducer's steps have their own.
+    let rekey = |k: &str| match k.strip_prefix(from).filter(|r| r.starts_with('.')) {
+        Some(rest) => format!("{tag}{rest}"),
+        None => k.to_string(),
+    };
+    let check = &SeqCheck {
+        expects: check
+            .expects
+            .iter()
+            .map(|(k, v)| (rekey(k), v.clone()))
+            .collect(),
+        ..check.clone()
+    };
+    let div = &Divergence {
+        at: rekey(&div.at),
+        ..div.clone()
+    };
     let what = match div.kind {
         Kind::Defect => "fails where the kernel breaks the model",
         Kind::Question => "shows the behaviour the model cannot judge",

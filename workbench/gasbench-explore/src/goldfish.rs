@@ -1764,7 +1764,7 @@ impl Domain for Goldfish {
 
 /// Remove the ops with ids in `gone`, and every op that uses one of them
 /// (transitively); a fork left empty goes too.
-fn without(seq: &[Op], gone: &[u32]) -> Vec<Op> {
+pub fn without(seq: &[Op], gone: &[u32]) -> Vec<Op> {
     let mut gone: Vec<u32> = gone.to_vec();
     loop {
         let before = gone.len();

@@ -283,7 +283,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn id(&self) -> u32 {
+    pub fn id(&self) -> u32 {
         match self {
             Op::Dir { id, .. }
             | Op::File { id, .. }
