@@ -69,11 +69,22 @@ pub struct Vm {
     pub run_dir: PathBuf,
 }
 
-/// The last lines of a log, for error messages.
+/// The last lines of a log, for error messages: read from its last
+/// 64 KiB only (a guest can make the console log huge), each line cut
+/// at 512 bytes. Raw text: whoever prints it sanitises it.
 pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    const LINE: usize = 512;
+    let bytes = gasbench_safefs::read_tail(path, 64 * 1024).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| match l.char_indices().nth(LINE) {
+            Some((cut, _)) => format!("{}…", &l[..cut]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn listen(path: &Path) -> std::io::Result<UnixListener> {

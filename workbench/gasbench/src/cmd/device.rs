@@ -73,9 +73,13 @@ pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
 /// Read and check a fault plan, with the offending span on error.
 fn load_faults(path: &Path) -> miette::Result<FaultPlan> {
-    let text = std::fs::read_to_string(path)
+    // A regular file only, and bounded: a FIFO or /dev/zero given by
+    // mistake is an error, not a hang or an exhausted memory.
+    let bytes = gasbench_safefs::read_regular_file(path, gasbench_device::faults::MAX_PLAN_BYTES)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the fault plan {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| miette::miette!("the fault plan {} is not UTF-8 text: {e}", path.display()))?;
     FaultPlan::parse(&text).map_err(|e| {
         let labels = e
             .span

@@ -318,8 +318,12 @@ fn print_patch(p: &PatchApplied) {
 }
 
 fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
-    let bytes =
-        std::fs::read(&a.source).map_err(|e| diagnostic(KbuildError::io("read", &a.source, e)))?;
+    // Like repro: a regular file only, at most MAX_MAIL_BYTES of it.
+    let bytes = gasbench_review::resolve::read_bounded(
+        &a.source,
+        gasbench_review::resolve::MAX_MAIL_BYTES,
+    )
+    .map_err(|e| Report::new(MietteDiagnostic::new(e.to_string()).with_help(e.help())))?;
     let label = a.label.unwrap_or_else(|| a.source.display().to_string());
     // Mail as it comes: CRLF line ends, Latin-1 and friends (see
     // gasbench_series::mail_text), like repro reads it.
