@@ -570,7 +570,8 @@ action = "drop_connection"
 
     #[test]
     fn plans_are_bounded_in_size_and_rules() {
-        let rule = "[[fault]]\non = \"allocate_block\"\nnth = 1\naction = \"fail\"\nerrno = \"EIO\"\n";
+        let rule =
+            "[[fault]]\non = \"allocate_block\"\nnth = 1\naction = \"fail\"\nerrno = \"EIO\"\n";
         let ok = rule.repeat(MAX_RULES);
         assert_eq!(FaultPlan::parse(&ok).unwrap().faults.len(), MAX_RULES);
         let e = FaultPlan::parse(&rule.repeat(MAX_RULES + 1)).unwrap_err();

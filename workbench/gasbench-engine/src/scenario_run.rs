@@ -67,7 +67,11 @@ pub fn write_bundle(
         // the share, a file, a FIFO): the entry itself goes, never what
         // it points to.
         Err(SafeFsError::Symlink { .. } | SafeFsError::NotADirectory { .. }) => {
-            let kind = root.kind(BUNDLES).ok().flatten().unwrap_or("not a directory");
+            let kind = root
+                .kind(BUNDLES)
+                .ok()
+                .flatten()
+                .unwrap_or("not a directory");
             root.remove(BUNDLES)?;
             sink.emit(RunEvent::Note {
                 text: format!(
@@ -118,12 +122,11 @@ pub async fn run_scenario(
     }
 
     let json = serde_json::to_vec_pretty(&c.bundle).unwrap_or_default();
-    let rel = write_bundle(share, bundle_id, &json, sink).map_err(|source| {
-        ScenarioError::Bundle {
+    let rel =
+        write_bundle(share, bundle_id, &json, sink).map_err(|source| ScenarioError::Bundle {
             scenario: name.clone(),
             source,
-        }
-    })?;
+        })?;
 
     let mut console = guest.session.vm.console();
     guest.session.send(&HostMsg::RunBundle {
@@ -465,7 +468,10 @@ mod tests {
         }
         let (sink, mut bus) = gasbench_events::bus();
         let rel = write_bundle(&share, 1, b"{\"bundle\":1}", &sink).unwrap();
-        assert!(rel.starts_with("bundles/1-") && rel.ends_with(".json"), "{rel}");
+        assert!(
+            rel.starts_with("bundles/1-") && rel.ends_with(".json"),
+            "{rel}"
+        );
         assert_eq!(
             std::fs::read_to_string(share.join(&rel)).unwrap(),
             "{\"bundle\":1}"

@@ -488,7 +488,8 @@ fn random_u64() -> u64 {
     if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
         // No getrandom: still distinct per call and hard to predict.
         use std::hash::BuildHasher;
-        return std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+        return std::collections::hash_map::RandomState::new()
+            .hash_one(std::time::SystemTime::now());
     }
     u64::from_ne_bytes(b)
 }

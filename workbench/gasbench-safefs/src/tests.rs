@@ -71,7 +71,10 @@ fn new_files_are_created_beneath_and_read_back() {
         );
         // An existing name is never written again.
         assert!(
-            matches!(b.create_new("1.json", b"x"), Err(SafeFsError::Exists { .. })),
+            matches!(
+                b.create_new("1.json", b"x"),
+                Err(SafeFsError::Exists { .. })
+            ),
             "{r:?}"
         );
         // make_dir on an existing directory opens it.
@@ -102,7 +105,10 @@ fn a_planted_symlink_is_never_written_through() {
         // Reading through a link is refused too.
         for name in ["bundles/1.json", "bundles/2.json"] {
             let e = d.read(name, 100).unwrap_err();
-            assert!(matches!(e, SafeFsError::Symlink { .. }), "{r:?} {name}: {e}");
+            assert!(
+                matches!(e, SafeFsError::Symlink { .. }),
+                "{r:?} {name}: {e}"
+            );
         }
         // A fresh name is not one the guest could plant ahead.
         let name = b.create_fresh("1", "json", b"ok").unwrap();
@@ -136,7 +142,13 @@ fn a_directory_replaced_by_a_symlink_is_refused_and_can_be_replaced() {
         std::fs::write(fx.share.join("plain"), "x").unwrap();
         let e = d.make_dir("plain", 0o755).unwrap_err();
         assert!(
-            matches!(e, SafeFsError::NotADirectory { kind: "a regular file", .. }),
+            matches!(
+                e,
+                SafeFsError::NotADirectory {
+                    kind: "a regular file",
+                    ..
+                }
+            ),
             "{r:?}: {e}"
         );
         let e = d.create_new("plain/x", b"x").unwrap_err();
@@ -149,9 +161,19 @@ fn paths_that_climb_out_or_start_at_root_are_refused() {
     for r in BOTH {
         let fx = fixture();
         let d = GuestDir::open_with(&fx.share, r).unwrap();
-        for bad in ["../outside/canary", "/etc/passwd", "", "a/../../x", "./x", "a\0b"] {
+        for bad in [
+            "../outside/canary",
+            "/etc/passwd",
+            "",
+            "a/../../x",
+            "./x",
+            "a\0b",
+        ] {
             let e = d.create_new(bad, b"x").unwrap_err();
-            assert!(matches!(e, SafeFsError::BadPath { .. }), "{r:?} {bad:?}: {e}");
+            assert!(
+                matches!(e, SafeFsError::BadPath { .. }),
+                "{r:?} {bad:?}: {e}"
+            );
             assert!(d.read(bad, 10).is_err());
         }
         assert!(matches!(
@@ -184,17 +206,29 @@ fn fifos_sockets_and_devices_are_refused_without_being_opened() {
             "{r:?}: {fifo}"
         );
         assert!(
-            matches!(sock, SafeFsError::NotRegular { kind: "a socket", .. }),
+            matches!(
+                sock,
+                SafeFsError::NotRegular {
+                    kind: "a socket",
+                    ..
+                }
+            ),
             "{r:?}: {sock}"
         );
         assert!(matches!(zero, SafeFsError::Symlink { .. }), "{r:?}: {zero}");
-        assert!(matches!(create, SafeFsError::Exists { .. }), "{r:?}: {create}");
+        assert!(
+            matches!(create, SafeFsError::Exists { .. }),
+            "{r:?}: {create}"
+        );
         // A directory is not a regular file either.
         std::fs::create_dir(fx.share.join("d")).unwrap();
         let d = GuestDir::open_with(&fx.share, r).unwrap();
         assert!(matches!(
             d.read("d", 10),
-            Err(SafeFsError::NotRegular { kind: "a directory", .. })
+            Err(SafeFsError::NotRegular {
+                kind: "a directory",
+                ..
+            })
         ));
     }
 }
@@ -220,11 +254,17 @@ fn the_root_itself_must_be_a_directory_not_a_link() {
     symlink(&fx.share, &link).unwrap();
     assert!(matches!(
         GuestDir::open(&link),
-        Err(SafeFsError::NotADirectory { kind: "a symbolic link", .. })
+        Err(SafeFsError::NotADirectory {
+            kind: "a symbolic link",
+            ..
+        })
     ));
     assert!(matches!(
         GuestDir::open(&fx.canary),
-        Err(SafeFsError::NotADirectory { kind: "a regular file", .. })
+        Err(SafeFsError::NotADirectory {
+            kind: "a regular file",
+            ..
+        })
     ));
 }
 
@@ -243,15 +283,27 @@ fn user_named_files_regular_only_and_bounded() {
     let fifo = fx.outside.join("fifo");
     mkfifo(&fifo);
     let e = within(move || read_regular_file(&fifo, 100).unwrap_err());
-    assert!(matches!(e, SafeFsError::NotRegular { kind: "a FIFO", .. }), "{e}");
+    assert!(
+        matches!(e, SafeFsError::NotRegular { kind: "a FIFO", .. }),
+        "{e}"
+    );
     let e = read_regular_file(Path::new("/dev/zero"), 100).unwrap_err();
     assert!(
-        matches!(e, SafeFsError::NotRegular { kind: "a character device", .. }),
+        matches!(
+            e,
+            SafeFsError::NotRegular {
+                kind: "a character device",
+                ..
+            }
+        ),
         "{e}"
     );
     assert!(matches!(
         read_regular_file(&fx.outside, 100),
-        Err(SafeFsError::NotRegular { kind: "a directory", .. })
+        Err(SafeFsError::NotRegular {
+            kind: "a directory",
+            ..
+        })
     ));
     let e = read_regular_file(&fx.outside.join("absent"), 100).unwrap_err();
     assert!(e.to_string().contains("absent"), "{e}");

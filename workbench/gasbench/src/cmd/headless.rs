@@ -202,7 +202,7 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
     match &ev.body {
         EventBody::Run(r) => match r {
             RunEvent::StageBegin { stage, detail } => {
-                eprintln!("[{t:7.2}] {:<10} {detail}", stage.name())
+                say!("[{t:7.2}] {:<10} {detail}", stage.name())
             }
             RunEvent::StageEnd {
                 stage,
@@ -216,13 +216,13 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                eprintln!(
+                say!(
                     "[{t:7.2}] {:<10} {o} ({:.1} s) {detail}",
                     stage.name(),
                     *elapsed_ms as f64 / 1000.0
                 )
             }
-            RunEvent::Accel(a) => eprintln!(
+            RunEvent::Accel(a) => say!(
                 "[{t:7.2}] accel      {} — {}",
                 a.accel.to_uppercase(),
                 a.reason
@@ -231,7 +231,7 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                 scenario,
                 passed,
                 elapsed_ms,
-            } => eprintln!(
+            } => say!(
                 "[{t:7.2}] {} {scenario} ({:.1} s)",
                 if *passed { "PASS" } else { "FAIL" },
                 *elapsed_ms as f64 / 1000.0
@@ -243,16 +243,16 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                 held: false,
                 ..
             } => {
-                eprintln!("           ✗ {what}: expected {expected}, got {actual}")
+                say!("           ✗ {what}: expected {expected}, got {actual}")
             }
             RunEvent::StageProgress {
                 stage,
                 total: 0,
                 detail,
                 ..
-            } if kernel_detail => eprintln!("[{t:7.2}] {:<10} {detail}", stage.name()),
-            RunEvent::Note { text } => eprintln!("[{t:7.2}] note       {text}"),
-            RunEvent::Error { text } => eprintln!("[{t:7.2}] ERROR      {text}"),
+            } if kernel_detail => say!("[{t:7.2}] {:<10} {detail}", stage.name()),
+            RunEvent::Note { text } => say!("[{t:7.2}] note       {text}"),
+            RunEvent::Error { text } => say!("[{t:7.2}] ERROR      {text}"),
             _ => {}
         },
         EventBody::Kernel(gasbench_events::kernel::KernelEvent::BuildProgress {
@@ -261,20 +261,20 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
             current,
         }) if kernel_detail && last_build_line.elapsed().as_secs() >= 30 => {
             *last_build_line = std::time::Instant::now();
-            eprintln!("[{t:7.2}] build      {done}/{total} {current}");
+            say!("[{t:7.2}] build      {done}/{total} {current}");
         }
         EventBody::Kernel(k) if kernel_detail => print_kernel(t, k),
         EventBody::Vm(gasbench_events::vm::VmEvent::Console { line, severity })
             if *severity == gasbench_events::vm::ConsoleSeverity::Bug =>
         {
-            eprintln!("[{t:7.2}] kernel     {line}")
+            say!("[{t:7.2}] kernel     {line}")
         }
         EventBody::Vm(gasbench_events::vm::VmEvent::ProcessExited {
             name,
             status,
             expected: false,
         }) => {
-            eprintln!("[{t:7.2}] DIED       {name}: {status}")
+            say!("[{t:7.2}] DIED       {name}: {status}")
         }
         _ => {}
     }
@@ -285,7 +285,7 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
 fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
     use gasbench_events::kernel::{ApplyStatus, KernelEvent};
     match k {
-        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => eprintln!(
+        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => say!(
             "[{t:7.2}] patch      {} {}/{} {}: {}",
             p.series,
             p.index,
@@ -301,15 +301,15 @@ fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
             cross_error,
             ..
         } => {
-            eprintln!(
+            say!(
                 "[{t:7.2}] per-patch  {} after {subject}",
                 if *builds { "builds" } else { "DOES NOT BUILD" }
             );
             if let Some(e) = first_error {
-                eprintln!("           {e}");
+                say!("           {e}");
             }
             if let (Some(a), Some(e)) = (cross_arch, cross_error) {
-                eprintln!("           {a}: {e}");
+                say!("           {a}: {e}");
             }
         }
         _ => {}

@@ -88,7 +88,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
 fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     let (rt, choice) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
-    eprintln!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
+    say!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
     let req = KernelRequest {
         kernel_dir: a.kernel_dir,
         base: match a.base_tree {
@@ -121,23 +121,25 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(m).map_err(|e| miette::miette!("{e}"))?
+            gasbench_termsafe::json(
+                &serde_json::to_string_pretty(m).map_err(|e| miette::miette!("{e}"))?
+            )
         );
     }
     if !m.per_patch.is_empty() {
-        eprintln!("kernel: per patch (does the tree build after it?):");
+        say!("kernel: per patch (does the tree build after it?):");
         for p in &m.per_patch {
-            eprintln!(
+            say!(
                 "  {:>2} {} {}",
                 p.position,
                 if p.builds { "builds" } else { "BREAKS" },
                 p.label
             );
             if let Some(e) = &p.first_error {
-                eprintln!("       first error: {e}");
+                say!("       first error: {e}");
             }
             match p.cross.as_ref() {
-                Some(c) if !c.ok => eprintln!(
+                Some(c) if !c.ok => say!(
                     "       {} ({}): {}",
                     c.arch,
                     if c.caused_by_series {
@@ -148,7 +150,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
                     c.first_error.as_deref().unwrap_or("failed")
                 ),
                 // A patch that made an earlier break compile again.
-                Some(c) if !c.carried.is_empty() => eprintln!(
+                Some(c) if !c.carried.is_empty() => say!(
                     "       {}: {} compile(s) again",
                     c.arch,
                     c.carried.join(", ")
@@ -157,7 +159,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
             }
         }
     }
-    eprintln!(
+    say!(
         "kernel: {} {} — {} — {}",
         if art.reused { "unchanged" } else { "built" },
         m.kernel_release,
@@ -168,9 +170,9 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         art.bzimage.display()
     );
     if let Some(s) = &art.selftest {
-        eprintln!("kernel: selftest {}", s.display());
+        say!("kernel: selftest {}", s.display());
     }
-    eprintln!("kernel: manifest {}", art.manifest_path.display());
+    say!("kernel: manifest {}", art.manifest_path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -189,7 +191,7 @@ fn print_events(mut stream: EventStream) {
         match ev.body {
             EventBody::Run(RunEvent::StageBegin { stage, detail }) => {
                 clear(&mut bar_shown);
-                eprintln!("kernel: {} — {detail}", stage.name());
+                say!("kernel: {} — {detail}", stage.name());
             }
             EventBody::Run(RunEvent::StageProgress {
                 stage,
@@ -198,7 +200,7 @@ fn print_events(mut stream: EventStream) {
                 ..
             }) => {
                 clear(&mut bar_shown);
-                eprintln!("kernel: {}: {detail}", stage.name());
+                say!("kernel: {}: {detail}", stage.name());
             }
             EventBody::Run(RunEvent::StageEnd {
                 stage,
@@ -213,7 +215,7 @@ fn print_events(mut stream: EventStream) {
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                eprintln!(
+                say!(
                     "kernel: {} {o} in {:.1} s — {detail}",
                     stage.name(),
                     elapsed_ms as f64 / 1000.0
@@ -232,15 +234,15 @@ fn print_events(mut stream: EventStream) {
                 ..
             }) => {
                 clear(&mut bar_shown);
-                eprintln!(
+                say!(
                     "  after {subject}: {}",
                     if builds { "builds" } else { "DOES NOT BUILD" }
                 );
                 if let Some(e) = first_error {
-                    eprintln!("    {e}");
+                    say!("    {e}");
                 }
                 if let (Some(arch), Some(e)) = (cross_arch, cross_error) {
-                    eprintln!("    DOES NOT BUILD for {arch}: {e}");
+                    say!("    DOES NOT BUILD for {arch}: {e}");
                 }
             }
             EventBody::Kernel(KernelEvent::ConfigChecked {
@@ -250,7 +252,7 @@ fn print_events(mut stream: EventStream) {
                 ok: false,
             }) => {
                 clear(&mut bar_shown);
-                eprintln!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
+                say!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
             }
             EventBody::Kernel(KernelEvent::BuildProgress {
                 done,
@@ -262,15 +264,16 @@ fn print_events(mut stream: EventStream) {
                     let width = 30usize;
                     let fill = (pct as usize * width / 100).min(width);
                     eprint!(
-                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {current}",
+                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {}",
                         "#".repeat(fill),
-                        " ".repeat(width - fill)
+                        " ".repeat(width - fill),
+                        gasbench_termsafe::line_capped(&current, 60)
                     );
                     let _ = std::io::stderr().flush();
                     bar_shown = true;
                 } else if last_plain.elapsed().as_secs() >= 15 {
                     last_plain = std::time::Instant::now();
-                    eprintln!("  build {done}/{total} (~{pct}%) {current}");
+                    say!("  build {done}/{total} (~{pct}%) {current}");
                 }
             }
             EventBody::Kernel(KernelEvent::BuildLine { line }) => {
@@ -280,7 +283,7 @@ fn print_events(mut stream: EventStream) {
                     || t.starts_with("ld.lld: error")
                 {
                     clear(&mut bar_shown);
-                    eprintln!("  {line}");
+                    say!("  {line}");
                 }
             }
             _ => {}
@@ -299,12 +302,17 @@ fn print_patch(p: &PatchApplied) {
         Some(i) => format!("{} {i}", p.role.name()),
         None => p.role.name().to_string(),
     };
-    eprintln!(
+    say!(
         "  {:>2}/{:<2} {:<8} {} {:<13} {}",
-        p.index, p.total, status, p.series, which, p.subject
+        p.index,
+        p.total,
+        status,
+        p.series,
+        which,
+        p.subject
     );
     for h in p.hunks.iter().filter(|h| !h.applied) {
-        eprintln!(
+        say!(
             "          hunk {} of {} {} ({})",
             h.hunk,
             h.file,
@@ -313,17 +321,17 @@ fn print_patch(p: &PatchApplied) {
         );
     }
     if p.status != ApplyStatus::Applied && !p.detail.is_empty() {
-        eprintln!("          {}", p.detail);
+        for l in p.detail.lines() {
+            say!("          {l}");
+        }
     }
 }
 
 fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
     // Like repro: a regular file only, at most MAX_MAIL_BYTES of it.
-    let bytes = gasbench_review::resolve::read_bounded(
-        &a.source,
-        gasbench_review::resolve::MAX_MAIL_BYTES,
-    )
-    .map_err(|e| Report::new(MietteDiagnostic::new(e.to_string()).with_help(e.help())))?;
+    let bytes =
+        gasbench_review::resolve::read_bounded(&a.source, gasbench_review::resolve::MAX_MAIL_BYTES)
+            .map_err(|e| Report::new(MietteDiagnostic::new(e.to_string()).with_help(e.help())))?;
     let label = a.label.unwrap_or_else(|| a.source.display().to_string());
     // Mail as it comes: CRLF line ends, Latin-1 and friends (see
     // gasbench_series::mail_text), like repro reads it.
@@ -337,7 +345,7 @@ fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
     let done = gasbench_kbuild::extract::extract(&text, &label, &a.out).map_err(diagnostic)?;
     for e in &done {
         let m = &e.manifest;
-        println!(
+        tell!(
             "{}: {} v{} by {} <{}>, {} patch(es){}",
             e.dir.display(),
             m.title,
@@ -352,7 +360,7 @@ fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
             }
         );
         for p in &m.patches {
-            println!("  {:>2}/{} {:?} {}", p.index, m.total, p.origin, p.file);
+            tell!("  {:>2}/{} {:?} {}", p.index, m.total, p.origin, p.file);
         }
     }
     Ok(ExitCode::SUCCESS)

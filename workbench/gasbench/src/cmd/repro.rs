@@ -97,14 +97,14 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => return bad_input(resolve_diagnostic(e)),
             };
-            eprintln!(
+            say!(
                 "gasbench repro: {} ({}): {} series",
                 mail.label,
                 mail.format.describe(),
                 mail.series.len()
             );
             for s in &mail.series {
-                eprintln!(
+                say!(
                     "  {} {}: {}",
                     if selected.iter().any(|x| x.name == s.name) {
                         "review"
@@ -138,7 +138,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 }));
             }
             Ok(m) => {
-                eprintln!("gasbench repro: {}", m.how);
+                say!("gasbench repro: {}", m.how);
                 vec![Pending::Known {
                     name: m.name,
                     how: m.how,
@@ -153,7 +153,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     let suite = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
-            eprintln!(
+            say!(
                 "gasbench repro: {bad} scenario file(s) of the suite have problems; nothing was started"
             );
             return Ok(ExitCode::from(BAD_INPUT));
@@ -184,7 +184,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
-        eprintln!("gasbench repro: {bad} series could not be prepared; nothing was started");
+        say!("gasbench repro: {bad} series could not be prepared; nothing was started");
         return Ok(ExitCode::from(BAD_INPUT));
     }
     for s in ready {
@@ -199,7 +199,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
             (true, _) => Some(serde_json::to_string_pretty(&reviews)),
         };
         if let Some(text) = text {
-            println!("{}", text.into_diagnostic()?);
+            println!("{}", gasbench_termsafe::json(&text.into_diagnostic()?));
         }
     }
     Ok(ExitCode::from(worst))
@@ -236,7 +236,7 @@ fn stage(args: &Args, kdir: &KernelDir, pending: Pending, runs: &Path) -> Option
                 }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
-                    eprintln!("{:?}", resolve_diagnostic(e));
+                    super::eprint_report(&resolve_diagnostic(e));
                     return None;
                 }
             }
@@ -252,7 +252,7 @@ fn stage(args: &Args, kdir: &KernelDir, pending: Pending, runs: &Path) -> Option
         if let Some(dir) = &staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        eprintln!("{:?}", super::kernel::diagnostic(e));
+        super::eprint_report(&super::kernel::diagnostic(e));
         return None;
     }
     Some(Staged {
@@ -317,7 +317,7 @@ fn review_one(
             concerns.describe()
         )
     });
-    eprintln!(
+    say!(
         "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); run directory {}",
         target.name,
         if target.known {
@@ -407,13 +407,13 @@ fn review_one(
     std::fs::write(run_dir.path().join("review.json"), &json).into_diagnostic()?;
     if let Some(e) = slot.error {
         // What stopped the kernel stage, with its help (and rejected hunks).
-        eprintln!("{:?}", super::kernel::diagnostic(e));
+        super::eprint_report(&super::kernel::diagnostic(e));
     }
     if !args.json {
         print!("{md}");
         println!("\nreview: {}", run_dir.path().join("review.md").display());
     }
-    eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
+    say!("gasbench repro: {}: {}", target.name, review.verdict_line());
     Ok((review.exit_code, Some(review)))
 }
 
@@ -511,7 +511,7 @@ fn resolve_diagnostic(e: ResolveError) -> Report {
 }
 
 fn bad_input(report: Report) -> miette::Result<ExitCode> {
-    eprintln!("{report:?}");
+    super::eprint_report(&report);
     Ok(ExitCode::from(BAD_INPUT))
 }
 

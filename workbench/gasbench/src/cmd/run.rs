@@ -92,7 +92,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
     let results = super::headless::write_results(&run_dir, &summary)?;
     if args.json {
-        println!("{results}");
+        println!("{}", gasbench_termsafe::json(&results));
     } else {
         print!("{}", gasbench_trace::table::summary_table(&summary));
         println!("run directory: {}", run_dir.path().display());
