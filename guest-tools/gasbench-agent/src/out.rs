@@ -6,7 +6,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
-use gasbench_abi::protocol::{AgentMsg, LogLevel, encode_line};
+use gasbench_abi::protocol::{AgentMsg, LogLevel, MAX_LINE_BYTES, encode_line};
 
 pub struct Out {
     fd: Mutex<OwnedFd>,
@@ -36,7 +36,10 @@ impl Out {
         {
             eprintln!("gasbench-agent: {level:?}: {text}");
         }
-        let line = encode_line(msg);
+        let mut line = encode_line(msg);
+        if line.len() > MAX_LINE_BYTES {
+            line = encode_line(&over_limit(msg, line.len()));
+        }
         // A poisoned lock only means another thread panicked mid-write;
         // the fd is still fine.
         let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
@@ -50,6 +53,26 @@ impl Out {
             level,
             text: text.into(),
         });
+    }
+}
+
+/// What to send instead of a message that would be longer than the
+/// protocol allows: a call's record without its decoded arguments (the
+/// call still ends, with its return value and errno), anything else as
+/// an error in the log.
+fn over_limit(msg: &AgentMsg, len: usize) -> AgentMsg {
+    let why = format!("{len} bytes encoded, over the protocol's {MAX_LINE_BYTES}: not sent");
+    match msg {
+        AgentMsg::CallEnd(rec) => {
+            let mut rec = rec.clone();
+            rec.args_in = serde_json::json!({ "not_sent": why });
+            rec.args_out = serde_json::json!({ "not_sent": why });
+            AgentMsg::CallEnd(rec)
+        }
+        _ => AgentMsg::Log {
+            level: LogLevel::Error,
+            text: format!("a message of {why}"),
+        },
     }
 }
 
