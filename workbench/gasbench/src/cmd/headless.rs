@@ -48,6 +48,13 @@ pub struct VmArgs {
     /// own, at one more pipe round trip per register access.
     #[arg(long)]
     pub device_process: bool,
+    /// The most the guest may put in events.jsonl and in console.log
+    /// (each: 4096, 64M, 1G); past it, what it sends is counted, not
+    /// recorded, and a note says so. The run's own events and verdicts
+    /// are always recorded.
+    #[arg(long, value_name = "SIZE", default_value = "1G",
+          value_parser = gasbench_device::parse_size)]
+    pub guest_log_cap: u64,
 }
 
 impl VmArgs {
@@ -82,6 +89,7 @@ impl VmArgs {
             } else {
                 DeviceHost::InProcess
             },
+            guest_log_cap: self.guest_log_cap,
         }
     }
 }
@@ -99,6 +107,7 @@ pub fn record<F, Fut>(
     run_dir: &RunDir,
     label: &str,
     kernel_detail: bool,
+    guest_log_cap: u64,
     work: F,
 ) -> miette::Result<RunSummary>
 where
@@ -110,13 +119,20 @@ where
         .enable_all()
         .build()
         .into_diagnostic()?;
-    Ok(rt.block_on(record_async(run_dir, label, kernel_detail, work)))
+    Ok(rt.block_on(record_async(
+        run_dir,
+        label,
+        kernel_detail,
+        guest_log_cap,
+        work,
+    )))
 }
 
 async fn record_async<F, Fut>(
     run_dir: &RunDir,
     label: &str,
     kernel_detail: bool,
+    guest_log_cap: u64,
     work: F,
 ) -> RunSummary
 where
@@ -130,7 +146,7 @@ where
         let summary = summary.clone();
         let mut last_build_line = std::time::Instant::now();
         tokio::spawn(async move {
-            gasbench_trace::log::record(rx, &path, |ev| {
+            gasbench_trace::log::record_capped(rx, &path, guest_log_cap, |ev| {
                 print_progress(ev, kernel_detail, &mut last_build_line);
                 summary.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
             })

@@ -361,13 +361,15 @@ fn review_one(
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
-        if boot {
-            pipeline::run_until(opts, sink, interrupt).await.passed()
-        } else {
-            kernel_only(&provider, &sink).await
-        }
-    })?;
+    let cap = args.vm.guest_log_cap;
+    let summary =
+        super::headless::record(&run_dir, &label, true, cap, |sink, interrupt| async move {
+            if boot {
+                pipeline::run_until(opts, sink, interrupt).await.passed()
+            } else {
+                kernel_only(&provider, &sink).await
+            }
+        })?;
     super::headless::write_results(&run_dir, &summary)?;
 
     // The review, from what was recorded.

@@ -86,9 +86,11 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         kernel,
         settings: args.vm.settings(g, runtime, &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
-        pipeline::run_until(opts, sink, interrupt).await.passed()
-    })?;
+    let cap = args.vm.guest_log_cap;
+    let summary =
+        super::headless::record(&run_dir, &label, false, cap, |sink, interrupt| async move {
+            pipeline::run_until(opts, sink, interrupt).await.passed()
+        })?;
 
     let results = super::headless::write_results(&run_dir, &summary)?;
     if args.json {
