@@ -48,6 +48,22 @@ impl Out {
         }
     }
 
+    /// Write `chunk` over and over, `size` bytes in all, onto the port as
+    /// it is, then a newline (so the next message starts a line), all
+    /// under the lock: a scenario's garbage never splits a message of
+    /// another thread. Returns the bytes written, or how far it got.
+    pub fn send_raw(&self, chunk: &[u8], size: u64) -> Result<u64, (u64, std::io::Error)> {
+        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        let mut written = 0u64;
+        while written < size {
+            let n = (size - written).min(chunk.len() as u64) as usize;
+            write_all(fd.as_raw_fd(), &chunk[..n]).map_err(|e| (written, e))?;
+            written += n as u64;
+        }
+        write_all(fd.as_raw_fd(), b"\n").map_err(|e| (written, e))?;
+        Ok(written)
+    }
+
     pub fn log(&self, level: LogLevel, text: impl Into<String>) {
         self.send(&AgentMsg::Log {
             level,
