@@ -205,6 +205,11 @@ pub enum Action {
         dir: IntExpr,
         path: Template,
     },
+    /// `renameat(AT_FDCWD, from, AT_FDCWD, to)`.
+    Rename {
+        from: Template,
+        to: Template,
+    },
     /// `mknodat(dir, path, S_IFIFO | mode, 0)`.
     Mkfifo {
         dir: IntExpr,
@@ -334,6 +339,7 @@ impl Action {
             Action::Mkdirat { .. } => "mkdirat",
             Action::Unlinkat { .. } => "unlinkat",
             Action::Symlinkat { .. } => "symlinkat",
+            Action::Rename { .. } => "rename",
             Action::Mkfifo { .. } => "mkfifo",
             Action::WriteFile { .. } => "write_file",
             Action::WriteAgentPort { .. } => "write_agent_port",

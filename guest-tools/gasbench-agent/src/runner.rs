@@ -600,6 +600,16 @@ impl Runner<'_> {
                     libc::symlinkat(tc.as_ptr(), d, c.as_ptr())
                 })
             }
+            Action::Rename { from, to } => {
+                let f = self.text(ctx, from)?;
+                let fc = cstring(&f)?;
+                let t = self.text(ctx, to)?;
+                let tc = cstring(&t)?;
+                // SAFETY: both are valid NUL-terminated paths.
+                simple!(None, json!({"from": f, "to": t}), unsafe {
+                    libc::renameat(libc::AT_FDCWD, fc.as_ptr(), libc::AT_FDCWD, tc.as_ptr())
+                })
+            }
             Action::Mkfifo { dir, path, mode } => {
                 let d: i32 = self.fit(ctx, dir, "dir", "int")?;
                 let p = self.text(ctx, path)?;

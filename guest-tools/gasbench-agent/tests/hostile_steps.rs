@@ -1,4 +1,4 @@
-//! The steps a scenario uses to play a hostile guest — `mkfifo`,
+//! The steps a scenario uses to play a hostile guest — `rename`, `mkfifo`,
 //! `write_file`, `write_agent_port` — compiled by gasbench-scenario, run
 //! by the real agent on the host (`--local`) and judged by the evaluator.
 
@@ -27,11 +27,14 @@ expect.ret = 1_048_576
 expect.out = { written = 1_048_576 }
 
 [[step]]
-fstatat = { path = "${workdir}/big" }
+rename = { from = "${workdir}/big", to = "${workdir}/moved" }
+
+[[step]]
+fstatat = { path = "${workdir}/moved" }
 expect.out = { size = 1_048_576 }
 
 [[step]]
-read_file = { path = "${workdir}/big", max_bytes = 9 }
+read_file = { path = "${workdir}/moved", max_bytes = 9 }
 expect.out = { text = "ab\nab\nab\n", truncated = true }
 
 [[step]]

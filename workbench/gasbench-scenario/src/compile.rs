@@ -335,6 +335,7 @@ const ACTIONS: &[&str] = &[
     "mkdirat",
     "unlinkat",
     "symlinkat",
+    "rename",
     "mkfifo",
     "write_file",
     "write_agent_port",
@@ -425,6 +426,7 @@ fn has_fd(action: &Action) -> bool {
         Action::Mkdirat { .. }
             | Action::Unlinkat { .. }
             | Action::Symlinkat { .. }
+            | Action::Rename { .. }
             | Action::Mkfifo { .. }
             | Action::WriteFile { .. }
             | Action::WriteAgentPort { .. }
@@ -1757,6 +1759,15 @@ impl<'s> Cx<'s> {
                     target: target?,
                     dir: d?,
                     path: path?,
+                })
+            }
+            "rename" => {
+                self.check_keys(t, &["from", "to"], key);
+                let from = req!("from").and_then(|p| self.template(p, &what("from"), scope));
+                let to = req!("to").and_then(|p| self.template(p, &what("to"), scope));
+                Some(Action::Rename {
+                    from: from?,
+                    to: to?,
                 })
             }
             "mkfifo" => {
