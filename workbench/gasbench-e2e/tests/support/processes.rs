@@ -150,3 +150,13 @@ pub fn wait_for_path(path: &Path, owner: &mut Guarded, limit: Duration, log: &Pa
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// No process still holds the run directory `rd` (QEMU, virtiofsd and
+/// the device server all name it on their command lines).
+pub fn assert_no_process_left(rd: &Path) {
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let rd_str = rd.display().to_string();
+    let alive: Vec<&str> = ps.lines().filter(|l| l.contains(&rd_str)).collect();
+    assert!(alive.is_empty(), "processes left behind: {alive:?}");
+}
