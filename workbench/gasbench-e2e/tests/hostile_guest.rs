@@ -36,8 +36,8 @@ use serde_json::Value;
 const CAP: u64 = 512 * 1024;
 
 fn scenarios(dir: &Path, runs: &Path) -> Vec<std::path::PathBuf> {
-    let canary = runs.join("canary");
-    let made = runs.join("made-by-host");
+    let canary = runs.join("canary").display().to_string();
+    let made = runs.join("made-by-host").display().to_string();
     let plant = format!(
         r#"[scenario]
 name = "hostile-plant"

@@ -102,7 +102,7 @@ pub async fn record_capped(
                 Admit::WriteNoteFirst(note) => {
                     serde_json::to_writer(&mut out, &note).map_err(|e| io(e.into()))?;
                     out.write_all(b"\n").map_err(io)?;
-                    kept.push(note);
+                    kept.push(*note);
                     continue;
                 }
             }
@@ -132,7 +132,7 @@ enum Admit {
     Drop,
     /// The first event over the cap: in its place, the note that says
     /// the cap was reached.
-    WriteNoteFirst(Event),
+    WriteNoteFirst(Box<Event>),
 }
 
 /// The guest's share of the log and what was dropped past it.
@@ -171,7 +171,7 @@ impl GuestCap {
         }
         // The note takes the place (and sequence number) of the first
         // event it stands for.
-        Admit::WriteNoteFirst(Event {
+        Admit::WriteNoteFirst(Box::new(Event {
             seq: ev.seq,
             t_us: ev.t_us,
             body: RunEvent::Note {
@@ -183,7 +183,7 @@ impl GuestCap {
                 ),
             }
             .into(),
-        })
+        }))
     }
 
     /// How much was dropped, once the bus has closed.
