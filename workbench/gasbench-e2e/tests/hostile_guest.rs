@@ -329,6 +329,18 @@ fn a_hostile_guest_leaves_the_host_unchanged_and_every_verdict_clear() {
         "{stderr}"
     );
 
+    let notes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#""type":"note""#))
+        .filter(|l| l.contains("cap") || l.contains("agent port") || l.contains("replaced"))
+        .collect();
+    eprintln!(
+        "figures: guest events in events.jsonl {guest_bytes} bytes (cap {CAP}), console.log \
+         {console_len} bytes, garbage lines on record {agent_texts}, verdicts past the cap \
+         {verdicts_after_cap}; notes:\n{}",
+        notes.join("\n")
+    );
+
     // Nothing printed drives the terminal, though the guest tried.
     assert!(inert(&stderr), "stderr: {stderr:?}");
     assert!(inert(&stdout), "stdout: {stdout:?}");
