@@ -111,7 +111,47 @@ fn log_note(log: &Path) -> String {
     format!(" (full log: {})", log.display())
 }
 
+/// Whose fault a kernel stage error is, for the exit status every
+/// command shares (2 bad input, 1 a finding about the series, 3 the tool
+/// or its environment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// What the user gave cannot be used: mail that does not parse, a
+    /// broken kernel/ directory, a tree with local edits in the way.
+    Input,
+    /// The series itself: a patch that does not apply, a duplicate
+    /// syscall number.
+    Series,
+    /// The tool or the machine: a tool that will not run, a full disk, a
+    /// build that fails for reasons the series does not explain.
+    Environment,
+}
+
 impl KbuildError {
+    /// Whose fault it is (see [`Blame`]).
+    pub fn blame(&self) -> Blame {
+        match self {
+            KbuildError::Series { .. }
+            | KbuildError::MissingPatch { .. }
+            | KbuildError::NotReconstruction { .. }
+            | KbuildError::Layout { .. }
+            | KbuildError::LocalChanges { .. }
+            | KbuildError::Invalid { .. } => Blame::Input,
+            KbuildError::PatchDoesNotApply { .. } | KbuildError::DuplicateSyscall { .. } => {
+                Blame::Series
+            }
+            KbuildError::Io { .. }
+            | KbuildError::Base { .. }
+            | KbuildError::Spawn { .. }
+            | KbuildError::Command { .. }
+            | KbuildError::RustUnavailable { .. }
+            | KbuildError::ConfigNotSet { .. }
+            | KbuildError::BuildFailed { .. }
+            | KbuildError::SelftestFailed { .. }
+            | KbuildError::DiskFull { .. } => Blame::Environment,
+        }
+    }
+
     pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> KbuildError {
         if source.raw_os_error() == Some(libc::ENOSPC) {
             return KbuildError::DiskFull {

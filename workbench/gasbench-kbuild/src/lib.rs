@@ -28,6 +28,7 @@ pub mod disk;
 pub mod error;
 pub mod extract;
 pub mod git;
+pub mod guess_base;
 pub mod kconfig;
 pub mod layout;
 pub mod make;

@@ -312,6 +312,16 @@ fn resolve_in(rt: &Runtime, repo: &Path, rev: &str) -> Result<String, KbuildErro
     })
 }
 
+/// The commit `rev` names in the git repository `repo`, if it has one
+/// (a series' `base-commit:` looked up in a `--base-tree`).
+pub fn commit_in(rt: &Runtime, repo: &Path, rev: &str) -> Option<String> {
+    let canon = repo.canonicalize().ok()?;
+    Git::new(rt, &canon, std::slice::from_ref(&canon))
+        .rev_parse(rev)
+        .ok()
+        .flatten()
+}
+
 /// `VERSION.PATCHLEVEL.SUBLEVEL[EXTRAVERSION]` from the top Makefile.
 pub fn release_of(src: &Path) -> Result<String, KbuildError> {
     let path = src.join("Makefile");

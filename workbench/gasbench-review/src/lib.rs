@@ -11,7 +11,11 @@
 //!   gathered (the series manifest, the port, the run's events, its
 //!   [`gasbench_trace::RunSummary`], the scenario files), with the
 //!   findings ordered by severity.
+//! - [`checks`]: b4's review check protocol, answered from the reviews
+//!   gasbench keeps by Message-Id and patch-id.
 //! - [`markdown`]: renders `review.md`.
+//! - [`reply`]: renders `review.eml`, the plain-text reply to the series
+//!   (72 columns, threaded, each finding quoting its hunk).
 //!
 //! Why a crate of its own rather than a module of gasbench-trace: a review
 //! joins mail (gasbench-series), the kernel stage's apply and build reports
@@ -24,8 +28,10 @@
 //! a build, a VM or a network request. The binary drives the engine and
 //! the kernel stage, then hands the facts here.
 
+pub mod checks;
 pub mod concerns;
 pub mod markdown;
+pub mod reply;
 pub mod report;
 pub mod resolve;
 pub mod scenario_text;

@@ -102,6 +102,9 @@ pub fn render(r: &Review) -> String {
         "{} {} ({}; upstream {}), applied {}.",
         b.package, b.release, b.package_version, b.upstream_tag, b.applied
     );
+    if let Some(choice) = &b.choice {
+        let _ = writeln!(o, "{choice}.");
+    }
     if let (Some(base), Some(head)) = (&b.base_commit, &b.head) {
         let _ = writeln!(
             o,

@@ -7,13 +7,18 @@
 //!   of events without loading them.
 //! - [`summary`]: [`RunSummary`], the one fold from events to verdicts
 //!   that the CLI, the TUI and results.json share.
-//! - [`junit`]: JUnit XML for CI systems.
+//! - [`junit`]: JUnit XML for CI systems (quick-junit); a failed build or
+//!   boot is an error, never an empty passing suite.
+//! - [`kcidb`]: a KCIDB v5.3 submission (checkout, builds, tests).
+//! - [`ktap`]: the run's results as KTAP for kselftest-style harnesses.
 
 pub mod junit;
+pub mod kcidb;
+pub mod ktap;
 pub mod log;
 pub mod run_dir;
 pub mod summary;
 pub mod table;
 
 pub use run_dir::RunDir;
-pub use summary::RunSummary;
+pub use summary::{RunSummary, RunVerdict};

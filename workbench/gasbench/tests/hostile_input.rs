@@ -80,7 +80,7 @@ fn a_mail_with_a_70000_character_header_line_is_bad_input_not_a_panic() {
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(longest_line(&stderr) < 400, "{stderr}");
 }
@@ -180,7 +180,7 @@ fn a_fault_plan_must_be_a_bounded_regular_file() {
             ],
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(out.status.code(), Some(2), "bad input: {stderr}");
         assert!(stderr.contains(says), "{plan:?}: {stderr}");
         assert!(!sock.exists());
     }

@@ -98,7 +98,14 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
     };
     cfg.validate().into_diagnostic()?;
     let plan = match &a.faults {
-        Some(p) => load_faults(p)?,
+        Some(p) => match load_faults(p) {
+            Ok(plan) => plan,
+            // A plan that cannot be read or parsed is bad input.
+            Err(report) => {
+                super::eprint_report(&report);
+                return Ok(super::exit::code(super::exit::BAD_INPUT));
+            }
+        },
         None => FaultPlan::default(),
     };
     let socket = std::path::absolute(&a.socket).unwrap_or(a.socket.clone());

@@ -3,7 +3,7 @@
 //! stderr and folded into a `RunSummary`, and the results files.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use gasbench_engine::pipeline::{AccelPref, RunSettings};
 use gasbench_env::Runtime;
 use gasbench_events::run::{Outcome, RunEvent};
 use gasbench_events::{Event, EventBody, EventSink};
+use gasbench_trace::kcidb::Checkout;
 use gasbench_trace::{RunDir, RunSummary};
 use miette::IntoDiagnostic;
 
@@ -55,6 +56,40 @@ pub struct VmArgs {
     #[arg(long, value_name = "SIZE", default_value = "1G",
           value_parser = gasbench_device::parse_size)]
     pub guest_log_cap: u64,
+    /// Also write the run's KCIDB v5.3 submission here (every run
+    /// directory has it as kcidb.json).
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
+    /// Run only slice K of N of the scenario × profile matrix (for CI
+    /// machines in parallel; `gasbench merge` joins the run directories).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<super::shard::Shard>,
+}
+
+impl VmArgs {
+    /// The scenarios of `all` in this run's shard (all without one).
+    pub fn shard_of(
+        &self,
+        all: Vec<gasbench_scenario::Compiled>,
+    ) -> Vec<gasbench_scenario::Compiled> {
+        let Some(shard) = self.shard else {
+            return all;
+        };
+        let names: Vec<&str> = all.iter().map(|c| c.plan.scenario.as_str()).collect();
+        let mine = super::shard::cells(&[PROFILE], &names, Some(shard));
+        let keep: Vec<String> = mine.into_iter().map(|c| c.scenario).collect();
+        eprintln!(
+            "gasbench: shard {}/{}: {} of {} scenario(s): {}",
+            shard.k,
+            shard.n,
+            keep.len(),
+            all.len(),
+            keep.join(", ")
+        );
+        all.into_iter()
+            .filter(|c| keep.contains(&c.plan.scenario))
+            .collect()
+    }
 }
 
 impl VmArgs {
@@ -203,11 +238,43 @@ where
 /// down before it is dropped.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
 
-/// results.json and junit.xml in the run directory; returns the JSON.
-pub fn write_results(run_dir: &RunDir, summary: &RunSummary) -> miette::Result<String> {
+/// The profile every run builds today; the matrix's profile axis.
+pub const PROFILE: &str = "default";
+
+/// The checkout a run's KCIDB submission describes.
+pub const CHECKOUT: &str = "checkout.json";
+
+/// results.json, junit.xml, results.ktap and kcidb.json in the run
+/// directory (and the KCIDB submission at `--kcidb FILE`); returns the
+/// JSON.
+pub fn write_results(
+    run_dir: &RunDir,
+    summary: &RunSummary,
+    checkout: &Checkout,
+    kcidb: Option<&Path>,
+) -> miette::Result<String> {
     let results = serde_json::to_string_pretty(summary).into_diagnostic()?;
     std::fs::write(run_dir.results(), &results).into_diagnostic()?;
     std::fs::write(run_dir.junit(), gasbench_trace::junit::to_junit(summary)).into_diagnostic()?;
+    std::fs::write(
+        run_dir.results_ktap(),
+        gasbench_trace::ktap::to_ktap(summary),
+    )
+    .into_diagnostic()?;
+    let submission =
+        serde_json::to_string_pretty(&gasbench_trace::kcidb::to_kcidb(summary, checkout, PROFILE))
+            .into_diagnostic()?;
+    std::fs::write(run_dir.kcidb(), &submission).into_diagnostic()?;
+    // What was checked out, for `gasbench merge` to submit again.
+    std::fs::write(
+        run_dir.path().join(CHECKOUT),
+        serde_json::to_string_pretty(checkout).into_diagnostic()?,
+    )
+    .into_diagnostic()?;
+    if let Some(path) = kcidb {
+        std::fs::write(path, &submission)
+            .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
+    }
     Ok(results)
 }
 

@@ -116,7 +116,14 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     let result = worker
         .join()
         .map_err(|_| miette::miette!("the kernel build thread panicked"))?;
-    let art = result.map_err(diagnostic)?;
+    let art = match result {
+        Ok(a) => a,
+        Err(e) => {
+            let status = super::exit::for_blame(e.blame());
+            super::eprint_report(&diagnostic(e));
+            return Ok(super::exit::code(status));
+        }
+    };
     let m = &art.manifest;
     if a.json {
         println!(
@@ -173,6 +180,13 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         say!("kernel: selftest {}", s.display());
     }
     say!("kernel: manifest {}", art.manifest_path.display());
+    // A patch that breaks the build is a finding about the series, even
+    // when the tree builds again after a later patch.
+    let broken = m.per_patch.iter().filter(|p| !p.builds).count();
+    if broken > 0 {
+        eprintln!("kernel: {broken} patch(es) leave the tree unbuildable");
+        return Ok(super::exit::code(super::exit::FINDINGS));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -328,20 +342,36 @@ fn print_patch(p: &PatchApplied) {
 }
 
 fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
+    // Mail that cannot be read is bad input, like for repro.
+    let bad_input = |report: Report| {
+        super::eprint_report(&report);
+        Ok(super::exit::code(super::exit::BAD_INPUT))
+    };
     // Like repro: a regular file only, at most MAX_MAIL_BYTES of it.
-    let bytes =
-        gasbench_review::resolve::read_bounded(&a.source, gasbench_review::resolve::MAX_MAIL_BYTES)
-            .map_err(|e| Report::new(MietteDiagnostic::new(e.to_string()).with_help(e.help())))?;
+    let bytes = match gasbench_review::resolve::read_bounded(
+        &a.source,
+        gasbench_review::resolve::MAX_MAIL_BYTES,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad_input(Report::new(
+                MietteDiagnostic::new(e.to_string()).with_help(e.help()),
+            ));
+        }
+    };
     let label = a.label.unwrap_or_else(|| a.source.display().to_string());
     // Mail as it comes: CRLF line ends, Latin-1 and friends (see
     // gasbench_series::mail_text), like repro reads it.
-    let text = gasbench_series::mail_text(&bytes).map_err(|e| {
-        diagnostic(KbuildError::series(
-            &label,
-            &String::from_utf8_lossy(&bytes),
-            e,
-        ))
-    })?;
+    let text = match gasbench_series::mail_text(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return bad_input(diagnostic(KbuildError::series(
+                &label,
+                &String::from_utf8_lossy(&bytes),
+                e,
+            )));
+        }
+    };
     let done = gasbench_kbuild::extract::extract(&text, &label, &a.out).map_err(diagnostic)?;
     for e in &done {
         let m = &e.manifest;

@@ -8,6 +8,7 @@ use gasbench_engine::pipeline::{self, RunOptions};
 use gasbench_trace::RunDir;
 use miette::{IntoDiagnostic, miette};
 
+use super::exit;
 use crate::Globals;
 
 #[derive(clap::Args)]
@@ -37,23 +38,28 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
     let files = super::scenario::expand(&paths);
     if files.is_empty() {
-        return Err(miette!(
-            "no scenario files in {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        eprintln!(
+            "{:?}",
+            miette!(
+                "no scenario files in {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        return Ok(exit::code(exit::BAD_INPUT));
     }
     let scenarios = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
             eprintln!("gasbench run: {bad} scenario file(s) have problems; nothing was started");
-            return Ok(ExitCode::FAILURE);
+            return Ok(exit::code(exit::BAD_INPUT));
         }
     };
 
+    let scenarios = args.vm.shard_of(scenarios);
     let runtime = super::setup::ready_runtime(g)?;
 
     // A given image is checked now; the patched kernel is built (or
@@ -92,16 +98,18 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
             pipeline::run_until(opts, sink, interrupt).await.passed()
         })?;
 
-    let results = super::headless::write_results(&run_dir, &summary)?;
+    // What was checked out: the base and every series gasbench knows
+    // (the kernel stage's default), unless a prebuilt --kernel was given.
+    let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
+        .map(|k| super::checkout::of_all(&k))
+        .unwrap_or_default();
+    let results =
+        super::headless::write_results(&run_dir, &summary, &checkout, args.vm.kcidb.as_deref())?;
     if args.json {
         println!("{}", gasbench_termsafe::json(&results));
     } else {
         print!("{}", gasbench_trace::table::summary_table(&summary));
         println!("run directory: {}", run_dir.path().display());
     }
-    Ok(if summary.passed == Some(true) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit::code(exit::for_run(&summary)))
 }
