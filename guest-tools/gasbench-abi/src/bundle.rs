@@ -40,6 +40,8 @@ pub mod limits {
     pub const MAX_READ_BYTES: u64 = 1 << 20;
     /// File descriptors `exhaust_fds` opens at most.
     pub const MAX_EXHAUST_FDS: u32 = 1 << 20;
+    /// Bytes `write_file` and `write_agent_port` write at most.
+    pub const MAX_WRITE_BYTES: u64 = 1 << 30;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -203,6 +205,34 @@ pub enum Action {
         dir: IntExpr,
         path: Template,
     },
+    /// `renameat(AT_FDCWD, from, AT_FDCWD, to)`.
+    Rename {
+        from: Template,
+        to: Template,
+    },
+    /// `mknodat(dir, path, S_IFIFO | mode, 0)`.
+    Mkfifo {
+        dir: IntExpr,
+        path: Template,
+        mode: IntExpr,
+    },
+    /// Open `path` with `flags` and write the bytes `hex` over and over
+    /// until `size` bytes are written or a write fails.
+    WriteFile {
+        path: Template,
+        flags: IntExpr,
+        mode: IntExpr,
+        hex: String,
+        size: u64,
+    },
+    /// Write the bytes `hex` over and over, `size` bytes in all, raw onto
+    /// the agent's own port (then a newline, so the agent's next message
+    /// starts a line of its own). A testing aid: it is how a scenario
+    /// plays a guest that floods the host with garbage.
+    WriteAgentPort {
+        hex: String,
+        size: u64,
+    },
     Fstat {
         fd: IntExpr,
     },
@@ -323,6 +353,10 @@ impl Action {
             Action::Mkdirat { .. } => "mkdirat",
             Action::Unlinkat { .. } => "unlinkat",
             Action::Symlinkat { .. } => "symlinkat",
+            Action::Rename { .. } => "rename",
+            Action::Mkfifo { .. } => "mkfifo",
+            Action::WriteFile { .. } => "write_file",
+            Action::WriteAgentPort { .. } => "write_agent_port",
             Action::Fstat { .. } => "fstat",
             Action::Fstatat { .. } => "fstatat",
             Action::Fcntl { .. } => "fcntl",

@@ -89,6 +89,7 @@ fn main() {
             share: None,
             goldfish_socket: None,
             tsc_khz: gasbench_qemu::spec::host_tsc_khz(),
+            console_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
         };
         let t = Instant::now();
         let secs = tokio.block_on(async {
@@ -119,6 +120,7 @@ fn main() {
             cpus: 2,
             goldfish_socket: None,
             run_dir: dir.path().join(format!("ours-{round}")),
+            guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
         };
         let t = Instant::now();
         let secs = tokio.block_on(async {
@@ -194,6 +196,7 @@ fn main() {
                 run_dir: dir.path().join(format!("suite-{}", suite_secs.len())),
                 busybox: false,
                 device_host: host.clone(),
+                guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
             },
         };
         let t = Instant::now();

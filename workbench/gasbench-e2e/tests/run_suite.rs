@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use processes::{Guarded, gasbench_binary, wait_deadline};
+use processes::{Guarded, assert_no_process_left, gasbench_binary, wait_deadline};
 use serde_json::Value;
 
 fn scenarios_dir() -> PathBuf {
@@ -358,15 +358,6 @@ fn assert_nothing_left(rd: &Path) {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert_no_process_left(rd);
-}
-
-/// No process still holds the run directory.
-fn assert_no_process_left(rd: &Path) {
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    let rd_str = rd.display().to_string();
-    let alive: Vec<&str> = ps.lines().filter(|l| l.contains(&rd_str)).collect();
-    assert!(alive.is_empty(), "processes left behind: {alive:?}");
 }
 
 /// Start a run (with `extra` flags) whose scenario earns a verdict and

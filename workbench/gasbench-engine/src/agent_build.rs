@@ -60,7 +60,25 @@ pub fn agent_build_command(source: &Path, target_dir: &Path) -> Command {
     cmd
 }
 
-/// Build (or reuse) the agent; returns the binary's path.
+/// Where, under `target_dir`, the agent of the checkout `source` is
+/// built. Cargo keys a path package's build by its path relative to the
+/// workspace, and trusts file times: two checkouts sharing one cache (two
+/// worktrees, say) would each take the other's agent for up to date. Each
+/// checkout gets a directory of its own.
+pub fn checkout_target_dir(source: &Path, target_dir: &Path) -> PathBuf {
+    let source = source
+        .canonicalize()
+        .unwrap_or_else(|_| source.to_path_buf());
+    let key: String = source
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    target_dir.join(key.trim_matches('-'))
+}
+
+/// Build (or reuse) the agent of the checkout `source` under
+/// `target_dir` (see [`checkout_target_dir`]); returns the binary's path.
 pub fn build_agent(source: &Path, target_dir: &Path) -> Result<PathBuf, AgentBuildError> {
     if !source
         .join("guest-tools/gasbench-agent/Cargo.toml")
@@ -68,6 +86,7 @@ pub fn build_agent(source: &Path, target_dir: &Path) -> Result<PathBuf, AgentBui
     {
         return Err(AgentBuildError::NoSource(source.to_path_buf()));
     }
+    let target_dir = &checkout_target_dir(source, target_dir);
     let out = gasbench_env::process::output(
         &mut agent_build_command(source, target_dir),
         gasbench_env::process::OnParentDeath::Kill,
@@ -113,6 +132,14 @@ mod tests {
             .unwrap();
         assert_eq!(rustflags, "-C target-feature=+crt-static");
         assert!(source_root().join("guest-tools/gasbench-agent").exists());
+    }
+
+    #[test]
+    fn each_checkout_builds_its_agent_apart() {
+        let a = checkout_target_dir(Path::new("/work/wt-a"), Path::new("/cache/agent-target"));
+        let b = checkout_target_dir(Path::new("/work/wt-b"), Path::new("/cache/agent-target"));
+        assert_ne!(a, b);
+        assert_eq!(a, Path::new("/cache/agent-target/work-wt-a"));
     }
 
     #[test]

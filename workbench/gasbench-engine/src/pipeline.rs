@@ -129,6 +129,9 @@ pub struct RunSettings {
     pub busybox: bool,
     /// Where the goldfish device server runs.
     pub device_host: DeviceHost,
+    /// The most the guest may put in events.jsonl and in console.log
+    /// (each); past it its output is counted, not recorded.
+    pub guest_log_cap: u64,
 }
 
 /// What the run found.
@@ -276,6 +279,7 @@ impl Runner {
             cpus: opts.settings.cpus,
             goldfish_socket: None,
             run_dir: opts.settings.run_dir.clone(),
+            guest_log_cap: opts.settings.guest_log_cap,
         };
         Ok(Runner {
             accel: verdict.accel().to_string(),

@@ -15,6 +15,7 @@ use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
 use gasbench_events::run::RunEvent;
 use gasbench_qemu::spec::GOLDFISH_ID;
+use gasbench_safefs::{GuestDir, SafeFsError};
 use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
 use gasbench_vfu::ServerStatus;
 use serde_json::json;
@@ -48,9 +49,49 @@ pub enum ScenarioError {
     Bundle {
         scenario: String,
         #[source]
-        source: std::io::Error,
+        source: SafeFsError,
     },
 }
+
+/// Hand a bundle to the guest: a new file under `share/bundles`, its name
+/// fresh (`<id>-<random>.json`, so a boot after a reboot, or a guest that
+/// planted names ahead, never meets an existing one), created beneath the
+/// share without following anything the guest left there. Returns its
+/// path relative to the share.
+pub fn write_bundle(
+    share: &Path,
+    id: u64,
+    json: &[u8],
+    sink: &EventSink,
+) -> Result<String, SafeFsError> {
+    let root = GuestDir::open(share)?;
+    let dir = match root.make_dir(BUNDLES, 0o755) {
+        Ok(d) => d,
+        // The guest put something else where bundles go (a symlink out of
+        // the share, a file, a FIFO): the entry itself goes, never what
+        // it points to.
+        Err(SafeFsError::Symlink { .. } | SafeFsError::NotADirectory { .. }) => {
+            let kind = root
+                .kind(BUNDLES)
+                .ok()
+                .flatten()
+                .unwrap_or("not a directory");
+            root.remove(BUNDLES)?;
+            sink.emit(RunEvent::Note {
+                text: format!(
+                    "share/{BUNDLES} was {kind} (left by the guest); replaced with a directory"
+                ),
+            });
+            root.make_dir(BUNDLES, 0o755)?
+        }
+        Err(e) => return Err(e),
+    };
+    let name = dir.create_fresh(&id.to_string(), "json", json)?;
+    Ok(format!("{BUNDLES}/{name}"))
+}
+
+/// Where bundles go in the share.
+const BUNDLES: &str = "bundles";
 
 /// How long QEMU's hot-unplug may take: the guest must unbind the driver.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(60);
@@ -87,16 +128,12 @@ pub async fn run_scenario(
         d.set_fault_plan(plan).map_err(ScenarioError::DeviceDied)?;
     }
 
-    let rel = format!("bundles/{bundle_id}.json");
-    let path = share.join(&rel);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(share.join("bundles"))?;
-        std::fs::write(&path, serde_json::to_vec_pretty(&c.bundle)?)
-    };
-    write().map_err(|source| ScenarioError::Bundle {
-        scenario: name.clone(),
-        source,
-    })?;
+    let json = serde_json::to_vec_pretty(&c.bundle).unwrap_or_default();
+    let rel =
+        write_bundle(share, bundle_id, &json, sink).map_err(|source| ScenarioError::Bundle {
+            scenario: name.clone(),
+            source,
+        })?;
 
     let mut console = guest.session.vm.console();
     guest.session.send(&HostMsg::RunBundle {
@@ -460,4 +497,54 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
     }
     guest.plugged = true;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gasbench_events::EventBody;
+    use std::os::unix::fs::symlink;
+
+    /// What a guest that writes into its share could plant for the next
+    /// bundles: links to a host file, a FIFO, and `bundles` itself turned
+    /// into a link out of the share. The host's bundle goes to a fresh
+    /// file beneath the share and nothing outside changes.
+    #[test]
+    fn bundles_are_written_beneath_the_share_whatever_the_guest_planted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let share = tmp.path().join("share");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(share.join("bundles")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let canary = tmp.path().join("canary");
+        std::fs::write(&canary, "host file").unwrap();
+        for id in 1..=3 {
+            symlink(&canary, share.join(format!("bundles/{id}.json"))).unwrap();
+        }
+        let (sink, mut bus) = gasbench_events::bus();
+        let rel = write_bundle(&share, 1, b"{\"bundle\":1}", &sink).unwrap();
+        assert!(
+            rel.starts_with("bundles/1-") && rel.ends_with(".json"),
+            "{rel}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(share.join(&rel)).unwrap(),
+            "{\"bundle\":1}"
+        );
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "host file");
+
+        // `bundles` replaced by a link out of the share: the link goes.
+        std::fs::rename(share.join("bundles"), share.join("old")).unwrap();
+        symlink(&outside, share.join("bundles")).unwrap();
+        let rel = write_bundle(&share, 2, b"{}", &sink).unwrap();
+        assert!(share.join(&rel).is_file());
+        assert!(!share.join("bundles").is_symlink());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        let note = bus.try_recv().unwrap();
+        assert!(
+            matches!(&note.body, EventBody::Run(RunEvent::Note { text }) if text.contains("was a symbolic link")),
+            "{note:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "host file");
+    }
 }

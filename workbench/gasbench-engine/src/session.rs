@@ -45,6 +45,8 @@ pub struct BootSpec {
     pub cpus: u32,
     pub goldfish_socket: Option<PathBuf>,
     pub run_dir: PathBuf,
+    /// The most of console.log the guest may fill.
+    pub guest_log_cap: u64,
 }
 
 /// A running guest whose agent said it is ready.
@@ -85,6 +87,7 @@ impl Session {
                 Accel::Tcg => gasbench_qemu::spec::host_tsc_khz(),
                 Accel::Kvm => None,
             },
+            console_log_cap: spec.guest_log_cap,
         };
         let mut vm = Vm::launch(&vm_spec, rt, sink).await?;
         let mut rx = vm

@@ -48,6 +48,9 @@ pub struct VmSpec {
     pub goldfish_socket: Option<PathBuf>,
     /// Under TCG: the TSC rate to give the guest (see [`host_tsc_khz`]).
     pub tsc_khz: Option<u64>,
+    /// The most of console.log the guest may fill; what it prints past
+    /// that is counted, not written.
+    pub console_log_cap: u64,
 }
 
 /// The host's TSC rate in kHz, measured against CLOCK_MONOTONIC.
@@ -344,6 +347,7 @@ mod tests {
             share: Some("/run/x/share".into()),
             goldfish_socket: Some("/run/x/goldfish.sock".into()),
             tsc_khz: Some(2_600_000),
+            console_log_cap: 1 << 30,
         }
     }
 

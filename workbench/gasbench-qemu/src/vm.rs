@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use gasbench_env::{HostProgram, Runtime};
 use gasbench_events::EventSink;
+use gasbench_events::run::RunEvent;
 use gasbench_events::vm::{Protection, VmEvent};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, mpsc};
@@ -87,11 +88,22 @@ pub struct Vm {
     pub run_dir: PathBuf,
 }
 
-/// The last lines of a log, for error messages.
+/// The last lines of a log, for error messages: read from its last
+/// 64 KiB only (a guest can make the console log huge), each line cut
+/// at 512 bytes. Raw text: whoever prints it sanitises it.
 pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    const LINE: usize = 512;
+    let bytes = gasbench_safefs::read_tail(path, 64 * 1024).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| match l.char_indices().nth(LINE) {
+            Some((cut, _)) => format!("{}…", &l[..cut]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Vm {
@@ -259,6 +271,7 @@ impl Vm {
         spawn_console_reader(
             con_s,
             run_dir.join("console.log"),
+            spec.console_log_cap,
             sink.clone(),
             console_tx.clone(),
         );
@@ -421,12 +434,19 @@ impl Drop for UnlinkOnDrop {
 fn spawn_console_reader(
     mut stream: tokio::net::UnixStream,
     log_path: PathBuf,
+    cap: u64,
     sink: EventSink,
     lines_tx: broadcast::Sender<String>,
 ) {
     tokio::spawn(async move {
-        // The log is raw bytes, flushed as they come: a crash loses nothing.
-        let mut log = std::fs::File::create(&log_path).ok();
+        // The log is raw bytes, flushed as they come: a crash loses
+        // nothing. Up to `cap` bytes: a guest can print without end.
+        let mut log = CappedLog {
+            file: std::fs::File::create(&log_path).ok(),
+            cap,
+            written: 0,
+            dropped: 0,
+        };
         let mut splitter = LineSplitter::default();
         let mut buf = vec![0u8; 8192];
         let emit = |line: String| {
@@ -438,8 +458,13 @@ fn spawn_console_reader(
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if let Some(f) = &mut log {
-                        let _ = f.write_all(&buf[..n]);
+                    if log.write(&buf[..n]) {
+                        sink.emit(RunEvent::Note {
+                            text: format!(
+                                "console.log reached its cap of {cap} bytes; the rest of the \
+                                 console is counted, not written"
+                            ),
+                        });
                     }
                     splitter.push(&buf[..n], emit);
                 }
@@ -448,5 +473,88 @@ fn spawn_console_reader(
         if let Some(rest) = splitter.finish() {
             emit(rest);
         }
+        if log.dropped > 0 {
+            sink.emit(RunEvent::Note {
+                text: format!(
+                    "console.log: {} byte(s) of console output past its cap of {cap} bytes were \
+                     not written",
+                    log.dropped
+                ),
+            });
+        }
     });
+}
+
+/// console.log, written up to a cap; a line at the cap says where the
+/// rest went.
+struct CappedLog {
+    file: Option<std::fs::File>,
+    cap: u64,
+    written: u64,
+    dropped: u64,
+}
+
+impl CappedLog {
+    /// Write what fits; true when this write reached the cap.
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        let room = self.cap.saturating_sub(self.written);
+        let take = (bytes.len() as u64).min(room) as usize;
+        if let Some(f) = &mut self.file
+            && take > 0
+        {
+            let _ = f.write_all(&bytes[..take]);
+        }
+        self.written += take as u64;
+        self.dropped += (bytes.len() - take) as u64;
+        if take < bytes.len() && self.dropped == (bytes.len() - take) as u64 {
+            if let Some(f) = &mut self.file {
+                let _ = write!(
+                    f,
+                    "\n[gasbench: console.log reached its cap of {} bytes; the rest is not written]\n",
+                    self.cap
+                );
+            }
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_log_stops_at_its_cap_and_says_so_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut log = CappedLog {
+            file: Some(std::fs::File::create(&path).unwrap()),
+            cap: 100,
+            written: 0,
+            dropped: 0,
+        };
+        assert!(!log.write(&[b'a'; 60]));
+        assert!(log.write(&[b'b'; 60]), "this write reached the cap");
+        assert!(!log.write(&[b'c'; 1000]), "said once");
+        assert_eq!(log.dropped, 1020);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(&format!("{}{}", "a".repeat(60), "b".repeat(40))));
+        assert!(text.ends_with("reached its cap of 100 bytes; the rest is not written]\n"));
+        assert!(!text.contains("cc"));
+    }
+
+    #[test]
+    fn a_tail_of_a_huge_log_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut text = "x".repeat(10 << 20);
+        text.push_str("\nlast but one\n\x1b[2J");
+        text.push_str(&"y".repeat(5000));
+        std::fs::write(&path, text).unwrap();
+        let t = tail(&path, 8);
+        assert!(t.len() < 2048, "{}", t.len());
+        assert!(t.contains("last but one"), "{t}");
+        assert!(t.ends_with("y…"), "{t}");
+    }
 }

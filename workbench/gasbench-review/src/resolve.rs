@@ -277,68 +277,29 @@ pub struct MailFile {
 /// few MiB; the bound keeps `/dev/zero`-like input from eating memory.
 pub const MAX_MAIL_BYTES: u64 = 64 * 1024 * 1024;
 
-/// What kind of file `meta` describes, when it is not a regular file.
-fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    Some(if t.is_file() {
-        return None;
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a regular file"
-    })
-}
-
-/// The bytes of the regular file `path`, at most `limit` of them.
-///
-/// The type is checked before opening, because opening a FIFO blocks until
-/// something writes to it, and again on the open file, in case the path
-/// was swapped in between.
+/// The bytes of the regular file `path`, at most `limit` of them
+/// ([`gasbench_safefs::read_regular_file`]: a FIFO, device or directory
+/// is refused without being opened).
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ResolveError> {
-    use std::io::Read;
-    let read_err = |source| ResolveError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let not_a_file = |kind| ResolveError::NotAFile {
-        path: path.to_path_buf(),
-        kind,
-    };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if let Some(kind) = not_regular(&meta) {
-        return Err(not_a_file(kind));
-    }
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if let Some(kind) = not_regular(&meta) {
-        return Err(not_a_file(kind));
-    }
-    let too_large = || ResolveError::TooLarge {
-        path: path.to_path_buf(),
-        limit,
-    };
-    if meta.len() > limit {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // The size may grow while reading (a file still being written): read
-    // one byte past the limit to tell.
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    use gasbench_safefs::SafeFsError;
+    gasbench_safefs::read_regular_file(path, limit).map_err(|e| match e {
+        SafeFsError::NotRegular { kind, .. } => ResolveError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        },
+        SafeFsError::TooLarge { limit, .. } => ResolveError::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        },
+        SafeFsError::Io { source, .. } => ResolveError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => ResolveError::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// Read `path` and tell, for each series in it, whether it is known.

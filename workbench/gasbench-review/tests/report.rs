@@ -542,6 +542,40 @@ fn without_a_check_after_the_fixup_the_file_it_changes_links_break_and_defect() 
     );
 }
 
+/// A guest that prints escape sequences on its console, and a series
+/// whose subject carries them: review.md shows them as text, never as
+/// bytes a terminal would act on (it is printed as it is written).
+#[test]
+fn review_md_shows_escape_sequences_instead_of_passing_them_on() {
+    let w = world();
+    let mut events = w.events.clone();
+    let n = events.len() as u64;
+    events.insert(
+        events.len() - 1,
+        ev(
+            n,
+            VmEvent::Console {
+                line: "[    3.1] BUG: \x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07 \u{9b}31m\u{202e}gnp.exe"
+                    .into(),
+                severity: ConsoleSeverity::Bug,
+            },
+        ),
+    );
+    let mut r = review(&w, &events, None, true);
+    r.series.title = "mkdirat2\x1b]0;owned\x07 \x08\x08".into();
+    let md = gasbench_review::markdown::render(&r);
+    assert!(
+        !md.chars()
+            .any(|c| matches!(c, '\x1b' | '\x07' | '\x08' | '\u{9b}' | '\u{202e}')),
+        "{md:?}"
+    );
+    assert!(
+        md.contains("BUG: ␛[2J␛]52;c;cm0gLXJmIH4=␇ <U+009B>31m<U+202E>gnp.exe"),
+        "{md}"
+    );
+    assert!(md.contains("mkdirat2␛]0;owned␇ ␈␈"), "{md}");
+}
+
 /// The reply to the recorded reproduction: threaded under the cover
 /// letter, 72 columns, each finding with its evidence and (where one is
 /// found) the quoted hunk, no Tested-by with findings.

@@ -289,7 +289,10 @@ impl RunSummary {
             EventBody::Vm(VmEvent::Console { line, severity })
                 if *severity != ConsoleSeverity::Normal && self.kernel_warnings.len() < 1000 =>
             {
-                self.kernel_warnings.push(line.clone());
+                // A console line can be 64 KiB; a thousand of them is
+                // enough to say what went wrong, 4 KiB of each too.
+                let keep = line.char_indices().nth(4096).map_or(line.len(), |(i, _)| i);
+                self.kernel_warnings.push(line[..keep].to_string());
             }
             _ => {}
         }

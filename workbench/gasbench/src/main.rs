@@ -1,6 +1,22 @@
 //! `gasbench`: the command line. Only flags, dispatch and printing live
 //! here; every subcommand calls into a library crate that does the work.
 
+/// `eprintln!` for a line that may hold text from the guest or a mail:
+/// control characters and escape sequences are shown, not obeyed
+/// (`gasbench_termsafe::line`), and a line is cut at 4,000 characters.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("{}", gasbench_termsafe::line_capped(&format!($($arg)*), 4000))
+    };
+}
+
+/// `println!` likewise.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        println!("{}", gasbench_termsafe::line_capped(&format!($($arg)*), 4000))
+    };
+}
+
 mod cmd;
 
 use std::path::PathBuf;
@@ -97,7 +113,7 @@ fn main() -> ExitCode {
         // or its environment failed. Bad input is reported, with its
         // own status, where it is found.
         Err(report) => {
-            eprintln!("{report:?}");
+            cmd::eprint_report(&report);
             cmd::exit::code(cmd::exit::TOOL_FAILED)
         }
     }

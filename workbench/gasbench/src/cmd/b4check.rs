@@ -37,9 +37,10 @@ pub fn index(g: &Globals) -> ReviewIndex {
 
 fn print(results: &[CheckResult]) {
     // Serialising plain strings cannot fail.
+    // What a review says quotes the guest and the mail.
     println!(
         "{}",
-        serde_json::to_string(results).unwrap_or_else(|_| "[]".into())
+        gasbench_termsafe::json(&serde_json::to_string(results).unwrap_or_else(|_| "[]".into()))
     );
 }
 

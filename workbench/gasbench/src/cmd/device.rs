@@ -84,9 +84,13 @@ pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
 /// Read and check a fault plan, with the offending span on error.
 fn load_faults(path: &Path) -> miette::Result<FaultPlan> {
-    let text = std::fs::read_to_string(path)
+    // A regular file only, and bounded: a FIFO or /dev/zero given by
+    // mistake is an error, not a hang or an exhausted memory.
+    let bytes = gasbench_safefs::read_regular_file(path, gasbench_device::faults::MAX_PLAN_BYTES)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the fault plan {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| miette::miette!("the fault plan {} is not UTF-8 text: {e}", path.display()))?;
     FaultPlan::parse(&text).map_err(|e| {
         let labels = e
             .span
@@ -105,7 +109,14 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
     };
     cfg.validate().into_diagnostic()?;
     let plan = match &a.faults {
-        Some(p) => load_faults(p)?,
+        Some(p) => match load_faults(p) {
+            Ok(plan) => plan,
+            // A plan that cannot be read or parsed is bad input.
+            Err(report) => {
+                super::eprint_report(&report);
+                return Ok(super::exit::code(super::exit::BAD_INPUT));
+            }
+        },
         None => FaultPlan::default(),
     };
     let socket = std::path::absolute(&a.socket).unwrap_or(a.socket.clone());

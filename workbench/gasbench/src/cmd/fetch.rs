@@ -97,7 +97,7 @@ pub fn thread(
                 LoreError::NotFound { .. } | LoreError::BadMessageId { .. } => exit::BAD_INPUT,
                 _ => exit::TOOL_FAILED,
             };
-            eprintln!("{:?}", diagnostic(e));
+            super::eprint_report(&diagnostic(e));
             Err(exit::code(status))
         }
     }

@@ -58,6 +58,13 @@ pub struct VmArgs {
     /// own, at one more pipe round trip per register access.
     #[arg(long)]
     pub device_process: bool,
+    /// The most the guest may put in events.jsonl and in console.log
+    /// (each: 4096, 64M, 1G); past it, what it sends is counted, not
+    /// recorded, and a note says so. The run's own events and verdicts
+    /// are always recorded.
+    #[arg(long, value_name = "SIZE", default_value = "1G",
+          value_parser = gasbench_device::parse_size)]
+    pub guest_log_cap: u64,
     /// Also write the run's KCIDB v5.3 submission here (every run
     /// directory has it as kcidb.json).
     #[arg(long, value_name = "FILE")]
@@ -126,6 +133,7 @@ impl VmArgs {
             } else {
                 DeviceHost::InProcess
             },
+            guest_log_cap: self.guest_log_cap,
         }
     }
 }
@@ -166,6 +174,7 @@ pub fn record<F, Fut>(
     run_dir: &RunDir,
     label: &str,
     kernel_detail: bool,
+    guest_log_cap: u64,
     work: F,
 ) -> miette::Result<Recorded>
 where
@@ -182,6 +191,7 @@ where
         run_dir,
         label,
         kernel_detail,
+        guest_log_cap,
         work,
         &mut signals,
     ));
@@ -195,6 +205,7 @@ async fn record_async<F, Fut>(
     run_dir: &RunDir,
     label: &str,
     kernel_detail: bool,
+    guest_log_cap: u64,
     work: F,
     signals: &mut Signals,
 ) -> Recorded
@@ -210,9 +221,10 @@ where
         let mut last_build_line = std::time::Instant::now();
         let stop = signals.sender();
         tokio::spawn(async move {
-            gasbench_trace::log::record_reporting(
+            gasbench_trace::log::record_capped(
                 rx,
                 &path,
+                guest_log_cap,
                 |ev| {
                     print_progress(ev, kernel_detail, &mut last_build_line);
                     summary.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
@@ -343,7 +355,7 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
     match &ev.body {
         EventBody::Run(r) => match r {
             RunEvent::StageBegin { stage, detail } => {
-                eprintln!("[{t:7.2}] {:<10} {detail}", stage.name())
+                say!("[{t:7.2}] {:<10} {detail}", stage.name())
             }
             RunEvent::StageEnd {
                 stage,
@@ -357,13 +369,13 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                eprintln!(
+                say!(
                     "[{t:7.2}] {:<10} {o} ({:.1} s) {detail}",
                     stage.name(),
                     *elapsed_ms as f64 / 1000.0
                 )
             }
-            RunEvent::Accel(a) => eprintln!(
+            RunEvent::Accel(a) => say!(
                 "[{t:7.2}] accel      {} — {}",
                 a.accel.to_uppercase(),
                 a.reason
@@ -372,7 +384,7 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                 scenario,
                 passed,
                 elapsed_ms,
-            } => eprintln!(
+            } => say!(
                 "[{t:7.2}] {} {scenario} ({:.1} s)",
                 if *passed { "PASS" } else { "FAIL" },
                 *elapsed_ms as f64 / 1000.0
@@ -384,16 +396,16 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                 held: false,
                 ..
             } => {
-                eprintln!("           ✗ {what}: expected {expected}, got {actual}")
+                say!("           ✗ {what}: expected {expected}, got {actual}")
             }
             RunEvent::StageProgress {
                 stage,
                 total: 0,
                 detail,
                 ..
-            } if kernel_detail => eprintln!("[{t:7.2}] {:<10} {detail}", stage.name()),
-            RunEvent::Note { text } => eprintln!("[{t:7.2}] note       {text}"),
-            RunEvent::Error { text } => eprintln!("[{t:7.2}] ERROR      {text}"),
+            } if kernel_detail => say!("[{t:7.2}] {:<10} {detail}", stage.name()),
+            RunEvent::Note { text } => say!("[{t:7.2}] note       {text}"),
+            RunEvent::Error { text } => say!("[{t:7.2}] ERROR      {text}"),
             _ => {}
         },
         EventBody::Kernel(gasbench_events::kernel::KernelEvent::BuildProgress {
@@ -402,20 +414,20 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
             current,
         }) if kernel_detail && last_build_line.elapsed().as_secs() >= 30 => {
             *last_build_line = std::time::Instant::now();
-            eprintln!("[{t:7.2}] build      {done}/{total} {current}");
+            say!("[{t:7.2}] build      {done}/{total} {current}");
         }
         EventBody::Kernel(k) if kernel_detail => print_kernel(t, k),
         EventBody::Vm(gasbench_events::vm::VmEvent::Console { line, severity })
             if *severity == gasbench_events::vm::ConsoleSeverity::Bug =>
         {
-            eprintln!("[{t:7.2}] kernel     {line}")
+            say!("[{t:7.2}] kernel     {line}")
         }
         EventBody::Vm(gasbench_events::vm::VmEvent::ProcessExited {
             name,
             status,
             expected: false,
         }) => {
-            eprintln!("[{t:7.2}] DIED       {name}: {status}")
+            say!("[{t:7.2}] DIED       {name}: {status}")
         }
         _ => {}
     }
@@ -426,7 +438,7 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
 fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
     use gasbench_events::kernel::{ApplyStatus, KernelEvent};
     match k {
-        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => eprintln!(
+        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => say!(
             "[{t:7.2}] patch      {} {}/{} {}: {}",
             p.series,
             p.index,
@@ -442,15 +454,15 @@ fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
             cross_error,
             ..
         } => {
-            eprintln!(
+            say!(
                 "[{t:7.2}] per-patch  {} after {subject}",
                 if *builds { "builds" } else { "DOES NOT BUILD" }
             );
             if let Some(e) = first_error {
-                eprintln!("           {e}");
+                say!("           {e}");
             }
             if let (Some(a), Some(e)) = (cross_arch, cross_error) {
-                eprintln!("           {a}: {e}");
+                say!("           {a}: {e}");
             }
         }
         _ => {}

@@ -90,7 +90,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
 fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     let (rt, choice) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
-    eprintln!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
+    say!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
     let req = KernelRequest {
         kernel_dir: a.kernel_dir,
         base: match a.base_tree {
@@ -130,7 +130,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         Ok(a) => a,
         Err(e) => {
             let status = super::exit::for_blame(e.blame());
-            eprintln!("{:?}", diagnostic(e));
+            super::eprint_report(&diagnostic(e));
             return Ok(super::exit::code(status));
         }
     };
@@ -138,23 +138,25 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(m).map_err(|e| miette::miette!("{e}"))?
+            gasbench_termsafe::json(
+                &serde_json::to_string_pretty(m).map_err(|e| miette::miette!("{e}"))?
+            )
         );
     }
     if !m.per_patch.is_empty() {
-        eprintln!("kernel: per patch (does the tree build after it?):");
+        say!("kernel: per patch (does the tree build after it?):");
         for p in &m.per_patch {
-            eprintln!(
+            say!(
                 "  {:>2} {} {}",
                 p.position,
                 if p.builds { "builds" } else { "BREAKS" },
                 p.label
             );
             if let Some(e) = &p.first_error {
-                eprintln!("       first error: {e}");
+                say!("       first error: {e}");
             }
             match p.cross.as_ref() {
-                Some(c) if !c.ok => eprintln!(
+                Some(c) if !c.ok => say!(
                     "       {} ({}): {}",
                     c.arch,
                     if c.caused_by_series {
@@ -165,7 +167,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
                     c.first_error.as_deref().unwrap_or("failed")
                 ),
                 // A patch that made an earlier break compile again.
-                Some(c) if !c.carried.is_empty() => eprintln!(
+                Some(c) if !c.carried.is_empty() => say!(
                     "       {}: {} compile(s) again",
                     c.arch,
                     c.carried.join(", ")
@@ -174,7 +176,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
             }
         }
     }
-    eprintln!(
+    say!(
         "kernel: {} {} — {} — {}",
         if art.reused { "unchanged" } else { "built" },
         m.kernel_release,
@@ -185,9 +187,9 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         art.bzimage.display()
     );
     if let Some(s) = &art.selftest {
-        eprintln!("kernel: selftest {}", s.display());
+        say!("kernel: selftest {}", s.display());
     }
-    eprintln!("kernel: manifest {}", art.manifest_path.display());
+    say!("kernel: manifest {}", art.manifest_path.display());
     // A patch that breaks the build is a finding about the series, even
     // when the tree builds again after a later patch.
     let broken = m.per_patch.iter().filter(|p| !p.builds).count();
@@ -243,7 +245,7 @@ fn print_events(mut stream: EventStream) {
         match ev.body {
             EventBody::Run(RunEvent::StageBegin { stage, detail }) => {
                 clear(&mut bar_shown);
-                eprintln!("kernel: {} — {detail}", stage.name());
+                say!("kernel: {} — {detail}", stage.name());
             }
             EventBody::Run(RunEvent::StageProgress {
                 stage,
@@ -252,7 +254,7 @@ fn print_events(mut stream: EventStream) {
                 ..
             }) => {
                 clear(&mut bar_shown);
-                eprintln!("kernel: {}: {detail}", stage.name());
+                say!("kernel: {}: {detail}", stage.name());
             }
             EventBody::Run(RunEvent::StageEnd {
                 stage,
@@ -267,7 +269,7 @@ fn print_events(mut stream: EventStream) {
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                eprintln!(
+                say!(
                     "kernel: {} {o} in {:.1} s — {detail}",
                     stage.name(),
                     elapsed_ms as f64 / 1000.0
@@ -286,15 +288,15 @@ fn print_events(mut stream: EventStream) {
                 ..
             }) => {
                 clear(&mut bar_shown);
-                eprintln!(
+                say!(
                     "  after {subject}: {}",
                     if builds { "builds" } else { "DOES NOT BUILD" }
                 );
                 if let Some(e) = first_error {
-                    eprintln!("    {e}");
+                    say!("    {e}");
                 }
                 if let (Some(arch), Some(e)) = (cross_arch, cross_error) {
-                    eprintln!("    DOES NOT BUILD for {arch}: {e}");
+                    say!("    DOES NOT BUILD for {arch}: {e}");
                 }
             }
             EventBody::Kernel(KernelEvent::ConfigChecked {
@@ -304,7 +306,7 @@ fn print_events(mut stream: EventStream) {
                 ok: false,
             }) => {
                 clear(&mut bar_shown);
-                eprintln!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
+                say!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
             }
             EventBody::Kernel(KernelEvent::BuildProgress {
                 done,
@@ -316,15 +318,16 @@ fn print_events(mut stream: EventStream) {
                     let width = 30usize;
                     let fill = (pct as usize * width / 100).min(width);
                     eprint!(
-                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {current}",
+                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {}",
                         "#".repeat(fill),
-                        " ".repeat(width - fill)
+                        " ".repeat(width - fill),
+                        gasbench_termsafe::line_capped(&current, 60)
                     );
                     let _ = std::io::stderr().flush();
                     bar_shown = true;
                 } else if last_plain.elapsed().as_secs() >= 15 {
                     last_plain = std::time::Instant::now();
-                    eprintln!("  build {done}/{total} (~{pct}%) {current}");
+                    say!("  build {done}/{total} (~{pct}%) {current}");
                 }
             }
             EventBody::Kernel(KernelEvent::BuildLine { line }) => {
@@ -334,7 +337,7 @@ fn print_events(mut stream: EventStream) {
                     || t.starts_with("ld.lld: error")
                 {
                     clear(&mut bar_shown);
-                    eprintln!("  {line}");
+                    say!("  {line}");
                 }
             }
             _ => {}
@@ -353,12 +356,17 @@ fn print_patch(p: &PatchApplied) {
         Some(i) => format!("{} {i}", p.role.name()),
         None => p.role.name().to_string(),
     };
-    eprintln!(
+    say!(
         "  {:>2}/{:<2} {:<8} {} {:<13} {}",
-        p.index, p.total, status, p.series, which, p.subject
+        p.index,
+        p.total,
+        status,
+        p.series,
+        which,
+        p.subject
     );
     for h in p.hunks.iter().filter(|h| !h.applied) {
-        eprintln!(
+        say!(
             "          hunk {} of {} {} ({})",
             h.hunk,
             h.file,
@@ -367,27 +375,47 @@ fn print_patch(p: &PatchApplied) {
         );
     }
     if p.status != ApplyStatus::Applied && !p.detail.is_empty() {
-        eprintln!("          {}", p.detail);
+        for l in p.detail.lines() {
+            say!("          {l}");
+        }
     }
 }
 
 fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
-    let bytes =
-        std::fs::read(&a.source).map_err(|e| diagnostic(KbuildError::io("read", &a.source, e)))?;
+    // Mail that cannot be read is bad input, like for repro.
+    let bad_input = |report: Report| {
+        super::eprint_report(&report);
+        Ok(super::exit::code(super::exit::BAD_INPUT))
+    };
+    // Like repro: a regular file only, at most MAX_MAIL_BYTES of it.
+    let bytes = match gasbench_review::resolve::read_bounded(
+        &a.source,
+        gasbench_review::resolve::MAX_MAIL_BYTES,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad_input(Report::new(
+                MietteDiagnostic::new(e.to_string()).with_help(e.help()),
+            ));
+        }
+    };
     let label = a.label.unwrap_or_else(|| a.source.display().to_string());
     // Mail as it comes: CRLF line ends, Latin-1 and friends (see
     // gasbench_series::mail_text), like repro reads it.
-    let text = gasbench_series::mail_text(&bytes).map_err(|e| {
-        diagnostic(KbuildError::series(
-            &label,
-            &String::from_utf8_lossy(&bytes),
-            e,
-        ))
-    })?;
+    let text = match gasbench_series::mail_text(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return bad_input(diagnostic(KbuildError::series(
+                &label,
+                &String::from_utf8_lossy(&bytes),
+                e,
+            )));
+        }
+    };
     let done = gasbench_kbuild::extract::extract(&text, &label, &a.out).map_err(diagnostic)?;
     for e in &done {
         let m = &e.manifest;
-        println!(
+        tell!(
             "{}: {} v{} by {} <{}>, {} patch(es){}",
             e.dir.display(),
             m.title,
@@ -402,7 +430,7 @@ fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
             }
         );
         for p in &m.patches {
-            println!("  {:>2}/{} {:?} {}", p.index, m.total, p.origin, p.file);
+            tell!("  {:>2}/{} {:?} {}", p.index, m.total, p.origin, p.file);
         }
     }
     Ok(ExitCode::SUCCESS)

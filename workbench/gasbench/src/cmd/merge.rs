@@ -99,7 +99,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
             gasbench_trace::atomic::write(&run_dir.path().join(name), text.as_bytes())
                 .into_diagnostic()?;
         }
-        eprintln!(
+        say!(
             "gasbench merge: review of {}: {}",
             review.series.name,
             review.verdict_line()
@@ -107,7 +107,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         status = exit::worst(status, review.exit_code);
     }
     if args.json {
-        println!("{results}");
+        println!("{}", gasbench_termsafe::json(&results));
     } else {
         print!("{}", gasbench_trace::table::summary_table(&merged));
         println!(

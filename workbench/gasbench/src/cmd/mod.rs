@@ -18,3 +18,10 @@ pub mod setup;
 pub mod shard;
 pub mod signals;
 pub mod tui;
+
+/// Print a report on stderr the only way gasbench prints one: through
+/// [`gasbench_termsafe::report::safe`], since what it quotes (a mail, a
+/// console tail, a file name) may come from a stranger.
+pub fn eprint_report(report: &miette::Report) {
+    eprintln!("{:?}", gasbench_termsafe::report::safe(report));
+}

@@ -154,14 +154,14 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => return bad_input(resolve_diagnostic(e)),
             };
-            eprintln!(
+            say!(
                 "gasbench repro: {} ({}): {} series",
                 mail.label,
                 mail.format.describe(),
                 mail.series.len()
             );
             for s in &mail.series {
-                eprintln!(
+                say!(
                     "  {} {}: {}",
                     if selected.iter().any(|x| x.name == s.name) {
                         "review"
@@ -202,7 +202,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 .collect()
         }
         Err(m) => {
-            eprintln!("gasbench repro: {}", m.how);
+            say!("gasbench repro: {}", m.how);
             vec![Pending::Known {
                 name: m.name,
                 how: m.how,
@@ -215,7 +215,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     let suite = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
-            eprintln!(
+            say!(
                 "gasbench repro: {bad} scenario file(s) of the suite have problems; nothing was started"
             );
             return Ok(ExitCode::from(BAD_INPUT));
@@ -244,7 +244,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
-        eprintln!("gasbench repro: {bad} series could not be prepared; nothing was started");
+        say!("gasbench repro: {bad} series could not be prepared; nothing was started");
         return Ok(ExitCode::from(BAD_INPUT));
     }
     // Only input that is good needs the runtime.
@@ -275,7 +275,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
             (true, _) => Some(serde_json::to_string_pretty(&reviews)),
         };
         if let Some(text) = text {
-            println!("{}", text.into_diagnostic()?);
+            println!("{}", gasbench_termsafe::json(&text.into_diagnostic()?));
         }
     }
     Ok(ExitCode::from(worst))
@@ -312,7 +312,7 @@ fn stage(args: &Args, kdir: &KernelDir, pending: Pending, runs: &Path) -> Option
                 }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
-                    eprintln!("{:?}", resolve_diagnostic(e));
+                    super::eprint_report(&resolve_diagnostic(e));
                     return None;
                 }
             }
@@ -328,7 +328,7 @@ fn stage(args: &Args, kdir: &KernelDir, pending: Pending, runs: &Path) -> Option
         if let Some(dir) = &staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        eprintln!("{:?}", super::kernel::diagnostic(e));
+        super::eprint_report(&super::kernel::diagnostic(e));
         return None;
     }
     Some(Staged {
@@ -394,7 +394,7 @@ fn review_one(
             concerns.describe()
         )
     });
-    eprintln!(
+    say!(
         "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); run directory {}",
         target.name,
         if target.known {
@@ -443,13 +443,19 @@ fn review_one(
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), &run_dir),
     };
-    let recorded = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
-        if boot {
-            pipeline::run_until(opts, sink, interrupt).await.passed()
-        } else {
-            kernel_only(&provider, &sink, interrupt).await
-        }
-    })?;
+    let recorded = super::headless::record(
+        &run_dir,
+        &label,
+        true,
+        args.vm.guest_log_cap,
+        |sink, interrupt| async move {
+            if boot {
+                pipeline::run_until(opts, sink, interrupt).await.passed()
+            } else {
+                kernel_only(&provider, &sink, interrupt).await
+            }
+        },
+    )?;
     let summary = &recorded.summary;
     let (_, mut unwritten) = super::headless::write_results(
         &run_dir,
@@ -540,7 +546,7 @@ fn review_one(
     }
     if let Some(e) = slot.error {
         // What stopped the kernel stage, with its help (and rejected hunks).
-        eprintln!("{:?}", super::kernel::diagnostic(e));
+        super::eprint_report(&super::kernel::diagnostic(e));
     }
     if !args.json {
         print!("{md}");
@@ -551,9 +557,9 @@ fn review_one(
         );
     }
     for e in &unwritten {
-        eprintln!("gasbench repro: {e}");
+        say!("gasbench repro: {e}");
     }
-    eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
+    say!("gasbench repro: {}: {}", target.name, review.verdict_line());
     // Interrupted: the shell's code for the signal (the review holds what
     // was found so far); a file that could not be written: the tool's
     // environment failed.
@@ -816,7 +822,7 @@ fn resolve_diagnostic(e: ResolveError) -> Report {
 }
 
 fn bad_input(report: Report) -> miette::Result<ExitCode> {
-    eprintln!("{report:?}");
+    super::eprint_report(&report);
     Ok(ExitCode::from(BAD_INPUT))
 }
 

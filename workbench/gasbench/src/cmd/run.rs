@@ -92,8 +92,9 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         kernel,
         settings: args.vm.settings(g, runtime, &run_dir),
     };
+    let cap = args.vm.guest_log_cap;
     let recorded =
-        super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
+        super::headless::record(&run_dir, &label, false, cap, |sink, interrupt| async move {
             pipeline::run_until(opts, sink, interrupt).await.passed()
         })?;
     let summary = &recorded.summary;
@@ -108,7 +109,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     let (results, unwritten) =
         super::headless::write_results(&run_dir, summary, &checkout, args.vm.kcidb.as_deref());
     if args.json {
-        println!("{results}");
+        println!("{}", gasbench_termsafe::json(&results));
     } else {
         print!("{}", gasbench_trace::table::summary_table(summary));
         println!("run directory: {}", run_dir.path().display());

@@ -82,6 +82,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         run_dir: run_dir.path().to_path_buf(),
         busybox: false,
         device_host: Default::default(),
+        guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
     };
     let names: Vec<String> = suite.iter().map(|c| c.plan.scenario.clone()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
