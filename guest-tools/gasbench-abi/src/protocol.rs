@@ -158,7 +158,7 @@ pub struct Ready {
 }
 
 /// Everything known about one finished call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRecord {
     pub call: CallId,
     pub step: u32,

@@ -198,6 +198,7 @@ fn main() {
                 device_host: host.clone(),
                 guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
             },
+            explore: None,
         };
         let t = Instant::now();
         let out = tokio.block_on(pipeline::run(opts, sink.clone()));

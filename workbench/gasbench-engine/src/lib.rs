@@ -8,9 +8,11 @@
 //! - [`interrupt`]: stopping a run early (Ctrl-C) with the verdicts it has.
 //! - [`device_host`]: the goldfish device server, on a thread or as a
 //!   child process.
+//! - [`explore_run`]: the explorer's batches run on the guest.
 
 pub mod agent_build;
 pub mod device_host;
+pub mod explore_run;
 pub mod guest;
 pub mod guest_image;
 pub mod interrupt;

@@ -19,7 +19,9 @@ use gasbench_scenario::{Compiled, Report};
 
 use crate::agent_build::{build_agent, source_root};
 use crate::device_host::DeviceHost;
+use crate::explore_run::{self, ExplorePlan};
 use crate::interrupt::Interrupt;
+use gasbench_explore::ExploreReport;
 
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
@@ -70,6 +72,8 @@ pub struct RunOptions {
     pub scenarios: Vec<Compiled>,
     pub kernel: KernelProvider,
     pub settings: RunSettings,
+    /// The explorer, run on the same boot after the scenarios.
+    pub explore: Option<ExplorePlan>,
 }
 
 /// Produces the kernel to boot: the kernel stage, or a given image. Called
@@ -137,6 +141,8 @@ pub struct RunSettings {
 /// What the run found.
 pub struct RunOutcome {
     pub reports: Vec<Report>,
+    /// What the explorer did and found, a report per domain.
+    pub explored: Vec<ExploreReport>,
     /// Set when the run stopped early: what died or failed.
     pub error: Option<String>,
     pub accel: String,
@@ -294,6 +300,11 @@ impl Runner {
 
     pub fn accel(&self) -> &str {
         &self.accel
+    }
+
+    /// The kernel this runner boots.
+    pub fn kernel(&self) -> &KernelArtifacts {
+        &self.opts.kernel
     }
 
     /// Why the current guest cannot serve `c`, if it cannot.
@@ -483,8 +494,10 @@ pub async fn run(opts: RunOptions, sink: EventSink) -> RunOutcome {
 /// ends with the verdicts it has, no other starts, teardown runs.
 pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interrupt) -> RunOutcome {
     let scenarios = opts.scenarios;
+    let explore = opts.explore;
     let mut out = RunOutcome {
         reports: Vec::new(),
+        explored: Vec::new(),
         error: None,
         accel: String::new(),
     };
@@ -512,7 +525,15 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
     let run_started = Instant::now();
     sink.emit(RunEvent::StageBegin {
         stage: Stage::Run,
-        detail: format!("{} scenario(s)", scenarios.len()),
+        detail: format!(
+            "{} scenario(s){}",
+            scenarios.len(),
+            if explore.is_some() {
+                ", then the explorer"
+            } else {
+                ""
+            }
+        ),
     });
     for c in &scenarios {
         if interrupt.is_set() {
@@ -526,6 +547,12 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
                 break;
             }
         }
+    }
+    if let Some(plan) = &explore
+        && out.error.is_none()
+        && !interrupt.is_set()
+    {
+        out.explored = explore_run::explore(&mut runner, plan, &sink, &mut interrupt).await;
     }
     if let Some(cause) = interrupt.cause()
         && out.error.is_none()

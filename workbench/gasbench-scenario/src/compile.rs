@@ -198,6 +198,7 @@ pub fn compile(origin: &str, text: &str) -> Result<Compiled, Box<Problems>> {
         source,
         bundle,
         plan,
+        record: false,
     })
 }
 

@@ -38,6 +38,26 @@ pub struct Verdict {
 pub struct Report {
     pub scenario: String,
     pub verdicts: Vec<Verdict>,
+    /// What the run observed, when the scenario asked for it
+    /// ([`Compiled::record`]).
+    #[serde(skip)]
+    pub observed: Option<Box<Observations>>,
+}
+
+/// Everything a run observed, by step id, for a caller that judges the run
+/// itself ([`Compiled::record`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observations {
+    /// Call records, in the order they arrived.
+    pub calls: Vec<CallRecord>,
+    /// Device snapshots, with the step they were taken after.
+    pub snapshots: Vec<(u32, DeviceState)>,
+    /// Steps the agent could not run, and why.
+    pub step_errors: Vec<(u32, String)>,
+    /// Console lines (those kept), with the step that was running.
+    pub console: Vec<(Option<u32>, String)>,
+    /// The agent ran the bundle to its end.
+    pub finished: bool,
 }
 
 impl Report {
@@ -103,6 +123,8 @@ pub struct Evaluator<'a> {
     bundle_begun: bool,
     bundle_end: Option<Option<String>>,
     regexes: HashMap<String, regex::Regex>,
+    /// Set when the scenario asked for its observations.
+    observed: Option<Observations>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -163,6 +185,7 @@ impl<'a> Evaluator<'a> {
             bundle_begun: false,
             bundle_end: None,
             regexes: HashMap::new(),
+            observed: c.record.then(Observations::default),
         }
     }
 
@@ -183,8 +206,18 @@ impl<'a> Evaluator<'a> {
                 step,
                 error: Some(e),
                 ..
-            } => self.step_errors.entry(*step).or_default().push(e.clone()),
-            AgentMsg::CallEnd(r) => self.record(r),
+            } => {
+                if let Some(o) = &mut self.observed {
+                    o.step_errors.push((*step, e.clone()));
+                }
+                self.step_errors.entry(*step).or_default().push(e.clone())
+            }
+            AgentMsg::CallEnd(r) => {
+                if let Some(o) = &mut self.observed {
+                    o.calls.push(r.clone());
+                }
+                self.record(r)
+            }
             AgentMsg::Ktap(k) => self.ktap.entry(k.step).or_default().push(k.clone()),
             AgentMsg::BundleEnd { error, .. } => self.bundle_end = Some(error.clone()),
             _ => {}
@@ -197,6 +230,9 @@ impl<'a> Evaluator<'a> {
             return;
         };
         let step = sp.step;
+        if let Some(o) = &mut self.observed {
+            o.snapshots.push((step, state.clone()));
+        }
         let main = self.main;
         for e in &self.c.plan.expectations {
             if e.step != step {
@@ -786,9 +822,15 @@ impl<'a> Evaluator<'a> {
             actual,
             held,
         });
+        let observed = self.observed.take().map(|mut o| {
+            o.console = std::mem::take(&mut self.console);
+            o.finished = matches!(self.bundle_end, Some(None));
+            Box::new(o)
+        });
         Report {
             scenario: plan.scenario.clone(),
             verdicts,
+            observed,
         }
     }
 }

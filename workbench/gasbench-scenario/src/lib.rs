@@ -30,5 +30,5 @@ pub use compile::{
     compile, compile_bytes, load,
 };
 pub use diag::{Problem, Problems};
-pub use eval::{Evaluator, Report, Verdict};
+pub use eval::{Evaluator, Observations, Report, Verdict};
 pub use plan::*;

@@ -49,6 +49,11 @@ pub struct Compiled {
     pub source: Arc<str>,
     pub bundle: Bundle,
     pub plan: HostPlan,
+    /// Keep what the run observed (call records, device snapshots, step
+    /// errors, console lines) in its [`crate::Report`], for a caller that
+    /// judges the run itself (the explorer). Off for ordinary scenarios:
+    /// a long run's call records are not kept twice.
+    pub record: bool,
 }
 
 impl Compiled {

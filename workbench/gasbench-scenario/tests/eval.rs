@@ -460,3 +460,48 @@ fn a_report_is_plain_data() {
             .any(|v| v["actual"].as_str().unwrap().contains("shutdown requested"))
     );
 }
+
+/// A scenario that asks for its observations (the explorer's batches)
+/// gets every call record, snapshot (by the step it follows), step error
+/// and console line back in its report; an ordinary one gets none.
+#[test]
+fn a_recording_scenario_keeps_what_it_observed_and_an_ordinary_one_does_not() {
+    let plain = ok(DEVICE);
+    let mut recording = ok(DEVICE);
+    recording.record = true;
+    for (c, kept) in [(&plain, false), (&recording, true)] {
+        let mut r = Run::new(c);
+        r.call(0, 0, 3, None, Value::Null);
+        r.call(1, 0, -1, Some("ENOMEM"), Value::Null);
+        r.ev.device_snapshot(0, &state(&[(1, None)], &[], 0x10000));
+        r.ev.console(Some(1), "goldfish: out of room");
+        r.ev.agent(&AgentMsg::StepEnd {
+            bundle: 1,
+            step: 2,
+            thread: 0,
+            error: Some("bad fd".into()),
+        });
+        r.ev.agent(&AgentMsg::BundleEnd {
+            bundle: 1,
+            error: None,
+        });
+        let report = r.ev.finish();
+        let Some(o) = report.observed else {
+            assert!(!kept, "a recording scenario's report has no observations");
+            continue;
+        };
+        assert!(kept, "an ordinary scenario's report keeps observations");
+        assert_eq!(o.calls.len(), 2);
+        assert_eq!(o.calls[1].errno.as_deref(), Some("ENOMEM"));
+        // Sync point 0 follows step 1 (the first step with a device check).
+        assert_eq!(o.snapshots.len(), 1);
+        assert_eq!(o.snapshots[0].0, 1);
+        assert_eq!(o.snapshots[0].1.handles.len(), 1);
+        assert_eq!(o.step_errors, vec![(2, "bad fd".to_string())]);
+        assert_eq!(
+            o.console,
+            vec![(Some(1), "goldfish: out of room".to_string())]
+        );
+        assert!(o.finished);
+    }
+}

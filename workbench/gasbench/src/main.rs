@@ -65,6 +65,10 @@ enum Command {
     Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
     Device(cmd::device::Args),
+    /// Search for what nobody wrote a scenario for: random call sequences
+    /// checked against reference models, divergences shrunk to scenarios.
+    #[command(after_help = cmd::exit::HELP)]
+    Explore(cmd::explore::Args),
     /// Reproduce a posted series for review: apply, build, boot, report.
     #[command(after_help = cmd::exit::HELP)]
     Repro(cmd::repro::Args),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(args)) => cmd::repro::run(&globals, args),
+        Some(Command::Explore(args)) => cmd::explore::run(&globals, args),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
         Some(Command::B4Check(args)) => cmd::b4check::run(&globals, args),
         Some(Command::Merge(args)) => cmd::merge::run(&globals, args),

@@ -5,6 +5,7 @@ pub mod checkout;
 pub mod device;
 pub mod doctor;
 pub mod exit;
+pub mod explore;
 pub mod fetch;
 pub mod headless;
 pub mod kernel;

@@ -442,6 +442,7 @@ fn review_one(
         scenarios,
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), &run_dir),
+        explore: None,
     };
     let recorded = super::headless::record(
         &run_dir,

@@ -91,6 +91,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         scenarios,
         kernel,
         settings: args.vm.settings(g, runtime, &run_dir),
+        explore: None,
     };
     let cap = args.vm.guest_log_cap;
     let recorded =
