@@ -30,6 +30,7 @@
 
 pub mod checks;
 pub mod concerns;
+pub mod explorer;
 pub mod markdown;
 pub mod reply;
 pub mod report;

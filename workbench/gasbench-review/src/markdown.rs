@@ -263,6 +263,12 @@ pub fn render(r: &Review) -> String {
         }
     }
 
+    // ---- The explorer.
+    if let Some(x) = &r.explorer {
+        let _ = writeln!(o, "\n## Explorer\n");
+        o.push_str(&gasbench_termsafe::text(x));
+    }
+
     // ---- Kernel log, kselftest.
     let _ = writeln!(o, "\n## Kernel log\n");
     if r.kernel_log.is_empty() {

@@ -253,6 +253,10 @@ pub struct Review {
     pub errors: Vec<String>,
     /// Most severe first.
     pub findings: Vec<Finding>,
+    /// The explorer's section (Markdown, as explore.md has it), when it
+    /// ran (`explorer::add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explorer: Option<String>,
     pub run: RunInfo,
     /// 0: every patch applies and builds and every expectation held;
     /// 1: there are findings; 3: the tool or its environment failed
@@ -322,6 +326,7 @@ impl Review {
             kselftest,
             errors,
             findings: Vec::new(),
+            explorer: None,
             run: RunInfo {
                 run_dir: f.run_dir.clone(),
                 accel: f.summary.accel.clone(),
@@ -400,7 +405,7 @@ impl Review {
 }
 
 /// 3 when a finding is the tool's, 1 with findings that count, else 0.
-fn exit_code_of(findings: &[Finding]) -> u8 {
+pub(crate) fn exit_code_of(findings: &[Finding]) -> u8 {
     if findings.iter().any(|x| x.tool_failure) {
         3
     } else if findings.iter().any(|x| x.severity <= Severity::Low) {
@@ -651,6 +656,7 @@ fn scenario_verdicts(f: &Facts) -> Vec<ScenarioVerdict> {
     f.summary
         .scenarios
         .iter()
+        .filter(|sc| !crate::explorer::is_explorer_scenario(&sc.name))
         .map(|sc| {
             let src = f.scenarios.iter().find(|s| s.name == sc.name);
             let failures = sc

@@ -208,3 +208,57 @@ pub fn write_outputs(run_dir: &Path, reports: &[ExploreReport]) -> Vec<String> {
     }
     unwritten
 }
+
+/// The explorer's flags in `repro`, where it runs by default, bounded.
+#[derive(clap::Args)]
+pub struct ReproExploreArgs {
+    /// Do not run the explorer after the scenarios.
+    #[arg(long)]
+    no_explore: bool,
+    /// The explorer's seed in repro (fixed, so a repro is repeatable).
+    #[arg(long, default_value_t = REPRO_SEED, value_name = "N")]
+    explore_seed: u64,
+    /// Calls the goldfish explorer may make in repro.
+    #[arg(long, default_value_t = REPRO_GOLDFISH_CALLS, value_name = "N")]
+    explore_calls: usize,
+    /// Calls mkdirat2's explorer may make per filesystem in repro.
+    #[arg(long, default_value_t = REPRO_FS_CALLS, value_name = "N")]
+    explore_fs_calls: usize,
+    /// The most time the explorer may take in repro, all domains together.
+    #[arg(long, default_value_t = REPRO_TIME_SECS, value_name = "SECS")]
+    explore_time: u64,
+}
+
+/// repro's bounds: what keeps its added time modest (measured under TCG;
+/// see ARCHITECTURE.md, gasbench-explore).
+pub const REPRO_SEED: u64 = 1;
+pub const REPRO_GOLDFISH_CALLS: usize = 600;
+pub const REPRO_FS_CALLS: usize = 120;
+pub const REPRO_TIME_SECS: u64 = 600;
+
+impl ReproExploreArgs {
+    /// The plan for a series that adds the goldfish driver and/or mkdirat2;
+    /// None when the explorer is off or has nothing to drive.
+    pub fn plan(&self, goldfish: bool, mkdirat2: bool) -> Option<ExplorePlan> {
+        if self.no_explore || !(goldfish || mkdirat2) {
+            return None;
+        }
+        Some(ExplorePlan {
+            seed: self.explore_seed,
+            goldfish: goldfish.then(|| Budget {
+                calls: self.explore_calls,
+                ..Budget::default()
+            }),
+            mkdirat2: if mkdirat2 {
+                ExplorePlan::all_filesystems()
+            } else {
+                Vec::new()
+            },
+            mkdirat2_budget: Budget {
+                calls: self.explore_fs_calls,
+                ..Budget::default()
+            },
+            time: Some(Duration::from_secs(self.explore_time)),
+        })
+    }
+}

@@ -74,6 +74,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "base_rev")]
     guess_base: bool,
     #[command(flatten)]
+    explore: super::explore::ReproExploreArgs,
+    #[command(flatten)]
     fetch: super::fetch::FetchArgs,
     #[command(flatten)]
     vm: super::headless::VmArgs,
@@ -437,13 +439,17 @@ fn review_one(
     let slot = Arc::new(Mutex::new(KernelSlot::default()));
     let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
     let sources: Vec<ScenarioSource> = scenarios.iter().map(scenario_source).collect();
-    let boot = !scenarios.is_empty();
+    // The explorer, bounded, on the same boot after the scenarios.
+    let explore = args.explore.plan(concerns.goldfish, concerns.mkdirat2);
+    let boot = !scenarios.is_empty() || explore.is_some();
     let opts = RunOptions {
         scenarios,
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), &run_dir),
-        explore: None,
+        explore,
     };
+    let explored = Arc::new(Mutex::new(Vec::new()));
+    let explored_slot = explored.clone();
     let recorded = super::headless::record(
         &run_dir,
         &label,
@@ -451,12 +457,16 @@ fn review_one(
         args.vm.guest_log_cap,
         |sink, interrupt| async move {
             if boot {
-                pipeline::run_until(opts, sink, interrupt).await.passed()
+                let out = pipeline::run_until(opts, sink, interrupt).await;
+                let passed = out.passed() || (out.reports.is_empty() && out.error.is_none());
+                *explored_slot.lock().unwrap_or_else(|p| p.into_inner()) = out.explored;
+                passed
             } else {
                 kernel_only(&provider, &sink, interrupt).await
             }
         },
     )?;
+    let explored = std::mem::take(&mut *explored.lock().unwrap_or_else(|p| p.into_inner()));
     let summary = &recorded.summary;
     let (_, mut unwritten) = super::headless::write_results(
         &run_dir,
@@ -482,7 +492,8 @@ fn review_one(
         .as_ref()
         .and_then(|(_, m)| m.series.iter().find(|s| s.series == target.name));
     let kernel_error = slot.error_text.clone();
-    let review = Review::build(&Facts {
+    unwritten.extend(super::explore::write_outputs(run_dir.path(), &explored));
+    let mut review = Review::build(&Facts {
         target: &target,
         series: &series,
         base: &tkdir.base,
@@ -498,6 +509,15 @@ fn review_one(
         run_dir: Some(run_dir.path().display().to_string()),
         base_choice: Some(base_choice),
     });
+    gasbench_review::explorer::add(
+        &mut review,
+        &explored,
+        &run_dir
+            .path()
+            .join(super::explore::REPRODUCERS)
+            .display()
+            .to_string(),
+    );
     let md = gasbench_review::markdown::render(&review);
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
     for (name, text) in [("review.md", &md), ("review.json", &json)] {
