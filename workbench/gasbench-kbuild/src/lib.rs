@@ -120,6 +120,10 @@ pub struct KernelArtifacts {
     pub manifest: BuildManifest,
     /// True when nothing had changed and the earlier build was reused.
     pub reused: bool,
+    /// The source tree with the series applied, as the stage left it
+    /// (for series-level checks that read it; the next kernel stage on
+    /// the same base moves it on).
+    pub src: PathBuf,
 }
 
 /// The build directory for a set of series: the default (every series)
@@ -363,7 +367,10 @@ fn build_or_reuse(
         None
     } else {
         match reuse(&final_dir) {
-            Reuse::Hit(a) => Some(*a),
+            Reuse::Hit(a) => Some(KernelArtifacts {
+                src: tree.src.clone(),
+                ..*a
+            }),
             Reuse::Missing => None,
             Reuse::Damaged(why) => {
                 note(
@@ -570,6 +577,7 @@ fn build_or_reuse(
         manifest_path: final_dir.join("manifest.json"),
         manifest,
         reused: false,
+        src: tree.src.clone(),
     })
 }
 
@@ -855,6 +863,7 @@ fn reuse(dir: &Path) -> Reuse {
         manifest_path: dir.join("manifest.json"),
         manifest: manifest.clone(),
         reused: true,
+        src: PathBuf::new(),
     }))
 }
 

@@ -36,6 +36,7 @@ pub mod reply;
 pub mod report;
 pub mod resolve;
 pub mod scenario_text;
+pub mod series_checks;
 
 pub use report::{Facts, Finding, Review, Severity};
 pub use resolve::{Input, ResolveError, Target};

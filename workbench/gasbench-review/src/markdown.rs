@@ -269,6 +269,12 @@ pub fn render(r: &Review) -> String {
         o.push_str(&gasbench_termsafe::text(x));
     }
 
+    // ---- Series-level ABI checks.
+    if let Some(x) = &r.series_checks {
+        let _ = writeln!(o, "\n## ABI checks\n");
+        o.push_str(&gasbench_termsafe::text(x));
+    }
+
     // ---- Kernel log, kselftest.
     let _ = writeln!(o, "\n## Kernel log\n");
     if r.kernel_log.is_empty() {

@@ -257,6 +257,10 @@ pub struct Review {
     /// ran (`explorer::add`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explorer: Option<String>,
+    /// The series-level ABI checks (Markdown), when they ran
+    /// (`series_checks::add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_checks: Option<String>,
     pub run: RunInfo,
     /// 0: every patch applies and builds and every expectation held;
     /// 1: there are findings; 3: the tool or its environment failed
@@ -327,6 +331,7 @@ impl Review {
             errors,
             findings: Vec::new(),
             explorer: None,
+            series_checks: None,
             run: RunInfo {
                 run_dir: f.run_dir.clone(),
                 accel: f.summary.accel.clone(),

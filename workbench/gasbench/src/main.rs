@@ -65,6 +65,10 @@ enum Command {
     Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
     Device(cmd::device::Args),
+    /// The series-level ABI checks repro runs, on a tree with the series
+    /// applied: syscall tables and numbers, ioctl directions, uapi
+    /// layouts, the ioctl number registry.
+    AbiCheck(cmd::abicheck::Args),
     /// Search for what nobody wrote a scenario for: random call sequences
     /// checked against reference models, divergences shrunk to scenarios.
     #[command(after_help = cmd::exit::HELP)]
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(args)) => cmd::repro::run(&globals, args),
         Some(Command::Explore(args)) => cmd::explore::run(&globals, args),
+        Some(Command::AbiCheck(args)) => cmd::abicheck::run(args),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
         Some(Command::B4Check(args)) => cmd::b4check::run(&globals, args),
         Some(Command::Merge(args)) => cmd::merge::run(&globals, args),

@@ -1,5 +1,6 @@
 //! One module per subcommand: its flags and the glue to its library.
 
+pub mod abicheck;
 pub mod b4check;
 pub mod checkout;
 pub mod device;

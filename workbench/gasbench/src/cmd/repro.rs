@@ -518,6 +518,26 @@ fn review_one(
             .display()
             .to_string(),
     );
+    // Series-level ABI checks, read from the tree the kernel stage left.
+    if let Some(a) = slot.artifacts.as_ref().filter(|a| a.src.is_dir()) {
+        let dir = tkdir.series_dir(&target.name);
+        let texts: Vec<(String, String)> = series
+            .patches
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.file.clone(),
+                    std::fs::read_to_string(dir.join(&p.file)).ok()?,
+                ))
+            })
+            .collect();
+        let patches: Vec<gasbench_abicheck::Patch> = texts
+            .iter()
+            .map(|(file, text)| gasbench_abicheck::Patch { file, text })
+            .collect();
+        let results = gasbench_abicheck::check_series(&a.src, &patches);
+        gasbench_review::series_checks::add(&mut review, &results, &a.src.display().to_string());
+    }
     let md = gasbench_review::markdown::render(&review);
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
     for (name, text) in [("review.md", &md), ("review.json", &json)] {
