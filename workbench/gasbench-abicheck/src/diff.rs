@@ -26,11 +26,11 @@ impl Added {
                     in_hunk = false;
                     continue;
                 }
-                if let Some(old) = line.strip_prefix("--- ") {
-                    if !in_hunk || file.is_none() {
-                        from_null = old.trim() == "/dev/null";
-                        continue;
-                    }
+                if let Some(old) = line.strip_prefix("--- ")
+                    && (!in_hunk || file.is_none())
+                {
+                    from_null = old.trim() == "/dev/null";
+                    continue;
                 }
                 if let Some(new) = line.strip_prefix("+++ ")
                     && (!in_hunk || file.is_none())

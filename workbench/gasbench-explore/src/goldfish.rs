@@ -715,7 +715,7 @@ enum Service {
     HostMemory,
     SharedSlots,
     /// The first PING named no service the model knows.
-    NoService,
+    Unrecognised,
     /// A PING whose result was lost (EFAULT writing it back): the model
     /// cannot say what the host did.
     Unknown,
@@ -1056,19 +1056,19 @@ impl Goldfish {
             });
             return;
         }
-        if let (Outcome::Unspecified { question: Some(q) }, true) = (&outcome, ok) {
-            if !m.questions_asked.contains(&q.signature) {
-                m.questions_asked.push(q.signature);
-                cx.diverge(Divergence {
-                    signature: q.signature.into(),
-                    kind: Kind::Question,
-                    at: key.to_string(),
-                    title: q.title.into(),
-                    model: format!("unspecified: {}; {why}", q.why),
-                    observed: format!("{}({}) {}", op.what(), args_text(r), outcome_text(r)),
-                    expect: vec![observed_expect(r)],
-                });
-            }
+        if let (Outcome::Unspecified { question: Some(q) }, true) = (&outcome, ok)
+            && !m.questions_asked.contains(&q.signature)
+        {
+            m.questions_asked.push(q.signature);
+            cx.diverge(Divergence {
+                signature: q.signature.into(),
+                kind: Kind::Question,
+                at: key.to_string(),
+                title: q.title.into(),
+                model: format!("unspecified: {}; {why}", q.why),
+                observed: format!("{}({}) {}", op.what(), args_text(r), outcome_text(r)),
+                expect: vec![observed_expect(r)],
+            });
         }
         // Effects, as the kernel reported them.
         match op {
@@ -1308,7 +1308,7 @@ impl Goldfish {
                     ECHO => Service::Echo { served: 0 },
                     HOST_MEMORY => Service::HostMemory,
                     SHARED_SLOTS => Service::SharedSlots,
-                    _ => Service::NoService,
+                    _ => Service::Unrecognised,
                 };
             }
             Service::Echo { served } => {
@@ -1384,7 +1384,7 @@ impl Goldfish {
                     m.files[f].grants.retain(|g| g.0 != at);
                 }
             }
-            Service::HostMemory | Service::NoService | Service::Unknown => {}
+            Service::HostMemory | Service::Unrecognised | Service::Unknown => {}
         }
     }
 
@@ -1798,7 +1798,7 @@ fn filter_ops(seq: &[Op], gone: &[u32]) -> Vec<Op> {
         .filter_map(|o| match o {
             Op::Fork { id, ops } => {
                 let ops = filter_ops(ops, gone);
-                (!ops.is_empty()).then(|| Op::Fork { id: *id, ops })
+                (!ops.is_empty()).then_some(Op::Fork { id: *id, ops })
             }
             other => Some(other.clone()),
         })

@@ -288,6 +288,8 @@ impl Fake {
         }
     }
 
+    // One argument per field of the CallRecord it makes.
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         step: &Step,
