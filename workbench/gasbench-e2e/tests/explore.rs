@@ -41,7 +41,15 @@ fn a_bounded_exploration_reports_what_ran_and_writes_reproducers_that_run() {
     let runs = tempfile::tempdir().unwrap();
     let (code, stdout, stderr) = gasbench(
         &[
-            "explore", "--json", "--seed", "1", "--calls", "150", "--fs", "tmpfs", "--fs-calls",
+            "explore",
+            "--json",
+            "--seed",
+            "1",
+            "--calls",
+            "150",
+            "--fs",
+            "tmpfs",
+            "--fs-calls",
             "80",
         ],
         runs.path(),

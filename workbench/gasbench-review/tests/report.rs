@@ -735,3 +735,128 @@ fn the_reply_mail_to_a_recorded_goldfish_run() {
     );
     assert!(!body.contains("Tested-by:"));
 }
+
+/// The explorer's findings and the ABI checks join the review: one
+/// finding each with its reproducer or file:line, the severity by kind,
+/// the explorer's own scenarios kept out of the suite's list, and both
+/// sections in review.md.
+#[test]
+fn explorer_findings_and_abi_checks_join_the_review() {
+    use gasbench_abicheck::{CheckResult, Evidence, Verdict};
+    use gasbench_explore::explorer::{Finding as XFinding, Stats};
+    use gasbench_explore::{Budget, ExploreReport, Kind};
+
+    let w = world();
+    // A batch the explorer ran, failing (a reproducer confirms a defect
+    // by failing): it is the explorer's, not a suite scenario.
+    let mut events = w.events.clone();
+    let mut seq = events.last().map_or(0, |e| e.seq);
+    for body in [
+        RunEvent::ScenarioBegin {
+            scenario: "explore-goldfish-claim-out-of-area".into(),
+            steps: 3,
+        },
+        RunEvent::Expectation {
+            scenario: "explore-goldfish-claim-out-of-area".into(),
+            step: 2,
+            what: "line 9: r.2 CLAIM_SHARED: errno".into(),
+            expected: "EINVAL".into(),
+            actual: "succeeded".into(),
+            held: false,
+        },
+        RunEvent::ScenarioEnd {
+            scenario: "explore-goldfish-claim-out-of-area".into(),
+            passed: false,
+            elapsed_ms: 5,
+        },
+    ] {
+        seq += 1;
+        events.push(Event {
+            seq,
+            t_us: 0,
+            body: EventBody::Run(body),
+        });
+    }
+    let mut r = review(&w, &events, None, true);
+    assert!(
+        r.scenarios.iter().all(|s| !s.name.starts_with("explore-")),
+        "{:?}",
+        r.scenarios.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let before = r.findings.len();
+    let finding = |kind, confirmed, signature: &str| XFinding {
+        domain: "goldfish".into(),
+        signature: signature.into(),
+        kind,
+        title: format!("title of {signature}"),
+        model: "the model".into(),
+        observed: "what ran".into(),
+        original_ops: 9,
+        minimal_ops: 3,
+        shrink_rounds: 4,
+        minimal: true,
+        reproducer: "[scenario]\n".into(),
+        file: format!("explore-goldfish-{}.toml", signature.replace('.', "-")),
+        confirmed,
+        note: None,
+    };
+    let report = ExploreReport {
+        domain: "goldfish".into(),
+        seed: 1,
+        budget: Budget::default(),
+        stats: Stats {
+            sequences: 40,
+            calls: 600,
+            ..Stats::default()
+        },
+        findings: vec![
+            finding(Kind::Defect, Some(true), "claim.out-of-area"),
+            finding(Kind::Defect, Some(false), "close.leak"),
+            finding(Kind::Question, Some(true), "ping.offset"),
+        ],
+    };
+    gasbench_review::explorer::add(&mut r, &[report], "/runs/x/reproducers");
+    let checks = vec![
+        CheckResult {
+            check: "ioctl.direction",
+            subject: "X_FREE".into(),
+            verdict: Verdict::Defect,
+            title: "X_FREE is declared _IOWR but the driver only copies the argument in".into(),
+            evidence: vec![Evidence::new("drivers/x.rs", 7, "X_FREE => {")],
+        },
+        CheckResult {
+            check: "syscall.number",
+            subject: "x".into(),
+            verdict: Verdict::Pass,
+            title: "x takes 472".into(),
+            evidence: vec![Evidence::new("scripts/syscall.tbl", 415, "472 common x")],
+        },
+    ];
+    gasbench_review::series_checks::add(&mut r, &checks, "/tree");
+    assert_eq!(r.findings.len(), before + 4, "{:#?}", titles(&r));
+    let find = |needle: &str| {
+        r.findings
+            .iter()
+            .find(|f| f.title.contains(needle))
+            .unwrap_or_else(|| panic!("no finding with {needle}: {:#?}", titles(&r)))
+    };
+    let d = find("title of claim.out-of-area");
+    assert_eq!(d.severity, Severity::Medium);
+    assert!(d.title.contains("shown by the explorer"));
+    assert_eq!(
+        d.location.as_deref(),
+        Some("/runs/x/reproducers/explore-goldfish-claim-out-of-area.toml")
+    );
+    assert_eq!(find("title of close.leak").severity, Severity::Low);
+    assert_eq!(find("title of ping.offset").severity, Severity::Info);
+    let a = find("X_FREE is declared _IOWR");
+    assert_eq!(a.severity, Severity::Medium);
+    assert!(a.title.contains("shown by reading the tree"));
+    assert_eq!(a.location.as_deref(), Some("drivers/x.rs:7"));
+    assert_eq!(r.exit_code, 1);
+    let md = gasbench_review::markdown::render(&r);
+    assert!(md.contains("\n## Explorer\n"), "{md}");
+    assert!(md.contains("| goldfish | 1 | 0 | 40 | 600 |"), "{md}");
+    assert!(md.contains("\n## ABI checks\n"));
+    assert!(md.contains("| syscall.number | x | pass |"));
+}
