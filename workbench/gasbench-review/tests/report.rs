@@ -750,8 +750,8 @@ fn explorer_findings_and_abi_checks_join_the_review() {
     // A batch the explorer ran, failing (a reproducer confirms a defect
     // by failing): it is the explorer's, not a suite scenario.
     let mut events = w.events.clone();
-    let mut seq = events.last().map_or(0, |e| e.seq);
-    for body in [
+    let last = events.last().map_or(0, |e| e.seq);
+    for (seq, body) in (last + 1..).zip([
         RunEvent::ScenarioBegin {
             scenario: "explore-goldfish-claim-out-of-area".into(),
             steps: 3,
@@ -769,8 +769,7 @@ fn explorer_findings_and_abi_checks_join_the_review() {
             passed: false,
             elapsed_ms: 5,
         },
-    ] {
-        seq += 1;
+    ]) {
         events.push(Event {
             seq,
             t_us: 0,
