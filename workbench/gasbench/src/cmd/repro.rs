@@ -41,9 +41,16 @@ pub struct Args {
     #[arg(long)]
     no_per_patch: bool,
     /// In the per-patch check, also compile each patch's C files for this
-    /// architecture (e.g. `arm`, which has no syscall wrappers).
+    /// architecture (e.g. `arm`, which has no syscall wrappers) [default:
+    /// `arm` for a series that touches what other architectures compile
+    /// differently: syscall tables and declarations, asm-generic, arch/,
+    /// compat code].
     #[arg(long, value_name = "ARCH", conflicts_with = "no_per_patch")]
     cross_arch: Option<String>,
+    /// No second architecture in the per-patch check, whatever the series
+    /// touches.
+    #[arg(long, conflicts_with = "cross_arch")]
+    no_cross_arch: bool,
     /// Run the whole scenario suite, not only the scenarios that concern
     /// the series.
     #[arg(long)]
@@ -366,6 +373,7 @@ fn review_one(
         .series(&target.name)
         .map_err(super::kernel::diagnostic)?;
     let concerns = Concerns::of_series(&tkdir, &target.name).map_err(super::kernel::diagnostic)?;
+    let cross_arch = cross_arch_for(args, &tkdir, &series, &target.name);
 
     // The scenarios that concern the series (or all of them).
     let scenarios: Vec<Compiled> = suite
@@ -411,7 +419,7 @@ fn review_one(
         } else {
             format!(
                 "per-patch check{}",
-                args.cross_arch
+                cross_arch
                     .as_deref()
                     .map(|a| format!(" with {a}"))
                     .unwrap_or_default()
@@ -432,7 +440,7 @@ fn review_one(
         series: Some(vec![target.name.clone()]),
         posted_only: target.posted_only,
         per_patch: !args.no_per_patch,
-        cross_arch: args.cross_arch.clone(),
+        cross_arch: cross_arch.clone(),
         jobs: args.jobs,
         ..KernelRequest::default()
     };
@@ -504,7 +512,7 @@ fn review_one(
         summary,
         scenarios: &sources,
         per_patch: !args.no_per_patch,
-        cross_arch: args.cross_arch.as_deref(),
+        cross_arch: cross_arch.as_deref(),
         scenarios_note,
         run_dir: Some(run_dir.path().display().to_string()),
         base_choice: Some(base_choice),
@@ -613,6 +621,44 @@ fn review_one(
         },
     };
     Ok((code, Some(review)))
+}
+
+/// The second architecture of the per-patch check: `--cross-arch`, else
+/// `arm` when a patch touches code other architectures compile
+/// differently (a syscall table, the syscall declarations, asm-generic,
+/// arch/, compat code), else none.
+fn cross_arch_for(
+    args: &Args,
+    kdir: &KernelDir,
+    series: &gasbench_series::manifest::SeriesManifest,
+    name: &str,
+) -> Option<String> {
+    if args.no_per_patch || args.no_cross_arch {
+        return None;
+    }
+    if args.cross_arch.is_some() {
+        return args.cross_arch.clone();
+    }
+    let dir = kdir.series_dir(name);
+    let touches = series.patches.iter().any(|p| {
+        std::fs::read_to_string(dir.join(&p.file)).is_ok_and(|t| {
+            t.lines()
+                .filter_map(|l| l.strip_prefix("+++ b/"))
+                .any(arch_sensitive)
+        })
+    });
+    touches.then(|| "arm".to_string())
+}
+
+/// A file other architectures compile differently.
+fn arch_sensitive(path: &str) -> bool {
+    let path = path.trim();
+    path.ends_with(".tbl")
+        || path == "include/linux/syscalls.h"
+        || path.starts_with("include/uapi/asm-generic/")
+        || path.starts_with("include/asm-generic/")
+        || (path.starts_with("arch/") && !path.starts_with("arch/x86/"))
+        || path.contains("compat")
 }
 
 /// The base to build on and a sentence saying which and why: the series'
@@ -902,6 +948,27 @@ mod tests {
         let mut argv = vec!["x", "in.mbox"];
         argv.extend_from_slice(extra);
         P::parse_from(argv).a
+    }
+
+    /// mkdirat2 touches syscall tables and declarations: its per-patch
+    /// check compiles for arm too unless told otherwise; the goldfish
+    /// driver touches nothing other architectures compile differently.
+    #[test]
+    fn the_cross_arch_check_is_on_by_default_for_a_series_that_touches_syscalls() {
+        let kdir =
+            KernelDir::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel")).unwrap();
+        let of = |extra: &[&str], name: &str| {
+            let series = kdir.series(name).unwrap();
+            cross_arch_for(&args(extra), &kdir, &series, name)
+        };
+        assert_eq!(of(&[], "mkdirat2-v2").as_deref(), Some("arm"));
+        assert_eq!(of(&[], "goldfish-address-space-v3"), None);
+        assert_eq!(of(&["--no-cross-arch"], "mkdirat2-v2"), None);
+        assert_eq!(of(&["--no-per-patch"], "mkdirat2-v2"), None);
+        assert_eq!(
+            of(&["--cross-arch", "riscv"], "goldfish-address-space-v3").as_deref(),
+            Some("riscv")
+        );
     }
 
     #[test]
