@@ -229,8 +229,9 @@ pub struct ReproExploreArgs {
     explore_time: u64,
 }
 
-/// repro's bounds: what keeps its added time modest (measured under TCG;
-/// see ARCHITECTURE.md, gasbench-explore).
+/// repro's bounds. The call budgets are first guesses, not yet measured on
+/// the guest under TCG; the time budget is the ceiling whatever they say
+/// (checked between batches, so one batch may run past it).
 pub const REPRO_SEED: u64 = 1;
 pub const REPRO_GOLDFISH_CALLS: usize = 600;
 pub const REPRO_FS_CALLS: usize = 120;
