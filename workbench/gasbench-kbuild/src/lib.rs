@@ -32,6 +32,7 @@ pub mod kconfig;
 pub mod layout;
 pub mod make;
 pub mod manifest;
+pub mod profile;
 pub mod report;
 pub mod selftest;
 pub mod tree;
@@ -78,6 +79,9 @@ pub struct KernelRequest {
     pub jobs: Option<u32>,
     /// Throw away local edits in the cached tree instead of refusing.
     pub discard_local_changes: bool,
+    /// The kernel profile (`kernel/profiles/profiles.toml`): `default`,
+    /// `debug`, `race`.
+    pub profile: String,
 }
 
 impl Default for KernelRequest {
@@ -91,6 +95,7 @@ impl Default for KernelRequest {
             cross_arch: None,
             jobs: None,
             discard_local_changes: false,
+            profile: profile::DEFAULT.to_string(),
         }
     }
 }
@@ -115,23 +120,6 @@ pub struct KernelArtifacts {
     pub manifest: BuildManifest,
     /// True when nothing had changed and the earlier build was reused.
     pub reused: bool,
-}
-
-/// The build directory for a set of series: the default (every series)
-/// keeps `out`; a subset (`gasbench repro --series`, `kernel build
-/// --series`) gets its own. Their .config files differ, and one shared
-/// directory rebuilt everything on every switch between them (60–300 s).
-fn build_dir_for(out: &Path, series: Option<&[String]>) -> PathBuf {
-    match series {
-        None => out.to_path_buf(),
-        Some(names) => {
-            let mut names = names.to_vec();
-            names.sort();
-            names.dedup();
-            let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-            out.with_file_name(format!("{name}-{}", names.join("+")))
-        }
-    }
 }
 
 struct StageTimer<'a> {
@@ -190,10 +178,14 @@ pub fn ensure_kernel(
     let kdir = KernelDir::locate(req.kernel_dir.as_deref())?;
     // A build of some of the series leaves out the config symbols only
     // the other series add: they cannot be set without their patches.
-    let (fragments, left_out) = match &req.series {
+    let (mut fragments, left_out) = match &req.series {
         Some(only) => kdir.fragments_for(only)?,
         None => (kdir.fragments()?, Default::default()),
     };
+    // The profile's fragment goes last: it may turn off what the guest
+    // config picks (SLUB_TINY for KASAN).
+    let profile = profile::profile(&kdir, &req.profile)?;
+    fragments.push(profile.fragment.clone());
     for (symbol, by) in &left_out {
         note(
             sink,
@@ -230,7 +222,7 @@ pub fn ensure_kernel(
     let make = Make {
         rt: rt.clone(),
         src: tree.src.clone(),
-        out: build_dir_for(&tree.out, req.series.as_deref()),
+        out: profile::build_dir_for(&tree.out, req.series.as_deref(), &profile.name),
         // The tree and the build outputs (headers and the selftest are
         // written straight into the staging directory under builds/).
         binds: {
@@ -275,17 +267,17 @@ pub fn ensure_kernel(
         );
     }
 
-    // The built tree at the result.
-    let local = checkout(
-        &src_git,
-        &report.head,
-        req.discard_local_changes || req.per_patch,
-    )?;
-    let tree_state = format!("{}+{}", report.head, local);
+    // The built tree at the result (with the profile's own patches).
+    let head = {
+        let mut binds = tree.binds();
+        binds.push(kdir.root().to_path_buf());
+        profile::commit_on(&Git::new(rt, &tree.apply, &binds), &report.head, &profile)?
+    };
+    let local = checkout(&src_git, &head, req.discard_local_changes || req.per_patch)?;
+    let tree_state = format!("{head}+{local}");
     // The configuration depends on the Kconfig files only: editing a
     // driver in the cached tree must not re-run the configuration.
-    let kconfig_state =
-        kconfig_state(&src_git, &tree.base_commit, &report.head, !local.is_empty())?;
+    let kconfig_state = kconfig_state(&src_git, &tree.base_commit, &head, !local.is_empty())?;
 
     // ---- Configure ----
     let st = StageTimer::begin(
@@ -453,6 +445,15 @@ pub fn ensure_kernel(
     ] {
         std::fs::copy(&from, &to).map_err(|e| KbuildError::io("copy", &from, e))?;
     }
+    // vmlinux decodes the guest's stack traces; a debug one is hundreds
+    // of MiB, so it is linked, not copied (the linker replaces the file
+    // on a rebuild; it never writes into the old one).
+    let vmlinux_from = make.out.join("vmlinux");
+    let vmlinux_to = staging.join("vmlinux");
+    if std::fs::hard_link(&vmlinux_from, &vmlinux_to).is_err() {
+        std::fs::copy(&vmlinux_from, &vmlinux_to)
+            .map_err(|e| KbuildError::io("copy", &vmlinux_from, e))?;
+    }
     let mkdirat2 = apply::syscall_number(&tree.src, "mkdirat2");
     timings.total_ms = t0.elapsed().as_millis() as u64;
     let artifacts = ArtifactPaths {
@@ -462,12 +463,13 @@ pub fn ensure_kernel(
         headers: final_dir.join("headers/include"),
         selftest: has_selftest.then(|| final_dir.join("selftests").join(selftest::SELFTEST)),
         build_log: final_dir.join("build.log"),
+        vmlinux: Some(final_dir.join("vmlinux")),
     };
     let manifest = BuildManifest {
         kernel_release: release,
         base: tree.label.clone(),
         base_commit: tree.base_commit.clone(),
-        head: report.head.clone(),
+        head,
         local_changes_sha256: local,
         build_key: build_key.clone(),
         arch: make.arch.clone(),
@@ -482,6 +484,7 @@ pub fn ensure_kernel(
         mkdirat2_syscall: mkdirat2,
         kbuild_steps: run.steps,
         per_patch,
+        profile: profile.info.clone(),
     };
     let mpath = staging.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
@@ -713,7 +716,10 @@ fn reuse(dir: &Path) -> Option<KernelArtifacts> {
     let manifest: BuildManifest = serde_json::from_str(&text).ok()?;
     let a = &manifest.artifacts;
     let all = [&a.bzimage, &a.config, &a.system_map, &a.headers];
-    if !all.iter().all(|p| p.exists()) || a.selftest.as_ref().is_some_and(|p| !p.exists()) {
+    if !all.iter().all(|p| p.exists())
+        || a.selftest.as_ref().is_some_and(|p| !p.exists())
+        || a.vmlinux.as_ref().is_some_and(|p| !p.exists())
+    {
         return None;
     }
     Some(KernelArtifacts {
@@ -738,6 +744,7 @@ fn emit_artifacts(sink: &EventSink, a: &ArtifactPaths) {
         ("headers", Some(&a.headers)),
         ("selftest", a.selftest.as_ref()),
         ("build_log", Some(&a.build_log)),
+        ("vmlinux", a.vmlinux.as_ref()),
     ] {
         let Some(path) = path else { continue };
         sink.emit(KernelEvent::Artifact {
@@ -877,21 +884,5 @@ mod tests {
         }
         assert!(e.to_string().contains("--per-patch would lose them"), "{e}");
         assert!(e.help().contains("--discard-local-changes"));
-    }
-
-    #[test]
-    fn each_set_of_series_builds_in_its_own_directory() {
-        let out = Path::new("/cache/kernel/trees/7.2.12-x/out");
-        assert_eq!(build_dir_for(out, None), out);
-        let one = build_dir_for(out, Some(&["mkdirat2-v2".to_string()]));
-        assert_eq!(
-            one,
-            Path::new("/cache/kernel/trees/7.2.12-x/out-mkdirat2-v2")
-        );
-        // The order the series were named in does not matter.
-        let a = build_dir_for(out, Some(&["b-v1".into(), "a-v2".into()]));
-        let b = build_dir_for(out, Some(&["a-v2".into(), "b-v1".into(), "a-v2".into()]));
-        assert_eq!(a, b);
-        assert_eq!(a, Path::new("/cache/kernel/trees/7.2.12-x/out-a-v2+b-v1"));
     }
 }

@@ -40,6 +40,10 @@ pub struct ArtifactPaths {
     #[serde(default)]
     pub selftest: Option<PathBuf>,
     pub build_log: PathBuf,
+    /// The kernel image with its symbols (and, in the debug profiles,
+    /// line tables) that decodes the guest's stack traces.
+    #[serde(default)]
+    pub vmlinux: Option<PathBuf>,
 }
 
 /// After patch k: does the tree build?
@@ -87,4 +91,7 @@ pub struct BuildManifest {
     pub kbuild_steps: u64,
     #[serde(default)]
     pub per_patch: Vec<PatchBuild>,
+    /// The kernel profile it was built with.
+    #[serde(default = "crate::profile::ProfileInfo::default_profile")]
+    pub profile: crate::profile::ProfileInfo,
 }
