@@ -108,8 +108,12 @@ impl ReportKind {
 /// One line of a stack trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Frame {
-    /// As the kernel printed it (Rust symbols demangled).
+    /// As the kernel printed it, Rust symbols demangled.
     pub function: String,
+    /// The symbol as printed when it differs from `function` (a mangled
+    /// Rust symbol): what System.map knows it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
     pub offset: u64,
     pub size: u64,
     /// `? ` frames: the unwinder is not sure they are on the stack.
@@ -178,13 +182,14 @@ pub struct KernelReport {
 impl KernelReport {
     pub const MAX_LINES: usize = 400;
 
-    /// The frame that says where: the first reliable frame of the first
-    /// stack that is not the detector's own machinery.
+    /// The frame that says where: the first reliable frame that is not
+    /// the detector's own machinery, in the leading stack (or the next,
+    /// when a RIP in the BUG helper is all the first one has).
     pub fn culprit(&self) -> Option<&Frame> {
         self.stacks
-            .first()?
-            .frames
             .iter()
+            .take(2)
+            .flat_map(|s| s.frames.iter())
             .find(|f| f.reliable && !is_machinery(&f.function))
     }
 
@@ -216,6 +221,13 @@ pub fn is_machinery(function: &str) -> bool {
         "__ubsan_",
         "lockdep_",
         "__lock_acquire",
+        "mutex_lock",
+        "__mutex_lock",
+        "_raw_spin_lock",
+        "_raw_read_lock",
+        "_raw_write_lock",
+        "down_read",
+        "down_write",
         "lock_acquire",
         "check_noncircular",
         "check_prev_add",
@@ -243,6 +255,7 @@ pub fn is_machinery(function: &str) -> bool {
         "alloc_pages",
         "__alloc_frozen_pages",
         "rust_begin_unwind",
+        "__rustc::",
         "core::panicking::",
         "rust_helper_BUG",
     ];
@@ -268,6 +281,7 @@ mod tests {
     fn the_culprit_skips_the_reporting_code() {
         let f = |name: &str, reliable: bool| Frame {
             function: name.into(),
+            symbol: None,
             offset: 0,
             size: 0,
             reliable,
