@@ -3,7 +3,8 @@
 //! kernel's log keeps them in order with everything the call made the
 //! kernel print, which the agent's own port (a separate channel) cannot.
 //!
-//! `gasbench: call 17 begin b1 s3 t0` … `gasbench: call 17 end b1 s3 t0`
+//! `gasbench: call 17 begin b1 s3 t0 k97` … `gasbench: call 17 end b1 s3 t0 k97`
+//! (call, bundle, step, the agent's thread, the kernel's task id).
 
 use crate::protocol::{CallId, ThreadId};
 
@@ -19,6 +20,9 @@ pub struct Marker {
     pub bundle: u64,
     pub step: u32,
     pub thread: ThreadId,
+    /// The kernel's id of the task making the call (gettid()): the PID a
+    /// kernel report names.
+    pub tid: u32,
 }
 
 const PREFIX: &str = "gasbench: call ";
@@ -27,12 +31,13 @@ impl Marker {
     /// The line the agent writes.
     pub fn line(&self) -> String {
         format!(
-            "{PREFIX}{} {} b{} s{} t{}",
+            "{PREFIX}{} {} b{} s{} t{} k{}",
             self.call,
             if self.begin { "begin" } else { "end" },
             self.bundle,
             self.step,
-            self.thread
+            self.thread,
+            self.tid
         )
     }
 
@@ -52,6 +57,7 @@ impl Marker {
         let bundle = num('b')?;
         let step = u32::try_from(num('s')?).ok()?;
         let thread = ThreadId::try_from(num('t')?).ok()?;
+        let tid = u32::try_from(num('k')?).ok()?;
         if words.next().is_some() {
             return None;
         }
@@ -61,6 +67,7 @@ impl Marker {
             bundle,
             step,
             thread,
+            tid,
         })
     }
 }
@@ -77,8 +84,9 @@ mod tests {
             bundle: 1,
             step: 3,
             thread: 0,
+            tid: 97,
         };
-        assert_eq!(m.line(), "gasbench: call 17 begin b1 s3 t0");
+        assert_eq!(m.line(), "gasbench: call 17 begin b1 s3 t0 k97");
         let console = format!("[   12.345678] [   T97] {}", m.line());
         assert_eq!(Marker::find(&console), Some(m));
         let end = Marker { begin: false, ..m };
@@ -88,12 +96,12 @@ mod tests {
     #[test]
     fn anything_else_is_not_a_marker() {
         for bad in [
-            "gasbench: call x begin b1 s3 t0",
-            "gasbench: call 1 start b1 s3 t0",
-            "gasbench: call 1 begin b1 s3",
-            "gasbench: call 1 begin b1 s3 t0 extra",
-            "gasbench: call 1 begin b1 s99999999999 t0",
-            "gasbench: call 1 begin 1 3 0",
+            "gasbench: call x begin b1 s3 t0 k1",
+            "gasbench: call 1 start b1 s3 t0 k1",
+            "gasbench: call 1 begin b1 s3 t0",
+            "gasbench: call 1 begin b1 s3 t0 k1 extra",
+            "gasbench: call 1 begin b1 s99999999999 t0 k1",
+            "gasbench: call 1 begin 1 3 0 1",
             "unrelated",
         ] {
             assert_eq!(Marker::find(bad), None, "{bad}");

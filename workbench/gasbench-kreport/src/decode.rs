@@ -135,7 +135,11 @@ impl Decoder {
         for (si, s) in report.stacks.iter().enumerate() {
             for (fi, f) in s.frames.iter().enumerate() {
                 if let Some(a) = self.symbols.address(f) {
-                    let a = if s.label == "RIP" || f.offset == 0 { a } else { a - 1 };
+                    let a = if s.label == "RIP" || f.offset == 0 {
+                        a
+                    } else {
+                        a - 1
+                    };
                     wanted.push((si, fi, a));
                 }
             }
@@ -202,7 +206,10 @@ impl Decoder {
                 String::from_utf8_lossy(&out.stderr).trim(),
             )));
         }
-        Ok(parse_symbolizer(&String::from_utf8_lossy(&out.stdout), addrs))
+        Ok(parse_symbolizer(
+            &String::from_utf8_lossy(&out.stdout),
+            addrs,
+        ))
     }
 }
 
@@ -239,8 +246,23 @@ pub fn parse_symbolizer(out: &str, addrs: &[u64]) -> HashMap<u64, Vec<(String, S
 /// first directory the kernel tree has at its top, without the column.
 pub fn short_path(loc: &str) -> String {
     const TOP: &[&str] = &[
-        "arch/", "block/", "crypto/", "drivers/", "fs/", "include/", "init/", "io_uring/",
-        "ipc/", "kernel/", "lib/", "mm/", "net/", "rust/", "samples/", "security/", "sound/",
+        "arch/",
+        "block/",
+        "crypto/",
+        "drivers/",
+        "fs/",
+        "include/",
+        "init/",
+        "io_uring/",
+        "ipc/",
+        "kernel/",
+        "lib/",
+        "mm/",
+        "net/",
+        "rust/",
+        "samples/",
+        "security/",
+        "sound/",
         "virt/",
     ];
     // `file:line:column` → `file:line`.
@@ -261,11 +283,7 @@ pub fn short_path(loc: &str) -> String {
         .rev()
         .filter(|&i| s.as_bytes()[i] == b'/')
         .find(|&i| TOP.iter().any(|t| s[i + 1..].starts_with(t)) && s[..i].ends_with("/src"))
-        .or_else(|| {
-            TOP.iter()
-                .filter_map(|t| s.find(&format!("/{t}")))
-                .min()
-        })
+        .or_else(|| TOP.iter().filter_map(|t| s.find(&format!("/{t}"))).min())
         .map_or_else(|| s.to_string(), |i| s[i + 1..].to_string())
 }
 

@@ -304,7 +304,9 @@ fn is_lockdep_header(t: &str) -> bool {
         "BUG: looking up invalid subclass",
     ];
     HEADERS.iter().any(|h| t.starts_with(h))
-        || (t.starts_with("WARNING: ") && t.contains("-safe -> ") && t.contains("-unsafe lock order"))
+        || (t.starts_with("WARNING: ")
+            && t.contains("-safe -> ")
+            && t.contains("-unsafe lock order"))
 }
 
 fn decide(opener: &Opener, t: &str) -> Option<(ReportKind, End)> {
@@ -426,7 +428,14 @@ fn stacks_of(kind: ReportKind, lines: &[String]) -> Vec<Stack> {
         }
         if matches!(
             t,
-            "<TASK>" | "</TASK>" | "<IRQ>" | "</IRQ>" | "<NMI>" | "</NMI>" | "<SOFTIRQ>" | "</SOFTIRQ>"
+            "<TASK>"
+                | "</TASK>"
+                | "<IRQ>"
+                | "</IRQ>"
+                | "<NMI>"
+                | "</NMI>"
+                | "<SOFTIRQ>"
+                | "</SOFTIRQ>"
         ) {
             continue;
         }
@@ -481,7 +490,11 @@ fn task_of(lines: &[String]) -> Option<ReportTask> {
     let find = |re: &Regex, pid_first: bool| {
         lines.iter().find_map(|l| {
             let c = re.captures(l.trim())?;
-            let (pid, comm) = if pid_first { (&c[1], &c[2]) } else { (&c[2], &c[1]) };
+            let (pid, comm) = if pid_first {
+                (&c[1], &c[2])
+            } else {
+                (&c[2], &c[1])
+            };
             Some(ReportTask {
                 pid: pid.parse().ok()?,
                 comm: comm.to_string(),
@@ -594,9 +607,16 @@ mod tests {
     #[test]
     fn frames_reliable_or_not_with_modules_and_addresses() {
         let f = parse_frame(" dump_stack_lvl+0x5d/0x80").unwrap();
-        assert_eq!((f.function.as_str(), f.offset, f.size), ("dump_stack_lvl", 0x5d, 0x80));
+        assert_eq!(
+            (f.function.as_str(), f.offset, f.size),
+            ("dump_stack_lvl", 0x5d, 0x80)
+        );
         assert!(f.reliable);
-        assert!(!parse_frame(" ? __virt_addr_valid+0x1d/0x1a0").unwrap().reliable);
+        assert!(
+            !parse_frame(" ? __virt_addr_valid+0x1d/0x1a0")
+                .unwrap()
+                .reliable
+        );
         let f = parse_frame("[<ffffffff81a0c0a0>] provoke+0x1e/0x60").unwrap();
         assert_eq!(f.function, "provoke");
         let f = parse_frame(" foo.cold+0x3/0x10 [lkdtm]").unwrap();

@@ -50,7 +50,10 @@ fn kasan_use_after_free_is_one_report_with_its_three_stacks() {
     let task = r.task.as_ref().unwrap();
     assert_eq!((task.pid, task.comm.as_str()), (97, "gasbench-agent"));
     let labels: Vec<&str> = r.stacks.iter().map(|s| s.label.as_str()).collect();
-    assert_eq!(labels, ["Call Trace", "Allocated by task 97", "Freed by task 97"]);
+    assert_eq!(
+        labels,
+        ["Call Trace", "Allocated by task 97", "Freed by task 97"]
+    );
     // Unreliable `? ` frames are kept but marked; the culprit skips them
     // and KASAN's own functions.
     assert!(r.stacks[0].frames.iter().any(|f| !f.reliable));
@@ -110,7 +113,10 @@ fn kcsan_race_keeps_both_sides_in_order() {
     let p = only("kcsan_data_race.log");
     let r = &p.report;
     assert_eq!(r.kind, ReportKind::Kcsan);
-    assert_eq!(r.title, "BUG: KCSAN: data-race in provoke_racer / provoke_racer");
+    assert_eq!(
+        r.title,
+        "BUG: KCSAN: data-race in provoke_racer / provoke_racer"
+    );
     assert_eq!(r.stacks.len(), 2);
     assert!(r.stacks[0].label.starts_with("write to 0x"));
     assert!(r.stacks[1].label.starts_with("read to 0x"));
@@ -159,9 +165,17 @@ fn a_rust_panic_takes_its_message_and_the_bug_that_follows() {
         r.title,
         "rust_kernel: panicked at drivers/platform/goldfish/goldfish_address_space.rs:233:21: attempt to add with overflow"
     );
-    assert!(r.text.iter().any(|l| l.contains("kernel BUG at rust/helpers/bug.c:7!")));
+    assert!(
+        r.text
+            .iter()
+            .any(|l| l.contains("kernel BUG at rust/helpers/bug.c:7!"))
+    );
     // The panic machinery is skipped: the culprit is the driver's code.
-    let trace = r.stacks.iter().find(|s| s.label == "Call Trace").unwrap_or_else(|| panic!("{:#?}", r.stacks));
+    let trace = r
+        .stacks
+        .iter()
+        .find(|s| s.label == "Call Trace")
+        .unwrap_or_else(|| panic!("{:#?}", r.stacks));
     assert_eq!(trace.frames[0].function, "__rustc::rust_begin_unwind");
     assert_eq!(
         trace.frames[2].function,
@@ -176,7 +190,10 @@ fn kmemleak_scan_gives_one_report_per_object_and_duplicates_share_a_signature() 
     assert_eq!((all.len(), total), (3, 3));
     let r = &all[0].report;
     assert_eq!(r.kind, ReportKind::Kmemleak);
-    assert_eq!(r.title, "unreferenced object 0xffff888004b2c000 (size 256):");
+    assert_eq!(
+        r.title,
+        "unreferenced object 0xffff888004b2c000 (size 256):"
+    );
     assert_eq!(r.stacks[0].label, "backtrace (crc 8d7c5e2a)");
     assert_eq!(r.culprit().unwrap().function, "provoke_leak");
     assert_eq!(r.task.as_ref().unwrap().comm, "gasbench-agent");
@@ -201,7 +218,10 @@ fn reports_printed_at_once_by_two_tasks_are_kept_apart() {
     let kinds: Vec<ReportKind> = all.iter().map(|p| p.report.kind).collect();
     assert_eq!(kinds, [ReportKind::Warning, ReportKind::Lockdep]);
     assert!(all.iter().all(|p| !p.truncated));
-    assert_eq!(all[1].report.culprit().unwrap().function, "provoke_lock_inversion");
+    assert_eq!(
+        all[1].report.culprit().unwrap().function,
+        "provoke_lock_inversion"
+    );
 }
 
 #[test]
