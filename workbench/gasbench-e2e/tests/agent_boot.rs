@@ -26,6 +26,7 @@ async fn the_agent_boots_mounts_the_share_and_says_ready() {
         cpus: 1,
         goldfish_socket: None,
         run_dir: run_dir.clone(),
+        cmdline: String::new(),
     };
     let (sink, _bus) = gasbench_events::bus();
     let start = Instant::now();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gasbench_env::kvm::KvmVerdict;
 use gasbench_env::{CacheDir, Runtime};
 use gasbench_events::EventSink;
-use gasbench_events::run::{AccelChoice, Outcome, RunEvent, Stage};
+use gasbench_events::run::{AccelChoice, Outcome, ProfileChoice, RunEvent, Stage};
 use gasbench_qemu::Accel;
 use gasbench_scenario::{Compiled, Report};
 
@@ -25,6 +25,7 @@ use crate::interrupt::Interrupt;
 pub const INTERRUPTED: &str = "interrupted (Ctrl-C): the VM was stopped";
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
+use crate::reports::ReportBook;
 use crate::scenario_run::{ScenarioError, run_scenario};
 use crate::session::BootSpec;
 
@@ -38,6 +39,28 @@ pub struct KernelArtifacts {
     pub selftests: Vec<(String, PathBuf)>,
     /// Human-readable: "7.2.12 + goldfish v3 + mkdirat2 v2 (built)".
     pub description: String,
+    /// The profile it was built with: its detectors and command line.
+    pub profile: KernelProfile,
+    /// What decodes its stack traces; None for a kernel image given
+    /// without them.
+    pub symbols: Option<KernelSymbols>,
+}
+
+/// A kernel profile as the run needs it.
+#[derive(Clone, Debug, Default)]
+pub struct KernelProfile {
+    pub choice: ProfileChoice,
+    /// Added to the kernel command line.
+    pub cmdline: String,
+}
+
+/// The files that turn a stack frame into `file:line`.
+#[derive(Clone, Debug)]
+pub struct KernelSymbols {
+    pub system_map: PathBuf,
+    pub vmlinux: Option<PathBuf>,
+    /// The kernel has line tables (CONFIG_DEBUG_INFO).
+    pub debug_info: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +187,7 @@ pub struct Runner {
     guest: Option<Guest>,
     bundle_id: u64,
     pub boots: u32,
+    reports: ReportBook,
 }
 
 impl Runner {
@@ -224,6 +248,18 @@ impl Runner {
             accel: verdict.accel().into(),
             reason: verdict.reason.clone(),
         }));
+        sink.emit(RunEvent::Profile(opts.kernel.profile.choice.clone()));
+        let decoder = match &opts.kernel.symbols {
+            Some(k) => gasbench_kreport::decode::Decoder::new(
+                opts.settings.runtime.clone(),
+                k.vmlinux.as_deref(),
+                &k.system_map,
+                k.debug_info,
+            )
+            .map_err(|e| e.to_string()),
+            None => Err("the kernel was given without System.map and vmlinux".into()),
+        };
+        let reports = ReportBook::new(decoder);
         let boot_spec = BootSpec {
             kernel: opts.kernel.bzimage.clone(),
             initramfs,
@@ -237,8 +273,10 @@ impl Runner {
             cpus: opts.settings.cpus,
             goldfish_socket: None,
             run_dir: opts.settings.run_dir.clone(),
+            cmdline: opts.kernel.profile.cmdline.clone(),
         };
         Ok(Runner {
+            reports,
             accel: verdict.accel().to_string(),
             opts,
             sink,
@@ -288,8 +326,24 @@ impl Runner {
         self.run_one_until(c, &mut Interrupt::never()).await
     }
 
+    /// Why `c` is not for this run's kernel, if it is not (it names the
+    /// profiles it is for).
+    pub fn skip_reason(&self, c: &Compiled) -> Option<String> {
+        let profile = &self.opts.kernel.profile.choice.name;
+        let wanted = &c.plan.profiles;
+        (!wanted.is_empty() && !wanted.contains(profile)).then(|| {
+            format!(
+                "it is for the {} profile{} and this kernel is the {profile} profile (--profile {})",
+                wanted.join(" or "),
+                if wanted.len() > 1 { "s" } else { "" },
+                wanted[0]
+            )
+        })
+    }
+
     /// [`Runner::run_one`] that ends the scenario early, with the verdicts
-    /// it has, when `interrupt` is set.
+    /// it has, when `interrupt` is set. (Callers check
+    /// [`Runner::skip_reason`] first.)
     pub async fn run_one_until(
         &mut self,
         c: &Compiled,
@@ -344,7 +398,18 @@ impl Runner {
         self.bundle_id += 1;
         let share = self.opts.settings.run_dir.join("share");
         let began = Instant::now();
-        match run_scenario(g, c, self.bundle_id, &share, &self.sink, interrupt).await {
+        let profile = self.opts.kernel.profile.choice.clone();
+        match run_scenario(
+            g,
+            c,
+            self.bundle_id,
+            &share,
+            &self.sink,
+            interrupt,
+            (&mut self.reports, &profile),
+        )
+        .await
+        {
             Ok(o) => {
                 if let Some(why) = o.unfit {
                     g.unfit = Some(why);
@@ -448,6 +513,13 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
     for c in &scenarios {
         if interrupt.is_set() {
             break;
+        }
+        if let Some(why) = runner.skip_reason(c) {
+            sink.emit(RunEvent::ScenarioSkipped {
+                scenario: c.plan.scenario.clone(),
+                why,
+            });
+            continue;
         }
         match runner.run_one_until(c, &mut interrupt).await {
             Ok(report) => out.reports.push(report),

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
-use gasbench_events::run::RunEvent;
+use gasbench_events::report::ReportKind;
+use gasbench_events::run::{ProfileChoice, RunEvent};
 use gasbench_qemu::spec::{GOLDFISH_ID, goldfish_device_json};
 use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
 use gasbench_vfu::ServerStatus;
@@ -22,6 +23,7 @@ use serde_json::json;
 use crate::guest::Guest;
 use crate::interrupt::Interrupt;
 use crate::preflight;
+use crate::reports::{ReportBook, Watcher};
 use crate::session::SessionError;
 
 /// How a scenario ended.
@@ -51,7 +53,9 @@ pub enum ScenarioError {
 /// How long QEMU's hot-unplug may take: the guest must unbind the driver.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Run `c` on `guest`. `bundle_id` is unique within the boot.
+/// Run `c` on `guest`. `bundle_id` is unique within the boot. Kernel
+/// reports are numbered in `book` across the run; `profile` says which
+/// detectors the kernel has (kmemleak: scans before and after).
 pub async fn run_scenario(
     guest: &mut Guest,
     c: &Compiled,
@@ -59,6 +63,7 @@ pub async fn run_scenario(
     share: &Path,
     sink: &EventSink,
     interrupt: &mut Interrupt,
+    (book, profile): (&mut ReportBook, &ProfileChoice),
 ) -> Result<ScenarioOutcome, ScenarioError> {
     let start = Instant::now();
     let plan = &c.plan;
@@ -82,9 +87,14 @@ pub async fn run_scenario(
 
     let rel = format!("bundles/{bundle_id}.json");
     let path = share.join(&rel);
+    // Calls are marked in the kernel log (reports are tied to them); a
+    // kernel with kmemleak is scanned around the scenario.
+    let mut bundle = c.bundle.clone();
+    bundle.kmsg_markers = true;
+    bundle.kmemleak = profile.detectors.iter().any(|d| d == "kmemleak");
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(share.join("bundles"))?;
-        std::fs::write(&path, serde_json::to_vec_pretty(&c.bundle)?)
+        std::fs::write(&path, serde_json::to_vec_pretty(&bundle)?)
     };
     write().map_err(|source| ScenarioError::Bundle {
         scenario: name.clone(),
@@ -92,6 +102,7 @@ pub async fn run_scenario(
     })?;
 
     let mut console = guest.session.vm.console();
+    let mut watcher = Watcher::new(bundle_id, &name);
     guest.session.send(&HostMsg::RunBundle {
         id: bundle_id,
         path: rel,
@@ -165,6 +176,10 @@ pub async fn run_scenario(
                             }
                         guest.session.send(&HostMsg::Resume { bundle, sync })?;
                     }
+                    AgentMsg::Kmemleak { step, text, error, .. } => {
+                        ev.kmemleak_scan(step, error);
+                        watcher.kmemleak(step, &text);
+                    }
                     AgentMsg::BundleEnd { .. } => break,
                     _ => {}
                 }
@@ -184,6 +199,7 @@ pub async fn run_scenario(
             line = console.recv() => {
                 if let Ok(line) = line {
                     ev.console(current, &line);
+                    watcher.console(&line, current);
                 }
             }
             alive = device_changed => {
@@ -207,9 +223,62 @@ pub async fn run_scenario(
     .await
     {
         ev.console(current, &line);
+        watcher.console(&line, current);
     }
     if !guest.plugged && unfit.is_none() {
         unfit = Some(format!("{name} left the goldfish device unplugged"));
+    }
+    // Kernel reports: numbered, decoded, on the bus, to the verdicts.
+    let (found, dropped) = watcher.finish(current);
+    if dropped > 0 {
+        sink.emit(RunEvent::Note {
+            text: format!("{name}: {dropped} more kernel report(s) were not kept"),
+        });
+    }
+    let filed = book.file(found, sink).await;
+    for f in &filed {
+        ev.kernel_report(&f.report);
+        if f.report.kind.spoils_the_boot() && unfit.is_none() {
+            unfit = Some(match f.report.kind {
+                ReportKind::Lockdep => format!(
+                    "{name}: lockdep reported (report #{}); it reports once per boot and is off until the next",
+                    f.report.id
+                ),
+                kind => format!(
+                    "{name}: the kernel reported a {} (report #{}); it is not trusted for another scenario",
+                    kind.name(),
+                    f.report.id
+                ),
+            });
+        }
+    }
+    // A step that provoked a detector on purpose and got its report.
+    for e in &plan.expectations {
+        if let gasbench_scenario::Check::Report { kinds } = &e.check {
+            let under = |s: Option<u32>| {
+                let mut s = s;
+                while let Some(id) = s {
+                    if id == e.step {
+                        return true;
+                    }
+                    s = plan.step(id).and_then(|i| i.parent);
+                }
+                false
+            };
+            for kind in kinds {
+                if let Some(f) = filed
+                    .iter()
+                    .find(|f| f.report.kind.name() == kind && under(f.report.attribution.step))
+                {
+                    sink.emit(RunEvent::DetectorProven {
+                        detector: kind.clone(),
+                        scenario: name.clone(),
+                        step: e.step,
+                        report: f.report.id,
+                    });
+                }
+            }
+        }
     }
     let mut report = ev.finish();
     if let (Some(why), Some(step)) = (&unfit, timed_out) {

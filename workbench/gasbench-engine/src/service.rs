@@ -100,6 +100,13 @@ async fn serve(
                     // Stop and quit end the scenario with the verdicts it
                     // has (the guest is unfit afterwards) rather than
                     // dropping it.
+                    if let Some(why) = r.skip_reason(c) {
+                        sink.emit(RunEvent::ScenarioSkipped {
+                            scenario: c.plan.scenario.clone(),
+                            why,
+                        });
+                        continue;
+                    }
                     let (interrupter, mut interrupt) = Interrupt::new();
                     let run = r.run_one_until(c, &mut interrupt);
                     tokio::pin!(run);

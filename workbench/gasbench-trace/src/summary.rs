@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use gasbench_abi::protocol::{AgentMsg, KtapStatus};
-use gasbench_events::run::{Outcome, RunEvent, Stage};
+use gasbench_events::report::{Attribution, KernelReport};
+use gasbench_events::run::{Outcome, ProfileChoice, RunEvent, Stage};
 use gasbench_events::vm::{ConsoleSeverity, VmEvent};
 use gasbench_events::{Event, EventBody};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,53 @@ pub struct KtapLine {
     pub directive: Option<String>,
 }
 
+/// A kernel report and every time it was seen again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportSeen {
+    pub report: KernelReport,
+    /// How many times in all (1: once).
+    pub count: u32,
+    /// Where it was seen after the first time (at most 20 kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub again: Vec<Attribution>,
+}
+
+/// A scenario that was not run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub scenario: String,
+    pub why: String,
+}
+
+/// A detector shown to fire, and where.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proven {
+    pub detector: String,
+    pub scenario: String,
+    pub step: u32,
+    pub report: u32,
+}
+
+/// Systematic fault injection on one step's call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Injection {
+    pub scenario: String,
+    pub step: u32,
+    /// `ioctl:ALLOCATE_BLOCK`, `mkdirat2`, …
+    pub call: String,
+    /// `slab`, `page`, `usercopy`.
+    pub fault: String,
+    pub attempts: u32,
+    /// Attempts in which the kernel failed the armed fault point.
+    pub injected: u32,
+    /// Of those, the ones the call still succeeded in.
+    pub survived: u32,
+    /// An attempt consumed no fault: every fault point was tried.
+    pub reached_no_fault: bool,
+    /// The errnos the injected attempts failed with, and how often.
+    pub errnos: BTreeMap<String, u32>,
+}
+
 /// Everything the summary table and results.json say.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -71,6 +119,21 @@ pub struct RunSummary {
     /// Console lines at WARN or BUG level.
     pub kernel_warnings: Vec<String>,
     pub errors: Vec<String>,
+    /// The kernel's profile (`default`, `debug`, `race`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileChoice>,
+    /// Kernel reports, each once with its count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportSeen>,
+    /// Detectors shown to fire in this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proven: Vec<Proven>,
+    /// Scenarios not run, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+    /// Per step under fault injection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injection: Vec<Injection>,
     /// None while the run is going.
     pub passed: Option<bool>,
     pub elapsed_ms: u64,
@@ -148,6 +211,26 @@ impl RunSummary {
                     self.accel = Some(a.accel.clone());
                     self.accel_reason = Some(a.reason.clone());
                 }
+                RunEvent::Profile(p) => self.profile = Some(p.clone()),
+                RunEvent::ScenarioSkipped { scenario, why } => self.skipped.push(Skipped {
+                    scenario: scenario.clone(),
+                    why: why.clone(),
+                }),
+                RunEvent::DetectorProven {
+                    detector,
+                    scenario,
+                    step,
+                    report,
+                } => {
+                    if !self.proven.iter().any(|p| &p.detector == detector) {
+                        self.proven.push(Proven {
+                            detector: detector.clone(),
+                            scenario: scenario.clone(),
+                            step: *step,
+                            report: *report,
+                        });
+                    }
+                }
                 RunEvent::ScenarioBegin { scenario, .. } => {
                     self.running = Some(scenario.clone());
                     let sc = self.scenario(scenario);
@@ -207,6 +290,58 @@ impl RunSummary {
                 if *severity != ConsoleSeverity::Normal && self.kernel_warnings.len() < 1000 =>
             {
                 self.kernel_warnings.push(line.clone());
+            }
+            EventBody::Vm(VmEvent::KernelReport(r)) if self.reports.len() < 1000 => {
+                self.reports.push(ReportSeen {
+                    report: (**r).clone(),
+                    count: 1,
+                    again: Vec::new(),
+                });
+            }
+            EventBody::Vm(VmEvent::KernelReportAgain {
+                id,
+                count,
+                attribution,
+            }) => {
+                if let Some(seen) = self.reports.iter_mut().find(|s| s.report.id == *id) {
+                    seen.count = *count;
+                    if seen.again.len() < 20 {
+                        seen.again.push(attribution.clone());
+                    }
+                }
+            }
+            EventBody::Agent(AgentMsg::CallEnd(r)) if r.fault.is_some() => {
+                let (Some(f), Some(scenario)) = (r.fault, self.running.clone()) else {
+                    return;
+                };
+                let i = match self
+                    .injection
+                    .iter()
+                    .position(|x| x.scenario == scenario && x.step == r.step)
+                {
+                    Some(i) => i,
+                    None => {
+                        self.injection.push(Injection {
+                            scenario,
+                            step: r.step,
+                            call: r.name.clone(),
+                            fault: f.fault.name().to_string(),
+                            ..Default::default()
+                        });
+                        self.injection.len() - 1
+                    }
+                };
+                let x = &mut self.injection[i];
+                x.attempts += 1;
+                if f.injected {
+                    x.injected += 1;
+                    match &r.errno {
+                        None => x.survived += 1,
+                        Some(e) => *x.errnos.entry(e.clone()).or_default() += 1,
+                    }
+                } else {
+                    x.reached_no_fault = true;
+                }
             }
             _ => {}
         }

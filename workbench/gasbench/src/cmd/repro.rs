@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use gasbench_engine::pipeline::{self, KernelArtifacts, KernelProvider, RunOptions};
+use gasbench_engine::pipeline::{self, KernelProvider, RunOptions};
 use gasbench_events::EventSink;
 use gasbench_events::run::RunEvent;
 use gasbench_kbuild::layout::KernelDir;
@@ -439,22 +439,17 @@ fn kernel_provider(
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(a) => {
-                let k = KernelArtifacts {
-                    bzimage: a.bzimage.clone(),
-                    mkdirat2: a.mkdirat2_syscall.map(i64::from),
-                    selftests: a
-                        .selftest
-                        .iter()
-                        .map(|p| ("mkdirat_fd_test".to_string(), p.clone()))
-                        .collect(),
-                    description: format!(
-                        "{} ({} + {}, {})",
+                let k = super::kernel_choice::from_build(
+                    &a,
+                    format!(
+                        "{} ({} + {}, {} profile, {})",
                         a.manifest.kernel_release,
                         a.manifest.base,
                         req.series.as_deref().unwrap_or_default().join(" + "),
+                        a.manifest.profile.name,
                         if a.reused { "unchanged" } else { "built" }
                     ),
-                };
+                );
                 slot.artifacts = Some(a);
                 Ok(k)
             }
