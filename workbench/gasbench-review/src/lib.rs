@@ -11,6 +11,8 @@
 //!   gathered (the series manifest, the port, the run's events, its
 //!   [`gasbench_trace::RunSummary`], the scenario files), with the
 //!   findings ordered by severity.
+//! - [`detectors`]: what the kernel's detectors and fault injection
+//!   found over the review's runs, one per kernel profile.
 //! - [`markdown`]: renders `review.md`.
 //!
 //! Why a crate of its own rather than a module of gasbench-trace: a review
@@ -25,6 +27,7 @@
 //! the kernel stage, then hands the facts here.
 
 pub mod concerns;
+pub mod detectors;
 pub mod markdown;
 pub mod report;
 pub mod resolve;

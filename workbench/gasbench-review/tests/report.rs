@@ -96,6 +96,7 @@ fn review(w: &World, events: &[Event], kernel_error: Option<&str>, with_port: bo
         cross_arch: Some("arm"),
         scenarios_note: Some("The 4 of 11 scenarios that concern the series.".into()),
         run_dir: Some("/runs/1795772630-repro-mkdirat2-v2".into()),
+        more: &[],
     })
 }
 

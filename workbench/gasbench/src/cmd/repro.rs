@@ -57,8 +57,36 @@ pub struct Args {
     /// make -j [default: the number of CPUs].
     #[arg(long, short = 'j')]
     jobs: Option<u32>,
+    /// Kernel profiles to run the scenarios on, in order (repeatable):
+    /// `default`, `debug` (KASAN, lockdep, kmemleak, UBSAN, fault
+    /// injection), `race` (KCSAN) [default: default and debug]. The
+    /// per-patch check runs on the first only.
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
     #[command(flatten)]
     vm: super::headless::VmArgs,
+}
+
+impl Args {
+    fn profiles(&self) -> Vec<String> {
+        if self.profiles.is_empty() {
+            vec!["default".into(), "debug".into()]
+        } else {
+            let mut v = Vec::new();
+            for p in &self.profiles {
+                if !v.contains(p) {
+                    v.push(p.clone());
+                }
+            }
+            v
+        }
+    }
+}
+
+/// Whether scenario `c` runs on `profile`: it is for every profile or
+/// names this one.
+fn for_profile(c: &Compiled, profile: &str) -> bool {
+    c.plan.profiles.is_empty() || c.plan.profiles.iter().any(|p| p == profile)
 }
 
 const BAD_INPUT: u8 = 2;
@@ -289,13 +317,20 @@ fn review_one(
         .map_err(super::kernel::diagnostic)?;
     let concerns = Concerns::of_series(&tkdir, &target.name).map_err(super::kernel::diagnostic)?;
 
-    // The scenarios that concern the series (or all of them).
+    // The scenarios that concern the series (or all of them). A scenario
+    // made for a profile (the detectors' proofs, fault injection) that
+    // needs nothing the series lacks runs on that profile.
+    let concerned = |c: &Compiled| {
+        args.all_scenarios
+            || concerns.selects(c.plan.requires.goldfish, c.plan.requires.mkdirat2)
+            || (!c.plan.profiles.is_empty()
+                && !c.plan.requires.goldfish
+                && !c.plan.requires.mkdirat2)
+    };
+    let profiles = args.profiles();
     let scenarios: Vec<Compiled> = suite
         .iter()
-        .filter(|c| {
-            args.all_scenarios
-                || concerns.selects(c.plan.requires.goldfish, c.plan.requires.mkdirat2)
-        })
+        .filter(|c| concerned(c) && for_profile(c, &profiles[0]))
         .cloned()
         .collect();
     let scenarios_note = Some(if args.all_scenarios {
@@ -311,14 +346,16 @@ fn review_one(
         )
     } else {
         format!(
-            "The {} of {} scenarios that concern the series (it adds {}; a scenario's `requires`).",
+            "The {} of {} scenarios that concern the series (it adds {}; a scenario's `requires`), on the {} profile{}.",
             scenarios.len(),
             suite.len(),
-            concerns.describe()
+            concerns.describe(),
+            profiles.join(" and "),
+            if profiles.len() > 1 { "s" } else { "" }
         )
     });
     eprintln!(
-        "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); run directory {}",
+        "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); profiles {}; run directory {}",
         target.name,
         if target.known {
             "known, with the port"
@@ -339,10 +376,11 @@ fn review_one(
             )
         },
         scenarios.len(),
+        profiles.join(", "),
         run_dir.path().display()
     );
 
-    // The kernel: base + this series, patch by patch.
+    // The kernel: base + this series, patch by patch (first profile).
     let request = KernelRequest {
         kernel_dir: Some(target.kernel_dir.clone()),
         series: Some(vec![target.name.clone()]),
@@ -350,30 +388,72 @@ fn review_one(
         per_patch: !args.no_per_patch,
         cross_arch: args.cross_arch.clone(),
         jobs: args.jobs,
+        profile: profiles[0].clone(),
         ..KernelRequest::default()
     };
-    let slot = Arc::new(Mutex::new(KernelSlot::default()));
-    let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
-    let sources: Vec<ScenarioSource> = scenarios.iter().map(scenario_source).collect();
-    let boot = !scenarios.is_empty();
-    let opts = RunOptions {
+    let mut sources: Vec<ScenarioSource> = suite
+        .iter()
+        .filter(|c| concerned(c))
+        .map(scenario_source)
+        .collect();
+    sources.dedup_by(|a, b| a.name == b.name);
+    let (summary, slot) = run_profile(
+        g,
+        args,
+        &run_dir,
+        &label,
+        request.clone(),
         scenarios,
-        kernel: provider.clone(),
-        settings: args.vm.settings(g, runtime.clone(), &run_dir),
-    };
-    let summary = super::headless::record(&run_dir, &label, true, |sink, interrupt| async move {
-        if boot {
-            pipeline::run_until(opts, sink, interrupt).await.passed()
-        } else {
-            kernel_only(&provider, &sink).await
+        runtime,
+    )?;
+
+    // The other profiles: whole series only, each in its own run
+    // directory beside the first.
+    let mut more_runs = Vec::new();
+    for profile in &profiles[1..] {
+        let dir = RunDir::create(&runs, &format!("{label}-{profile}")).into_diagnostic()?;
+        let scenarios: Vec<Compiled> = suite
+            .iter()
+            .filter(|c| concerned(c) && for_profile(c, profile))
+            .cloned()
+            .collect();
+        eprintln!(
+            "gasbench repro: {}: the {profile} profile, {} scenario(s); run directory {}",
+            target.name,
+            scenarios.len(),
+            dir.path().display()
+        );
+        let req = KernelRequest {
+            per_patch: false,
+            cross_arch: None,
+            profile: profile.clone(),
+            ..request.clone()
+        };
+        let (s, other_slot) = run_profile(
+            g,
+            args,
+            &dir,
+            &format!("{label}-{profile}"),
+            req,
+            scenarios,
+            runtime,
+        )?;
+        if let Some(e) = other_slot.error {
+            eprintln!("{:?}", super::kernel::diagnostic(e));
         }
-    })?;
-    super::headless::write_results(&run_dir, &summary)?;
+        more_runs.push((s, dir.path().display().to_string()));
+    }
+    let more: Vec<gasbench_review::detectors::ProfileRun> = more_runs
+        .iter()
+        .map(|(s, d)| gasbench_review::detectors::ProfileRun {
+            summary: s,
+            run_dir: Some(d.clone()),
+        })
+        .collect();
 
     // The review, from what was recorded.
     let (events, _) =
         gasbench_trace::log::read_all(&run_dir.events()).map_err(|e| miette::miette!("{e}"))?;
-    let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
     let port = if target.posted_only {
         None
     } else {
@@ -400,6 +480,7 @@ fn review_one(
         cross_arch: args.cross_arch.as_deref(),
         scenarios_note,
         run_dir: Some(run_dir.path().display().to_string()),
+        more: &more,
     });
     let md = gasbench_review::markdown::render(&review);
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
@@ -415,6 +496,37 @@ fn review_one(
     }
     eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
     Ok((review.exit_code, Some(review)))
+}
+
+/// Build the kernel `request` asks for and run `scenarios` on it,
+/// recorded in `run_dir`; the summary and what the kernel stage left.
+fn run_profile(
+    g: &Globals,
+    args: &Args,
+    run_dir: &RunDir,
+    label: &str,
+    request: KernelRequest,
+    scenarios: Vec<Compiled>,
+    runtime: &gasbench_env::Runtime,
+) -> miette::Result<(gasbench_trace::RunSummary, KernelSlot)> {
+    let slot = Arc::new(Mutex::new(KernelSlot::default()));
+    let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
+    let boot = !scenarios.is_empty();
+    let opts = RunOptions {
+        scenarios,
+        kernel: provider.clone(),
+        settings: args.vm.settings(g, runtime.clone(), run_dir),
+    };
+    let summary = super::headless::record(run_dir, label, true, |sink, interrupt| async move {
+        if boot {
+            pipeline::run_until(opts, sink, interrupt).await.passed()
+        } else {
+            kernel_only(&provider, &sink).await
+        }
+    })?;
+    super::headless::write_results(run_dir, &summary)?;
+    let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((summary, slot))
 }
 
 /// What the kernel stage produced, kept for the review.
