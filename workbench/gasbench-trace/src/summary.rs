@@ -540,4 +540,131 @@ mod tests {
         assert_eq!(s.counts(), (1, 1, 0));
         assert_eq!(s.passed, Some(false));
     }
+
+    #[test]
+    fn profile_reports_proofs_skips_and_fault_injection_are_folded() {
+        use gasbench_abi::bundle::FaultKind;
+        use gasbench_abi::protocol::{CallRecord, FaultAttempt};
+        use gasbench_events::report::{Attribution, KernelReport, ReportKind};
+        let report = KernelReport {
+            id: 1,
+            kind: ReportKind::Kasan,
+            title: "BUG: KASAN: slab-use-after-free in f".into(),
+            task: None,
+            stacks: vec![],
+            text: vec![],
+            signature: "kasan|x|f".into(),
+            attribution: Attribution {
+                scenario: Some("s".into()),
+                step: Some(2),
+                call: Some(7),
+                thread: Some(0),
+                how: "test".into(),
+            },
+            undecoded: String::new(),
+        };
+        let attempt = |call: u64, nth: u32, injected: bool, errno: Option<&str>| {
+            AgentMsg::CallEnd(CallRecord {
+                call,
+                step: 3,
+                thread: 0,
+                iteration: 0,
+                name: "open".into(),
+                fd: None,
+                args_in: serde_json::Value::Null,
+                args_out: serde_json::Value::Null,
+                ret: if errno.is_some() { -1 } else { 3 },
+                errno: errno.map(str::to_string),
+                duration_ns: 1,
+                fault: Some(FaultAttempt {
+                    fault: FaultKind::Slab,
+                    nth,
+                    injected,
+                    fd_before: None,
+                    fd_after: None,
+                    path_before: None,
+                    path_after: None,
+                }),
+            })
+        };
+        let events = vec![
+            ev(
+                1,
+                RunEvent::Profile(ProfileChoice {
+                    name: "debug".into(),
+                    detectors: vec!["kasan".into(), "lockdep".into()],
+                    about: String::new(),
+                }),
+            ),
+            ev(
+                2,
+                RunEvent::ScenarioSkipped {
+                    scenario: "detectors-race".into(),
+                    why: "it is for the race profile".into(),
+                },
+            ),
+            ev(
+                3,
+                RunEvent::ScenarioBegin {
+                    scenario: "s".into(),
+                    steps: 4,
+                },
+            ),
+            ev(4, VmEvent::KernelReport(Box::new(report.clone()))),
+            ev(
+                5,
+                VmEvent::KernelReportAgain {
+                    id: 1,
+                    count: 2,
+                    attribution: report.attribution.clone(),
+                },
+            ),
+            ev(
+                6,
+                RunEvent::DetectorProven {
+                    detector: "kasan".into(),
+                    scenario: "s".into(),
+                    step: 2,
+                    report: 1,
+                },
+            ),
+            ev(7, attempt(10, 1, true, Some("ENOMEM"))),
+            ev(8, attempt(11, 2, true, None)),
+            ev(9, attempt(12, 3, false, None)),
+        ];
+        let s = RunSummary::from_events(&events);
+        assert_eq!(s.profile.as_ref().unwrap().name, "debug");
+        assert_eq!(s.skipped.len(), 1);
+        assert_eq!(s.reports.len(), 1);
+        assert_eq!(s.reports[0].count, 2);
+        assert_eq!(s.reports[0].again.len(), 1);
+        assert_eq!(s.proven[0].detector, "kasan");
+        let x = &s.injection[0];
+        assert_eq!(
+            (x.scenario.as_str(), x.step, x.call.as_str()),
+            ("s", 3, "open")
+        );
+        assert_eq!((x.attempts, x.injected, x.survived), (3, 2, 1));
+        assert!(x.reached_no_fault);
+        assert_eq!(x.errnos.get("ENOMEM"), Some(&1));
+        let t = crate::table::summary_table(&s);
+        assert!(t.contains("· debug profile ·"), "{t}");
+        assert!(
+            t.contains("skipped detectors-race: it is for the race profile"),
+            "{t}"
+        );
+        assert!(
+            t.contains("proven in this run: kasan; not proven: lockdep"),
+            "{t}"
+        );
+        assert!(t.contains("✓ report #1 kasan ×2"), "{t}");
+        assert!(
+            t.contains("fault injection: 2 fault(s) injected into 1 call(s); 1 reached"),
+            "{t}"
+        );
+        // results.json round-trips it.
+        let back: RunSummary = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back.reports, s.reports);
+        assert_eq!(back.injection, s.injection);
+    }
 }

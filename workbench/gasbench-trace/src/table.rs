@@ -99,9 +99,9 @@ pub fn summary_table(s: &RunSummary) -> String {
                 proven.join(", ")
             },
             if not.is_empty() {
-                format!("; not proven: {}", not.join(", "))
-            } else {
                 String::new()
+            } else {
+                format!("; not proven: {}", not.join(", "))
             }
         );
     }
