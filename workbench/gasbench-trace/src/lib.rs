@@ -11,6 +11,7 @@
 
 pub mod junit;
 pub mod log;
+pub mod proofs;
 pub mod run_dir;
 pub mod summary;
 pub mod table;

@@ -525,6 +525,7 @@ fn run_profile(
         }
     })?;
     super::headless::write_results(run_dir, &summary)?;
+    super::headless::record_proofs(g, run_dir, &summary);
     let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
     Ok((summary, slot))
 }

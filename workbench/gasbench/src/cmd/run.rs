@@ -91,6 +91,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     })?;
 
     let results = super::headless::write_results(&run_dir, &summary)?;
+    super::headless::record_proofs(g, &run_dir, &summary);
     if args.json {
         println!("{results}");
     } else {
