@@ -326,6 +326,47 @@ impl Runner {
         self.run_one_until(c, &mut Interrupt::never()).await
     }
 
+    /// Boot a guest (the device server with it) and wait for the agent;
+    /// the Runner's next scenario runs on it.
+    pub async fn boot(&mut self) -> Result<(), String> {
+        let t = Instant::now();
+        self.sink.emit(RunEvent::StageBegin {
+            stage: Stage::Boot,
+            detail: format!(
+                "{} under {}",
+                self.opts.kernel.description,
+                self.accel.to_uppercase()
+            ),
+        });
+        let g = Guest::boot(
+            &self.boot_spec,
+            Some((
+                gasbench_device::DeviceConfig::default(),
+                &self.opts.settings.device_host,
+            )),
+            &self.opts.settings.runtime,
+            &self.sink,
+            self.opts.settings.ready_timeout,
+        )
+        .await
+        .map_err(|e| stage_failed(&self.sink, Stage::Boot, e.to_string(), t))?;
+        self.boots += 1;
+        stage_end(
+            &self.sink,
+            Stage::Boot,
+            Outcome::Ok,
+            format!(
+                "ready in {:.2} s ({})",
+                t.elapsed().as_secs_f64(),
+                g.session.ready.kernel_release
+            ),
+            t,
+        );
+        self.guest = Some(g);
+        self.bundle_id = 0;
+        Ok(())
+    }
+
     /// Why `c` is not for this run's kernel, if it is not (it names the
     /// profiles it is for).
     pub fn skip_reason(&self, c: &Compiled) -> Option<String> {
@@ -356,41 +397,7 @@ impl Runner {
                 });
                 old.shutdown().await;
             }
-            let t = Instant::now();
-            self.sink.emit(RunEvent::StageBegin {
-                stage: Stage::Boot,
-                detail: format!(
-                    "{} under {}",
-                    self.opts.kernel.description,
-                    self.accel.to_uppercase()
-                ),
-            });
-            let g = Guest::boot(
-                &self.boot_spec,
-                Some((
-                    gasbench_device::DeviceConfig::default(),
-                    &self.opts.settings.device_host,
-                )),
-                &self.opts.settings.runtime,
-                &self.sink,
-                self.opts.settings.ready_timeout,
-            )
-            .await
-            .map_err(|e| stage_failed(&self.sink, Stage::Boot, e.to_string(), t))?;
-            self.boots += 1;
-            stage_end(
-                &self.sink,
-                Stage::Boot,
-                Outcome::Ok,
-                format!(
-                    "ready in {:.2} s ({})",
-                    t.elapsed().as_secs_f64(),
-                    g.session.ready.kernel_release
-                ),
-                t,
-            );
-            self.guest = Some(g);
-            self.bundle_id = 0;
+            self.boot().await?;
         }
         let Some(g) = self.guest.as_mut() else {
             return Err("no guest".into());
