@@ -44,12 +44,12 @@ enum End {
     /// A line of `=` (KASAN, KCSAN).
     Equals,
     /// `---[ end trace` (WARN, BUG, Oops, UBSAN, Rust panics).
-    EndTrace,
+    TraceMarker,
     /// `</TASK>`, the end of the stack dump.
-    TaskEnd,
+    StackDump,
     /// `</TASK>` after `stack backtrace:` (lockdep prints other stacks
     /// before its own).
-    TaskEndAfterBacktrace,
+    LockdepBacktrace,
     /// One line.
     Single,
 }
@@ -244,25 +244,25 @@ fn start(t: &str) -> Option<Start> {
         return report(ReportKind::Kcsan, End::Equals);
     }
     if t.starts_with("UBSAN:") {
-        return report(ReportKind::Ubsan, End::EndTrace);
+        return report(ReportKind::Ubsan, End::TraceMarker);
     }
     if t.starts_with("BUG: sleeping function called from invalid context")
         || t.starts_with("BUG: scheduling while atomic")
     {
-        return report(ReportKind::AtomicSleep, End::TaskEnd);
+        return report(ReportKind::AtomicSleep, End::StackDump);
     }
     if t.starts_with("unreferenced object 0x") {
-        return report(ReportKind::Kmemleak, End::TaskEnd);
+        return report(ReportKind::Kmemleak, End::StackDump);
     }
     if t.contains("panicked at ") && (t.starts_with("rust_kernel:") || t.starts_with("panicked at"))
     {
-        return report(ReportKind::RustPanic, End::EndTrace);
+        return report(ReportKind::RustPanic, End::TraceMarker);
     }
     if t.starts_with("watchdog: BUG: soft lockup")
         || (t.starts_with("INFO: task ") && t.contains("blocked for more than"))
         || (t.starts_with("rcu: INFO:") && t.contains("stall"))
     {
-        return report(ReportKind::Hang, End::TaskEnd);
+        return report(ReportKind::Hang, End::StackDump);
     }
     if t.starts_with("BUG: kernel NULL pointer dereference")
         || t.starts_with("BUG: unable to handle page fault")
@@ -270,13 +270,13 @@ fn start(t: &str) -> Option<Start> {
         || t.starts_with("Oops:")
         || t.starts_with("general protection fault")
     {
-        return report(ReportKind::Oops, End::EndTrace);
+        return report(ReportKind::Oops, End::TraceMarker);
     }
     if t.starts_with("kernel BUG at ") || t.starts_with("BUG: ") {
-        return report(ReportKind::Bug, End::EndTrace);
+        return report(ReportKind::Bug, End::TraceMarker);
     }
     if t.starts_with("WARNING: ") && t.contains(" at ") {
-        return report(ReportKind::Warning, End::EndTrace);
+        return report(ReportKind::Warning, End::TraceMarker);
     }
     None
 }
@@ -317,7 +317,7 @@ fn decide(opener: &Opener, t: &str) -> Option<(ReportKind, End)> {
             } else if t.starts_with("BUG: KCSAN:") {
                 Some((ReportKind::Kcsan, End::Equals))
             } else if is_lockdep_header(t) {
-                Some((ReportKind::Lockdep, End::TaskEndAfterBacktrace))
+                Some((ReportKind::Lockdep, End::LockdepBacktrace))
             } else if t.starts_with("BUG: KFENCE:") {
                 Some((ReportKind::Bug, End::Equals))
             } else {
@@ -326,13 +326,13 @@ fn decide(opener: &Opener, t: &str) -> Option<(ReportKind, End)> {
         }
         Opener::CutHere(_) => {
             if t.starts_with("UBSAN:") {
-                Some((ReportKind::Ubsan, End::EndTrace))
+                Some((ReportKind::Ubsan, End::TraceMarker))
             } else if t.starts_with("WARNING: ") {
-                Some((ReportKind::Warning, End::EndTrace))
+                Some((ReportKind::Warning, End::TraceMarker))
             } else if t.starts_with("kernel BUG at ") || t.starts_with("BUG: ") {
-                Some((ReportKind::Bug, End::EndTrace))
+                Some((ReportKind::Bug, End::TraceMarker))
             } else if t.contains("panicked at ") {
-                Some((ReportKind::RustPanic, End::EndTrace))
+                Some((ReportKind::RustPanic, End::TraceMarker))
             } else {
                 None
             }
@@ -343,9 +343,9 @@ fn decide(opener: &Opener, t: &str) -> Option<(ReportKind, End)> {
 fn ends(o: &Open, t: &str) -> bool {
     match o.end {
         End::Equals => is_equals_line(t),
-        End::EndTrace => t.starts_with("---[ end trace"),
-        End::TaskEnd => t == "</TASK>",
-        End::TaskEndAfterBacktrace => o.seen_backtrace && t == "</TASK>",
+        End::TraceMarker => t.starts_with("---[ end trace"),
+        End::StackDump => t == "</TASK>",
+        End::LockdepBacktrace => o.seen_backtrace && t == "</TASK>",
         End::Single => true,
     }
 }
@@ -584,16 +584,16 @@ pub fn kmemleak(text: &str, max: usize) -> (Vec<Parsed>, usize) {
             cur = Some(Open {
                 key: None,
                 kind: ReportKind::Kmemleak,
-                end: End::TaskEnd,
+                end: End::StackDump,
                 title: t.to_string(),
                 lines: vec![line.clone()],
                 time: None,
                 seen_backtrace: false,
             });
-        } else if let Some(o) = &mut cur {
-            if o.lines.len() < KernelReport::MAX_LINES {
-                o.lines.push(line.clone());
-            }
+        } else if let Some(o) = &mut cur
+            && o.lines.len() < KernelReport::MAX_LINES
+        {
+            o.lines.push(line.clone());
         }
     }
     flush(&mut cur, &mut out);
