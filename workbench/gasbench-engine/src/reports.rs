@@ -277,7 +277,7 @@ mod tests {
             thread: 0,
             tid,
         };
-        format!("[   20.1] [  T{tid}] {}", m.line())
+        format!("[   20.100000][  T{tid}] {}", m.line())
     }
 
     const SLEEP: &str =

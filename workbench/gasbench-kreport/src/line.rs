@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn prefixes_are_taken_off() {
-        let l = ConsoleLine::parse("[   12.345678] [   T97] BUG: KASAN: x");
+        // As printk writes it: no space between timestamp and caller.
+        let l = ConsoleLine::parse("[   12.345678][   T97] BUG: KASAN: x");
         assert_eq!(l.time, Some(12.345678));
         assert_eq!(l.caller, Some(Caller::Task(97)));
         assert_eq!(l.text, "BUG: KASAN: x");
