@@ -169,7 +169,10 @@ async fn serve(
                 runner = None;
                 artifacts = None;
                 match build_kernel(&kernel, &sink).await {
-                    Ok(k) => artifacts = Some(k),
+                    Ok(k) => {
+                        sink.emit(RunEvent::Profile(k.profile.choice.clone()));
+                        artifacts = Some(k);
+                    }
                     Err(e) => {
                         sink.emit(RunEvent::Error { text: e });
                     }

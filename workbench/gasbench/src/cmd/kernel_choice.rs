@@ -77,6 +77,17 @@ impl KernelArgs {
     /// kernel stage builds (cached: seconds when nothing changed), its
     /// progress on the run's bus.
     pub fn provider(&self, rt: &Runtime, cache: &CacheDir) -> KernelProvider {
+        self.provider_with(rt, cache, Arc::new(Mutex::new(self.profile.clone())))
+    }
+
+    /// [`KernelArgs::provider`] whose profile is read from `profile` at
+    /// each build (the TUI switches it).
+    pub fn provider_with(
+        &self,
+        rt: &Runtime,
+        cache: &CacheDir,
+        profile: Arc<Mutex<String>>,
+    ) -> KernelProvider {
         let args = self.clone();
         let rt = rt.clone();
         let cache = cache.clone();
@@ -85,7 +96,7 @@ impl KernelArgs {
                 return Ok(k);
             }
             let req = KernelRequest {
-                profile: args.profile.clone(),
+                profile: profile.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 ..KernelRequest::default()
             };
             let a = gasbench_kbuild::ensure_kernel(&req, &rt, &cache, sink)
