@@ -185,7 +185,11 @@ pub fn ensure_kernel(
     // The profile's fragment goes last: it may turn off what the guest
     // config picks (SLUB_TINY for KASAN).
     let profile = profile::profile(&kdir, &req.profile)?;
-    fragments.push(profile.fragment.clone());
+    // A profile that sets nothing (default) leaves the configuration, and
+    // so its cached build, exactly as without profiles.
+    if !kconfig::parse_fragment(&profile.fragment.text, &profile.fragment.name).is_empty() {
+        fragments.push(profile.fragment.clone());
+    }
     for (symbol, by) in &left_out {
         note(
             sink,
