@@ -244,6 +244,10 @@ pub async fn run_scenario(
                     "{name}: lockdep reported (report #{}); it reports once per boot and is off until the next",
                     f.report.id
                 ),
+                ReportKind::Kasan => format!(
+                    "{name}: KASAN reported (report #{}); the taint it sets turns lockdep off until the next boot",
+                    f.report.id
+                ),
                 kind => format!(
                     "{name}: the kernel reported a {} (report #{}); it is not trusted for another scenario",
                     kind.name(),

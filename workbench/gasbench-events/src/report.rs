@@ -89,13 +89,16 @@ impl ReportKind {
         }
     }
 
-    /// After this report the detector is off for the rest of the boot
-    /// (lockdep reports once), or the kernel is tainted beyond trust (an
-    /// Oops killed a task): the next scenario needs a fresh boot.
+    /// After this report a detector is off for the rest of the boot
+    /// (lockdep reports once; a KASAN report taints the kernel with
+    /// LOCKDEP_NOW_UNRELIABLE, which turns lockdep off), or the kernel is
+    /// tainted beyond trust (an Oops killed a task): the next scenario
+    /// needs a fresh boot.
     pub fn spoils_the_boot(self) -> bool {
         matches!(
             self,
             ReportKind::Lockdep
+                | ReportKind::Kasan
                 | ReportKind::Oops
                 | ReportKind::Bug
                 | ReportKind::RustPanic
@@ -274,7 +277,8 @@ mod tests {
         assert_eq!(ReportKind::AtomicSleep.detector(), "atomic-sleep");
         assert_eq!(ReportKind::Warning.detector(), "kernel");
         assert!(ReportKind::Lockdep.spoils_the_boot());
-        assert!(!ReportKind::Kasan.spoils_the_boot());
+        assert!(ReportKind::Kasan.spoils_the_boot());
+        assert!(!ReportKind::Ubsan.spoils_the_boot());
     }
 
     #[test]
