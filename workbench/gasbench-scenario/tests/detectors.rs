@@ -434,7 +434,7 @@ fn the_default_suite_has_the_detector_proofs_and_fault_injection() {
         .collect();
     assert_eq!(
         kinds,
-        ["kasan", "ubsan", "atomic-sleep", "kmemleak", "lockdep"]
+        ["lockdep", "atomic-sleep", "ubsan", "kmemleak", "kasan"]
     );
     let race = load(&root.join("detectors_race.toml")).unwrap();
     assert_eq!(race.plan.profiles, ["race"]);
