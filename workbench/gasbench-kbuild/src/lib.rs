@@ -239,6 +239,9 @@ pub fn ensure_kernel(
         jobs: req.jobs.unwrap_or_else(default_jobs),
     };
     let src_git = Git::new(rt, &tree.src, &tree.binds());
+    if let Some(seed) = profile::seed_for(&make.out, &profile.name) {
+        seed_build_dir(&make, &seed, sink)?;
+    }
 
     // ---- Per patch ----
     let mut per_patch = Vec::new();
@@ -513,6 +516,59 @@ pub fn ensure_kernel(
         manifest,
         reused: false,
     })
+}
+
+/// Start `make.out` as a copy of `seed` (times kept, so kbuild's view of
+/// what is up to date carries over); made beside it and renamed into
+/// place, so an interrupted copy leaves nothing that looks like a build.
+fn seed_build_dir(make: &Make, seed: &Path, sink: &EventSink) -> Result<(), KbuildError> {
+    note(
+        sink,
+        Stage::Build,
+        &format!(
+            "{} starts as a copy of {}: only what differs is rebuilt",
+            make.out.display(),
+            seed.display()
+        ),
+    );
+    let partial = make.out.with_extension("seeding");
+    let _ = std::fs::remove_dir_all(&partial);
+    let argv = [
+        "cp".to_string(),
+        "-a".into(),
+        "--reflink=auto".into(),
+        seed.display().to_string(),
+        partial.display().to_string(),
+    ];
+    let parent = make.out.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let out = make
+        .rt
+        .build_command(&argv, &make.binds, &parent)
+        .output()
+        .map_err(|e| KbuildError::Spawn {
+            what: "cp (seeding the build directory)".into(),
+            source: e,
+        })?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&partial);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if crate::disk::output_says_full(&text) {
+            return Err(KbuildError::DiskFull {
+                what: "seeding the build directory".into(),
+                path: partial,
+                available_mib: crate::disk::free_mib(&parent).unwrap_or(0),
+                needed_mib: 0,
+            });
+        }
+        return Err(KbuildError::Command {
+            command: "cp -a".into(),
+            status: out.status.to_string(),
+            detail: crate::git::tail(text.trim(), 10),
+        });
+    }
+    // The copy's configuration key is the seed's: configure runs again.
+    let _ = std::fs::remove_file(partial.join(".gasbench-config-key"));
+    std::fs::rename(&partial, &make.out).map_err(|e| KbuildError::io("rename", &partial, e))
 }
 
 type Prepared = (BaseTree, tree::TreeLock, ApplyReport);

@@ -186,6 +186,40 @@ pub fn build_dir_for(out: &Path, series: Option<&[String]>, profile: &str) -> Pa
     out.with_file_name(dir)
 }
 
+/// The profile a build directory is for, from its name (`out-x.debug`
+/// → `debug`; no suffix → the default).
+fn profile_of_dir(name: &str) -> &str {
+    match name.rsplit_once('.') {
+        Some((_, p)) => p,
+        None => DEFAULT,
+    }
+}
+
+/// A complete build directory of the same profile beside `target` (a
+/// build of another set of series), to start `target` from: kbuild then
+/// rebuilds only what the other tree and configuration change, instead of
+/// everything (a debug kernel takes most of an hour on two cores).
+pub fn seed_for(target: &Path, profile: &str) -> Option<PathBuf> {
+    if target.exists() {
+        return None;
+    }
+    let parent = target.parent()?;
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(parent)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let p = e.path();
+            let complete = p.join(".config").is_file() && p.join("vmlinux").is_file();
+            (name.starts_with("out") && profile_of_dir(&name) == profile && complete)
+                .then(|| Some((p.join("vmlinux").metadata().ok()?.modified().ok()?, p)))
+                .flatten()
+        })
+        .collect();
+    candidates.sort();
+    candidates.pop().map(|(_, p)| p)
+}
+
 /// The commit to build: `head` itself for a profile without patches,
 /// else `head` with the profile's patches on top, made once in the
 /// apply work tree and kept under a ref named by what went in.
@@ -254,6 +288,31 @@ mod tests {
             build_dir_for(out, Some(&["mkdirat2-v2".to_string()]), "race"),
             Path::new("/cache/kernel/trees/7.2.12-x/out-mkdirat2-v2.race")
         );
+    }
+
+    #[test]
+    fn a_new_build_directory_starts_from_a_complete_one_of_its_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |name: &str, complete: bool| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join(".config"), "").unwrap();
+            if complete {
+                std::fs::write(p.join("vmlinux"), "").unwrap();
+            }
+        };
+        mk("out", true);
+        mk("out.debug", true);
+        mk("out-a.race", false);
+        let t = |n: &str| dir.path().join(n);
+        assert_eq!(
+            seed_for(&t("out-mkdirat2-v2.debug"), "debug"),
+            Some(t("out.debug"))
+        );
+        assert_eq!(seed_for(&t("out-mkdirat2-v2"), DEFAULT), Some(t("out")));
+        // Half-built siblings are no seed; an existing directory needs none.
+        assert_eq!(seed_for(&t("out-b.race"), "race"), None);
+        assert_eq!(seed_for(&t("out.debug"), "debug"), None);
     }
 
     #[test]
