@@ -941,7 +941,12 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
             );
         }
         for x in &sc.failures {
-            if x.what.starts_with("kernel report") {
+            // `<step name>: kernel report (<detector>)`.
+            if x.what
+                .rsplit(": ")
+                .next()
+                .is_some_and(|w| w.starts_with("kernel report ("))
+            {
                 continue;
             }
             let key = (sc.name.clone(), x.location.clone(), x.what.clone());
