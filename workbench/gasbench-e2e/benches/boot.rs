@@ -59,7 +59,11 @@ fn main() {
     .unwrap();
     std::fs::write(&bare, img.to_bytes()).unwrap();
 
-    let agent = build_agent(&source_root(), &cache.root().join("agent-target")).unwrap();
+    let agent = build_agent(
+        &source_root(),
+        &gasbench_engine::agent_build::agent_target_dir(cache.root(), &source_root()),
+    )
+    .unwrap();
     let agent_img = dir.path().join("agent.cpio");
     GuestImage {
         agent,

@@ -40,6 +40,24 @@ pub fn source_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// The agent's target directory under the cache, one per checkout: cargo
+/// names a path package's build by its path relative to the workspace,
+/// so two checkouts sharing one target directory take each other's
+/// fresh builds for their own (a run then boots the other checkout's
+/// agent).
+pub fn agent_target_dir(cache_root: &Path, source: &Path) -> PathBuf {
+    let canon = source
+        .canonicalize()
+        .unwrap_or_else(|_| source.to_path_buf());
+    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canon.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    cache_root.join("agent-target").join(format!("{h:016x}"))
+}
+
 /// The cargo invocation, separate so it can be checked without running it.
 pub fn agent_build_command(source: &Path, target_dir: &Path) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -111,6 +129,16 @@ mod tests {
             .unwrap();
         assert_eq!(rustflags, "-C target-feature=+crt-static");
         assert!(source_root().join("guest-tools/gasbench-agent").exists());
+    }
+
+    #[test]
+    fn each_checkout_builds_its_agent_in_a_target_directory_of_its_own() {
+        let cache = Path::new("/cache");
+        let a = agent_target_dir(cache, Path::new("/work/wt-a"));
+        let b = agent_target_dir(cache, Path::new("/work/wt-b"));
+        assert_ne!(a, b);
+        assert_eq!(a, agent_target_dir(cache, Path::new("/work/wt-a")));
+        assert!(a.starts_with("/cache/agent-target"));
     }
 
     #[test]

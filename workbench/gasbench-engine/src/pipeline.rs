@@ -199,7 +199,8 @@ impl Runner {
             detail: "building the static guest agent".into(),
         });
         let agent = tokio::task::spawn_blocking({
-            let target = opts.settings.cache.root().join("agent-target");
+            let target =
+                crate::agent_build::agent_target_dir(opts.settings.cache.root(), &source_root());
             move || build_agent(&source_root(), &target)
         })
         .await
