@@ -373,6 +373,12 @@ static LEAK_TASK: LazyLock<Regex> =
 static LOCKDEP_TASK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(\S+)/(\d+) is trying to (?:acquire|release)").expect("lockdep regex")
 });
+/// A build's absolute source path before the tree's own top directory
+/// (UBSAN prints the file name the compiler was given).
+static BUILD_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:/[^\s/:]+)+/src/((?:arch|block|crypto|drivers|fs|include|init|io_uring|ipc|kernel|lib|mm|net|rust|samples|security|sound|virt)/)")
+        .expect("path regex")
+});
 static NUMBER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"0x[0-9a-fA-F]+|\d+").expect("number regex"));
 
@@ -539,7 +545,7 @@ fn close(o: Open, truncated: bool) -> Parsed {
             title = format!("{title} {msg}");
         }
     }
-    let title = sanitize(&title);
+    let title = BUILD_PATH.replace_all(&sanitize(&title), "$1").into_owned();
     let stacks = stacks_of(o.kind, &o.lines);
     let task = task_of(&o.lines);
     let signature = signature(o.kind, &title, &stacks);
@@ -638,6 +644,18 @@ mod tests {
         assert_eq!(
             f.symbol.as_deref(),
             Some("_RNvCs1QLEhZ2QfLZ_7___rustc17rust_begin_unwind")
+        );
+    }
+
+    #[test]
+    fn build_paths_in_titles_are_cut_at_the_tree_top() {
+        let mut p = ReportParser::new();
+        p.push("[ 1.0] ------------[ cut here ]------------");
+        p.push("[ 1.0] UBSAN: array-index-out-of-bounds in /var/cache/gasbench/kernel/trees/7.2.12-x/src/drivers/misc/lkdtm/bugs.c:458:16");
+        let r = p.finish();
+        assert_eq!(
+            r[0].report.title,
+            "UBSAN: array-index-out-of-bounds in drivers/misc/lkdtm/bugs.c:458:16"
         );
     }
 
