@@ -99,9 +99,16 @@ impl FailNth {
                 .trim()
                 .parse::<i64>()
                 .map_err(|e| format!("fail-nth read back {:?}: {e}", &buf[..n as usize]))?
+        } else if n < 0 && errno() == libc::EFAULT {
+            // Under user-copy faults this read's own copy_to_user is a
+            // fault point: it failing means the armed fault came after
+            // the call (the call had fewer), and it is spent now.
+            1
         } else {
             return Err(describe_errno("reading fail-nth", errno()));
         };
+        // Disarm. Under user-copy faults this write's own copy may be the
+        // fault point the count reaches; then the count is spent (0) too.
         let _ = self.file.write_all(b"0");
         Ok(left == 0)
     }
