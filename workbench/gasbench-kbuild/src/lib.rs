@@ -328,8 +328,11 @@ pub fn ensure_kernel(
     let final_dir = builds.join(&build_key[..16]);
 
     if !req.per_patch
-        && let Some(a) = reuse(&final_dir)
+        && let Some(mut a) = reuse(&final_dir)
     {
+        // What a profile arms and adds to the command line is not part of
+        // the build: the current definition holds.
+        a.manifest.profile = profile.info.clone();
         for stage in [Stage::Build, Stage::Selftests] {
             let st = StageTimer::begin(sink, stage, "");
             st.end(

@@ -319,6 +319,8 @@ struct Cx<'s> {
     all_captures: HashMap<String, usize>,
     too_many_steps: bool,
     profiles: Vec<String>,
+    /// `inject.errno` of the step being compiled.
+    inject_errnos: Vec<String>,
 }
 
 /// The keys a step table may have, besides one action.
@@ -454,6 +456,7 @@ impl<'s> Cx<'s> {
             all_captures: HashMap::new(),
             too_many_steps: false,
             profiles: Vec::new(),
+            inject_errnos: Vec::new(),
         }
     }
 
@@ -1462,10 +1465,12 @@ impl<'s> Cx<'s> {
             (Action::Checkpoint, StepKind::Checkpoint)
         };
 
+        self.inject_errnos.clear();
         let inject = match t.get("inject") {
             Some(iv) => self.inject(iv, &kind, &action, nest, id),
             None => None,
         };
+        let inject_errnos = std::mem::take(&mut self.inject_errnos);
 
         let is_host = matches!(kind, StepKind::Host);
         if is_host && nest.detached {
@@ -1599,6 +1604,11 @@ impl<'s> Cx<'s> {
                     && !errnos.contains(errno)
                 {
                     errnos.push(errno.clone());
+                }
+            }
+            for e in inject_errnos {
+                if !errnos.contains(&e) {
+                    errnos.push(e);
                 }
             }
             let span = span_of(t.get("inject").expect("inject present"));
@@ -2250,7 +2260,7 @@ impl<'s> Cx<'s> {
         id: u32,
     ) -> Option<(bundle::Inject, u32)> {
         let t = self.table(v, "inject")?;
-        self.check_keys(t, &["fault", "nth"], "inject");
+        self.check_keys(t, &["fault", "nth", "errno"], "inject");
         let span = span_of(v);
         let target = match (kind, action) {
             (StepKind::Call { op }, _) if op == "kselftest" => {
@@ -2352,6 +2362,27 @@ impl<'s> Cx<'s> {
                 },
             },
         };
+        for (name, span) in t
+            .get("errno")
+            .and_then(|e| match e.get_ref() {
+                DeValue::String(_) => self
+                    .string(e, "inject.errno")
+                    .map(|s| vec![(s.to_string(), span_of(e))]),
+                _ => self.string_list(e, "inject.errno"),
+            })
+            .unwrap_or_default()
+        {
+            if consts::errno_value(&name).is_some() {
+                self.inject_errnos.push(name);
+            } else {
+                self.err_help(
+                    span,
+                    format!("`{name}` is not an errno name"),
+                    "unknown errno",
+                    "errno names are the kernel's, like ENOMEM or ENOSPC",
+                );
+            }
+        }
         Some((bundle::Inject { fault, first, last }, target))
     }
 

@@ -37,7 +37,7 @@ inject = { fault = "usercopy", nth = "3..10" }
 expect.errno = "EINVAL"
 
 [[step]]
-inject = { fault = "page", nth = 4 }
+inject = { fault = "page", nth = 4, errno = "ENOSPC" }
   [[step.steps]]
   open = { path = "/dev/null" }
   capture = "r"
@@ -81,7 +81,7 @@ inject = { fault = "page", nth = 4 }
         vec![
             (0, vec!["ENOMEM".to_string()]),
             (1, vec!["EFAULT".to_string(), "EINVAL".to_string()]),
-            (close_id, vec!["ENOMEM".to_string()]),
+            (close_id, vec!["ENOMEM".to_string(), "ENOSPC".to_string()]),
         ]
     );
 }
