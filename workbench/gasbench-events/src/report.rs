@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// What kind of report, which says which detector wrote it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum ReportKind {
     /// `BUG: KASAN: …`: use-after-free, out-of-bounds.
     Kasan,
@@ -273,6 +273,8 @@ mod tests {
     fn kinds_round_trip_by_name_and_name_their_detector() {
         for k in ReportKind::ALL {
             assert_eq!(ReportKind::from_name(k.name()), Some(k));
+            // JSON says the same name scenarios use.
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
         }
         assert_eq!(ReportKind::AtomicSleep.detector(), "atomic-sleep");
         assert_eq!(ReportKind::Warning.detector(), "kernel");

@@ -54,6 +54,10 @@ pub struct ReportFinding {
     pub undecoded: Option<String>,
     /// A step asked for it (a detector proven), so it is no defect.
     pub expected: bool,
+    /// Some frame is in a file the series (or the port) changes; false:
+    /// the stack is decoded and none is (the base kernel's own); None:
+    /// not decoded, so not known.
+    pub in_series: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +148,26 @@ fn stack_lines(r: &KernelReport) -> Vec<String> {
         .collect()
 }
 
-pub fn section(runs: &[ProfileRun], scenarios: &[ScenarioSource]) -> Detectors {
+/// Whether a decoded stack passes through a file the series changes.
+fn touches(r: &KernelReport, series_files: &[String]) -> Option<bool> {
+    let files: Vec<&str> = r
+        .stacks
+        .iter()
+        .flat_map(|s| &s.frames)
+        .filter_map(|f| f.location.as_deref())
+        .map(|l| l.rsplit_once(':').map_or(l, |(file, _)| file))
+        .collect();
+    if files.is_empty() {
+        return None;
+    }
+    Some(files.iter().any(|f| series_files.iter().any(|s| s == f)))
+}
+
+pub fn section(
+    runs: &[ProfileRun],
+    scenarios: &[ScenarioSource],
+    series_files: &[String],
+) -> Detectors {
     let mut d = Detectors::default();
     for run in runs {
         let s = run.summary;
@@ -188,6 +211,7 @@ pub fn section(runs: &[ProfileRun], scenarios: &[ScenarioSource]) -> Detectors {
                 stack: stack_lines(r),
                 undecoded: (!r.undecoded.is_empty()).then(|| r.undecoded.clone()),
                 expected,
+                in_series: touches(r, series_files),
             });
         }
         for x in &s.injection {
@@ -282,9 +306,18 @@ pub fn findings(d: &Detectors) -> Vec<Finding> {
         if let Some(u) = &r.undecoded {
             detail.push_str(&format!(" [not decoded: {u}]"));
         }
+        let (severity, whose) = match r.in_series {
+            // Decoded, and no frame in what the series changes: the base
+            // kernel's own, shown by a scenario, not the posting's defect.
+            Some(false) => (
+                Severity::Low,
+                " (in the base kernel: no frame is in a file the series changes)",
+            ),
+            _ => (severity_of(&r.kind), ""),
+        };
         out.push(Finding {
-            severity: severity_of(&r.kind),
-            title: format!("{} report #{}: {}", r.detector, r.id, r.title),
+            severity,
+            title: format!("{} report #{}: {}{whose}", r.detector, r.id, r.title),
             detail: Some(detail),
             location: r.location.clone(),
         });

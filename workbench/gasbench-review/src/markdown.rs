@@ -331,7 +331,7 @@ pub fn render(r: &Review) -> String {
         for x in &defects {
             let _ = writeln!(
                 o,
-                "\n### {} report #{} ({} profile){}\n",
+                "\n### {} report #{} ({} profile){}{}\n",
                 x.detector,
                 x.id,
                 x.profile,
@@ -339,6 +339,11 @@ pub fn render(r: &Review) -> String {
                     format!(", seen {} times", x.count)
                 } else {
                     String::new()
+                },
+                if x.in_series == Some(false) {
+                    " — in the base kernel, not in code the series changes"
+                } else {
+                    ""
                 }
             );
             let _ = writeln!(o, "`{}`\n", x.title.replace('`', "'"));

@@ -304,7 +304,13 @@ impl Review {
             summary: r.summary,
             run_dir: r.run_dir.clone(),
         }));
-        let detectors = crate::detectors::section(&runs, f.scenarios);
+        let mut series_files: Vec<String> = patches
+            .iter()
+            .flat_map(|p| p.files.iter().cloned())
+            .collect();
+        series_files.sort();
+        series_files.dedup();
+        let detectors = crate::detectors::section(&runs, f.scenarios, &series_files);
         let kernel_log = f
             .summary
             .kernel_warnings

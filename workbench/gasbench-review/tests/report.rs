@@ -650,6 +650,17 @@ fn a_debug_profile_run_adds_what_the_detectors_found() {
                 held: false,
             }),
         ),
+        ev(6, {
+            let mut r = report(
+                2,
+                ReportKind::Lockdep,
+                5,
+                "WARNING: possible circular locking dependency detected",
+            );
+            r.stacks[0].frames[0].function = "pciehp_unconfigure_device".into();
+            r.stacks[0].frames[0].location = Some("drivers/pci/hotplug/pciehp_pci.c:125".into());
+            EventBody::Vm(VmEvent::KernelReport(Box::new(r)))
+        }),
         ev(
             7,
             EventBody::Run(RunEvent::ScenarioEnd {
@@ -687,8 +698,9 @@ fn a_debug_profile_run_adds_what_the_detectors_found() {
     assert_eq!(d.profiles.len(), 1, "the default run has no profile event");
     assert_eq!(d.profiles[0].profile, "debug");
     assert_eq!(d.profiles[0].not_proven, ["kasan", "lockdep"]);
-    assert_eq!(d.reports.len(), 1);
+    assert_eq!(d.reports.len(), 2);
     let x = &d.reports[0];
+    assert_eq!(x.in_series, Some(true), "fs/namei.c is the series'");
     assert_eq!(
         x.location.as_deref(),
         Some("scenarios/mkdirat2_emfile.toml:40")
