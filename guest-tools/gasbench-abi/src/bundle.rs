@@ -42,8 +42,8 @@ pub mod limits {
     pub const MAX_EXHAUST_FDS: u32 = 1 << 20;
     /// Attempts of one call under systematic fault injection.
     pub const MAX_INJECT_ATTEMPTS: u32 = 1_000;
-    /// Bytes `write_file` writes.
-    pub const MAX_WRITE_BYTES: usize = 1 << 16;
+    /// Bytes `write_file` and `write_agent_port` write at most.
+    pub const MAX_WRITE_BYTES: u64 = 1 << 30;
     /// Bytes of a kmemleak scan the agent sends.
     pub const MAX_KMEMLEAK_BYTES: usize = 256 << 10;
 }
@@ -278,6 +278,34 @@ pub enum Action {
         dir: IntExpr,
         path: Template,
     },
+    /// `renameat(AT_FDCWD, from, AT_FDCWD, to)`.
+    Rename {
+        from: Template,
+        to: Template,
+    },
+    /// `mknodat(dir, path, S_IFIFO | mode, 0)`.
+    Mkfifo {
+        dir: IntExpr,
+        path: Template,
+        mode: IntExpr,
+    },
+    /// Open `path` with `flags` and write the bytes `hex` over and over
+    /// until `size` bytes are written or a write fails.
+    WriteFile {
+        path: Template,
+        flags: IntExpr,
+        mode: IntExpr,
+        hex: String,
+        size: u64,
+    },
+    /// Write the bytes `hex` over and over, `size` bytes in all, raw onto
+    /// the agent's own port (then a newline, so the agent's next message
+    /// starts a line of its own). A testing aid: it is how a scenario
+    /// plays a guest that floods the host with garbage.
+    WriteAgentPort {
+        hex: String,
+        size: u64,
+    },
     Fstat {
         fd: IntExpr,
     },
@@ -310,12 +338,6 @@ pub enum Action {
     ReadFile {
         path: Template,
         max_bytes: u64,
-    },
-    /// Write `text` to `path` in one write() (debugfs controls such as
-    /// LKDTM's `provoke-crash/DIRECT`).
-    WriteFile {
-        path: Template,
-        text: Template,
     },
     ListDir {
         path: Template,
@@ -390,6 +412,10 @@ impl Action {
             Action::Mkdirat { .. } => "mkdirat",
             Action::Unlinkat { .. } => "unlinkat",
             Action::Symlinkat { .. } => "symlinkat",
+            Action::Rename { .. } => "rename",
+            Action::Mkfifo { .. } => "mkfifo",
+            Action::WriteFile { .. } => "write_file",
+            Action::WriteAgentPort { .. } => "write_agent_port",
             Action::Fstat { .. } => "fstat",
             Action::Fstatat { .. } => "fstatat",
             Action::Fcntl { .. } => "fcntl",
@@ -397,7 +423,6 @@ impl Action {
             Action::Getrlimit { .. } => "getrlimit",
             Action::ExhaustFds { .. } => "exhaust_fds",
             Action::ReadFile { .. } => "read_file",
-            Action::WriteFile { .. } => "write_file",
             Action::ListDir { .. } => "list_dir",
             Action::WaitPath { .. } => "wait_path",
             Action::Dmesg { .. } => "dmesg",

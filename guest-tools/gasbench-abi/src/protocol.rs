@@ -49,6 +49,14 @@ pub const SHARE_MOUNT: &str = "/mnt/gasbench";
 /// number (`gasbench.mkdirat2=473`): it differs per base tree.
 pub const CMDLINE_MKDIRAT2: &str = "gasbench.mkdirat2";
 
+/// The longest line either side sends, newline included. The host drops
+/// a longer line from the agent's port whole (a piece of a message is
+/// not a message) and says so; the agent never sends one (a call whose
+/// record would be longer is reported without its decoded output).
+/// Generous: a `read_file` of 1 MiB of binary text escapes to at most
+/// 6 MiB of JSON.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
 /// Identifies one call made by the agent, unique within a boot (also across
 /// the agent's forked children).
 pub type CallId = u64;

@@ -6,7 +6,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
-use gasbench_abi::protocol::{AgentMsg, LogLevel, encode_line};
+use gasbench_abi::protocol::{AgentMsg, LogLevel, MAX_LINE_BYTES, encode_line};
 
 pub struct Out {
     fd: Mutex<OwnedFd>,
@@ -36,7 +36,10 @@ impl Out {
         {
             eprintln!("gasbench-agent: {level:?}: {text}");
         }
-        let line = encode_line(msg);
+        let mut line = encode_line(msg);
+        if line.len() > MAX_LINE_BYTES {
+            line = encode_line(&over_limit(msg, line.len()));
+        }
         // A poisoned lock only means another thread panicked mid-write;
         // the fd is still fine.
         let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
@@ -45,11 +48,47 @@ impl Out {
         }
     }
 
+    /// Write `chunk` over and over, `size` bytes in all, onto the port as
+    /// it is, then a newline (so the next message starts a line), all
+    /// under the lock: a scenario's garbage never splits a message of
+    /// another thread. Returns the bytes written, or how far it got.
+    pub fn send_raw(&self, chunk: &[u8], size: u64) -> Result<u64, (u64, std::io::Error)> {
+        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        let mut written = 0u64;
+        while written < size {
+            let n = (size - written).min(chunk.len() as u64) as usize;
+            write_all(fd.as_raw_fd(), &chunk[..n]).map_err(|e| (written, e))?;
+            written += n as u64;
+        }
+        write_all(fd.as_raw_fd(), b"\n").map_err(|e| (written, e))?;
+        Ok(written)
+    }
+
     pub fn log(&self, level: LogLevel, text: impl Into<String>) {
         self.send(&AgentMsg::Log {
             level,
             text: text.into(),
         });
+    }
+}
+
+/// What to send instead of a message that would be longer than the
+/// protocol allows: a call's record without its decoded arguments (the
+/// call still ends, with its return value and errno), anything else as
+/// an error in the log.
+fn over_limit(msg: &AgentMsg, len: usize) -> AgentMsg {
+    let why = format!("{len} bytes encoded, over the protocol's {MAX_LINE_BYTES}: not sent");
+    match msg {
+        AgentMsg::CallEnd(rec) => {
+            let mut rec = rec.clone();
+            rec.args_in = serde_json::json!({ "not_sent": why });
+            rec.args_out = serde_json::json!({ "not_sent": why });
+            AgentMsg::CallEnd(rec)
+        }
+        _ => AgentMsg::Log {
+            level: LogLevel::Error,
+            text: format!("a message of {why}"),
+        },
     }
 }
 

@@ -800,6 +800,106 @@ impl Runner<'_> {
                     libc::symlinkat(tc.as_ptr(), d, c.as_ptr())
                 })
             }
+            Action::Rename { from, to } => {
+                let f = self.text(ctx, from)?;
+                let fc = cstring(&f)?;
+                let t = self.text(ctx, to)?;
+                let tc = cstring(&t)?;
+                // SAFETY: both are valid NUL-terminated paths.
+                simple!(None, json!({"from": f, "to": t}), unsafe {
+                    libc::renameat(libc::AT_FDCWD, fc.as_ptr(), libc::AT_FDCWD, tc.as_ptr())
+                })
+            }
+            Action::Mkfifo { dir, path, mode } => {
+                let d: i32 = self.fit(ctx, dir, "dir", "int")?;
+                let p = self.text(ctx, path)?;
+                let c = cstring(&p)?;
+                let mode: u32 = self.fit(ctx, mode, "mode", "mode_t")?;
+                // SAFETY: `c` is a valid NUL-terminated path.
+                simple!(None, json!({"dir": d, "path": p, "mode": mode}), unsafe {
+                    libc::mknodat(d, c.as_ptr(), libc::S_IFIFO | (mode & 0o7777), 0)
+                })
+            }
+            Action::WriteFile {
+                path,
+                flags,
+                mode,
+                hex,
+                size,
+            } => {
+                let p = self.text(ctx, path)?;
+                let c = cstring(&p)?;
+                let flags: i32 = self.fit(ctx, flags, "flags", "int")?;
+                let mode: u32 = self.fit(ctx, mode, "mode", "mode_t")?;
+                let pattern = decode_hex(hex)?;
+                let size = (*size).min(gasbench_abi::bundle::limits::MAX_WRITE_BYTES);
+                let chunk = repeated(&pattern, size);
+                let mut written = 0u64;
+                let mut stopped_by = None;
+                let b = self.bracket(ctx, step, &name, || {
+                    // SAFETY: `c` is a valid NUL-terminated path.
+                    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+                    if fd < 0 {
+                        return (-1, Some(errno()));
+                    }
+                    while written < size {
+                        let n = (size - written).min(chunk.len() as u64) as usize;
+                        // SAFETY: `chunk` holds at least `n` readable bytes.
+                        let r = unsafe { libc::write(fd, chunk.as_ptr().cast(), n) };
+                        if r < 0 {
+                            if errno() == libc::EINTR {
+                                continue;
+                            }
+                            stopped_by = Some(errno());
+                            break;
+                        }
+                        if r == 0 {
+                            stopped_by = Some(libc::EIO);
+                            break;
+                        }
+                        written += r as u64;
+                    }
+                    // SAFETY: `fd` is ours and open.
+                    unsafe { libc::close(fd) };
+                    match stopped_by {
+                        Some(e) => (-1, Some(e)),
+                        None => (written as i64, None),
+                    }
+                });
+                let out = json!({"written": written, "stopped_by": stopped_by.map(errno_name)});
+                Ok(self.finish(
+                    ctx,
+                    step,
+                    b,
+                    None,
+                    json!({"path": p, "flags": flags, "mode": mode, "size": size, "pattern_bytes": pattern.len()}),
+                    out,
+                ))
+            }
+            Action::WriteAgentPort { hex, size } => {
+                let pattern = decode_hex(hex)?;
+                let size = (*size).min(gasbench_abi::bundle::limits::MAX_WRITE_BYTES);
+                let chunk = repeated(&pattern, size);
+                let mut written = 0u64;
+                let b = self.bracket(ctx, step, &name, || match self.out.send_raw(&chunk, size) {
+                    Ok(n) => {
+                        written = n;
+                        (n as i64, None)
+                    }
+                    Err((n, e)) => {
+                        written = n;
+                        (-1, Some(e.raw_os_error().unwrap_or(libc::EIO)))
+                    }
+                });
+                Ok(self.finish(
+                    ctx,
+                    step,
+                    b,
+                    None,
+                    json!({"size": size, "pattern_bytes": pattern.len()}),
+                    json!({"written": written}),
+                ))
+            }
             Action::Fstat { fd } => {
                 let fd: i32 = self.fit(ctx, fd, "fd", "int")?;
                 // SAFETY: stat is plain old data.
@@ -942,31 +1042,6 @@ impl Runner<'_> {
                     "last_fd": last,
                 });
                 Ok(self.finish(ctx, step, b, None, json!({"path": p, "max": max}), out))
-            }
-            Action::WriteFile { path, text } => {
-                let p = self.text(ctx, path)?;
-                let t = self.text(ctx, text)?;
-                if t.len() > gasbench_abi::bundle::limits::MAX_WRITE_BYTES {
-                    return Err(format!("write_file: {} bytes is too much", t.len()));
-                }
-                let c = cstring(&p)?;
-                // SAFETY: a valid path; the buffer is `t`'s bytes.
-                let b = self.bracket(ctx, step, &name, || {
-                    let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-                    if fd < 0 {
-                        return (-1, Some(errno()));
-                    }
-                    let r = unsafe { libc::write(fd, t.as_ptr().cast(), t.len()) };
-                    let e = (r < 0).then(errno);
-                    unsafe { libc::close(fd) };
-                    (r as i64, e)
-                });
-                let out = if b.errno.is_none() {
-                    json!({"written": b.ret})
-                } else {
-                    Value::Null
-                };
-                Ok(self.finish(ctx, step, b, None, json!({"path": p, "text": t}), out))
             }
             Action::ReadFile { path, max_bytes } => {
                 let p = self.text(ctx, path)?;
@@ -1474,6 +1549,16 @@ fn undo_attempt(r: &CallRecord) {
             unsafe { libc::unlinkat(dir, c.as_ptr(), libc::AT_REMOVEDIR) };
         }
     }
+}
+
+/// `pattern` repeated into a buffer of up to 64 KiB (whole repeats where
+/// the pattern fits, and no more than `size`): what a write step writes
+/// again and again.
+fn repeated(pattern: &[u8], size: u64) -> Vec<u8> {
+    const CHUNK: usize = 64 * 1024;
+    let per = (CHUNK / pattern.len().max(1)).max(1) * pattern.len();
+    let want = size.min(per as u64) as usize;
+    pattern.iter().copied().cycle().take(want).collect()
 }
 
 fn ok_fd(b: &Bracketed) -> Option<i32> {

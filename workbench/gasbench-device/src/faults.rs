@@ -310,6 +310,13 @@ impl TryFrom<RawRule> for FaultRule {
     }
 }
 
+/// The largest plan text accepted, like a scenario file: real plans are a
+/// few lines, and a plan file is read whole.
+pub const MAX_PLAN_BYTES: u64 = 1 << 20;
+
+/// The most rules a plan may have: every command is checked against each.
+pub const MAX_RULES: usize = 1_000;
+
 /// A list of rules.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,13 +356,39 @@ impl FaultPlan {
         })
     }
 
-    /// JSON if the text starts with `{`, else TOML.
+    /// JSON if the text starts with `{`, else TOML. At most
+    /// [`MAX_PLAN_BYTES`] of text and [`MAX_RULES`] rules.
     pub fn parse(text: &str) -> Result<FaultPlan, FaultPlanError> {
-        if text.trim_start().starts_with('{') {
+        if text.len() as u64 > MAX_PLAN_BYTES {
+            return Err(FaultPlanError {
+                message: format!(
+                    "the plan is {} bytes; fault plans may be at most {MAX_PLAN_BYTES} bytes",
+                    text.len()
+                ),
+                span: None,
+            });
+        }
+        let plan = if text.trim_start().starts_with('{') {
             FaultPlan::from_json(text)
         } else {
             FaultPlan::from_toml(text)
+        }?;
+        plan.check_size()?;
+        Ok(plan)
+    }
+
+    /// At most [`MAX_RULES`] rules.
+    pub fn check_size(&self) -> Result<(), FaultPlanError> {
+        if self.faults.len() > MAX_RULES {
+            return Err(FaultPlanError {
+                message: format!(
+                    "the plan has {} rules; at most {MAX_RULES} are accepted",
+                    self.faults.len()
+                ),
+                span: None,
+            });
         }
+        Ok(())
     }
 }
 
@@ -533,6 +566,18 @@ action = "drop_connection"
         }
         let err = FaultPlan::from_json("{\"fault\": [ {\"on\": 3} ]}").unwrap_err();
         assert!(err.span.is_some());
+    }
+
+    #[test]
+    fn plans_are_bounded_in_size_and_rules() {
+        let rule =
+            "[[fault]]\non = \"allocate_block\"\nnth = 1\naction = \"fail\"\nerrno = \"EIO\"\n";
+        let ok = rule.repeat(MAX_RULES);
+        assert_eq!(FaultPlan::parse(&ok).unwrap().faults.len(), MAX_RULES);
+        let e = FaultPlan::parse(&rule.repeat(MAX_RULES + 1)).unwrap_err();
+        assert!(e.message.contains("at most 1000 are accepted"), "{e}");
+        let e = FaultPlan::parse(&" ".repeat(MAX_PLAN_BYTES as usize + 1)).unwrap_err();
+        assert!(e.message.contains("at most 1048576 bytes"), "{e}");
     }
 
     #[test]

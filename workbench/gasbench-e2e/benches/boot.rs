@@ -59,11 +59,7 @@ fn main() {
     .unwrap();
     std::fs::write(&bare, img.to_bytes()).unwrap();
 
-    let agent = build_agent(
-        &source_root(),
-        &gasbench_engine::agent_build::agent_target_dir(cache.root(), &source_root()),
-    )
-    .unwrap();
+    let agent = build_agent(&source_root(), &cache.root().join("agent-target")).unwrap();
     let agent_img = dir.path().join("agent.cpio");
     GuestImage {
         agent,
@@ -93,6 +89,7 @@ fn main() {
             share: None,
             goldfish_socket: None,
             tsc_khz: gasbench_qemu::spec::host_tsc_khz(),
+            console_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
         };
         let t = Instant::now();
         let secs = tokio.block_on(async {
@@ -124,6 +121,7 @@ fn main() {
             goldfish_socket: None,
             run_dir: dir.path().join(format!("ours-{round}")),
             cmdline: String::new(),
+            guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
         };
         let t = Instant::now();
         let secs = tokio.block_on(async {
@@ -201,6 +199,7 @@ fn main() {
                 run_dir: dir.path().join(format!("suite-{}", suite_secs.len())),
                 busybox: false,
                 device_host: host.clone(),
+                guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
             },
         };
         let t = Instant::now();

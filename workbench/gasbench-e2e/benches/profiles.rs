@@ -133,6 +133,7 @@ fn main() {
             run_dir: dir.path().join(name),
             busybox: false,
             device_host: DeviceHost::InProcess,
+            guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
         };
         // Boot to Ready: a runner per round, one empty scenario list.
         let mut boots = Vec::new();

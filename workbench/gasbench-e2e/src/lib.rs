@@ -26,11 +26,8 @@ pub fn runtime() -> (CacheDir, Runtime) {
 /// `dir/initramfs.cpio` (no selftests, no busybox).
 pub fn agent_initramfs(cache: &CacheDir, dir: &std::path::Path) -> std::path::PathBuf {
     use gasbench_engine::agent_build::{build_agent, source_root};
-    let agent = build_agent(
-        &source_root(),
-        &gasbench_engine::agent_build::agent_target_dir(cache.root(), &source_root()),
-    )
-    .expect("agent builds");
+    let agent =
+        build_agent(&source_root(), &cache.root().join("agent-target")).expect("agent builds");
     let initramfs = dir.join("initramfs.cpio");
     gasbench_engine::guest_image::GuestImage {
         agent,

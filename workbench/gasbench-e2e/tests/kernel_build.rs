@@ -5,6 +5,12 @@
 //! the goldfish driver is registered and mkdirat2 works.
 //!
 //! Minutes of CPU from an empty cache (about ten on 2 cores).
+//!
+//! And `gasbench kernel build` interrupted while make runs: make and its
+//! jobs stop, the exit status says so, the cache stays consistent.
+
+#[path = "support/processes.rs"]
+mod processes;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -255,4 +261,105 @@ echo \"E2E-INIT $(/bin/busybox uname -r)\"\n\
     // The posted kselftest runs against the posted syscall (TAP output).
     assert!(console.contains("mkdirat2.returns_fd"), "{console}");
     assert!(console.contains("ok "), "{console}");
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(needle) && !l.contains(" ps -eo"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// SIGINT to `gasbench kernel build` while make runs (a per-patch check:
+/// it always builds): make and its jobs are stopped, none is left, the
+/// command exits 130 saying what it stopped, and the cache is consistent:
+/// no staging directory, every build directory whole, the tree unlocked.
+#[test]
+fn an_interrupted_kernel_build_stops_make_and_leaves_the_cache_consistent() {
+    use std::io::BufRead;
+    let (cache, _) = gasbench_e2e::runtime();
+    let out_dir = "out-mkdirat2-v2";
+    let mut cmd = std::process::Command::new(processes::gasbench_binary());
+    cmd.args(["kernel", "build", "--per-patch", "--series", "mkdirat2-v2"])
+        .arg("--kernel-dir")
+        .arg(kernel_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut run = processes::Guarded::spawn("gasbench kernel build", &mut cmd);
+    let stderr = run.child.as_mut().unwrap().stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        assert!(Instant::now() < deadline, "make never started");
+        assert!(run.exited().is_none(), "gasbench kernel build ended first");
+        if processes_with("O=")
+            .iter()
+            .any(|l| l.contains(out_dir) && l.contains("make"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let it get going: make's jobs are running.
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let status = run
+        .wait(Duration::from_secs(180))
+        .expect("the build ends after Ctrl-C");
+    let text = lines.join().unwrap().join("\n");
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(
+        text.contains("interrupted (Ctrl-C): stopping make"),
+        "{text}"
+    );
+    assert!(
+        text.contains("interrupted:"),
+        "the stage says it was interrupted:\n{text}"
+    );
+    let left = processes_with(out_dir);
+    assert!(
+        left.is_empty(),
+        "make or its jobs outlived the build: {left:?}"
+    );
+
+    // The cache: nothing half-made is left where a build would use it.
+    let builds = cache.kernel().join("builds");
+    for e in std::fs::read_dir(&builds).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".staging-"),
+            "a staging directory was left: {name}"
+        );
+        if e.path().is_dir() {
+            assert!(
+                e.path().join("manifest.json").is_file(),
+                "{name} has no manifest"
+            );
+        }
+    }
+    for e in std::fs::read_dir(cache.kernel().join("trees"))
+        .unwrap()
+        .flatten()
+    {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "lock") {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(&p).unwrap();
+            // SAFETY: flock on a file we opened.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            assert_eq!(rc, 0, "{} is still locked", p.display());
+        }
+    }
 }

@@ -295,16 +295,20 @@ fn the_mkdirat2_series_from_the_digest_is_reviewed_with_its_findings() {
     assert!(dir.join("results.json").is_file());
 }
 
+/// A Message-Id gasbench does not know is fetched from the archive; with
+/// no network that is the environment failing (exit 3), and the message
+/// says how to get the mbox by other means.
 #[test]
-fn a_message_id_not_known_here_exits_2_and_says_how_to_get_the_mbox() {
+fn a_message_id_not_known_here_without_a_network_exits_3_and_says_how_to_get_the_mbox() {
     let runs = tempfile::tempdir().unwrap();
     let (code, stdout, stderr) = repro(
         &["<20990101000000.1-1-nobody@example.org>"],
         runs.path(),
         Duration::from_secs(120),
     );
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
     assert!(stderr.contains("no network"), "{stderr}");
     assert!(stderr.contains("b4 am"), "{stderr}");
     assert_nothing_started(runs.path());
@@ -579,4 +583,141 @@ fn the_mkdirat2_series_on_the_debug_kernel_reports_what_the_detectors_found() {
         md.contains("## Kernel detectors and fault injection"),
         "{md}"
     );
+}
+
+#[path = "../../gasbench-trace/tests/support/venv.rs"]
+mod venv;
+
+/// The list's workflow both ways, on the real kernel: a Message-Id
+/// gasbench does not know is fetched from a public-inbox stand-in on
+/// loopback (the mkdirat2 posting, its Message-Ids rewritten), recognised
+/// as the known series, built, booted and reviewed; the run directory
+/// holds the reply mail and a KCIDB submission kcidb-io accepts; and
+/// `b4-check` answers for a fetched patch (found by its patch-id, since
+/// its Message-Id is the stand-in's).
+#[test]
+fn a_message_id_from_the_list_to_a_reply_a_kcidb_submission_and_a_b4_check() {
+    use gasbench_lore::stand_in::{Answer, PublicInbox, gzip};
+    use std::collections::HashMap;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel/series/mkdirat2-v2");
+    let stand_in = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .replace("3095416-", "3095416-standin-")
+            .replace("@digest.invalid>", "@standin.invalid>")
+    };
+    let cover = stand_in("cover-letter.eml");
+    let patch1 = stand_in("0001-vfs-syscalls-add-mkdirat2-that-returns-an-O_DIRECTOR.patch");
+    let patch2 = stand_in("0002-selftest-add-tests-for-mkdirat2.patch");
+    let id = "20260412135434.3095416-standin-1-jkoolstra@xs4all.nl";
+    assert!(cover.contains(id), "the cover's id is rewritten");
+    let thread = [cover.as_str(), &patch1, &patch2].join("\n");
+    let server = PublicInbox::start(HashMap::from([(
+        format!("/all/{id}/t.mbox.gz"),
+        Answer::Body(gzip(thread.as_bytes())),
+    )]))
+    .unwrap();
+
+    let runs = tempfile::tempdir().unwrap();
+    let kcidb = runs.path().join("submission.json");
+    let (code, stdout, stderr) = repro(
+        &[
+            &format!("<{id}>"),
+            "--lore",
+            &server.url(),
+            "--refetch",
+            "--no-per-patch",
+            "--kcidb",
+            kcidb.to_str().unwrap(),
+        ],
+        runs.path(),
+        Duration::from_secs(40 * 60),
+    );
+    assert_eq!(
+        code,
+        Some(1),
+        "findings; stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("fetched from http://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("known as kernel/series/mkdirat2-v2"),
+        "{stderr}"
+    );
+    let run_dir = std::fs::read_link(runs.path().join("latest"))
+        .map(|l| runs.path().join(l))
+        .unwrap();
+
+    // The reply: threaded under the posting's cover letter, 72 columns.
+    let eml = std::fs::read_to_string(run_dir.join("review.eml")).unwrap();
+    assert!(
+        eml.contains("In-Reply-To: <20260412135434.3095416-1-jkoolstra@xs4all.nl>"),
+        "{eml}"
+    );
+    let body = eml.split_once("\n\n").unwrap().1;
+    assert!(
+        body.lines()
+            .filter(|l| !l.starts_with('>'))
+            .all(|l| l.chars().count() <= 72)
+    );
+    assert!(!body.contains("Tested-by:"));
+
+    // KCIDB: in the run directory and where --kcidb said, valid 5.3.
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&kcidb).unwrap()).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(
+            &std::fs::read_to_string(run_dir.join("kcidb.json")).unwrap()
+        )
+        .unwrap()
+    );
+    assert_eq!(
+        doc["checkouts"][0]["message_id"],
+        "20260412135434.3095416-1-jkoolstra@xs4all.nl"
+    );
+    assert!(doc["tests"].as_array().unwrap().len() > 4);
+    let check = Command::new(venv::python())
+        .args([
+            "-c",
+            "import json, sys, kcidb_io\nkcidb_io.schema.V5_3.validate_exactly(json.load(open(sys.argv[1])))",
+        ])
+        .arg(&kcidb)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // b4-check on the fetched patch 1: its id is the stand-in's, its
+    // patch-id the posting's.
+    let mut child = Command::new(gasbench_binary())
+        .arg("b4-check")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(patch1.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("b4-check: {answer:#}");
+    assert_eq!(answer[0]["tool"], "gasbench");
+    assert!(
+        answer[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("patch 1/2: "),
+        "{answer}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{answer}");
 }

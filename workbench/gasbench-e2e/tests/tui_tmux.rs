@@ -3,6 +3,9 @@
 //!
 //! - `gasbench` with no arguments on the real pipeline: select a scenario,
 //!   `r`, wait for its verdict, read the trace pane, `q`, exit status 0.
+//! - signals reach the live TUI as Ctrl-C does: SIGINT twice while a
+//!   scenario runs leaves at once, exit status 130, terminal restored,
+//!   nothing left running.
 //! - `gasbench open` on the TUI's fixture run directory (browse, navigate,
 //!   filter, expand a call, the help, a resize, quit with q, exit status 0,
 //!   terminal restored).
@@ -239,6 +242,72 @@ fn a_live_session_runs_a_scenario_end_to_end_and_quits_cleanly() {
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(rd.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["passed"], true, "{results:#}");
+}
+
+/// The pid of the command the window runs (the child of its shell).
+fn command_pid(t: &Tmux) -> i32 {
+    let sh: i32 = t
+        .tmux(&["display-message", "-p", "-t", "0", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .expect("the pane's pid");
+    std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the shell runs the command")
+}
+
+#[test]
+fn signals_stop_a_live_session_and_a_second_one_stops_it_at_once() {
+    let (cache, _rt) = gasbench_e2e::runtime();
+    let bin = gasbench_binary();
+    let t = Tmux::start(
+        &format!("{} --cache-dir {}", bin.display(), cache.root().display()),
+        160,
+        48,
+    );
+    t.wait_for("the scenario list", |s| s.contains("goldfish-rfc-subset"));
+    t.send(&["2"]);
+    let mut steps = 0;
+    while !t
+        .capture()
+        .lines()
+        .any(|l| l.contains('▸') && l.contains("goldfish-rfc-subset"))
+    {
+        assert!(steps < 20, "cannot select the scenario:\n{}", t.capture());
+        t.send(&["j"]);
+        steps += 1;
+    }
+    t.send(&["r"]);
+    // The VM is up (the boot stage says how long it took).
+    t.wait_for_within("the boot", Duration::from_secs(600), |s| {
+        s.contains("ready in")
+    });
+    let pid = command_pid(&t);
+    for _ in 0..2 {
+        // SAFETY: kill(2) on the TUI's pid.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (code, canonical) = t.wait_exit();
+    assert_eq!(code, 130, "{}", t.capture());
+    assert!(canonical, "the terminal is restored");
+    let rd = std::fs::canonicalize(cache.root().join("runs/latest")).unwrap();
+    assert!(
+        rd.display().to_string().ends_with("-tui"),
+        "{}",
+        rd.display()
+    );
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let rd = rd.display().to_string();
+    let alive: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(&rd))
+        .map(str::to_string)
+        .collect();
+    assert!(alive.is_empty(), "processes left behind: {alive:?}");
 }
 
 #[test]

@@ -42,6 +42,7 @@ async fn a_stock_kernel_boots_under_the_runner_and_everything_is_torn_down() {
         share: Some(dir.path().join("share")),
         goldfish_socket: None,
         tsc_khz: None,
+        console_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
     };
     let (sink, mut bus) = gasbench_events::bus();
     let mut vm = Vm::launch(&spec, &rt, &sink).await.expect("the VM starts");
@@ -122,6 +123,7 @@ async fn a_qemu_that_dies_during_start_up_is_named_with_its_words_and_leaves_not
         share: Some(dir.path().join("share")),
         goldfish_socket: None,
         tsc_khz: None,
+        console_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
     };
     let (sink, _bus) = gasbench_events::bus();
     let err = match Vm::launch(&spec, &rt, &sink).await {

@@ -40,24 +40,6 @@ pub fn source_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The agent's target directory under the cache, one per checkout: cargo
-/// names a path package's build by its path relative to the workspace,
-/// so two checkouts sharing one target directory take each other's
-/// fresh builds for their own (a run then boots the other checkout's
-/// agent).
-pub fn agent_target_dir(cache_root: &Path, source: &Path) -> PathBuf {
-    let canon = source
-        .canonicalize()
-        .unwrap_or_else(|_| source.to_path_buf());
-    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in canon.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    cache_root.join("agent-target").join(format!("{h:016x}"))
-}
-
 /// The cargo invocation, separate so it can be checked without running it.
 pub fn agent_build_command(source: &Path, target_dir: &Path) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -78,7 +60,25 @@ pub fn agent_build_command(source: &Path, target_dir: &Path) -> Command {
     cmd
 }
 
-/// Build (or reuse) the agent; returns the binary's path.
+/// Where, under `target_dir`, the agent of the checkout `source` is
+/// built. Cargo keys a path package's build by its path relative to the
+/// workspace, and trusts file times: two checkouts sharing one cache (two
+/// worktrees, say) would each take the other's agent for up to date. Each
+/// checkout gets a directory of its own.
+pub fn checkout_target_dir(source: &Path, target_dir: &Path) -> PathBuf {
+    let source = source
+        .canonicalize()
+        .unwrap_or_else(|_| source.to_path_buf());
+    let key: String = source
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    target_dir.join(key.trim_matches('-'))
+}
+
+/// Build (or reuse) the agent of the checkout `source` under
+/// `target_dir` (see [`checkout_target_dir`]); returns the binary's path.
 pub fn build_agent(source: &Path, target_dir: &Path) -> Result<PathBuf, AgentBuildError> {
     if !source
         .join("guest-tools/gasbench-agent/Cargo.toml")
@@ -86,9 +86,12 @@ pub fn build_agent(source: &Path, target_dir: &Path) -> Result<PathBuf, AgentBui
     {
         return Err(AgentBuildError::NoSource(source.to_path_buf()));
     }
-    let out = agent_build_command(source, target_dir)
-        .output()
-        .map_err(AgentBuildError::Cargo)?;
+    let target_dir = &checkout_target_dir(source, target_dir);
+    let out = gasbench_env::process::output(
+        &mut agent_build_command(source, target_dir),
+        gasbench_env::process::OnParentDeath::Kill,
+    )
+    .map_err(AgentBuildError::Cargo)?;
     if !out.status.success() {
         return Err(AgentBuildError::Failed {
             status: out.status.to_string(),
@@ -132,13 +135,11 @@ mod tests {
     }
 
     #[test]
-    fn each_checkout_builds_its_agent_in_a_target_directory_of_its_own() {
-        let cache = Path::new("/cache");
-        let a = agent_target_dir(cache, Path::new("/work/wt-a"));
-        let b = agent_target_dir(cache, Path::new("/work/wt-b"));
+    fn each_checkout_builds_its_agent_apart() {
+        let a = checkout_target_dir(Path::new("/work/wt-a"), Path::new("/cache/agent-target"));
+        let b = checkout_target_dir(Path::new("/work/wt-b"), Path::new("/cache/agent-target"));
         assert_ne!(a, b);
-        assert_eq!(a, agent_target_dir(cache, Path::new("/work/wt-a")));
-        assert!(a.starts_with("/cache/agent-target"));
+        assert_eq!(a, Path::new("/cache/agent-target/work-wt-a"));
     }
 
     #[test]

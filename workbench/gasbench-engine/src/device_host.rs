@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use gasbench_device::{DeviceConfig, DeviceState, FaultPlan};
 use gasbench_events::EventSink;
+use gasbench_events::vm::{Protection, VmEvent};
 use gasbench_qemu::process::Supervised;
 use gasbench_vfu::pipe::RemoteDevice;
 use gasbench_vfu::{DeviceServer, ServerStatus};
@@ -76,6 +77,15 @@ impl GoldfishDevice {
     ) -> Result<GoldfishDevice, DeviceStartError> {
         let program = match host {
             DeviceHost::InProcess => {
+                sink.emit(VmEvent::Confinement {
+                    protections: vec![Protection {
+                        name: "device server".into(),
+                        active: false,
+                        detail: "a thread of gasbench itself, as gasbench's user; \
+                                 --device-process runs it as a confined process of its own"
+                            .into(),
+                    }],
+                });
                 return Ok(GoldfishDevice::InProcess(DeviceServer::start(
                     socket,
                     cfg,
@@ -102,6 +112,35 @@ impl GoldfishDevice {
         if cfg.irq_on_command {
             cmd.arg("--irq-on-command");
         }
+        // It binds its socket in the root-only run directory, then drops to
+        // the VM user; rlimits and an empty network from the start.
+        let choice = gasbench_confine::identity::vm_identity();
+        if let Some(id) = &choice.identity {
+            cmd.arg("--run-as").arg(format!("{}:{}", id.uid, id.gid));
+        }
+        let root = gasbench_confine::running_as_root();
+        let confinement = gasbench_confine::Confinement {
+            limits: gasbench_confine::Limits::device_server(),
+            own_network: root,
+            ..Default::default()
+        };
+        confinement.apply(&mut cmd);
+        sink.emit(VmEvent::Confinement {
+            protections: vec![Protection {
+                name: "device server".into(),
+                active: true,
+                detail: format!(
+                    "a process of its own: {}; rlimits {}{}",
+                    choice.reason,
+                    confinement.limits.describe(),
+                    if root {
+                        "; an empty network namespace"
+                    } else {
+                        ""
+                    }
+                ),
+            }],
+        });
         let log_path = log;
         let log = std::fs::File::create(log_path).map_err(spawn_err)?;
         let stopping = Arc::new(AtomicBool::new(false));

@@ -1,29 +1,39 @@
-//! Stopping a run early and keeping what it found: a Ctrl-C sets the
-//! [`Interrupt`], the running scenario ends with the verdicts of the steps
-//! it finished (and one saying where it was interrupted), no further
-//! scenario starts, and teardown runs as usual. Dropping the run's future
-//! instead would lose those verdicts.
+//! Stopping a run early and keeping what it found: a signal (Ctrl-C,
+//! SIGTERM, SIGHUP), a full disk or the TUI's stop sets the [`Interrupt`]
+//! with its cause; the running scenario ends with the verdicts of the
+//! steps it finished (and one saying where it was stopped and why), no
+//! further scenario starts, and teardown runs as usual. Dropping the run's
+//! future instead would lose those verdicts.
 
 use tokio::sync::watch;
 
 /// The receiving side; cheap to clone. `None`: never set.
 #[derive(Clone, Debug)]
-pub struct Interrupt(Option<watch::Receiver<bool>>);
+pub struct Interrupt(Option<watch::Receiver<Option<String>>>);
 
 /// The sending side: [`Interrupter::interrupt`] sets every [`Interrupt`]
 /// made from it.
 #[derive(Debug)]
-pub struct Interrupter(watch::Sender<bool>);
+pub struct Interrupter(watch::Sender<Option<String>>);
 
 impl Interrupter {
-    pub fn interrupt(&self) {
-        self.0.send_replace(true);
+    /// Set it, with what stopped the run ("interrupted (Ctrl-C)"); the
+    /// first cause stays.
+    pub fn interrupt(&self, cause: impl Into<String>) {
+        let cause = cause.into();
+        self.0.send_if_modified(|c| {
+            if c.is_some() {
+                return false;
+            }
+            *c = Some(cause);
+            true
+        });
     }
 }
 
 impl Interrupt {
     pub fn new() -> (Interrupter, Interrupt) {
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(None);
         (Interrupter(tx), Interrupt(Some(rx)))
     }
 
@@ -33,18 +43,24 @@ impl Interrupt {
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.as_ref().is_some_and(|rx| *rx.borrow())
+        self.cause().is_some()
     }
 
-    /// Resolves once set; never, if the sender goes away unset.
-    pub async fn wait(&mut self) {
-        let set = match &mut self.0 {
-            Some(rx) => rx.wait_for(|set| *set).await.is_ok(),
-            None => false,
-        };
-        if !set {
-            std::future::pending::<()>().await;
+    /// What stopped the run, once it was.
+    pub fn cause(&self) -> Option<String> {
+        self.0.as_ref().and_then(|rx| rx.borrow().clone())
+    }
+
+    /// Resolves once set, with the cause; never, if the sender goes away
+    /// unset.
+    pub async fn wait(&mut self) -> String {
+        if let Some(rx) = &mut self.0
+            && let Ok(c) = rx.wait_for(Option::is_some).await
+            && let Some(cause) = c.clone()
+        {
+            return cause;
         }
+        std::future::pending::<String>().await
     }
 }
 
@@ -63,10 +79,12 @@ mod tests {
                 .await
                 .is_err()
         );
-        tx.interrupt();
-        rx.wait().await;
-        other.wait().await;
+        tx.interrupt("interrupted (SIGTERM)");
+        tx.interrupt("a later cause does not replace the first");
+        assert_eq!(rx.wait().await, "interrupted (SIGTERM)");
+        assert_eq!(other.wait().await, "interrupted (SIGTERM)");
         assert!(rx.is_set() && other.is_set());
+        assert_eq!(rx.cause().as_deref(), Some("interrupted (SIGTERM)"));
     }
 
     #[tokio::test]

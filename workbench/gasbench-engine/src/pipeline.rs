@@ -21,13 +21,32 @@ use crate::agent_build::{build_agent, source_root};
 use crate::device_host::DeviceHost;
 use crate::interrupt::Interrupt;
 
-/// The run's error when it was interrupted.
-pub const INTERRUPTED: &str = "interrupted (Ctrl-C): the VM was stopped";
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
 use crate::reports::ReportBook;
-use crate::scenario_run::{ScenarioError, run_scenario};
+use crate::scenario_run::{ScenarioError, ScenarioOutcome, run_scenario};
 use crate::session::BootSpec;
+
+/// The run's error when `cause` ("interrupted (Ctrl-C)") stopped it.
+pub fn interrupted_error(cause: &str) -> String {
+    format!("{cause}{INTERRUPTED_TAIL}")
+}
+
+const INTERRUPTED_TAIL: &str = ": the run was stopped and the VM torn down";
+
+/// Whether a run error is one [`interrupted_error`] made (a recorded run
+/// read back, e.g. a shard to merge, knows it was stopped only from this).
+pub fn is_interrupted_error(error: &str) -> bool {
+    error.starts_with("interrupted (") && error.ends_with(INTERRUPTED_TAIL)
+}
+
+/// The run cannot go on: what stopped it, and the verdicts the scenario
+/// that was running had earned (`None` when it never began: a failed boot).
+#[derive(Debug)]
+pub struct RunStopped {
+    pub error: String,
+    pub report: Option<Report>,
+}
 
 /// The kernel to boot and what it offers the guest.
 #[derive(Clone, Debug)]
@@ -97,6 +116,26 @@ pub async fn build_kernel(
     .map_err(|e| format!("the kernel stage panicked: {e}"))?
 }
 
+/// [`build_kernel`] that stops the kernel stage's tools when `interrupt`
+/// is set (make deletes what it was writing; nothing half-made is kept)
+/// and waits for the stage to say how it ended.
+pub async fn build_kernel_until(
+    kernel: &KernelProvider,
+    sink: &EventSink,
+    mut interrupt: Interrupt,
+) -> Result<KernelArtifacts, String> {
+    let build = build_kernel(kernel, sink);
+    tokio::pin!(build);
+    tokio::select! {
+        k = &mut build => k,
+        cause = interrupt.wait() => {
+            gasbench_env::process::stop_tools();
+            let _ = build.await;
+            Err(interrupted_error(&cause))
+        }
+    }
+}
+
 /// How to run, whatever the kernel and the scenarios.
 #[derive(Clone)]
 pub struct RunSettings {
@@ -113,6 +152,9 @@ pub struct RunSettings {
     pub busybox: bool,
     /// Where the goldfish device server runs.
     pub device_host: DeviceHost,
+    /// The most the guest may put in events.jsonl and in console.log
+    /// (each); past it its output is counted, not recorded.
+    pub guest_log_cap: u64,
 }
 
 /// What the run found.
@@ -199,8 +241,7 @@ impl Runner {
             detail: "building the static guest agent".into(),
         });
         let agent = tokio::task::spawn_blocking({
-            let target =
-                crate::agent_build::agent_target_dir(opts.settings.cache.root(), &source_root());
+            let target = opts.settings.cache.root().join("agent-target");
             move || build_agent(&source_root(), &target)
         })
         .await
@@ -275,6 +316,7 @@ impl Runner {
             goldfish_socket: None,
             run_dir: opts.settings.run_dir.clone(),
             cmdline: opts.kernel.profile.cmdline.clone(),
+            guest_log_cap: opts.settings.guest_log_cap,
         };
         Ok(Runner {
             reports,
@@ -322,14 +364,22 @@ impl Runner {
 
     /// Run one scenario, booting first if the guest does not suit it.
     /// `Err` means the run cannot go on (the VM or device died, a boot
-    /// failed); a scenario that fails its expectations is `Ok`.
-    pub async fn run_one(&mut self, c: &Compiled) -> Result<Report, String> {
+    /// failed), with the verdicts the scenario had earned; a scenario that
+    /// fails its expectations is `Ok`.
+    pub async fn run_one(&mut self, c: &Compiled) -> Result<Report, RunStopped> {
         self.run_one_until(c, &mut Interrupt::never()).await
     }
 
     /// Boot a guest (the device server with it) and wait for the agent;
     /// the Runner's next scenario runs on it.
     pub async fn boot(&mut self) -> Result<(), String> {
+        self.boot_until(None).await
+    }
+
+    /// [`Runner::boot`] that gives up when `interrupt` is set: a boot is
+    /// not waited out when the run is being stopped, and what it started
+    /// dies with it (its Drop).
+    async fn boot_until(&mut self, interrupt: Option<&mut Interrupt>) -> Result<(), String> {
         let t = Instant::now();
         self.sink.emit(RunEvent::StageBegin {
             stage: Stage::Boot,
@@ -339,7 +389,7 @@ impl Runner {
                 self.accel.to_uppercase()
             ),
         });
-        let g = Guest::boot(
+        let boot = Guest::boot(
             &self.boot_spec,
             Some((
                 gasbench_device::DeviceConfig::default(),
@@ -348,9 +398,15 @@ impl Runner {
             &self.opts.settings.runtime,
             &self.sink,
             self.opts.settings.ready_timeout,
-        )
-        .await
-        .map_err(|e| stage_failed(&self.sink, Stage::Boot, e.to_string(), t))?;
+        );
+        let booted = match interrupt {
+            Some(interrupt) => tokio::select! {
+                g = boot => g.map_err(|e| e.to_string()),
+                cause = interrupt.wait() => Err(interrupted_error(&cause)),
+            },
+            None => boot.await.map_err(|e| e.to_string()),
+        };
+        let g = booted.map_err(|e| stage_failed(&self.sink, Stage::Boot, e, t))?;
         self.boots += 1;
         stage_end(
             &self.sink,
@@ -390,7 +446,11 @@ impl Runner {
         &mut self,
         c: &Compiled,
         interrupt: &mut Interrupt,
-    ) -> Result<Report, String> {
+    ) -> Result<Report, RunStopped> {
+        let stopped = |error: String| RunStopped {
+            error,
+            report: None,
+        };
         if let Some(why) = self.reboot_reason(c) {
             if let Some(old) = self.guest.take() {
                 self.sink.emit(RunEvent::Note {
@@ -398,10 +458,12 @@ impl Runner {
                 });
                 old.shutdown().await;
             }
-            self.boot().await?;
+            self.boot_until(Some(&mut *interrupt))
+                .await
+                .map_err(stopped)?;
         }
         let Some(g) = self.guest.as_mut() else {
-            return Err("no guest".into());
+            return Err(stopped("no guest".into()));
         };
         self.bundle_id += 1;
         let share = self.opts.settings.run_dir.join("share");
@@ -418,6 +480,25 @@ impl Runner {
         )
         .await
         {
+            Ok(ScenarioOutcome {
+                report,
+                died: Some(e),
+                ..
+            }) => {
+                // Its verdicts are on the bus already (and the one saying
+                // where it stopped); the run ends here.
+                let error = format!("{} stopped the run: {e}", c.plan.scenario);
+                self.sink.emit(RunEvent::Error {
+                    text: error.clone(),
+                });
+                if let Some(g) = self.guest.take() {
+                    g.abort().await;
+                }
+                Err(RunStopped {
+                    error,
+                    report: Some(report),
+                })
+            }
             Ok(o) => {
                 if let Some(why) = o.unfit {
                     g.unfit = Some(why);
@@ -442,7 +523,7 @@ impl Runner {
                 if let Some(g) = self.guest.take() {
                     g.abort().await;
                 }
-                Err(text)
+                Err(stopped(text))
             }
         }
     }
@@ -489,10 +570,7 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
         error: None,
         accel: String::new(),
     };
-    let built = tokio::select! {
-        k = build_kernel(&opts.kernel, &sink) => k,
-        _ = interrupt.wait() => Err(INTERRUPTED.to_string()),
-    };
+    let built = build_kernel_until(&opts.kernel, &sink, interrupt.clone()).await;
     let kernel = match built {
         Ok(k) => k,
         Err(e) => {
@@ -531,17 +609,19 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
         }
         match runner.run_one_until(c, &mut interrupt).await {
             Ok(report) => out.reports.push(report),
-            Err(e) => {
-                out.error = Some(e);
+            Err(stopped) => {
+                out.reports.extend(stopped.report);
+                out.error = Some(stopped.error);
                 break;
             }
         }
     }
-    if interrupt.is_set() && out.error.is_none() {
-        sink.emit(RunEvent::Error {
-            text: INTERRUPTED.into(),
-        });
-        out.error = Some(INTERRUPTED.into());
+    if let Some(cause) = interrupt.cause()
+        && out.error.is_none()
+    {
+        let text = interrupted_error(&cause);
+        sink.emit(RunEvent::Error { text: text.clone() });
+        out.error = Some(text);
     }
     let (passed, failed) =
         out.reports.iter().fold(

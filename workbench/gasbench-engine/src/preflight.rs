@@ -22,7 +22,11 @@ pub fn fault_plan(rules: &ScenarioFaults) -> Result<FaultPlan, Vec<Problem>> {
         }
     }
     if problems.is_empty() {
-        Ok(FaultPlan { faults })
+        let plan = FaultPlan { faults };
+        if let Err(e) = plan.check_size() {
+            return Err(vec![Problem::new(rules.span, e.message, "this plan")]);
+        }
+        Ok(plan)
     } else {
         Err(problems)
     }

@@ -15,7 +15,8 @@ use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
 use gasbench_events::report::ReportKind;
 use gasbench_events::run::{ProfileChoice, RunEvent};
-use gasbench_qemu::spec::{GOLDFISH_ID, goldfish_device_json};
+use gasbench_qemu::spec::GOLDFISH_ID;
+use gasbench_safefs::{GuestDir, SafeFsError};
 use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
 use gasbench_vfu::ServerStatus;
 use serde_json::json;
@@ -33,6 +34,10 @@ pub struct ScenarioOutcome {
     /// Set when the guest cannot serve another scenario (it hung, the
     /// device was left unplugged): the run reboots before the next one.
     pub unfit: Option<String>,
+    /// Set when a part of the guest died mid-scenario (QEMU, virtiofsd,
+    /// the device server, the agent): the run cannot go on. The report
+    /// still has the verdicts of the steps that finished.
+    pub died: Option<ScenarioError>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +51,59 @@ pub enum ScenarioError {
     Bundle {
         scenario: String,
         #[source]
-        source: std::io::Error,
+        source: SafeFsError,
     },
 }
+
+/// Hand a bundle to the guest: a new file under `share/bundles`, its name
+/// fresh (`<id>-<random>.json`, so a boot after a reboot, or a guest that
+/// planted names ahead, never meets an existing one), created beneath the
+/// share without following anything the guest left there. Returns its
+/// path relative to the share.
+pub fn write_bundle(
+    share: &Path,
+    id: u64,
+    json: &[u8],
+    sink: &EventSink,
+) -> Result<String, SafeFsError> {
+    let root = GuestDir::open(share)?;
+    let dir = match root.make_dir(BUNDLES, 0o755) {
+        Ok(d) => d,
+        // The guest put something else where bundles go (a symlink out of
+        // the share, a file, a FIFO): the entry itself goes, never what
+        // it points to.
+        Err(SafeFsError::Symlink { .. } | SafeFsError::NotADirectory { .. }) => {
+            let kind = root
+                .kind(BUNDLES)
+                .ok()
+                .flatten()
+                .unwrap_or("not a directory");
+            root.remove(BUNDLES)?;
+            sink.emit(RunEvent::Note {
+                text: format!(
+                    "share/{BUNDLES} was {kind} (left by the guest); replaced with a directory"
+                ),
+            });
+            root.make_dir(BUNDLES, 0o755)?
+        }
+        Err(e) => return Err(e),
+    };
+    let name = dir.create_fresh(&id.to_string(), "json", json)?;
+    Ok(format!("{BUNDLES}/{name}"))
+}
+
+/// Where bundles go in the share.
+const BUNDLES: &str = "bundles";
 
 /// How long QEMU's hot-unplug may take: the guest must unbind the driver.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Run `c` on `guest`. `bundle_id` is unique within the boot. Kernel
 /// reports are numbered in `book` across the run; `profile` says which
-/// detectors the kernel has (kmemleak: scans before and after).
+/// detectors the kernel has (kmemleak: scans before and after). `Err`: the
+/// scenario could not begin (its bundle could not be written, the agent or
+/// device could not be told); a part that dies once it runs ends it with
+/// the verdicts it has and [`ScenarioOutcome::died`].
 pub async fn run_scenario(
     guest: &mut Guest,
     c: &Compiled,
@@ -85,21 +133,17 @@ pub async fn run_scenario(
         d.set_fault_plan(plan).map_err(ScenarioError::DeviceDied)?;
     }
 
-    let rel = format!("bundles/{bundle_id}.json");
-    let path = share.join(&rel);
     // Calls are marked in the kernel log (reports are tied to them); a
     // kernel with kmemleak is scanned around the scenario.
     let mut bundle = c.bundle.clone();
     bundle.kmsg_markers = true;
     bundle.kmemleak = profile.detectors.iter().any(|d| d == "kmemleak");
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(share.join("bundles"))?;
-        std::fs::write(&path, serde_json::to_vec_pretty(&bundle)?)
-    };
-    write().map_err(|source| ScenarioError::Bundle {
-        scenario: name.clone(),
-        source,
-    })?;
+    let json = serde_json::to_vec_pretty(&bundle).unwrap_or_default();
+    let rel =
+        write_bundle(share, bundle_id, &json, sink).map_err(|source| ScenarioError::Bundle {
+            scenario: name.clone(),
+            source,
+        })?;
 
     let mut console = guest.session.vm.console();
     let mut watcher = Watcher::new(bundle_id, &name);
@@ -117,9 +161,11 @@ pub async fn run_scenario(
     // The step that ran out of time (or was running when the guest went
     // quiet), once one did.
     let mut timed_out: Option<Option<u32>> = None;
-    // Set when an interrupt (Ctrl-C) ended it: where it was.
+    // Set when an interrupt (a signal, a full disk) ended it: where it was.
     let mut interrupted: Option<String> = None;
     let mut unfit = None;
+    // Set when a part died: the loop ends, the verdicts so far are kept.
+    let mut died: Option<ScenarioError> = None;
     let mut last_heard = Instant::now();
     let mut device_status = guest.device.as_ref().map(|d| d.subscribe());
     loop {
@@ -154,7 +200,10 @@ pub async fn run_scenario(
                     // The wait was what the earliest deadline had left:
                     // the top of the loop says which ran out.
                     Err(SessionError::Silent { .. }) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        died = Some(e.into());
+                        break;
+                    }
                 };
                 last_heard = Instant::now();
                 ev.agent(&msg);
@@ -171,10 +220,18 @@ pub async fn run_scenario(
                         ev.host_action(sync, result);
                         if plan.sync(sync).is_some_and(|s| s.snapshot)
                             && let Some(d) = &guest.device {
-                                let state = d.state().map_err(ScenarioError::DeviceDied)?;
-                                ev.device_snapshot(sync, &state);
+                                match d.state() {
+                                    Ok(state) => ev.device_snapshot(sync, &state),
+                                    Err(why) => {
+                                        died = Some(ScenarioError::DeviceDied(why));
+                                        break;
+                                    }
+                                }
                             }
-                        guest.session.send(&HostMsg::Resume { bundle, sync })?;
+                        if let Err(e) = guest.session.send(&HostMsg::Resume { bundle, sync }) {
+                            died = Some(e.into());
+                            break;
+                        }
                     }
                     AgentMsg::Kmemleak { step, text, error, .. } => {
                         ev.kmemleak_scan(step, error);
@@ -184,13 +241,8 @@ pub async fn run_scenario(
                     _ => {}
                 }
             }
-            _ = interrupt.wait() => {
-                let place = current
-                    .and_then(|s| plan.step(s))
-                    .map_or("before the first step".to_string(), |i| {
-                        format!("during step {} \"{}\" ({}:{})", i.id, i.name, c.origin, i.line)
-                    });
-                let why = format!("{name}: interrupted (Ctrl-C) {place}");
+            cause = interrupt.wait() => {
+                let why = format!("{name}: {cause} {}", place(c, current));
                 sink.emit(RunEvent::Note { text: why.clone() });
                 unfit = Some(why.clone());
                 interrupted = Some(why);
@@ -206,7 +258,8 @@ pub async fn run_scenario(
                 if let Some(d) = &mut guest.device
                     && let Some(why) = d.died().await
                 {
-                    return Err(ScenarioError::DeviceDied(why));
+                    died = Some(ScenarioError::DeviceDied(why));
+                    break;
                 }
                 if !alive {
                     device_status = None;
@@ -214,8 +267,15 @@ pub async fn run_scenario(
             }
         }
     }
-    // Console lines racing the end of the bundle still belong to it.
-    let settle = Instant::now() + Duration::from_millis(200);
+    // Console lines racing the end of the bundle still belong to it (not
+    // when the VM died, nothing more is coming; nor when the run is being
+    // stopped: its verdicts go out at once).
+    let settle_ms = if died.is_some() || interrupted.is_some() {
+        0
+    } else {
+        200
+    };
+    let settle = Instant::now() + Duration::from_millis(settle_ms);
     while let Ok(Ok(line)) = tokio::time::timeout(
         settle.saturating_duration_since(Instant::now()),
         console.recv(),
@@ -301,7 +361,20 @@ pub async fn run_scenario(
             held: false,
         });
     }
-    if let Some(why) = &interrupted {
+    // A scenario cut short says where, and why: an interrupt, or the part
+    // that died (its first line; the run's error has the console's tail).
+    let cut_short = interrupted.clone().or_else(|| {
+        died.as_ref().map(|e| {
+            let what = e.to_string();
+            let what = what
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches("; the console's last lines:");
+            format!("{name}: stopped {}: {what}", place(c, current))
+        })
+    });
+    if let Some(why) = &cut_short {
         let info = current.and_then(|s| plan.step(s));
         report.verdicts.push(Verdict {
             step: current,
@@ -333,7 +406,20 @@ pub async fn run_scenario(
         report,
         elapsed,
         unfit,
+        died,
     })
+}
+
+/// Where a scenario was: "during step 1 \"name\" (file:line)".
+fn place(c: &Compiled, current: Option<u32>) -> String {
+    current
+        .and_then(|s| c.plan.step(s))
+        .map_or("before the first step".to_string(), |i| {
+            format!(
+                "during step {} \"{}\" ({}:{})",
+                i.id, i.name, c.origin, i.line
+            )
+        })
 }
 
 /// Why a scenario was stopped at a deadline: the step (or scenario) whose
@@ -449,7 +535,13 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
         .device
         .as_ref()
         .ok_or("this run has no goldfish device")?;
-    let socket = d.socket_path().to_path_buf();
+    // QEMU reaches the server's socket through a descriptor it inherited:
+    // it runs as a user that cannot reach the run directory.
+    let device = guest
+        .session
+        .vm
+        .goldfish_device()
+        .ok_or("this VM was started without the goldfish device's socket")?;
     let before = match d.status() {
         ServerStatus::Listening { sessions, .. } => sessions,
         other => {
@@ -462,7 +554,7 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
         .session
         .vm
         .qmp
-        .execute_raw("device_add", goldfish_device_json(&socket))
+        .execute_raw("device_add", device)
         .await
         .map_err(|e| e.to_string())?;
     // QEMU connects to the server as part of device_add.
@@ -478,4 +570,54 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
     }
     guest.plugged = true;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gasbench_events::EventBody;
+    use std::os::unix::fs::symlink;
+
+    /// What a guest that writes into its share could plant for the next
+    /// bundles: links to a host file, a FIFO, and `bundles` itself turned
+    /// into a link out of the share. The host's bundle goes to a fresh
+    /// file beneath the share and nothing outside changes.
+    #[test]
+    fn bundles_are_written_beneath_the_share_whatever_the_guest_planted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let share = tmp.path().join("share");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(share.join("bundles")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let canary = tmp.path().join("canary");
+        std::fs::write(&canary, "host file").unwrap();
+        for id in 1..=3 {
+            symlink(&canary, share.join(format!("bundles/{id}.json"))).unwrap();
+        }
+        let (sink, mut bus) = gasbench_events::bus();
+        let rel = write_bundle(&share, 1, b"{\"bundle\":1}", &sink).unwrap();
+        assert!(
+            rel.starts_with("bundles/1-") && rel.ends_with(".json"),
+            "{rel}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(share.join(&rel)).unwrap(),
+            "{\"bundle\":1}"
+        );
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "host file");
+
+        // `bundles` replaced by a link out of the share: the link goes.
+        std::fs::rename(share.join("bundles"), share.join("old")).unwrap();
+        symlink(&outside, share.join("bundles")).unwrap();
+        let rel = write_bundle(&share, 2, b"{}", &sink).unwrap();
+        assert!(share.join(&rel).is_file());
+        assert!(!share.join("bundles").is_symlink());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        let note = bus.try_recv().unwrap();
+        assert!(
+            matches!(&note.body, EventBody::Run(RunEvent::Note { text }) if text.contains("was a symbolic link")),
+            "{note:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "host file");
+    }
 }

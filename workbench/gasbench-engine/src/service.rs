@@ -43,6 +43,34 @@ pub fn spawn(
     (tx, task)
 }
 
+/// Build the kernel, still hearing requests: a quit (or the requests
+/// ending) stops the kernel stage's tools (make cleans up after itself)
+/// and is returned as `true` once the stage has ended; others are refused.
+async fn build_or_quit(
+    kernel: &KernelProvider,
+    sink: &EventSink,
+    rx: &mut mpsc::UnboundedReceiver<Request>,
+) -> (Result<KernelArtifacts, String>, bool) {
+    let build = build_kernel(kernel, sink);
+    tokio::pin!(build);
+    loop {
+        tokio::select! {
+            built = &mut build => return (built, false),
+            req = rx.recv() => match req {
+                Some(Request::Quit) | None => {
+                    gasbench_env::process::stop_tools();
+                    return (build.await, true);
+                }
+                Some(other) => {
+                    sink.emit(RunEvent::Note {
+                        text: format!("busy building the kernel; {other:?} ignored"),
+                    });
+                }
+            },
+        }
+    }
+}
+
 async fn serve(
     settings: RunSettings,
     suite: Vec<Compiled>,
@@ -69,7 +97,11 @@ async fn serve(
                     continue;
                 }
                 if artifacts.is_none() {
-                    match build_kernel(&kernel, &sink).await {
+                    let (built, quit) = build_or_quit(&kernel, &sink, &mut rx).await;
+                    if quit {
+                        break;
+                    }
+                    match built {
                         Ok(k) => artifacts = Some(k),
                         Err(e) => {
                             sink.emit(RunEvent::Error { text: e });
@@ -115,8 +147,11 @@ async fn serve(
                             res = &mut run => break res,
                             next = rx.recv(), if interrupted.is_none() => match next {
                                 Some(Request::StopVm) | Some(Request::Quit) | None => {
+                                    interrupter.interrupt(match next {
+                                        Some(Request::StopVm) => "stopped from the TUI",
+                                        _ => "interrupted (quit)",
+                                    });
                                     interrupted = next.or(Some(Request::Quit));
-                                    interrupter.interrupt();
                                 }
                                 Some(other) => {
                                     sink.emit(RunEvent::Note {
@@ -168,7 +203,11 @@ async fn serve(
                 }
                 runner = None;
                 artifacts = None;
-                match build_kernel(&kernel, &sink).await {
+                let (built, quit) = build_or_quit(&kernel, &sink, &mut rx).await;
+                if quit {
+                    break;
+                }
+                match built {
                     Ok(k) => {
                         sink.emit(RunEvent::Profile(k.profile.choice.clone()));
                         artifacts = Some(k);

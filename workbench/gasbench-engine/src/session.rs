@@ -47,6 +47,8 @@ pub struct BootSpec {
     pub run_dir: PathBuf,
     /// More kernel command line (the profile's, `kasan_multi_shot`).
     pub cmdline: String,
+    /// The most of console.log the guest may fill.
+    pub guest_log_cap: u64,
 }
 
 /// A running guest whose agent said it is ready.
@@ -96,6 +98,7 @@ impl Session {
                 Accel::Tcg => gasbench_qemu::spec::host_tsc_khz(),
                 Accel::Kvm => None,
             },
+            console_log_cap: spec.guest_log_cap,
         };
         let mut vm = Vm::launch(&vm_spec, rt, sink).await?;
         let mut rx = vm

@@ -56,7 +56,7 @@ impl Check {
 /// Run `cmd`, return stdout + stderr if it could be started.
 fn output_of(mut cmd: Command) -> Result<String, String> {
     cmd.stdin(Stdio::null());
-    match cmd.output() {
+    match crate::process::output(&mut cmd, crate::process::OnParentDeath::Kill) {
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -520,6 +520,43 @@ pub fn kvm_check(verdict: &crate::kvm::KvmVerdict, cached: bool) -> Check {
 /// Default bound on the KVM probe: a working KVM prints in well under a
 /// second; a broken one fails within one or two.
 pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The seccomp filter every QEMU gasbench starts runs under: obsolete
+/// system calls, set*id, fork/exec and resource control denied (the set
+/// libvirt uses).
+pub const QEMU_SANDBOX: &str =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// Does this QEMU accept [`QEMU_SANDBOX`]? (`-sandbox … -version` exits
+/// 1 with the reason when QEMU was built without seccomp.) Asked once per
+/// QEMU per process.
+pub fn qemu_seccomp(runtime: &Runtime) -> Result<(), String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let mut cmd = runtime.host_program(HostProgram::Qemu);
+    let key = format!("{cmd:?}");
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(r) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return r.clone();
+    }
+    cmd.args(["-sandbox", QEMU_SANDBOX, "-version"]);
+    let r = match cmd.stdin(Stdio::null()).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or("no reason given")
+            .chars()
+            .take(200)
+            .collect()),
+        Err(e) => Err(format!("cannot run QEMU: {e}")),
+    };
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, r.clone());
+    r
+}
 
 #[cfg(test)]
 mod tests {

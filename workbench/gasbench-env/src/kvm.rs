@@ -98,6 +98,11 @@ pub fn probe_kvm(runtime: &Runtime, kernel: Option<&Path>, timeout: Duration) ->
         );
     };
     let mut cmd = runtime.host_program(HostProgram::Qemu);
+    // The probe boots a kernel like any VM: confined like one.
+    if crate::checks::qemu_seccomp(runtime).is_ok() {
+        cmd.args(["-sandbox", crate::checks::QEMU_SANDBOX]);
+    }
+    probe_confinement(kernel).apply(&mut cmd);
     cmd.args(["-accel", "kvm", "-cpu", "host", "-M", "q35", "-m", "256"])
         .args([
             "-nodefaults",
@@ -116,11 +121,33 @@ pub fn probe_kvm(runtime: &Runtime, kernel: Option<&Path>, timeout: Duration) ->
     watch(cmd, timeout)
 }
 
+/// The probe's QEMU runs as the VM user (with /dev/kvm's group) when it
+/// can read the kernel, in a network of its own, with a VM's rlimits.
+fn probe_confinement(kernel: &Path) -> gasbench_confine::Confinement {
+    use gasbench_confine::{Confinement, Limits, identity};
+    let groups: Vec<u32> = std::fs::metadata("/dev/kvm")
+        .map(|m| vec![std::os::unix::fs::MetadataExt::gid(&m)])
+        .unwrap_or_default();
+    let identity = identity::vm_identity()
+        .identity
+        .filter(|id| identity::readable_by(kernel, id, &groups).is_ok());
+    Confinement {
+        identity,
+        extra_groups: groups,
+        limits: Limits::qemu(256, 1),
+        own_network: gasbench_confine::running_as_root(),
+        inherit: Vec::new(),
+    }
+}
+
 fn watch(mut cmd: Command, timeout: Duration) -> KvmVerdict {
-    let mut child = match cmd.spawn() {
+    // Killed with us, and by Drop on every way out of here.
+    let mut tool = match crate::process::Tool::spawn(&mut cmd, crate::process::OnParentDeath::Kill)
+    {
         Ok(c) => c,
         Err(e) => return KvmVerdict::unusable(format!("cannot start QEMU: {e}")),
     };
+    let child = tool.child_mut();
     let (tx, rx) = mpsc::channel::<Option<String>>();
     let readers: Vec<Box<dyn Read + Send>> = vec![
         Box::new(child.stdout.take().expect("piped")),
@@ -159,7 +186,7 @@ fn watch(mut cmd: Command, timeout: Duration) -> KvmVerdict {
             Ok(None) => {
                 closed += 1;
                 if closed == 2 {
-                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    let status = tool.wait().map(|s| s.to_string()).unwrap_or_default();
                     break KvmVerdict::unusable(format!(
                         "QEMU exited ({status}) before the kernel printed anything: {}",
                         last_lines.join(" | ")
@@ -174,8 +201,8 @@ fn watch(mut cmd: Command, timeout: Duration) -> KvmVerdict {
             }
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    tool.kill();
+    let _ = tool.wait();
     verdict
 }
 

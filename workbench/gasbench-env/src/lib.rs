@@ -6,6 +6,8 @@
 //!   [`Runtime`], never by spelling tool paths.
 //! - [`checks`]: the requirements and `gasbench doctor`'s report.
 //! - [`kvm`]: the KVM probe (a real guest kernel, not just /dev/kvm).
+//! - [`process`]: children that cannot outlive gasbench (own process
+//!   group, a death signal, a registry of running tools to stop).
 //! - [`setup`]: provisioning, idempotent and resumable.
 //!
 //! **Architecture invariant:** this crate knows nothing about kernels
@@ -16,6 +18,7 @@ pub mod apt;
 pub mod cache;
 pub mod checks;
 pub mod kvm;
+pub mod process;
 pub mod runtime;
 pub mod setup;
 pub mod toolroot;

@@ -41,6 +41,8 @@ pub enum SetupError {
     StillNotReady { state: String },
     #[error("rust-src {src} does not match rustc {rustc} in the toolroot")]
     RustMismatch { rustc: String, src: String },
+    #[error("creating the VM user: {0}")]
+    VmUser(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -108,10 +110,15 @@ impl Session<'_> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| SetupError::Spawn {
-            what: what.into(),
-            source,
-        })?;
+        // SIGTERM if we die: apt and dpkg finish what they can say about;
+        // setup resumes from dpkg's own status file.
+        let mut tool =
+            crate::process::Tool::spawn(&mut cmd, crate::process::OnParentDeath::Terminate)
+                .map_err(|source| SetupError::Spawn {
+                    what: what.into(),
+                    source,
+                })?;
+        let child = tool.child_mut();
         // stderr goes to the log through its own thread; stdout drives progress.
         let stderr = child.stderr.take().expect("piped");
         let mut log2 = self.log.try_clone().map_err(io("log file"))?;
@@ -128,7 +135,7 @@ impl Session<'_> {
             }
         }
         let _ = errs.join();
-        let status = child.wait().map_err(io(what))?;
+        let status = tool.wait().map_err(io(what))?;
         let _ = writeln!(self.log, "# exit: {status}");
         if status.success() {
             Ok(())
@@ -218,6 +225,7 @@ pub fn setup(opts: &SetupOptions, progress: &mut dyn Progress) -> Result<SetupRe
     if choice.kind == RuntimeKind::Toolroot {
         provision_toolroot(&mut s, opts)?;
     }
+    ensure_vm_user(&mut s)?;
 
     Ok(SetupReport {
         runtime: choice.kind,
@@ -226,6 +234,36 @@ pub fn setup(opts: &SetupOptions, progress: &mut dyn Progress) -> Result<SetupRe
         log: log_path,
         elapsed_ms: start.elapsed().as_millis(),
     })
+}
+
+/// The unprivileged user QEMU and the device server process run as
+/// (gasbench-confine). Only root switches users, so only root needs it.
+fn ensure_vm_user(s: &mut Session) -> Result<()> {
+    use gasbench_confine::identity::{EnsureUser, VM_USER, ensure_vm_user};
+    if !is_root_user() {
+        s.note(&format!(
+            "not root: VM processes run as this user, {VM_USER} is not needed"
+        ));
+        return Ok(());
+    }
+    match ensure_vm_user().map_err(SetupError::VmUser)? {
+        EnsureUser::Existed(id) => s.note(&format!(
+            "VM user {} ({}:{}) exists",
+            id.name, id.uid, id.gid
+        )),
+        EnsureUser::Created(id) => {
+            s.progress.step(&format!(
+                "created the system user {} for VM processes",
+                id.name
+            ));
+            s.actions.push(format!("useradd --system {}", id.name));
+            s.note(&format!(
+                "created VM user {} ({}:{})",
+                id.name, id.uid, id.gid
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn provision_toolroot(s: &mut Session, opts: &SetupOptions) -> Result<()> {

@@ -28,7 +28,8 @@ pub use gasbench_abi::protocol::AgentMsg;
 /// One thing that happened during a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Position in the run, from 0, without gaps.
+    /// Position in the run, from 0, without gaps on the bus (events.jsonl
+    /// skips the guest's events past its cap, and says so in a note).
     pub seq: u64,
     /// Microseconds since the run started (host monotonic clock).
     pub t_us: u64,
@@ -50,6 +51,24 @@ pub enum EventBody {
     Device(device::DeviceEvent),
     /// The guest agent, as received over the serial port.
     Agent(AgentMsg),
+}
+
+impl EventBody {
+    /// Whether the guest decides how many of these there are: what it
+    /// prints on the console, what its agent (or anything on the agent's
+    /// port) sends, the device accesses it makes. A guest can send such
+    /// events without end; the run's own (stages, notes, verdicts, the
+    /// kernel build, QEMU's life) it cannot.
+    pub fn from_guest(&self) -> bool {
+        match self {
+            EventBody::Agent(_) | EventBody::Device(_) => true,
+            EventBody::Vm(v) => matches!(
+                v,
+                vm::VmEvent::Console { .. } | vm::VmEvent::AgentText { .. }
+            ),
+            EventBody::Run(_) | EventBody::Kernel(_) => false,
+        }
+    }
 }
 
 /// The sending half of the bus. Cheap to clone; usable from any thread.

@@ -49,4 +49,17 @@ pub enum VmEvent {
         count: u32,
         attribution: crate::report::Attribution,
     },
+    /// How the VM's host processes are confined, once per boot: every
+    /// protection, in force or not, and why.
+    Confinement { protections: Vec<Protection> },
+}
+
+/// One protection of the host against the guest and whether it is in
+/// force (`QEMU seccomp`, `QEMU user`, `share read-only`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    pub name: String,
+    pub active: bool,
+    /// How it is set up, or why it could not be.
+    pub detail: String,
 }

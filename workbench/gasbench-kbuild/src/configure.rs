@@ -95,15 +95,16 @@ pub fn configure(
             std::fs::write(&p, &f.text).map_err(|e| KbuildError::io("write", &p, e))?;
             argv.push(p.display().to_string());
         }
-        let out = make
-            .rt
-            .build_command(&argv, &make.binds, &make.src)
-            .env("ARCH", &make.arch)
-            .output()
-            .map_err(|e| KbuildError::Spawn {
-                what: "merge_config.sh".into(),
-                source: e,
-            })?;
+        let mut cmd = make.rt.build_command(&argv, &make.binds, &make.src);
+        cmd.env("ARCH", &make.arch);
+        let out = gasbench_env::process::output(
+            &mut cmd,
+            gasbench_env::process::OnParentDeath::Terminate,
+        )
+        .map_err(|e| KbuildError::Spawn {
+            what: "merge_config.sh".into(),
+            source: e,
+        })?;
         if !out.status.success() {
             let mut t = String::from_utf8_lossy(&out.stdout).into_owned();
             t.push_str(&String::from_utf8_lossy(&out.stderr));

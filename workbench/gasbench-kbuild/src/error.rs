@@ -106,6 +106,12 @@ pub enum KbuildError {
         patch: PathBuf,
         detail: String,
     },
+    /// gasbench was interrupted (a signal) and stopped the tools it ran.
+    #[error("interrupted: {what} was stopped")]
+    Interrupted { what: String },
+    /// A cached build failed its check against its own manifest.
+    #[error("the cached kernel build in {} is damaged: {what}", dir.display())]
+    CacheDamaged { dir: PathBuf, what: String },
 }
 
 fn summarize(m: &[Mismatch]) -> String {
@@ -119,7 +125,55 @@ fn log_note(log: &Path) -> String {
     format!(" (full log: {})", log.display())
 }
 
+/// Whose fault a kernel stage error is, for the exit status every
+/// command shares (2 bad input, 1 a finding about the series, 3 the tool
+/// or its environment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// What the user gave cannot be used: mail that does not parse, a
+    /// broken kernel/ directory, a tree with local edits in the way.
+    Input,
+    /// The series itself: a patch that does not apply, a duplicate
+    /// syscall number.
+    Series,
+    /// The tool or the machine: a tool that will not run, a full disk, a
+    /// build that fails for reasons the series does not explain.
+    Environment,
+}
+
 impl KbuildError {
+    /// Whose fault it is (see [`Blame`]).
+    pub fn blame(&self) -> Blame {
+        match self {
+            KbuildError::Series { .. }
+            | KbuildError::MissingPatch { .. }
+            | KbuildError::NotReconstruction { .. }
+            | KbuildError::Layout { .. }
+            | KbuildError::LocalChanges { .. }
+            | KbuildError::Invalid { .. }
+            | KbuildError::UnknownProfile { .. } => Blame::Input,
+            KbuildError::PatchDoesNotApply { .. } | KbuildError::DuplicateSyscall { .. } => {
+                Blame::Series
+            }
+            KbuildError::Io { .. }
+            | KbuildError::Base { .. }
+            | KbuildError::Spawn { .. }
+            | KbuildError::Command { .. }
+            | KbuildError::RustUnavailable { .. }
+            | KbuildError::ConfigNotSet { .. }
+            | KbuildError::BuildFailed { .. }
+            | KbuildError::SelftestFailed { .. }
+            | KbuildError::DiskFull { .. }
+            | KbuildError::CacheDamaged { .. }
+            // gasbench's own patch for the profile no longer fits the
+            // series: the tool's to refresh, not the posting's defect.
+            | KbuildError::ProfilePatch { .. } => Blame::Environment,
+            // A signal's own exit status is used before blame is asked;
+            // should it be asked, nobody's input is at fault.
+            KbuildError::Interrupted { .. } => Blame::Environment,
+        }
+    }
+
     pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> KbuildError {
         if source.raw_os_error() == Some(libc::ENOSPC) {
             return KbuildError::DiskFull {
@@ -190,6 +244,13 @@ impl KbuildError {
             KbuildError::ProfilePatch { .. } => {
                 "the series now touches what the profile's patch changes: refresh the patch in kernel/profiles/".into()
             }
+            KbuildError::Interrupted { .. } => {
+                "run it again: the cache keeps what was finished, and nothing half-made is used".into()
+            }
+            KbuildError::CacheDamaged { dir, .. } => format!(
+                "remove {} (gasbench rebuilds it), and check the disk it is on",
+                dir.display()
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! host's), always with a fixed identity and dates so that the same base
 //! and the same patches give the same commit ids.
 
+use gasbench_env::process::{self, OnParentDeath};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -105,9 +106,12 @@ impl Git {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().map_err(|e| KbuildError::Spawn {
-            what: format!("git {}", args.join(" ")),
-            source: e,
+        // SIGTERM if we die: git removes its lock files on the way out.
+        let out = process::output(&mut cmd, OnParentDeath::Terminate).map_err(|e| {
+            KbuildError::Spawn {
+                what: format!("git {}", args.join(" ")),
+                source: e,
+            }
         })?;
         Ok(GitOutput::from(out))
     }

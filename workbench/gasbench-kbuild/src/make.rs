@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gasbench_env::Runtime;
+use gasbench_env::process::{self, OnParentDeath};
 use gasbench_events::EventSink;
 use gasbench_events::kernel::KernelEvent;
 use gasbench_events::run::{RunEvent, Stage};
@@ -76,12 +77,12 @@ impl Make {
 
     /// Run quietly, returning (ok, combined output).
     pub fn capture(&self, args: &[&str]) -> Result<(bool, String), KbuildError> {
-        let out = self
-            .command(args)
-            .output()
-            .map_err(|e| KbuildError::Spawn {
-                what: format!("make {}", args.join(" ")),
-                source: e,
+        let out =
+            process::output(&mut self.command(args), OnParentDeath::Terminate).map_err(|e| {
+                KbuildError::Spawn {
+                    what: format!("make {}", args.join(" ")),
+                    source: e,
+                }
             })?;
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -132,15 +133,18 @@ pub fn run_streaming(
         .open(log)
         .map_err(|e| KbuildError::io("open", log, e))?;
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| KbuildError::Spawn {
+        .stderr(Stdio::piped());
+    // SIGTERM if we die: make then stops its jobs and deletes the targets
+    // it was writing, so the build directory stays consistent.
+    let mut tool = process::Tool::spawn(&mut cmd, OnParentDeath::Terminate).map_err(|e| {
+        KbuildError::Spawn {
             what: "make".into(),
             source: e,
-        })?;
+        }
+    })?;
+    let child = tool.child_mut();
     let (tx, rx) = mpsc::channel::<String>();
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -186,10 +190,15 @@ pub fn run_streaming(
     for r in readers {
         let _ = r.join();
     }
-    let status = child.wait().map_err(|e| KbuildError::Spawn {
+    let status = tool.wait().map_err(|e| KbuildError::Spawn {
         what: "make (wait)".into(),
         source: e,
     })?;
+    if !status.success() && process::stopping() {
+        return Err(KbuildError::Interrupted {
+            what: "make".into(),
+        });
+    }
     Ok(MakeRun {
         ok: status.success(),
         status: status.to_string(),

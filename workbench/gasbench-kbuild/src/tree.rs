@@ -136,13 +136,15 @@ pub fn prepare(
         && t.src.join(".git").exists()
         && t.apply.exists()
     {
-        return Ok(BaseTree {
+        let tree = BaseTree {
             base_commit: r.base_commit,
             release: r.release,
             reused: true,
             shared_with: r.shared_with,
             ..t
-        });
+        };
+        relocate_if_moved(&tree, &mut status)?;
+        return Ok(tree);
     }
 
     // Not there, or half made by an interrupted run: start over.
@@ -204,6 +206,53 @@ pub fn prepare(
     })
 }
 
+/// A tree made elsewhere (the cache was moved or copied) still names its
+/// old place in two spots: the apply work tree's link to its repository
+/// (and the repository's link back), and kbuild's output directories
+/// (their Makefile and dependency files hold absolute paths). Both links
+/// are rewritten to this place (`git worktree repair` would leave a copy
+/// working on the original's repository); the outputs are removed, so the
+/// next build is a full one rather than one that reads the old place.
+pub fn relocate_if_moved(t: &BaseTree, mut status: impl FnMut(&str)) -> Result<(), KbuildError> {
+    let link_path = t.apply.join(".git");
+    let link = std::fs::read_to_string(&link_path).unwrap_or_default();
+    let target = link.trim().strip_prefix("gitdir: ").map(Path::new);
+    let home = t.src.join(".git").join("worktrees");
+    if target.is_some_and(|p| p.starts_with(&home)) {
+        return Ok(());
+    }
+    status(&format!(
+        "the base tree {} was made elsewhere (the cache was moved or copied): relinking its work tree and removing its build outputs, which name the old place",
+        t.dir.display()
+    ));
+    let admin = target
+        .and_then(|p| p.file_name())
+        .map(|name| home.join(name))
+        .filter(|admin| admin.is_dir())
+        .ok_or_else(|| KbuildError::Base {
+            what: format!(
+                "the base tree {} was moved and its work tree {} cannot be relinked",
+                t.dir.display(),
+                t.apply.display()
+            ),
+            help: format!("remove {} (gasbench makes it again)", t.dir.display()),
+        })?;
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|e| KbuildError::io("write", path, e))
+    };
+    write(&link_path, format!("gitdir: {}\n", admin.display()))?;
+    write(&admin.join("gitdir"), format!("{}\n", link_path.display()))?;
+    let entries = std::fs::read_dir(&t.dir).map_err(|e| KbuildError::io("read", &t.dir, e))?;
+    for e in entries.flatten() {
+        let is_out = e.file_name().to_string_lossy().starts_with("out");
+        if is_out && e.file_type().is_ok_and(|f| f.is_dir()) {
+            let p = e.path();
+            std::fs::remove_dir_all(&p).map_err(|e| KbuildError::io("remove", &p, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Unpack the pinned tarball and commit it as the base.
 fn unpack(
     rt: &Runtime,
@@ -239,23 +288,22 @@ fn unpack(
     let staging = dir.join("staging");
     std::fs::create_dir_all(&staging).map_err(|e| KbuildError::io("create", &staging, e))?;
     let staging_s = staging.display().to_string();
-    let out = rt
-        .build_command(
-            &[
-                "tar",
-                "-xJf",
-                pin.tarball.as_str(),
-                "-C",
-                staging_s.as_str(),
-            ],
-            &[dir.to_path_buf()],
-            dir,
-        )
-        .output()
+    let mut tar = rt.build_command(
+        &[
+            "tar",
+            "-xJf",
+            pin.tarball.as_str(),
+            "-C",
+            staging_s.as_str(),
+        ],
+        &[dir.to_path_buf()],
+        dir,
+    );
+    let out = gasbench_env::process::output(&mut tar, gasbench_env::process::OnParentDeath::Kill)
         .map_err(|e| KbuildError::Spawn {
-            what: "tar".into(),
-            source: e,
-        })?;
+        what: "tar".into(),
+        source: e,
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         if crate::disk::output_says_full(&err) {
@@ -310,6 +358,16 @@ fn resolve_in(rt: &Runtime, repo: &Path, rev: &str) -> Result<String, KbuildErro
             repo.display()
         ),
     })
+}
+
+/// The commit `rev` names in the git repository `repo`, if it has one
+/// (a series' `base-commit:` looked up in a `--base-tree`).
+pub fn commit_in(rt: &Runtime, repo: &Path, rev: &str) -> Option<String> {
+    let canon = repo.canonicalize().ok()?;
+    Git::new(rt, &canon, std::slice::from_ref(&canon))
+        .rev_parse(rev)
+        .ok()
+        .flatten()
 }
 
 /// `VERSION.PATCHLEVEL.SUBLEVEL[EXTRAVERSION]` from the top Makefile.
@@ -410,6 +468,101 @@ mod tests {
         assert_eq!(parse_release(mk), "7.2.12");
         let mk = "VERSION = 7\nPATCHLEVEL = 3\nSUBLEVEL = 0\nEXTRAVERSION = -rc4\n";
         assert_eq!(parse_release(mk), "7.3.0-rc4");
+    }
+
+    #[test]
+    fn a_copied_or_moved_tree_is_repaired_and_its_outputs_dropped() {
+        let top = tempfile::tempdir().unwrap();
+        let git = |dir: &Path, args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        let tree_at = |dir: &Path| BaseTree {
+            dir: dir.to_path_buf(),
+            src: dir.join("src"),
+            apply: dir.join("apply"),
+            out: dir.join("out"),
+            base_commit: String::new(),
+            release: String::new(),
+            label: String::new(),
+            reused: true,
+            shared_with: vec![],
+        };
+        let made = top.path().join("cache-a/trees/t");
+        std::fs::create_dir_all(made.join("src")).unwrap();
+        std::fs::write(made.join("src/Makefile"), "VERSION = 7\n").unwrap();
+        git(&made.join("src"), &["init", "-q"]);
+        git(&made.join("src"), &["add", "."]);
+        git(&made.join("src"), &["commit", "-qm", "base"]);
+        let apply = made.join("apply").display().to_string();
+        git(
+            &made.join("src"),
+            &["worktree", "add", "-q", "--detach", &apply, "HEAD"],
+        );
+        for out in ["out", "out-mkdirat2-v2", "out.debug"] {
+            std::fs::create_dir_all(made.join(out)).unwrap();
+            std::fs::write(
+                made.join(out).join("Makefile"),
+                "include /old/src/Makefile\n",
+            )
+            .unwrap();
+        }
+        let mut told = Vec::new();
+        relocate_if_moved(&tree_at(&made), |s| told.push(s.to_string())).unwrap();
+        assert!(told.is_empty(), "a tree at home is left alone: {told:?}");
+        assert!(made.join("out").exists());
+
+        // A copy, with the original still in place: the copy must not
+        // work on the original's repository.
+        let copy = top.path().join("cache-b/trees/t");
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&made)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        relocate_if_moved(&tree_at(&copy), |s| told.push(s.to_string())).unwrap();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].contains("moved or copied"), "{told:?}");
+        let link = std::fs::read_to_string(copy.join("apply/.git")).unwrap();
+        assert!(
+            link.contains(&copy.join("src/.git/worktrees").display().to_string()),
+            "{link}"
+        );
+        for out in ["out", "out-mkdirat2-v2", "out.debug"] {
+            assert!(!copy.join(out).exists(), "{out} kept");
+        }
+        assert!(made.join("out").exists(), "the original is untouched");
+        // The copy's work tree works.
+        std::fs::write(copy.join("apply/Makefile"), "VERSION = 8\n").unwrap();
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(copy.join("apply"))
+            .args(["status", "--porcelain"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), " M Makefile\n");
+        let orig = std::process::Command::new("git")
+            .arg("-C")
+            .arg(made.join("apply"))
+            .args(["status", "--porcelain"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&orig.stdout),
+            "",
+            "the original sees nothing"
+        );
     }
 
     #[test]

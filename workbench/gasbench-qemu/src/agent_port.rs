@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gasbench_abi::protocol::{AgentMsg, HostMsg};
+use gasbench_abi::protocol::{AgentMsg, HostMsg, MAX_LINE_BYTES};
 use gasbench_events::EventSink;
+use gasbench_events::run::RunEvent;
 use gasbench_events::vm::VmEvent;
 use tokio::sync::mpsc;
 
-use crate::console::LineSplitter;
+use crate::console::{LineSplitter, Piece};
 
 /// What the engine receives from the agent, in bus order.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +37,36 @@ struct ReadState {
     stream: UnixStream,
     lines: LineSplitter,
     closed: bool,
+    junk: Junk,
+}
+
+/// Lines on the port that are not protocol messages. A hostile or broken
+/// guest can send them without end: the first [`Junk::SHOWN`] go on
+/// record as `AgentText` (cut to [`Junk::SHOWN_CHARS`]), after that a
+/// note at 100, 1,000, 10,000, … and one when the port closes say how
+/// many there were. Lines over the protocol's length are counted apart.
+#[derive(Default)]
+struct Junk {
+    lines: u64,
+    too_long: u64,
+    too_long_bytes: u64,
+}
+
+impl Junk {
+    const SHOWN: u64 = 8;
+    const SHOWN_CHARS: usize = 1024;
+
+    /// Whether the `n`th such line is reported: each of the first
+    /// [`Junk::SHOWN`], then the 10th, 100th, 1,000th, …
+    fn reported(n: u64) -> bool {
+        n <= Self::SHOWN || {
+            let mut p = 10;
+            while p < n {
+                p = p.saturating_mul(10);
+            }
+            p == n
+        }
+    }
 }
 
 struct Inner {
@@ -70,8 +101,9 @@ impl AgentPort {
             inner: Arc::new(Inner {
                 read: Mutex::new(ReadState {
                     stream,
-                    lines: LineSplitter::default(),
+                    lines: LineSplitter::dropping(MAX_LINE_BYTES),
                     closed: false,
+                    junk: Junk::default(),
                 }),
                 write: Mutex::new(write),
                 sink,
@@ -111,21 +143,23 @@ impl AgentPort {
             return false;
         }
         let mut buf = [0u8; 16 * 1024];
+        let st = &mut *st;
         loop {
             match st.stream.read(&mut buf) {
                 Ok(0) => {
                     st.closed = true;
-                    if let Some(rest) = st.lines.finish() {
-                        self.deliver(rest);
+                    if let Some(rest) = st.lines.finish_piece() {
+                        self.deliver(&mut st.junk, rest);
                     }
+                    self.closing_note(&st.junk);
                     let _ = self.inner.tx.send(FromAgent::Closed);
                     return false;
                 }
                 Ok(n) => {
-                    let mut lines = Vec::new();
-                    st.lines.push(&buf[..n], |l| lines.push(l));
-                    for l in lines {
-                        self.deliver(l);
+                    let mut pieces = Vec::new();
+                    st.lines.push_pieces(&buf[..n], |p| pieces.push(p));
+                    for p in pieces {
+                        self.deliver(&mut st.junk, p);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
@@ -142,7 +176,24 @@ impl AgentPort {
         }
     }
 
-    fn deliver(&self, line: String) {
+    fn deliver(&self, junk: &mut Junk, piece: Piece) {
+        let line = match piece {
+            Piece::Line(l) => l,
+            Piece::TooLong(bytes) => {
+                junk.too_long += 1;
+                junk.too_long_bytes += bytes;
+                if Junk::reported(junk.too_long) {
+                    self.inner.sink.emit(RunEvent::Note {
+                        text: format!(
+                            "agent port: a line of {bytes} bytes is longer than the protocol \
+                             allows ({MAX_LINE_BYTES}); dropped ({} such line(s) so far)",
+                            junk.too_long
+                        ),
+                    });
+                }
+                return;
+            }
+        };
         if line.trim().is_empty() {
             return;
         }
@@ -152,8 +203,49 @@ impl AgentPort {
                 let _ = self.inner.tx.send(FromAgent::Msg(msg));
             }
             Err(_) => {
-                self.inner.sink.emit(VmEvent::AgentText { line });
+                junk.lines += 1;
+                let n = junk.lines;
+                if !Junk::reported(n) {
+                    return;
+                }
+                if n <= Junk::SHOWN {
+                    let line = match line.char_indices().nth(Junk::SHOWN_CHARS) {
+                        Some((cut, _)) => {
+                            format!("{}… ({} more bytes)", &line[..cut], line.len() - cut)
+                        }
+                        None => line,
+                    };
+                    self.inner.sink.emit(VmEvent::AgentText { line });
+                    if n == Junk::SHOWN {
+                        self.inner.sink.emit(RunEvent::Note {
+                            text: format!(
+                                "agent port: {n} lines that are not agent messages; from here on \
+                                 they are counted, not recorded one by one"
+                            ),
+                        });
+                    }
+                } else {
+                    self.inner.sink.emit(RunEvent::Note {
+                        text: format!("agent port: {n} lines that are not agent messages so far"),
+                    });
+                }
             }
+        }
+    }
+
+    /// When the port closes: how much was not protocol, if anything was.
+    fn closing_note(&self, junk: &Junk) {
+        if junk.lines > Junk::SHOWN || junk.too_long > 0 {
+            self.inner.sink.emit(RunEvent::Note {
+                text: format!(
+                    "agent port closed: {} line(s) that were not agent messages ({} on record), \
+                     {} line(s) over the protocol's length ({} bytes) dropped",
+                    junk.lines,
+                    junk.lines.min(Junk::SHOWN),
+                    junk.too_long,
+                    junk.too_long_bytes
+                ),
+            });
         }
     }
 
@@ -256,6 +348,75 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(closed, Some(FromAgent::Closed));
+    }
+
+    /// A guest that floods the port: 100,000 lines of garbage, a line of
+    /// 20 MiB and one without end. The host keeps up, stays bounded, puts
+    /// 8 garbage lines on record and a note per power of ten, and the
+    /// protocol message after the flood still arrives.
+    #[tokio::test]
+    async fn a_flood_of_garbage_and_endless_lines_is_counted_not_recorded() {
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        let (sink, mut bus) = gasbench_events::bus();
+        let (_port, mut rx) = AgentPort::new(host, sink).unwrap();
+        let after = AgentMsg::Log {
+            level: gasbench_abi::protocol::LogLevel::Info,
+            text: "still here".into(),
+        };
+        let last = serde_json::to_vec(&after).unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut junk = Vec::new();
+            for i in 0..100_000 {
+                junk.extend_from_slice(format!("\x1b[2Jgarbage {i} {{not json\n").as_bytes());
+            }
+            guest.write_all(&junk).unwrap();
+            let big = vec![b'x'; 20 << 20];
+            guest.write_all(&big).unwrap();
+            guest.write_all(b"\n").unwrap();
+            guest.write_all(&last).unwrap();
+            guest.write_all(b"\n").unwrap();
+            guest.write_all(&big).unwrap();
+            // The port closes with the endless line unfinished.
+        });
+        let got = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(got, Some(FromAgent::Msg(after.clone())));
+        writer.join().unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(closed, Some(FromAgent::Closed));
+        let mut texts = Vec::new();
+        let mut notes = Vec::new();
+        while let Ok(ev) = bus.try_recv() {
+            match ev.body {
+                EventBody::Vm(VmEvent::AgentText { line }) => texts.push(line),
+                EventBody::Run(RunEvent::Note { text }) => notes.push(text),
+                EventBody::Agent(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(texts.len(), 8, "{texts:?}");
+        assert!(texts[0].starts_with("\x1b[2Jgarbage 0 "), "{:?}", texts[0]);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("100000 lines that are not agent messages so far")),
+            "{notes:#?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(&format!("a line of {} bytes is longer", 20 << 20))),
+            "{notes:#?}"
+        );
+        let closing = notes.last().unwrap();
+        assert!(
+            closing.contains("100000 line(s) that were not agent messages (8 on record), 2 line(s) over the protocol's length"),
+            "{closing}"
+        );
+        assert!(notes.len() < 20, "{notes:#?}");
     }
 
     #[test]

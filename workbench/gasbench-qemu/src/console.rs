@@ -37,11 +37,38 @@ pub fn classify(line: &str) -> ConsoleSeverity {
     }
 }
 
+/// What [`LineSplitter::push_pieces`] hands on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Line(String),
+    /// A line longer than the splitter keeps, dropped whole (only from a
+    /// splitter made with [`LineSplitter::dropping`]); its length in bytes.
+    TooLong(u64),
+}
+
 /// Split a byte stream into lines: `\n` ends a line, `\r` is dropped,
-/// invalid UTF-8 is replaced rather than fatal.
-#[derive(Default)]
+/// invalid UTF-8 is replaced rather than fatal. A line never grows past
+/// the splitter's limit: the console's is cut into pieces of
+/// [`LineSplitter::MAX_LINE`] bytes (every byte of a console matters), a
+/// protocol's is dropped whole and reported as [`Piece::TooLong`] (a
+/// piece of a message is not a message).
 pub struct LineSplitter {
     buf: Vec<u8>,
+    max: usize,
+    /// Bytes of an over-long line being skipped, in dropping mode.
+    skipping: Option<u64>,
+    drop_long: bool,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        LineSplitter {
+            buf: Vec::new(),
+            max: Self::MAX_LINE,
+            skipping: None,
+            drop_long: false,
+        }
+    }
 }
 
 impl LineSplitter {
@@ -49,15 +76,47 @@ impl LineSplitter {
     /// not grow the buffer without bound.
     pub const MAX_LINE: usize = 64 * 1024;
 
+    /// A splitter that drops lines longer than `max` bytes whole.
+    pub fn dropping(max: usize) -> LineSplitter {
+        LineSplitter {
+            buf: Vec::new(),
+            max: max.max(1),
+            skipping: None,
+            drop_long: true,
+        }
+    }
+
     pub fn push(&mut self, bytes: &[u8], mut out: impl FnMut(String)) {
+        self.push_pieces(bytes, |p| {
+            if let Piece::Line(l) = p {
+                out(l)
+            }
+        })
+    }
+
+    pub fn push_pieces(&mut self, bytes: &[u8], mut out: impl FnMut(Piece)) {
         for &b in bytes {
+            if let Some(n) = &mut self.skipping {
+                if b == b'\n' {
+                    out(Piece::TooLong(*n));
+                    self.skipping = None;
+                } else {
+                    *n += 1;
+                }
+                continue;
+            }
             match b {
-                b'\n' => out(self.take()),
+                b'\n' => out(Piece::Line(self.take())),
                 b'\r' => {}
                 _ => {
                     self.buf.push(b);
-                    if self.buf.len() >= Self::MAX_LINE {
-                        out(self.take());
+                    if self.buf.len() >= self.max {
+                        if self.drop_long {
+                            self.skipping = Some(self.buf.len() as u64);
+                            self.buf = Vec::new();
+                        } else {
+                            out(Piece::Line(self.take()));
+                        }
                     }
                 }
             }
@@ -66,7 +125,18 @@ impl LineSplitter {
 
     /// Whatever is left without a final newline.
     pub fn finish(&mut self) -> Option<String> {
-        (!self.buf.is_empty()).then(|| self.take())
+        match self.finish_piece()? {
+            Piece::Line(l) => Some(l),
+            Piece::TooLong(_) => None,
+        }
+    }
+
+    /// [`LineSplitter::finish`], saying when the last line was too long.
+    pub fn finish_piece(&mut self) -> Option<Piece> {
+        if let Some(n) = self.skipping.take() {
+            return Some(Piece::TooLong(n));
+        }
+        (!self.buf.is_empty()).then(|| Piece::Line(self.take()))
     }
 
     fn take(&mut self) -> String {
@@ -114,6 +184,27 @@ mod tests {
         s.push(b"tail", |l| lines.push(l));
         assert_eq!(s.finish().as_deref(), Some("tail"));
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn a_protocol_splitter_drops_an_overlong_line_whole_and_says_how_long() {
+        let mut s = LineSplitter::dropping(16);
+        let mut got = Vec::new();
+        s.push_pieces(b"short\n", |p| got.push(p));
+        s.push_pieces(&[b'x'; 40], |p| got.push(p));
+        s.push_pieces(b"yy\nafter\n", |p| got.push(p));
+        s.push_pieces(&[b'z'; 20], |p| got.push(p));
+        assert_eq!(s.finish_piece(), Some(Piece::TooLong(20)));
+        assert_eq!(
+            got,
+            [
+                Piece::Line("short".into()),
+                Piece::TooLong(42),
+                Piece::Line("after".into())
+            ]
+        );
+        // The buffer never held more than the limit.
+        assert!(s.buf.capacity() <= 64, "{}", s.buf.capacity());
     }
 
     #[test]

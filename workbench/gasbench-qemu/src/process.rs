@@ -1,14 +1,18 @@
 //! Child processes that cannot outlive us: each runs in its own process
 //! group (a terminal's Ctrl-C reaches gasbench, which then tears down in
-//! order) and dies with SIGKILL if gasbench itself dies (PR_SET_PDEATHSIG).
+//! order) and dies with SIGKILL if gasbench itself dies (PR_SET_PDEATHSIG),
+//! through `gasbench_env::process`, the mechanism every child shares.
 //! A supervisor task reports every exit on the bus, saying whether we
 //! asked for it.
 
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use gasbench_env::process::OnParentDeath;
 use gasbench_events::EventSink;
 use gasbench_events::vm::VmEvent;
 use tokio::sync::{oneshot, watch};
@@ -22,15 +26,17 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    /// Spawn `cmd` (stdout and stderr into `log`) and supervise it.
-    /// `stopping` says whether an exit from now on is one we asked for.
+    /// Spawn `cmd` (stdout and stderr into `log`: a file, or the pipe of
+    /// a [`capped_log`]) and supervise it. `stopping` says whether an exit
+    /// from now on is one we asked for.
     pub fn spawn(
         name: &str,
         mut cmd: std::process::Command,
-        log: std::fs::File,
+        log: impl Into<OwnedFd>,
         sink: EventSink,
         stopping: Arc<AtomicBool>,
     ) -> std::io::Result<Supervised> {
+        let log: OwnedFd = log.into();
         let err = log.try_clone()?;
         cmd.stdin(Stdio::null()).stdout(log).stderr(err);
         Supervised::supervise(name, cmd, sink, stopping)
@@ -57,19 +63,9 @@ impl Supervised {
         sink: EventSink,
         stopping: Arc<AtomicBool>,
     ) -> std::io::Result<Supervised> {
-        // SAFETY: only async-signal-safe calls (setpgid, prctl) between
-        // fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // The one mechanism for every child of gasbench: its own group,
+        // SIGKILL when the spawning thread (a runtime worker) dies.
+        gasbench_env::process::tie_to_gasbench(&mut cmd, OnParentDeath::Kill);
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()?;
@@ -143,6 +139,45 @@ impl Supervised {
     }
 }
 
+/// A pipe whose reading end a thread copies into the file at `path`
+/// (appending), up to `cap` bytes; what comes after is read and dropped,
+/// so a child that floods its log neither fills the disk nor blocks. Give
+/// the returned writer to the child as its stdout/stderr.
+pub fn capped_log(path: &Path, cap: u64) -> std::io::Result<std::io::PipeWriter> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let (mut reader, writer) = std::io::pipe()?;
+    std::thread::Builder::new()
+        .name("capped-log".into())
+        .spawn(move || {
+            let mut written = 0u64;
+            let mut dropped = 0u64;
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let room = cap.saturating_sub(written).min(n as u64) as usize;
+                if room > 0 && file.write_all(&buf[..room]).is_ok() {
+                    written += room as u64;
+                }
+                dropped += (n - room) as u64;
+            }
+            if dropped > 0 {
+                let _ = writeln!(
+                    file,
+                    "\n[gasbench: this log is capped at {cap} bytes; {dropped} more were dropped]"
+                );
+            }
+        })?;
+    Ok(writer)
+}
+
 impl Drop for Supervised {
     fn drop(&mut self) {
         self.kill();
@@ -153,6 +188,39 @@ impl Drop for Supervised {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_flooding_child_fills_its_log_to_the_cap_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qemu.log");
+        std::fs::write(&path, "# header\n").unwrap();
+        let w = capped_log(&path, 1000).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "head -c 100000 /dev/zero | tr '\\0' x"])
+            .stdout(w)
+            .spawn()
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "the child was never blocked"
+        );
+        // The copier ends when the pipe closes; wait for its last line.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let t = std::fs::read_to_string(&path).unwrap();
+            if t.contains("gasbench:") || std::time::Instant::now() > deadline {
+                break t;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(text.starts_with("# header\n"));
+        assert_eq!(text.matches('x').count(), 1000);
+        assert!(
+            text.ends_with("capped at 1000 bytes; 99000 more were dropped]\n"),
+            "{}",
+            &text[1000..]
+        );
+    }
 
     #[tokio::test]
     async fn exits_are_reported_expected_or_not() {

@@ -3,6 +3,7 @@
 //! without starting anything.
 
 use std::ffi::OsString;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 /// The name the guest agent looks for under /sys/class/virtio-ports.
@@ -47,6 +48,9 @@ pub struct VmSpec {
     pub goldfish_socket: Option<PathBuf>,
     /// Under TCG: the TSC rate to give the guest (see [`host_tsc_khz`]).
     pub tsc_khz: Option<u64>,
+    /// The most of console.log the guest may fill; what it prints past
+    /// that is counted, not written.
+    pub console_log_cap: u64,
 }
 
 /// The host's TSC rate in kHz, measured against CLOCK_MONOTONIC.
@@ -79,24 +83,56 @@ pub fn host_tsc_khz() -> Option<u64> {
     }
 }
 
-/// Where a VM's sockets live inside its run directory.
-#[derive(Clone, Debug)]
-pub struct Sockets {
-    pub qmp: PathBuf,
-    pub console: PathBuf,
-    pub agent: PathBuf,
-    pub virtiofsd: PathBuf,
+/// The virtiofsd socket inside a VM's run directory (0700). virtiofsd
+/// creates it; gasbench connects and hands the connection to QEMU.
+pub fn virtiofsd_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("virtiofsd.sock")
 }
 
-impl Sockets {
-    pub fn in_dir(dir: &Path) -> Self {
-        Self {
-            qmp: dir.join("qmp.sock"),
-            console: dir.join("console.sock"),
-            agent: dir.join("agent.sock"),
-            virtiofsd: dir.join("virtiofsd.sock"),
-        }
+/// QEMU's seccomp filter: deny obsolete system calls, set*id, fork/exec
+/// and resource control (the same set libvirt uses).
+pub const QEMU_SANDBOX: &str =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// What QEMU is handed as inherited descriptors instead of paths: QEMU
+/// runs as an unprivileged user that cannot reach the 0700 run directory,
+/// so gasbench opens everything and QEMU gets the descriptors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuFds {
+    /// Connected stream sockets (socketpairs; gasbench holds the other end).
+    pub qmp: RawFd,
+    pub console: RawFd,
+    pub agent: RawFd,
+    /// A connection to virtiofsd, when there is a share.
+    pub virtiofsd: Option<RawFd>,
+    /// The kernel image and initramfs, open for reading.
+    pub kernel: RawFd,
+    pub initramfs: RawFd,
+    /// An O_PATH descriptor of the goldfish device server's socket: QEMU
+    /// connects through `/proc/self/fd/N` at boot and again on a later
+    /// `device_add` (vfio-user-pci takes only a unix socket path).
+    pub goldfish: Option<RawFd>,
+}
+
+impl QemuFds {
+    /// Every descriptor, for the child to inherit.
+    pub fn all(&self) -> Vec<RawFd> {
+        let mut v = vec![
+            self.qmp,
+            self.console,
+            self.agent,
+            self.kernel,
+            self.initramfs,
+        ];
+        v.extend(self.virtiofsd);
+        v.extend(self.goldfish);
+        v
     }
+}
+
+/// The path under which a process reaches its own descriptor `fd`.
+pub fn fd_path(fd: RawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{fd}"))
 }
 
 fn push(args: &mut Vec<OsString>, items: &[&str]) {
@@ -124,11 +160,15 @@ pub fn goldfish_device_json(socket: &Path) -> serde_json::Value {
     })
 }
 
-/// QEMU's arguments. QEMU connects to sockets gasbench already listens
-/// on (QMP, console, agent), so nothing it says before we accept is lost
-/// and there is no race on socket creation.
-pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
+/// QEMU's arguments. QEMU is handed connected sockets (QMP, console,
+/// agent, virtiofsd) and open files as descriptors `fds`, so it needs no
+/// path into the run directory and nothing it says is lost at start-up.
+/// `sandbox`: whether to install QEMU's seccomp filter ([`QEMU_SANDBOX`]).
+pub fn qemu_args(spec: &VmSpec, fds: &QemuFds, sandbox: bool) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
+    if sandbox {
+        push(&mut a, &["-sandbox", QEMU_SANDBOX]);
+    }
     push(
         &mut a,
         &[
@@ -172,9 +212,9 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
     }
     push(&mut a, &["-m", &mem, "-smp", &spec.cpus.to_string()]);
     a.push("-kernel".into());
-    a.push(spec.kernel.clone().into());
+    a.push(fd_path(fds.kernel).into());
     a.push("-initrd".into());
-    a.push(spec.initramfs.clone().into());
+    a.push(fd_path(fds.initramfs).into());
     let mut cmdline = base_cmdline().to_owned();
     if let (Accel::Tcg, Some(khz)) = (spec.accel, spec.tsc_khz) {
         // Under emulation the TSC is as steady as the host's: no watchdog.
@@ -186,12 +226,12 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
     }
     push(&mut a, &["-append", &cmdline]);
 
-    let sock = |id: &str, path: &Path| format!("socket,id={id},path={}", path.display());
+    let sock = |id: &str, fd: RawFd| format!("socket,id={id},fd={fd}");
     push(
         &mut a,
         &[
             "-chardev",
-            &sock("qmp", &sockets.qmp),
+            &sock("qmp", fds.qmp),
             "-mon",
             "chardev=qmp,mode=control",
         ],
@@ -200,7 +240,7 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
         &mut a,
         &[
             "-chardev",
-            &sock("con", &sockets.console),
+            &sock("con", fds.console),
             "-serial",
             "chardev:con",
         ],
@@ -215,17 +255,17 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
             // ioeventfd the main loop flushes it later, out of order.
             "virtio-serial-pci,id=vser,ioeventfd=off",
             "-chardev",
-            &sock("agent", &sockets.agent),
+            &sock("agent", fds.agent),
             "-device",
             &format!("virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT_NAME}"),
         ],
     );
-    if spec.share.is_some() {
+    if let Some(vfsd) = fds.virtiofsd {
         push(
             &mut a,
             &[
                 "-chardev",
-                &sock("vfsd", &sockets.virtiofsd),
+                &sock("vfsd", vfsd),
                 "-device",
                 &format!("vhost-user-fs-pci,chardev=vfsd,tag={SHARE_TAG}"),
             ],
@@ -240,25 +280,53 @@ pub fn qemu_args(spec: &VmSpec, sockets: &Sockets) -> Vec<OsString> {
             &format!("pcie-root-port,id={GOLDFISH_PORT},bus=pcie.0,chassis=1,slot=1"),
         ],
     );
-    if let Some(socket) = &spec.goldfish_socket {
+    if let Some(socket) = fds.goldfish {
         push(
             &mut a,
-            &["-device", &goldfish_device_json(socket).to_string()],
+            &[
+                "-device",
+                &goldfish_device_json(&fd_path(socket)).to_string(),
+            ],
         );
     }
     a
 }
 
-/// virtiofsd's arguments: serve `share` on `socket`.
-pub fn virtiofsd_args(share: &Path, socket: &Path) -> Vec<OsString> {
+/// How virtiofsd isolates itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtiofsdSandbox {
+    /// Its own mount, pid and network namespaces with the share as its
+    /// root (as root; with a user namespace otherwise).
+    Namespace,
+    /// None: only when namespaces cannot be had (see the run's report).
+    None,
+}
+
+/// virtiofsd's arguments: serve `share` read-only on `socket`, sandboxed
+/// and under its seccomp filter (kill on a system call outside its list).
+/// The guest cannot write into the share: what the host puts there
+/// (bundles) is never something the guest made.
+pub fn virtiofsd_args(share: &Path, socket: &Path, sandbox: VirtiofsdSandbox) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     a.push(format!("--socket-path={}", socket.display()).into());
     a.push(format!("--shared-dir={}", share.display()).into());
-    // The host side writes bundles and reads results while the guest runs:
-    // no caching, so each side sees the other's writes at once.
+    let sandbox = match sandbox {
+        VirtiofsdSandbox::Namespace => "--sandbox=namespace",
+        VirtiofsdSandbox::None => "--sandbox=none",
+    };
+    // The host writes bundles while the guest runs: no caching, so the
+    // guest sees each new bundle at once.
     push(
         &mut a,
-        &["--cache=never", "--sandbox=none", "--log-level=warn"],
+        &[
+            "--readonly",
+            sandbox,
+            "--seccomp=kill",
+            "--cache=never",
+            "--log-level=warn",
+            // Descriptors the guest can make it hold (one per open file).
+            "--rlimit-nofile=4096",
+        ],
     );
     a
 }
@@ -279,6 +347,19 @@ mod tests {
             share: Some("/run/x/share".into()),
             goldfish_socket: Some("/run/x/goldfish.sock".into()),
             tsc_khz: Some(2_600_000),
+            console_log_cap: 1 << 30,
+        }
+    }
+
+    fn fds() -> QemuFds {
+        QemuFds {
+            qmp: 10,
+            console: 11,
+            agent: 12,
+            virtiofsd: Some(13),
+            kernel: 14,
+            initramfs: 15,
+            goldfish: Some(16),
         }
     }
 
@@ -295,7 +376,7 @@ mod tests {
 
     #[test]
     fn guest_ram_is_shared_memfd_and_the_machine_uses_it() {
-        let a = strings(qemu_args(&spec(), &Sockets::in_dir(Path::new("/run/x"))));
+        let a = strings(qemu_args(&spec(), &fds(), true));
         assert_eq!(
             value_after(&a, "-object", "memfd"),
             "memory-backend-memfd,id=mem,size=512M,share=on"
@@ -308,6 +389,8 @@ mod tests {
             !a.contains(&"-cpu".to_string()),
             "TCG keeps QEMU's default CPU"
         );
+        assert_eq!(value_after(&a, "-kernel", "/"), "/proc/self/fd/14");
+        assert_eq!(value_after(&a, "-initrd", "/"), "/proc/self/fd/15");
         let append = value_after(&a, "-append", "console=");
         assert!(append.starts_with("console=ttyS0 reboot=t panic=-1"));
         assert!(append.ends_with(" gasbench.mkdirat2=473"));
@@ -318,18 +401,18 @@ mod tests {
     }
 
     #[test]
-    fn every_socket_is_a_client_chardev_into_the_run_dir() {
-        let a = strings(qemu_args(&spec(), &Sockets::in_dir(Path::new("/run/x"))));
-        for (id, file) in [
-            ("qmp", "qmp.sock"),
-            ("con", "console.sock"),
-            ("agent", "agent.sock"),
-            ("vfsd", "virtiofsd.sock"),
-        ] {
+    fn every_socket_is_an_inherited_connected_descriptor_not_a_path() {
+        let a = strings(qemu_args(&spec(), &fds(), true));
+        for (id, fd) in [("qmp", 10), ("con", 11), ("agent", 12), ("vfsd", 13)] {
             let v = value_after(&a, "-chardev", &format!("id={id},"));
-            assert_eq!(v, format!("socket,id={id},path=/run/x/{file}"));
-            assert!(!v.contains("server"), "gasbench listens, QEMU connects");
+            assert_eq!(v, format!("socket,id={id},fd={fd}"));
+            assert!(!v.contains("server"), "the descriptor is already connected");
         }
+        assert!(
+            !a.iter().any(|x| x.contains("/run/x")),
+            "QEMU is given no path into the run directory: {a:?}"
+        );
+        assert_eq!(fds().all(), [10, 11, 12, 14, 15, 13, 16]);
         assert!(a.contains(
             &"virtserialport,bus=vser.0,chardev=agent,name=org.gasbench.agent".to_string()
         ));
@@ -338,7 +421,7 @@ mod tests {
 
     #[test]
     fn the_goldfish_device_is_json_on_a_hotpluggable_root_port() {
-        let a = strings(qemu_args(&spec(), &Sockets::in_dir(Path::new("/run/x"))));
+        let a = strings(qemu_args(&spec(), &fds(), true));
         let port = a
             .iter()
             .position(|s| s.starts_with("pcie-root-port,id=goldfish-port"))
@@ -348,14 +431,17 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&a[dev]).unwrap();
         assert_eq!(json["driver"], "vfio-user-pci");
         assert_eq!(json["bus"], GOLDFISH_PORT);
-        assert_eq!(json["socket"]["path"], "/run/x/goldfish.sock");
+        assert_eq!(json["socket"]["path"], "/proc/self/fd/16");
         assert_eq!(json["x-no-posted-writes"], true);
 
         let mut s = spec();
         s.goldfish_socket = None;
         s.share = None;
         s.accel = Accel::Kvm;
-        let a = strings(qemu_args(&s, &Sockets::in_dir(Path::new("/run/x"))));
+        let mut f = fds();
+        f.goldfish = None;
+        f.virtiofsd = None;
+        let a = strings(qemu_args(&s, &f, true));
         assert!(!a.iter().any(|x| x.contains("vfio-user")));
         assert!(!a.iter().any(|x| x.contains("vhost-user-fs")));
         assert!(a.iter().any(|x| x.starts_with("pcie-root-port")));
@@ -370,10 +456,49 @@ mod tests {
     }
 
     #[test]
-    fn virtiofsd_serves_the_share_uncached() {
-        let a = strings(virtiofsd_args(Path::new("/s"), Path::new("/r/v.sock")));
+    fn qemu_runs_under_its_seccomp_filter_denying_privileges_and_spawning() {
+        let a = strings(qemu_args(&spec(), &fds(), true));
+        assert_eq!(a[0], "-sandbox", "installed before anything else is parsed");
+        assert_eq!(
+            a[1],
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+        );
+        assert!(
+            !a.iter().any(|x| x.starts_with("-run-with")),
+            "the user is switched before exec: -run-with cannot with elevateprivileges=deny"
+        );
+        let a = strings(qemu_args(&spec(), &fds(), false));
+        assert!(!a.contains(&"-sandbox".to_string()));
+    }
+
+    #[test]
+    fn virtiofsd_serves_the_share_read_only_uncached_in_its_sandbox() {
+        let a = strings(virtiofsd_args(
+            Path::new("/s"),
+            Path::new("/r/v.sock"),
+            VirtiofsdSandbox::Namespace,
+        ));
         assert_eq!(a[0], "--socket-path=/r/v.sock");
         assert_eq!(a[1], "--shared-dir=/s");
-        assert!(a.contains(&"--cache=never".to_string()));
+        for flag in [
+            "--readonly",
+            "--sandbox=namespace",
+            "--seccomp=kill",
+            "--cache=never",
+            "--rlimit-nofile=4096",
+        ] {
+            assert!(a.contains(&flag.to_string()), "{flag} in {a:?}");
+        }
+        assert!(!a.iter().any(|x| x.contains("none")));
+        let a = strings(virtiofsd_args(
+            Path::new("/s"),
+            Path::new("/r/v.sock"),
+            VirtiofsdSandbox::None,
+        ));
+        assert!(a.contains(&"--sandbox=none".to_string()));
+        assert!(
+            a.contains(&"--readonly".to_string()),
+            "read-only regardless"
+        );
     }
 }

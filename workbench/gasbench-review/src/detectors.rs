@@ -320,6 +320,7 @@ pub fn findings(d: &Detectors) -> Vec<Finding> {
             title: format!("{} report #{}: {}{whose}", r.detector, r.id, r.title),
             detail: Some(detail),
             location: r.location.clone(),
+            tool_failure: false,
         });
     }
     for p in &d.profiles {
@@ -332,6 +333,7 @@ pub fn findings(d: &Detectors) -> Vec<Finding> {
                 ),
                 detail: None,
                 location: None,
+                tool_failure: false,
             });
         }
     }
@@ -344,6 +346,7 @@ pub fn findings(d: &Detectors) -> Vec<Finding> {
             ),
             detail: None,
             location: x.location.clone(),
+            tool_failure: false,
         });
     }
     out

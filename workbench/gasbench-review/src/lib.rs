@@ -13,7 +13,11 @@
 //!   findings ordered by severity.
 //! - [`detectors`]: what the kernel's detectors and fault injection
 //!   found over the review's runs, one per kernel profile.
+//! - [`checks`]: b4's review check protocol, answered from the reviews
+//!   gasbench keeps by Message-Id and patch-id.
 //! - [`markdown`]: renders `review.md`.
+//! - [`reply`]: renders `review.eml`, the plain-text reply to the series
+//!   (72 columns, threaded, each finding quoting its hunk).
 //!
 //! Why a crate of its own rather than a module of gasbench-trace: a review
 //! joins mail (gasbench-series), the kernel stage's apply and build reports
@@ -26,9 +30,11 @@
 //! a build, a VM or a network request. The binary drives the engine and
 //! the kernel stage, then hands the facts here.
 
+pub mod checks;
 pub mod concerns;
 pub mod detectors;
 pub mod markdown;
+pub mod reply;
 pub mod report;
 pub mod resolve;
 pub mod scenario_text;

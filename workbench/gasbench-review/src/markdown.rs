@@ -7,9 +7,15 @@ use gasbench_series::manifest::FixupKind;
 
 use crate::report::{MessageRef, Review};
 
-/// A table cell: one line, no column breaks.
+/// A table cell: one line, no column breaks, control characters shown.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    gasbench_termsafe::line_capped(&s.replace('|', "\\|").replace('\n', " "), 500).into_owned()
+}
+
+/// One line of what the guest or the mail said (an actual value, a
+/// console line): shown, not obeyed, and capped.
+fn said(s: &str) -> String {
+    gasbench_termsafe::line_capped(s, 2_000).into_owned()
 }
 
 fn id(m: &MessageRef) -> String {
@@ -96,6 +102,9 @@ pub fn render(r: &Review) -> String {
         "{} {} ({}; upstream {}), applied {}.",
         b.package, b.release, b.package_version, b.upstream_tag, b.applied
     );
+    if let Some(choice) = &b.choice {
+        let _ = writeln!(o, "{choice}.");
+    }
     if let (Some(base), Some(head)) = (&b.base_commit, &b.head) {
         let _ = writeln!(
             o,
@@ -243,9 +252,9 @@ pub fn render(r: &Review) -> String {
                     o,
                     "- `{}` {}\n  - expected: {}\n  - actual: {}",
                     x.location.as_deref().unwrap_or("?"),
-                    x.what,
-                    x.expected,
-                    x.actual
+                    said(&x.what),
+                    said(&x.expected),
+                    said(&x.actual)
                 );
                 if let Some(why) = &x.why {
                     let _ = writeln!(o, "  - why: {why}");
@@ -261,7 +270,7 @@ pub fn render(r: &Review) -> String {
     } else {
         let _ = writeln!(o, "```");
         for l in r.kernel_log.iter().take(40) {
-            let _ = writeln!(o, "{}", l.line);
+            let _ = writeln!(o, "{}", said(&l.line));
         }
         if r.kernel_log.len() > 40 {
             let _ = writeln!(
@@ -294,7 +303,7 @@ pub fn render(r: &Review) -> String {
     if !r.errors.is_empty() {
         let _ = writeln!(o, "\n## Errors\n");
         for e in &r.errors {
-            let _ = writeln!(o, "- {}", e.replace('\n', " "));
+            let _ = writeln!(o, "- {}", said(&e.replace('\n', " ")));
         }
     }
 
@@ -426,7 +435,10 @@ pub fn render(r: &Review) -> String {
                 .unwrap_or_default()
         );
     }
-    o
+    // What is left of the mail's and the guest's words (titles, names,
+    // subjects in running text) is made inert here, on the whole page:
+    // review.md is printed to the terminal as it is written.
+    gasbench_termsafe::text(&o).into_owned()
 }
 
 fn short(c: &str) -> &str {

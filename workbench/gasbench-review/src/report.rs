@@ -16,6 +16,7 @@ use gasbench_kbuild::BuildManifest;
 use gasbench_kbuild::layout::BasePin;
 use gasbench_series::manifest::{FixupKind, PatchOrigin, PortSeries, SeriesManifest};
 use gasbench_trace::RunSummary;
+use gasbench_trace::summary::is_kernel_bug;
 use serde::{Deserialize, Serialize};
 
 use crate::detectors::{Detectors, ProfileRun};
@@ -58,6 +59,10 @@ pub struct Finding {
     pub detail: Option<String>,
     /// `scenarios/x.toml:40`, a patch file, a port file.
     pub location: Option<String>,
+    /// The tool or its environment failed here, not the series: the
+    /// verdicts after it are incomplete (exit status 3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tool_failure: bool,
 }
 
 /// A message of the series, with its id and where the id came from.
@@ -113,6 +118,13 @@ pub struct BaseInfo {
     pub kernel_release: Option<String>,
     /// "with the port (kernel/port/v7.2.12)" or "as posted, no port".
     pub applied: String,
+    /// The series' `base-commit:` trailer, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_base_commit: Option<String>,
+    /// Which base was used and why: the series' own base-commit, or
+    /// which base instead and why that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,7 +262,8 @@ pub struct Review {
     pub findings: Vec<Finding>,
     pub run: RunInfo,
     /// 0: every patch applies and builds and every expectation held;
-    /// 1: there are findings.
+    /// 1: there are findings; 3: the tool or its environment failed
+    /// (a finding with `tool_failure`), so the review is incomplete.
     pub exit_code: u8,
 }
 
@@ -285,6 +298,9 @@ pub struct Facts<'a> {
     /// Runs on other kernel profiles (the debug kernel), after the one
     /// above.
     pub more: &'a [ProfileRun<'a>],
+    /// Which base was used and why (the series' base-commit, or what
+    /// stood in for it).
+    pub base_choice: Option<String>,
 }
 
 impl Review {
@@ -316,7 +332,7 @@ impl Review {
             .kernel_warnings
             .iter()
             .map(|l| KernelLogLine {
-                kind: if is_bug(l) { "bug" } else { "warning" }.into(),
+                kind: if is_kernel_bug(l) { "bug" } else { "warning" }.into(),
                 line: l.clone(),
             })
             .collect();
@@ -347,12 +363,46 @@ impl Review {
             .findings
             .extend(crate::detectors::findings(&review.detectors));
         review.findings.sort_by_key(|x| x.severity);
-        review.exit_code = if review.findings.iter().any(|x| x.severity <= Severity::Low) {
-            1
-        } else {
-            0
-        };
+        review.exit_code = exit_code_of(&review.findings);
         review
+    }
+
+    /// One review of the shards of one reproduction (`--shard K/N` on
+    /// several machines): the first part's series, base, patches and
+    /// build; every part's scenarios (a scenario in two parts keeps its
+    /// first verdict), kernel lines, kselftests, errors and findings
+    /// (each finding once), most severe first.
+    pub fn merge(parts: &[Review]) -> Option<Review> {
+        let mut r = parts.first()?.clone();
+        for p in &parts[1..] {
+            for sc in &p.scenarios {
+                if !r.scenarios.iter().any(|x| x.name == sc.name) {
+                    r.scenarios.push(sc.clone());
+                }
+            }
+            for l in &p.kernel_log {
+                if !r.kernel_log.contains(l) {
+                    r.kernel_log.push(l.clone());
+                }
+            }
+            for k in &p.kselftest {
+                if !r.kselftest.iter().any(|x| x.binary == k.binary) {
+                    r.kselftest.push(k.clone());
+                }
+            }
+            r.errors.extend(p.errors.iter().cloned());
+            for f in &p.findings {
+                if !r.findings.contains(f) {
+                    r.findings.push(f.clone());
+                }
+            }
+            r.run.elapsed_ms = r.run.elapsed_ms.max(p.run.elapsed_ms);
+        }
+        // Stable: within a severity, in the order found.
+        r.findings.sort_by_key(|f| f.severity);
+        r.run.run_dir = None;
+        r.exit_code = exit_code_of(&r.findings);
+        Some(r)
     }
 
     /// Every patch applies and builds and every expectation held.
@@ -379,6 +429,17 @@ impl Review {
             }
         }
         format!("{} finding(s): {}", self.findings.len(), counts.join(", "))
+    }
+}
+
+/// 3 when a finding is the tool's, 1 with findings that count, else 0.
+fn exit_code_of(findings: &[Finding]) -> u8 {
+    if findings.iter().any(|x| x.tool_failure) {
+        3
+    } else if findings.iter().any(|x| x.severity <= Severity::Low) {
+        1
+    } else {
+        0
     }
 }
 
@@ -477,6 +538,8 @@ fn base_info(f: &Facts) -> BaseInfo {
             Some((dir, _)) => format!("with the port ({dir})"),
             None => "as posted, without a port".into(),
         },
+        series_base_commit: f.series.base_commit.clone(),
+        choice: f.base_choice.clone(),
     }
 }
 
@@ -677,32 +740,17 @@ fn kselftest_counts(s: &RunSummary) -> Vec<KselftestCount> {
         .collect()
 }
 
-/// Console lines that mean the kernel itself went wrong.
-fn is_bug(line: &str) -> bool {
-    [
-        "BUG:",
-        "Oops",
-        "Kernel panic",
-        "Call Trace:",
-        "general protection fault",
-        "KASAN",
-        "UBSAN",
-        "panicked at",
-        "rust_panic",
-    ]
-    .iter()
-    .any(|p| line.contains(p))
-}
-
 fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
     let mut out = Vec::new();
     let total = r.series.total;
+    let mut tool_failures = Vec::new();
     let mut add = |severity, title: String, detail: Option<String>, location: Option<String>| {
         out.push(Finding {
             severity,
             title,
             detail,
             location,
+            tool_failure: false,
         })
     };
 
@@ -878,12 +926,15 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
         && r.build.tree_builds.is_none()
         && !r.patches.iter().any(|p| p.status == ApplyStatus::Failed)
     {
-        add(
-            Severity::High,
-            "the kernel stage failed".into(),
-            Some(e.to_string()),
-            None,
-        );
+        // Nothing of the series explains it (no patch failed to apply,
+        // the tree was not built): the stage itself failed.
+        tool_failures.push(Finding {
+            severity: Severity::High,
+            title: "the kernel stage failed".into(),
+            detail: Some(e.to_string()),
+            location: None,
+            tool_failure: true,
+        });
     }
 
     // The port.
@@ -972,12 +1023,22 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
             );
         }
     }
+    let crashed = r.kernel_log.iter().any(|l| l.kind == "bug");
     for e in &r.errors {
         if kernel_error.is_some_and(|k| e.contains(k) || k.contains(e.as_str())) {
             continue;
         }
-        add(Severity::High, format!("the run stopped: {e}"), None, None);
+        // A run the kernel's crash stopped is the crash's finding; any
+        // other stop is the tool's or its environment's.
+        tool_failures.push(Finding {
+            severity: Severity::High,
+            title: format!("the run stopped: {e}"),
+            detail: None,
+            location: None,
+            tool_failure: !crashed,
+        });
     }
+    out.extend(tool_failures);
 
     // Most severe first; within a severity, in the order found.
     out.sort_by_key(|f| f.severity);

@@ -8,8 +8,14 @@
 //! byte-identical (its diff) to the same patch under `kernel/series/`:
 //! then it is reviewed with the port onto the pinned base. Otherwise it is
 //! extracted into a private kernel directory and applied as posted. A
-//! Message-Id can only name a known series: this machine has no network,
-//! and gasbench never fetches mail.
+//! Message-Id of a known series needs nothing else; any other is fetched
+//! by the binary (gasbench-lore) and read here like a file. `-` is an mbox
+//! on standard input.
+//!
+//! A thread often holds more than one revision of a series (v2 posted in
+//! reply to v1): unless `--series` names one, the newest complete revision
+//! of each series is reviewed, and [`MailFile::revision_notes`] says which
+//! and why.
 
 use std::path::{Path, PathBuf};
 
@@ -91,10 +97,11 @@ impl ResolveError {
             }
             ResolveError::Kbuild(e) => e.help(),
             ResolveError::UnknownMessageId { id, known } => format!(
-                "this machine has no network, and gasbench does not fetch mail: on a machine \
-                 with access, save the thread as an mbox (`b4 am -o . '{id}'`, or download \
-                 https://lore.kernel.org/all/{id}/t.mbox.gz and gunzip it), copy it here and \
-                 run `gasbench repro FILE`. Known here: {}",
+                "gasbench fetches the thread from the list's archive (--lore URL, \
+                 GASBENCH_LORE) or with --b4; offline, save the thread as an mbox on a \
+                 machine with access (`b4 am -o . '{id}'`, or download \
+                 https://lore.kernel.org/all/{id}/t.mbox.gz and gunzip it) and run \
+                 `gasbench repro FILE` or `gasbench repro - < FILE`. Known here: {}",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -135,14 +142,19 @@ pub enum Input {
     File(PathBuf),
     /// Without angle brackets.
     MessageId(String),
+    /// `-`: an mbox on standard input.
+    Stdin,
 }
 
 impl Input {
-    /// A path that exists is a file; otherwise something shaped like a
-    /// Message-Id (`<a@b>`, `a@b`, `id:a@b`, `mid:a@b`, a lore link) is
-    /// one; anything else is taken as a file (and reading it will say it
-    /// is missing).
+    /// `-` is standard input; a path that exists is a file; otherwise
+    /// something shaped like a Message-Id (`<a@b>`, `a@b`, `id:a@b`,
+    /// `mid:a@b`, a lore link) is one; anything else is taken as a file
+    /// (and reading it will say it is missing).
     pub fn parse(arg: &str) -> Input {
+        if arg == "-" {
+            return Input::Stdin;
+        }
         if Path::new(arg).exists() {
             return Input::File(PathBuf::from(arg));
         }
@@ -265,78 +277,74 @@ pub struct MailFile {
 /// few MiB; the bound keeps `/dev/zero`-like input from eating memory.
 pub const MAX_MAIL_BYTES: u64 = 64 * 1024 * 1024;
 
-/// What kind of file `meta` describes, when it is not a regular file.
-fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    Some(if t.is_file() {
-        return None;
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a regular file"
-    })
-}
-
-/// The bytes of the regular file `path`, at most `limit` of them.
-///
-/// The type is checked before opening, because opening a FIFO blocks until
-/// something writes to it, and again on the open file, in case the path
-/// was swapped in between.
+/// The bytes of the regular file `path`, at most `limit` of them
+/// ([`gasbench_safefs::read_regular_file`]: a FIFO, device or directory
+/// is refused without being opened).
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ResolveError> {
-    use std::io::Read;
-    let read_err = |source| ResolveError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let not_a_file = |kind| ResolveError::NotAFile {
-        path: path.to_path_buf(),
-        kind,
-    };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if let Some(kind) = not_regular(&meta) {
-        return Err(not_a_file(kind));
-    }
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if let Some(kind) = not_regular(&meta) {
-        return Err(not_a_file(kind));
-    }
-    let too_large = || ResolveError::TooLarge {
-        path: path.to_path_buf(),
-        limit,
-    };
-    if meta.len() > limit {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // The size may grow while reading (a file still being written): read
-    // one byte past the limit to tell.
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    use gasbench_safefs::SafeFsError;
+    gasbench_safefs::read_regular_file(path, limit).map_err(|e| match e {
+        SafeFsError::NotRegular { kind, .. } => ResolveError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        },
+        SafeFsError::TooLarge { limit, .. } => ResolveError::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        },
+        SafeFsError::Io { source, .. } => ResolveError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => ResolveError::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// Read `path` and tell, for each series in it, whether it is known.
 pub fn read_mail_file(path: &Path, known: &[KnownSeries]) -> Result<MailFile, ResolveError> {
     let bytes = read_bounded(path, MAX_MAIL_BYTES)?;
-    let label = path.display().to_string();
+    read_mail_bytes(&bytes, &path.display().to_string(), path, known)
+}
+
+/// At most [`MAX_MAIL_BYTES`] of `reader` (standard input).
+pub fn read_bounded_stream(
+    reader: impl std::io::Read,
+    label: &str,
+) -> Result<Vec<u8>, ResolveError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_MAIL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ResolveError::Read {
+            path: PathBuf::from(label),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_MAIL_BYTES {
+        return Err(ResolveError::TooLarge {
+            path: PathBuf::from(label),
+            limit: MAX_MAIL_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Mail that came from somewhere other than a file the user named
+/// (standard input, a fetched thread), labelled `label`; `path` is where
+/// it is kept.
+pub fn read_mail_bytes(
+    bytes: &[u8],
+    label: &str,
+    path: &Path,
+    known: &[KnownSeries],
+) -> Result<MailFile, ResolveError> {
+    let label = label.to_string();
     // CRLF mail read as LF, 8-bit bodies from their charset: `text` is what
     // every later stage (extraction included) parses, so they all agree.
-    let text = gasbench_series::mail_text(&bytes)
-        .map_err(|e| KbuildError::series(&label, &String::from_utf8_lossy(&bytes), e))?;
+    let text = gasbench_series::mail_text(bytes)
+        .map_err(|e| KbuildError::series(&label, &String::from_utf8_lossy(bytes), e))?;
     let (format, messages) =
         parse_mail(&text).map_err(|e| KbuildError::series(&label, &text, e))?;
     let found = find_series(&messages).map_err(|e| KbuildError::series(&label, &text, e))?;
@@ -428,13 +436,102 @@ fn list(ix: &[u32]) -> String {
     ix.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
+/// A series' name without its revision: `mkdirat2-v2` → `mkdirat2`.
+fn unversioned(s: &FileSeries) -> &str {
+    s.name
+        .strip_suffix(&format!("-v{}", s.version))
+        .unwrap_or(&s.name)
+}
+
 impl MailFile {
+    /// Of each series, the revision to review: the newest complete one
+    /// (every patch there), else the newest. In file order.
+    pub fn newest_revisions(&self) -> Vec<&FileSeries> {
+        let mut out: Vec<&FileSeries> = Vec::new();
+        for s in &self.series {
+            let same: Vec<&FileSeries> = self
+                .series
+                .iter()
+                .filter(|o| unversioned(o) == unversioned(s))
+                .collect();
+            let pick = same
+                .iter()
+                .filter(|o| o.missing.is_empty())
+                .max_by_key(|o| o.version)
+                .or_else(|| same.iter().max_by_key(|o| o.version))
+                .copied();
+            if let Some(p) = pick
+                && !out.iter().any(|o| o.name == p.name)
+            {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// What [`MailFile::newest_revisions`] chose where the file holds
+    /// more than one revision of a series, and why.
+    pub fn revision_notes(&self) -> Vec<String> {
+        let chosen = self.newest_revisions();
+        let mut notes = Vec::new();
+        for c in &chosen {
+            let mut others: Vec<&FileSeries> = self
+                .series
+                .iter()
+                .filter(|o| unversioned(o) == unversioned(c) && o.name != c.name)
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            others.sort_by_key(|o| std::cmp::Reverse(o.version));
+            let describe = |o: &FileSeries| {
+                if o.missing.is_empty() {
+                    format!("v{} (complete)", o.version)
+                } else {
+                    format!(
+                        "v{} (lacks {} of {})",
+                        o.version,
+                        o.missing
+                            .iter()
+                            .map(|i| format!("{i}/{}", o.total))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        o.total
+                    )
+                }
+            };
+            let newer_incomplete = others.iter().any(|o| o.version > c.version);
+            notes.push(format!(
+                "the thread holds {} revisions of {:?}: {} and {}; reviewing v{}, the newest {}\
+                 (--series {} picks another)",
+                others.len() + 1,
+                c.title,
+                describe(c),
+                others
+                    .iter()
+                    .map(|o| describe(o))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                c.version,
+                if !c.missing.is_empty() {
+                    "(no revision is complete) "
+                } else if newer_incomplete {
+                    "complete one "
+                } else {
+                    ""
+                },
+                others[0].name,
+            ));
+        }
+        notes
+    }
+
     /// The series to review: `wanted` by name (`mkdirat2-v2`), without the
     /// version (`mkdirat2`) or by a prefix only one name has (`goldfish`);
-    /// all of them when `wanted` is empty.
+    /// when `wanted` is empty, the newest complete revision of each.
     pub fn select(&self, wanted: &[String]) -> Result<Vec<&FileSeries>, ResolveError> {
         if wanted.is_empty() {
-            return Ok(self.series.iter().collect());
+            return Ok(self.newest_revisions());
         }
         let mut out = Vec::new();
         for w in wanted {

@@ -97,6 +97,7 @@ fn review(w: &World, events: &[Event], kernel_error: Option<&str>, with_port: bo
         scenarios_note: Some("The 4 of 11 scenarios that concern the series.".into()),
         run_dir: Some("/runs/1795772630-repro-mkdirat2-v2".into()),
         more: &[],
+        base_choice: None,
     })
 }
 
@@ -693,6 +694,7 @@ fn a_debug_profile_run_adds_what_the_detectors_found() {
         scenarios_note: None,
         run_dir: None,
         more: &more,
+        base_choice: None,
     });
     let d = &r.detectors;
     assert_eq!(d.profiles.len(), 1, "the default run has no profile event");
@@ -759,4 +761,199 @@ fn a_debug_profile_run_adds_what_the_detectors_found() {
         md.contains("| mkdirat2 | slab | 2 | 1 | 0 | ENOMEM ×1 | reached |"),
         "{md}"
     );
+}
+
+/// A guest that prints escape sequences on its console, and a series
+/// whose subject carries them: review.md shows them as text, never as
+/// bytes a terminal would act on (it is printed as it is written).
+#[test]
+fn review_md_shows_escape_sequences_instead_of_passing_them_on() {
+    let w = world();
+    let mut events = w.events.clone();
+    let n = events.len() as u64;
+    events.insert(
+        events.len() - 1,
+        ev(
+            n,
+            VmEvent::Console {
+                line: "[    3.1] BUG: \x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07 \u{9b}31m\u{202e}gnp.exe"
+                    .into(),
+                severity: ConsoleSeverity::Bug,
+            },
+        ),
+    );
+    let mut r = review(&w, &events, None, true);
+    r.series.title = "mkdirat2\x1b]0;owned\x07 \x08\x08".into();
+    let md = gasbench_review::markdown::render(&r);
+    assert!(
+        !md.chars()
+            .any(|c| matches!(c, '\x1b' | '\x07' | '\x08' | '\u{9b}' | '\u{202e}')),
+        "{md:?}"
+    );
+    assert!(
+        md.contains("BUG: ␛[2J␛]52;c;cm0gLXJmIH4=␇ <U+009B>31m<U+202E>gnp.exe"),
+        "{md}"
+    );
+    assert!(md.contains("mkdirat2␛]0;owned␇ ␈␈"), "{md}");
+}
+
+/// The reply to the recorded reproduction: threaded under the cover
+/// letter, 72 columns, each finding with its evidence and (where one is
+/// found) the quoted hunk, no Tested-by with findings.
+#[test]
+fn the_reply_mail_to_the_recorded_reproduction() {
+    use gasbench_review::reply::{self, ReplyFrom};
+    let w = world();
+    let r = review(&w, &w.events, None, true);
+    let series = w.kdir.series("mkdirat2-v2").unwrap();
+    let diffs = reply::patch_diffs(&w.kdir.series_dir("mkdirat2-v2"), &series);
+    assert_eq!(diffs.len(), 2);
+    let eml = reply::render(
+        &r,
+        &diffs,
+        &ReplyFrom {
+            from: "Rev Iewer <rev@example.org>",
+            date: "Mon, 07 Dec 2026 05:00:00 +0000",
+        },
+    );
+    if std::env::var_os("GASBENCH_PRINT").is_some() {
+        println!("{eml}");
+    }
+    let (head, body) = eml.split_once("\n\n").unwrap();
+    let cover = series.cover.as_ref().unwrap();
+    assert!(
+        head.contains(&format!("In-Reply-To: <{}>", cover.message_id)),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("References: <{}>", cover.message_id)),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Subject: Re: {}", cover.subject)),
+        "{head}"
+    );
+    assert!(
+        head.contains("To: Jori Koolstra <jkoolstra@xs4all.nl>"),
+        "{head}"
+    );
+    assert!(head.contains("Content-Type: text/plain; charset=UTF-8"));
+    // Every line of prose fits 72 columns; quoted hunks are as posted.
+    for line in body.lines() {
+        if !line.starts_with('>') {
+            assert!(line.chars().count() <= 72, "too wide: {line:?}");
+        }
+    }
+    // Every finding is there, numbered, with its detail.
+    for (i, f) in r.findings.iter().enumerate() {
+        assert!(
+            body.contains(&format!("{}. [{}]", i + 1, f.severity.name())),
+            "{body}"
+        );
+    }
+    // The posting defect that breaks the arm build quotes the hunk.
+    assert!(body.contains("> @@"), "a quoted hunk: {body}");
+    assert!(!body.contains("Tested-by:"), "findings: no Tested-by");
+    assert!(body.ends_with('\n'));
+}
+
+/// The reply for the goldfish series, from a real recorded run of its
+/// scenarios on the real kernel (the TUI's fixture, which applied both
+/// series; the mkdirat2 scenario of that run is left out): threaded under
+/// the RFC v3 cover letter, and the read-only ALLOCATE_BLOCK finding
+/// quotes the driver's hunk that handles ALLOCATE_BLOCK.
+#[test]
+fn the_reply_mail_to_a_recorded_goldfish_run() {
+    use gasbench_review::reply::{self, ReplyFrom};
+    let kdir = KernelDir::open(&repo().join("kernel")).unwrap();
+    let port = kdir.port().unwrap();
+    let (events, _) = gasbench_trace::log::read_all(
+        &repo().join("workbench/gasbench-tui/tests/fixtures/recorded-run/events.jsonl"),
+    )
+    .unwrap();
+    // The goldfish scenarios only.
+    let mut inside_other = false;
+    let events: Vec<Event> = events
+        .into_iter()
+        .filter(|e| {
+            if let EventBody::Run(RunEvent::ScenarioBegin { scenario, .. }) = &e.body {
+                inside_other = !scenario.starts_with("goldfish");
+            }
+            let keep = !inside_other;
+            if let EventBody::Run(RunEvent::ScenarioEnd { .. }) = &e.body {
+                inside_other = false;
+            }
+            keep
+        })
+        .collect();
+    let scenarios: Vec<ScenarioSource> = [
+        ("goldfish-errors", "goldfish_errors.toml"),
+        ("goldfish-threads", "goldfish_threads.toml"),
+        ("goldfish-faults", "goldfish_faults.toml"),
+        ("goldfish-hotunplug", "goldfish_hotunplug.toml"),
+    ]
+    .iter()
+    .map(|(name, file)| ScenarioSource {
+        name: name.to_string(),
+        file: format!("scenarios/{file}"),
+        text: std::fs::read_to_string(repo().join("scenarios").join(file)).unwrap(),
+    })
+    .collect();
+    let name = "goldfish-address-space-v3";
+    let target = known_target(&kdir, name, "known", "seed.txt");
+    let series = kdir.series(name).unwrap();
+    let ps = port.1.series.iter().find(|s| s.series == name).unwrap();
+    let summary = RunSummary::from_events(&events);
+    let r = Review::build(&Facts {
+        target: &target,
+        series: &series,
+        base: &kdir.base,
+        port: Some(("kernel/port/v7.2.12", ps)),
+        manifest: None,
+        kernel_error: None,
+        events: &events,
+        summary: &summary,
+        scenarios: &scenarios,
+        per_patch: false,
+        cross_arch: None,
+        scenarios_note: None,
+        run_dir: Some("/tmp/rec-runs/1795773524-run-goldfish".into()),
+        base_choice: Some(
+            "the series has no base-commit: trailer; built on the pinned base 7.2.12 \
+             (linux-source-7.2 7.2.12-1~bpo13+1)"
+                .into(),
+        ),
+        more: &[],
+    });
+    let diffs = reply::patch_diffs(&kdir.series_dir(name), &series);
+    let eml = reply::render(
+        &r,
+        &diffs,
+        &ReplyFrom {
+            from: "Rev Iewer <rev@example.org>",
+            date: "Mon, 07 Dec 2026 05:00:00 +0000",
+        },
+    );
+    if std::env::var_os("GASBENCH_PRINT").is_some() {
+        println!("{eml}");
+    }
+    let cover = series.cover.as_ref().unwrap();
+    assert!(eml.contains(&format!("In-Reply-To: <{}>", cover.message_id)));
+    let body = eml.split_once("\n\n").unwrap().1;
+    for line in body.lines().filter(|l| !l.starts_with('>')) {
+        assert!(line.chars().count() <= 72, "too wide: {line:?}");
+    }
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.title.contains("ALLOCATE_BLOCK")),
+        "{:#?}",
+        r.findings
+    );
+    assert!(
+        body.replace('\n', " ")
+            .contains("(the code that handles allocate_block):"),
+        "{body}"
+    );
+    assert!(!body.contains("Tested-by:"));
 }

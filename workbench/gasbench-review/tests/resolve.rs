@@ -227,7 +227,7 @@ fn message_ids_of_known_series() {
 }
 
 #[test]
-fn a_message_id_not_known_here_says_there_is_no_network_and_how_to_get_an_mbox() {
+fn a_message_id_not_known_here_says_how_it_is_fetched_and_how_to_get_an_mbox_offline() {
     let (_, known) = setup();
     let arg = "<20990101000000.1-1-someone@example.org>";
     let Input::MessageId(id) = Input::parse(arg) else {
@@ -240,7 +240,9 @@ fn a_message_id_not_known_here_says_there_is_no_network_and_how_to_get_an_mbox()
         "no series gasbench knows has the Message-Id <20990101000000.1-1-someone@example.org>"
     );
     let help = e.help();
-    assert!(help.contains("no network"), "{help}");
+    assert!(help.contains("--lore URL"), "{help}");
+    assert!(help.contains("offline"), "{help}");
+    assert!(help.contains("gasbench repro - < FILE"), "{help}");
     assert!(
         help.contains("b4 am -o . '20990101000000.1-1-someone@example.org'"),
         "{help}"
@@ -468,4 +470,78 @@ fn a_new_series_with_a_hole_says_to_fix_the_mbox_not_a_directory_that_is_deleted
         !help.contains(staging.to_str().unwrap()),
         "points into the staging directory: {help}"
     );
+}
+
+/// The mkdirat2 posting as revision `v` (subjects and Message-Ids
+/// rewritten, diffs as posted), leaving out the patches in `without`.
+fn mkdirat2_as_revision(v: u32, without: &[u32]) -> String {
+    let dir = kernel().join("series/mkdirat2-v2");
+    let files = [
+        (0, "cover-letter.eml"),
+        (
+            1,
+            "0001-vfs-syscalls-add-mkdirat2-that-returns-an-O_DIRECTOR.patch",
+        ),
+        (2, "0002-selftest-add-tests-for-mkdirat2.patch"),
+    ];
+    files
+        .iter()
+        .filter(|(i, _)| !without.contains(i))
+        .map(|(_, f)| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap()
+                .replace("PATCH v2 ", &format!("PATCH v{v} "))
+                .replace("3095416-", &format!("3095416-v{v}-"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_thread_with_two_revisions_reviews_the_newest_complete_one_and_says_so() {
+    let (_, known) = setup();
+    let dir = tempfile::tempdir().unwrap();
+
+    // v2 as posted and a v3 in reply to it: v3 is newest and complete.
+    let both = format!("{}\n{}", mkdirat2_mbox(), mkdirat2_as_revision(3, &[]));
+    let mail = resolve::read_mail_file(&write(dir.path(), "t.mbox", &both), &known).unwrap();
+    let versions: Vec<u32> = mail.series.iter().map(|s| s.version).collect();
+    assert_eq!(versions.len(), 2, "{:?}", mail.series);
+    let chosen = mail.select(&[]).unwrap();
+    assert_eq!(chosen.len(), 1);
+    assert_eq!(chosen[0].version, 3);
+    let notes = mail.revision_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("2 revisions"), "{}", notes[0]);
+    assert!(notes[0].contains("reviewing v3"), "{}", notes[0]);
+    assert!(notes[0].contains("--series mkdirat2-v2"), "{}", notes[0]);
+    // Named, the older one is still there to review.
+    let v2 = mail.select(&["mkdirat2-v2".to_string()]).unwrap();
+    assert_eq!(v2[0].known.as_deref(), Some("mkdirat2-v2"));
+
+    // A v3 that lacks 2/2: the newest complete is v2, the known posting.
+    let holed = format!("{}\n{}", mkdirat2_mbox(), mkdirat2_as_revision(3, &[2]));
+    let mail = resolve::read_mail_file(&write(dir.path(), "h.mbox", &holed), &known).unwrap();
+    let chosen = mail.select(&[]).unwrap();
+    assert_eq!(chosen.len(), 1);
+    assert_eq!(chosen[0].version, 2);
+    assert_eq!(chosen[0].known.as_deref(), Some("mkdirat2-v2"));
+    let notes = mail.revision_notes();
+    assert!(notes[0].contains("v3 (lacks 2/2 of 2)"), "{}", notes[0]);
+    assert!(notes[0].contains("the newest complete one"), "{}", notes[0]);
+}
+
+#[test]
+fn an_mbox_on_standard_input_is_read_like_a_file_and_bounded() {
+    let (_, known) = setup();
+    assert_eq!(Input::parse("-"), Input::Stdin);
+    let bytes = resolve::read_bounded_stream(mkdirat2_mbox().as_bytes(), "standard input").unwrap();
+    let mail = resolve::read_mail_bytes(&bytes, "standard input", Path::new("stdin.mbox"), &known)
+        .unwrap();
+    assert_eq!(mail.label, "standard input");
+    assert_eq!(mail.series[0].known.as_deref(), Some("mkdirat2-v2"));
+    // /dev/zero through a pipe ends at the bound, with an error.
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let err = resolve::read_bounded_stream(zero, "standard input").unwrap_err();
+    assert!(matches!(err, ResolveError::TooLarge { .. }), "{err}");
 }

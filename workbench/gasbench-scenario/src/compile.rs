@@ -342,6 +342,10 @@ const ACTIONS: &[&str] = &[
     "mkdirat",
     "unlinkat",
     "symlinkat",
+    "rename",
+    "mkfifo",
+    "write_file",
+    "write_agent_port",
     "fstat",
     "fstatat",
     "fcntl",
@@ -396,7 +400,8 @@ fn out_fields(action: &Action) -> Vec<(&'static str, Kind)> {
             ("last_fd", Kind::Int),
         ],
         Action::ReadFile { .. } => vec![("text", Kind::Str), ("truncated", Kind::Bool)],
-        Action::WriteFile { .. } => vec![("written", Kind::Int)],
+        Action::WriteFile { .. } => vec![("written", Kind::Int), ("stopped_by", Kind::Str)],
+        Action::WriteAgentPort { .. } => vec![("written", Kind::Int)],
         Action::ListDir { .. } => vec![("names", Kind::StrList)],
         Action::WaitPath { .. } => vec![("waited_ms", Kind::Int)],
         Action::Dmesg { .. } => vec![("lines", Kind::StrList)],
@@ -429,12 +434,15 @@ fn has_fd(action: &Action) -> bool {
         Action::Mkdirat { .. }
             | Action::Unlinkat { .. }
             | Action::Symlinkat { .. }
+            | Action::Rename { .. }
+            | Action::Mkfifo { .. }
+            | Action::WriteFile { .. }
+            | Action::WriteAgentPort { .. }
             | Action::Fstatat { .. }
             | Action::Setrlimit { .. }
             | Action::Getrlimit { .. }
             | Action::ExhaustFds { .. }
             | Action::ReadFile { .. }
-            | Action::WriteFile { .. }
             | Action::ListDir { .. }
             | Action::WaitPath { .. }
             | Action::Dmesg { .. }
@@ -1627,6 +1635,65 @@ impl<'s> Cx<'s> {
         })
     }
 
+    /// The bytes a write step repeats: `text` (a string, TOML escapes
+    /// such as `\u001b` included) or `hex`, exactly one, 1 to
+    /// `MAX_RAW_BYTES` of them.
+    fn write_bytes(&mut self, t: &DeTable<'_>, v: &V<'_>, key: &str) -> Option<Vec<u8>> {
+        let bytes = match (t.get("text"), t.get("hex")) {
+            (Some(s), None) => self.string(s, &format!("{key}.text"))?.as_bytes().to_vec(),
+            (None, Some(h)) => {
+                let s = self.string(h, &format!("{key}.hex"))?;
+                match bundle::decode_hex(s) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.err_help(
+                            span_of(h),
+                            format!("{key}.hex: {e}"),
+                            "not hex",
+                            "write bytes as hex, e.g. \"1b 5b 32 4a\"",
+                        );
+                        return None;
+                    }
+                }
+            }
+            (Some(_), Some(h)) => {
+                self.err(
+                    span_of(h),
+                    format!("`{key}` takes `text` or `hex`, not both"),
+                    "one too many",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.err_help(
+                    span_of(v),
+                    format!("`{key}` needs `text` or `hex`"),
+                    "nothing to write",
+                    "add `text = \"…\"` or `hex = \"…\"`",
+                );
+                return None;
+            }
+        };
+        let at = t
+            .get("text")
+            .or(t.get("hex"))
+            .map(span_of)
+            .unwrap_or(span_of(v));
+        if bytes.is_empty() || bytes.len() > bundle::limits::MAX_RAW_BYTES {
+            self.err(
+                at,
+                format!(
+                    "{} bytes to write; 1 to {} are allowed",
+                    bytes.len(),
+                    bundle::limits::MAX_RAW_BYTES
+                ),
+                "out of range",
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
     /// A call action's arguments.
     fn action(&mut self, key: &str, v: &V<'_>, scope: &Scope) -> Option<Action> {
         let t = self.table(v, key)?;
@@ -1764,6 +1831,84 @@ impl<'s> Cx<'s> {
                     path: path?,
                 })
             }
+            "rename" => {
+                self.check_keys(t, &["from", "to"], key);
+                let from = req!("from").and_then(|p| self.template(p, &what("from"), scope));
+                let to = req!("to").and_then(|p| self.template(p, &what("to"), scope));
+                Some(Action::Rename {
+                    from: from?,
+                    to: to?,
+                })
+            }
+            "mkfifo" => {
+                self.check_keys(t, &["dir", "path", "mode"], key);
+                let d = dir(self);
+                let path = req!("path").and_then(|p| self.template(p, &what("path"), scope));
+                let m = mode(self, 0o644);
+                Some(Action::Mkfifo {
+                    dir: d?,
+                    path: path?,
+                    mode: m?,
+                })
+            }
+            "write_file" | "write_agent_port" => {
+                self.check_keys(
+                    t,
+                    if key == "write_file" {
+                        &["path", "text", "hex", "size", "flags", "mode"]
+                    } else {
+                        &["text", "hex", "size"]
+                    },
+                    key,
+                );
+                let bytes = self.write_bytes(t, v, key);
+                let size = match (t.get("size"), &bytes) {
+                    (Some(m), _) => match self.literal(m, &what("size")) {
+                        Some(n) if (1..=bundle::limits::MAX_WRITE_BYTES as i128).contains(&n) => {
+                            Some(n as u64)
+                        }
+                        Some(n) => {
+                            self.err(
+                                span_of(m),
+                                format!(
+                                    "{key}.size = {n}: must be between 1 and {}",
+                                    bundle::limits::MAX_WRITE_BYTES
+                                ),
+                                "out of range",
+                            );
+                            None
+                        }
+                        None => None,
+                    },
+                    (None, Some(b)) => Some(b.len() as u64),
+                    (None, None) => None,
+                };
+                if key == "write_agent_port" {
+                    return Some(Action::WriteAgentPort {
+                        hex: bundle::encode_hex(&bytes?),
+                        size: size?,
+                    });
+                }
+                let path = req!("path").and_then(|p| self.template(p, &what("path"), scope));
+                let flags = match t.get("flags") {
+                    Some(f) => self.flags(f, OPEN_FLAGS, IntTy::I32, &what("flags"), scope),
+                    None => Some(IntExpr::Lit(
+                        ["O_WRONLY", "O_CREAT", "O_TRUNC"]
+                            .iter()
+                            .filter_map(|n| consts::lookup(OPEN_FLAGS, n))
+                            .fold(0, |a, f| a | f)
+                            .into(),
+                    )),
+                };
+                let m = mode(self, 0o644);
+                Some(Action::WriteFile {
+                    path: path?,
+                    flags: flags?,
+                    mode: m?,
+                    hex: bundle::encode_hex(&bytes?),
+                    size: size?,
+                })
+            }
             "fcntl" => {
                 self.check_keys(t, &["fd", "cmd", "arg"], key);
                 let fd = req!("fd").and_then(|f| self.int(f, IntTy::Fd, &what("fd"), scope));
@@ -1875,23 +2020,6 @@ impl<'s> Cx<'s> {
                     path: path?,
                     max: max?,
                 })
-            }
-            "write_file" => {
-                self.check_keys(t, &["path", "text"], key);
-                let path = req!("path").and_then(|p| self.template(p, &what("path"), scope));
-                let text = req!("text").and_then(|p| self.template(p, &what("text"), scope));
-                let (path, text) = (path?, text?);
-                if text.raw().len() > bundle::limits::MAX_WRITE_BYTES {
-                    self.err(
-                        span_of(v),
-                        format!(
-                            "write_file.text is longer than {} bytes",
-                            bundle::limits::MAX_WRITE_BYTES
-                        ),
-                        "too long",
-                    );
-                }
-                Some(Action::WriteFile { path, text })
             }
             "read_file" | "list_dir" => {
                 self.check_keys(

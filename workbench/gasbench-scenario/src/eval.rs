@@ -75,6 +75,11 @@ enum State {
     Pending,
 }
 
+/// Bytes of console lines an [`Evaluator`] keeps whole per scenario.
+pub const CONSOLE_KEEP_BYTES: usize = 64 << 20;
+/// Lines past that it keeps because a kernel_log rule matches them.
+pub const CONSOLE_KEEP_MATCHING: usize = 10_000;
+
 pub struct Evaluator<'a> {
     c: &'a Compiled,
     states: Vec<State>,
@@ -95,6 +100,13 @@ pub struct Evaluator<'a> {
     /// kmemleak scans: after a step (Some) or the scenario (None), and
     /// why one could not be made.
     scans: Vec<(Option<u32>, Option<String>)>,
+    /// Console lines seen, and the bytes of those kept whole.
+    console_seen: usize,
+    console_bytes: usize,
+    /// Lines kept past [`CONSOLE_KEEP_BYTES`] because a rule matches them.
+    console_matching: usize,
+    /// Every kernel_log pattern of the scenario, for that test.
+    console_rules: Option<regex::RegexSet>,
     bundle_begun: bool,
     bundle_end: Option<Option<String>>,
     regexes: HashMap<String, regex::Regex>,
@@ -139,6 +151,28 @@ impl<'a> Evaluator<'a> {
             console: Vec::new(),
             reports: Vec::new(),
             scans: Vec::new(),
+            console_seen: 0,
+            console_bytes: 0,
+            console_matching: 0,
+            console_rules: regex::RegexSet::new(
+                c.plan
+                    .kernel_log
+                    .must_match
+                    .iter()
+                    .chain(&c.plan.kernel_log.must_not_match)
+                    .chain(c.plan.expectations.iter().flat_map(|e| {
+                        match &e.check {
+                            Check::KernelLog { rules } => rules
+                                .must_match
+                                .iter()
+                                .chain(&rules.must_not_match)
+                                .collect(),
+                            _ => Vec::new(),
+                        }
+                    }))
+                    .map(|p| p.regex.as_str()),
+            )
+            .ok(),
             bundle_begun: false,
             bundle_end: None,
             regexes: HashMap::new(),
@@ -211,8 +245,27 @@ impl<'a> Evaluator<'a> {
     }
 
     /// A console line, with the step that was running when it came.
+    ///
+    /// A guest can print without end: up to [`CONSOLE_KEEP_BYTES`] of
+    /// lines are kept whole; past that only the lines a kernel_log rule
+    /// of the scenario matches (all a verdict can use), at most
+    /// [`CONSOLE_KEEP_MATCHING`] of them.
     pub fn console(&mut self, step: Option<u32>, line: &str) {
-        self.console.push((step, line.to_string()));
+        self.console_seen += 1;
+        if self.console_bytes + line.len() <= CONSOLE_KEEP_BYTES {
+            self.console_bytes += line.len();
+            self.console.push((step, line.to_string()));
+            return;
+        }
+        if self.console_matching < CONSOLE_KEEP_MATCHING
+            && self
+                .console_rules
+                .as_ref()
+                .is_some_and(|set| set.is_match(line))
+        {
+            self.console_matching += 1;
+            self.console.push((step, line.to_string()));
+        }
     }
 
     /// A kernel report, attributed (its `attribution.step`); the same
@@ -571,6 +624,7 @@ impl<'a> Evaluator<'a> {
         &mut self,
         rules: &KernelLogRules,
         lines: &[String],
+        seen: usize,
     ) -> Vec<(String, String, bool, Span)> {
         let mut out = Vec::new();
         for p in &rules.must_match {
@@ -581,7 +635,7 @@ impl<'a> Evaluator<'a> {
             out.push((
                 format!("a console line matching /{}/", p.regex),
                 found.clone().map_or_else(
-                    || format!("none of {} lines", lines.len()),
+                    || format!("none of {seen} lines"),
                     |l| format!("found: {l}"),
                 ),
                 found.is_some(),
@@ -596,7 +650,7 @@ impl<'a> Evaluator<'a> {
             out.push((
                 format!("no console line matching /{}/", p.regex),
                 found.clone().map_or_else(
-                    || format!("none of {} lines", lines.len()),
+                    || format!("none of {seen} lines"),
                     |l| format!("found: {l}"),
                 ),
                 found.is_none(),
@@ -812,7 +866,8 @@ impl<'a> Evaluator<'a> {
                         .filter(|(s, _)| s.is_some_and(|s| steps.contains(&s)))
                         .map(|(_, l)| l.clone())
                         .collect();
-                    for (exp, act, held, span) in self.kernel_log(rules, &lines) {
+                    let seen = lines.len();
+                    for (exp, act, held, span) in self.kernel_log(rules, &lines, seen) {
                         verdicts.push(Verdict {
                             step: Some(e.step),
                             step_name: step_name(e.step),
@@ -887,7 +942,8 @@ impl<'a> Evaluator<'a> {
             .filter(|l| !in_report.contains(message_of(l).trim()))
             .collect();
         let rules = plan.kernel_log.clone();
-        for (exp, act, held, span) in self.kernel_log(&rules, &all) {
+        let seen = self.console_seen;
+        for (exp, act, held, span) in self.kernel_log(&rules, &all, seen) {
             verdicts.push(Verdict {
                 step: None,
                 step_name: "(whole run)".into(),

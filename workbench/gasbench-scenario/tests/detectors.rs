@@ -128,7 +128,7 @@ inject = { fault = "slab" }
 fn reports_leaks_profiles_and_write_file() {
     let c = ok(r#"
 [[step]]
-write_file = { path = "/sys/kernel/debug/provoke-crash/DIRECT", text = "READ_AFTER_FREE" }
+write_file = { path = "/sys/kernel/debug/provoke-crash/DIRECT", text = "READ_AFTER_FREE", flags = ["O_WRONLY"] }
 expect.report = "kasan"
 
 [[step]]

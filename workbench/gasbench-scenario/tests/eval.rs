@@ -398,6 +398,46 @@ expect.kernel_log = { must_not_match = ["probe ok"] }
     );
 }
 
+/// A guest that floods its console past what the evaluator keeps: the
+/// flood is forgotten, but a line a rule looks for still counts, before,
+/// in and after it.
+#[test]
+fn a_console_flood_is_bounded_and_the_lines_rules_look_for_still_count() {
+    let c = ok(r#"
+[[step]]
+open = { path = "/dev/null" }
+expect.kernel_log = { must_match = ["probe ok"] }
+"#);
+    let mut r = Run::new(&c);
+    r.call(0, 0, 3, None, Value::Null);
+    let flood = "x".repeat(64 * 1024);
+    let n = gasbench_scenario::eval::CONSOLE_KEEP_BYTES / flood.len() + 1000;
+    for i in 0..n {
+        r.ev.console(Some(0), &flood);
+        if i == n - 10 {
+            r.ev.console(Some(0), "goldfish: probe ok");
+        }
+    }
+    r.ev.console(None, "WARNING: CPU: 0 PID: 1 at x.c:1 (after the flood)");
+    let v = r.end();
+    let logs = find(&v, "kernel_log");
+    let step = logs.iter().find(|x| x.step == Some(0)).unwrap();
+    assert!(step.held, "{step:?}");
+    let warned = logs
+        .iter()
+        .find(|x| x.step.is_none() && !x.held)
+        .expect("the warning after the flood is found");
+    assert!(warned.actual.contains("(after the flood)"), "{warned:?}");
+    let clean = logs
+        .iter()
+        .find(|x| x.step.is_none() && x.held)
+        .expect("another run-wide rule held");
+    assert!(
+        clean.actual.contains(&format!("none of {} lines", n + 2)),
+        "counts every line seen: {clean:?}"
+    );
+}
+
 #[test]
 fn a_report_is_plain_data() {
     let c = ok(DEVICE);

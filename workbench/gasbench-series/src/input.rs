@@ -151,7 +151,15 @@ fn body_headers(msg: &[u8]) -> BodyHeaders {
 /// One message as UTF-8. `raw` is the message as it is in the file, at
 /// `start` in `file`, for pointing at a bad byte.
 fn decode_message(msg: &[u8], raw: &[u8], file: &[u8], start: usize) -> Result<String> {
-    if msg.is_ascii() {
+    // ISO-2022-JP is the one charset mail uses whose bytes are all ASCII:
+    // its escape sequences switch to JIS X 0208.
+    let seven_bit_jis = |h: &BodyHeaders| {
+        h.charset
+            .as_deref()
+            .and_then(Charset::from_name)
+            .is_some_and(|c| c == Charset::Other(encoding_rs::ISO_2022_JP))
+    };
+    if msg.is_ascii() && (!msg.contains(&0x1b) || !seven_bit_jis(&body_headers(msg))) {
         return Ok(String::from_utf8_lossy(msg).into_owned());
     }
     let h = body_headers(msg);
@@ -292,9 +300,17 @@ mod tests {
         let span = err.span().unwrap();
         assert_eq!(&lossy[span.offset..span.end()], "\u{FFFD}");
 
-        // An unknown charset is named.
+        // KOI8-R (and every other charset of the Encoding Standard) is
+        // read; an unknown charset is named.
         let koi = message("Content-Type: text/plain; charset=koi8-r\n", b"\xc1\n");
-        let shown = mail_text(&koi).unwrap_err().to_string();
-        assert!(shown.contains("koi8-r"), "{shown}");
+        assert!(mail_text(&koi).unwrap().ends_with("а\n"));
+        let jis = message(
+            "Content-Type: text/plain; charset=ISO-2022-JP\nContent-Transfer-Encoding: 7bit\n",
+            b"\x1b$B%F%9%H\x1b(B\n",
+        );
+        assert!(mail_text(&jis).unwrap().ends_with("テスト\n"));
+        let unknown = message("Content-Type: text/plain; charset=x-klingon\n", b"\xc1\n");
+        let shown = mail_text(&unknown).unwrap_err().to_string();
+        assert!(shown.contains("x-klingon"), "{shown}");
     }
 }

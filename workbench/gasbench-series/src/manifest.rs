@@ -101,6 +101,9 @@ pub struct SeriesManifest {
     pub source: SourceInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cover: Option<CoverEntry>,
+    /// The series' `base-commit:` trailer: the commit it was made on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
     /// In application order.
     #[serde(rename = "patch")]
     pub patches: Vec<PatchEntry>,
@@ -192,6 +195,7 @@ impl SeriesManifest {
                 email_source: series.email_source,
             },
             lists: series.lists.clone(),
+            base_commit: series.base_commit(),
             source,
             cover: series.cover.as_ref().map(|c| CoverEntry {
                 subject: c.message.subject.clone(),

@@ -132,6 +132,23 @@ impl Series {
     pub fn is_complete(&self) -> bool {
         self.missing.is_empty()
     }
+
+    /// The `base-commit:` trailer `git format-patch --base` and b4 write
+    /// (in the cover letter, else after the last patch's diff): the
+    /// commit the series was made on.
+    pub fn base_commit(&self) -> Option<String> {
+        let bodies = self
+            .cover
+            .iter()
+            .map(|c| c.message.body.as_str())
+            .chain(self.patches.iter().rev().map(|p| p.message.body.as_str()));
+        for body in bodies {
+            if let Some(c) = base_commit_in(body) {
+                return Some(c);
+            }
+        }
+        None
+    }
 }
 
 pub fn suggest_name(title: &str) -> String {
@@ -644,5 +661,30 @@ mod tests {
             Some("j@x")
         );
         assert_eq!(email_from_signoff(body, "Nobody"), None);
+    }
+}
+
+/// `base-commit: <7 to 40 hex digits>` on a line of its own.
+pub fn base_commit_in(body: &str) -> Option<String> {
+    body.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("base-commit:")?.trim();
+        (v.len() >= 7 && v.len() <= 40 && v.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| v.to_ascii_lowercase())
+    })
+}
+
+#[cfg(test)]
+mod base_commit_tests {
+    use super::base_commit_in;
+
+    #[test]
+    fn the_trailer_git_format_patch_base_writes() {
+        let body = "text\n-- \n2.43\n\nbase-commit: 0123456789ABCDEF0123456789abcdef01234567\nchange-id: x\n";
+        assert_eq!(
+            base_commit_in(body).as_deref(),
+            Some("0123456789abcdef0123456789abcdef01234567")
+        );
+        assert_eq!(base_commit_in("base-commit: xyz\n"), None);
+        assert_eq!(base_commit_in("no trailer\n"), None);
     }
 }

@@ -41,7 +41,17 @@ impl PatchSubject {
         let mut words: Vec<String> = Vec::new();
         while let Some(r) = rest.strip_prefix('[') {
             let close = r.find(']')?;
-            words.extend(r[..close].split_whitespace().map(str::to_string));
+            for w in r[..close].split_whitespace() {
+                // `PATCHv2`, `RFCv3`, `PATCH-v2`: the tag and the version
+                // written as one word (older git format-patch habits).
+                match split_glued_version(w) {
+                    Some((tag, version)) => {
+                        words.push(tag.to_string());
+                        words.push(version.to_string());
+                    }
+                    None => words.push(w.to_string()),
+                }
+            }
             rest = r[close + 1..].trim_start();
         }
         if !words
@@ -93,6 +103,19 @@ impl PatchSubject {
     }
 }
 
+/// `PATCHv2` → (`PATCH`, `v2`); `RFC-v3` → (`RFC`, `v3`).
+fn split_glued_version(word: &str) -> Option<(&str, &str)> {
+    let tag_len = ["PATCH", "RFC"].iter().find_map(|t| {
+        word.get(..t.len())
+            .filter(|head| head.eq_ignore_ascii_case(t))
+            .map(|_| t.len())
+    })?;
+    let (tag, rest) = word.split_at(tag_len);
+    let version = rest.strip_prefix('-').unwrap_or(rest);
+    let digits = version.strip_prefix(['v', 'V'])?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some((tag, version))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +143,77 @@ mod tests {
         let split = PatchSubject::parse("[RFC][PATCH net-next V4 02/10] x").unwrap();
         assert_eq!(split.tags, vec!["RFC", "PATCH", "net-next"]);
         assert_eq!((split.version, split.index, split.total), (4, 2, 10));
+    }
+
+    #[test]
+    fn the_subject_forms_git_send_email_and_b4_produce() {
+        // (subject, tags, version, index, total, title)
+        type Case<'a> = (&'a str, &'a [&'a str], u32, u32, u32, &'a str);
+        let cases: &[Case] = &[
+            ("[PATCHv2 1/1] fs: x", &["PATCH"], 2, 1, 1, "fs: x"),
+            (
+                "[PATCH RFC v3 0/6] goldfish",
+                &["PATCH", "RFC"],
+                3,
+                0,
+                6,
+                "goldfish",
+            ),
+            (
+                "[RFC PATCH v3 1/6] uapi: y",
+                &["RFC", "PATCH"],
+                3,
+                1,
+                6,
+                "uapi: y",
+            ),
+            (
+                "[PATCH v2 RESEND 2/3] z",
+                &["PATCH", "RESEND"],
+                2,
+                2,
+                3,
+                "z",
+            ),
+            ("[PATCH RESEND] z", &["PATCH", "RESEND"], 1, 1, 1, "z"),
+            ("[PATCH 1/3 v2] a", &["PATCH"], 2, 1, 3, "a"),
+            ("[PATCH 01/10] a", &["PATCH"], 1, 1, 10, "a"),
+            ("[RFCv2 PATCH 1/2] a", &["RFC", "PATCH"], 2, 1, 2, "a"),
+            ("[PATCH-v4 3/5] a", &["PATCH"], 4, 3, 5, "a"),
+            ("[patch v2 1/2] a", &["patch"], 2, 1, 2, "a"),
+            (
+                "[PATCH net-next v5 07/12] a",
+                &["PATCH", "net-next"],
+                5,
+                7,
+                12,
+                "a",
+            ),
+            ("[PATCH 6.1.y] a", &["PATCH", "6.1.y"], 1, 1, 1, "a"),
+        ];
+        for (subject, tags, version, index, total, title) in cases {
+            let p = PatchSubject::parse(subject).unwrap_or_else(|| panic!("{subject}"));
+            assert_eq!(
+                (
+                    p.tags.clone(),
+                    p.version,
+                    p.index,
+                    p.total,
+                    p.title.as_str()
+                ),
+                (
+                    tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                    *version,
+                    *index,
+                    *total,
+                    *title
+                ),
+                "{subject}"
+            );
+        }
+        // A word that only starts like the tag is not the tag.
+        assert_eq!(PatchSubject::parse("[PATCHES v2 1/2] a"), None);
+        assert_eq!(PatchSubject::parse("[PATCHvx 1/2] a"), None);
     }
 
     #[test]

@@ -7,9 +7,16 @@
 //!   of events without loading them.
 //! - [`summary`]: [`RunSummary`], the one fold from events to verdicts
 //!   that the CLI, the TUI and results.json share.
-//! - [`junit`]: JUnit XML for CI systems.
+//! - [`junit`]: JUnit XML for CI systems (quick-junit); a failed build or
+//!   boot is an error, never an empty passing suite.
+//! - [`kcidb`]: a KCIDB v5.3 submission (checkout, builds, tests).
+//! - [`ktap`]: the run's results as KTAP for kselftest-style harnesses.
+//! - [`atomic`]: files written whole or not at all (results, reviews).
 
+pub mod atomic;
 pub mod junit;
+pub mod kcidb;
+pub mod ktap;
 pub mod log;
 pub mod proofs;
 pub mod run_dir;
@@ -17,4 +24,4 @@ pub mod summary;
 pub mod table;
 
 pub use run_dir::RunDir;
-pub use summary::RunSummary;
+pub use summary::{RunSummary, RunVerdict};

@@ -6,12 +6,19 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use gasbench_events::run::RunEvent;
 use gasbench_events::{Event, EventStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("{path}: {source}")]
     Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
         path: String,
         #[source]
         source: std::io::Error,
@@ -31,25 +38,71 @@ pub enum LogError {
 /// keeps the senders' cost at a channel push.
 pub const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(4);
 
+/// How much of events.jsonl the guest may fill by default: generous (a
+/// million-call trace is a few hundred MiB), and a bound.
+pub const DEFAULT_GUEST_LOG_CAP: u64 = 1 << 30;
+
+/// [`record_capped`] with [`DEFAULT_GUEST_LOG_CAP`].
+pub async fn record(
+    rx: EventStream,
+    path: &Path,
+    forward: impl FnMut(&Event),
+) -> Result<u64, LogError> {
+    record_capped(rx, path, DEFAULT_GUEST_LOG_CAP, forward, |_| {}).await
+}
+
 /// Write every event from `rx` to `path`, forwarding each to `forward`
 /// (the headless printer or the TUI) after it is on disk. Each tick's
 /// batch is flushed before the next, so what was observed is on disk
-/// within a few milliseconds. Returns when the bus closes.
-pub async fn record(
+/// within a few milliseconds. Returns when the bus closes, with the
+/// number of events written.
+///
+/// The events a guest can send without end ([`EventBody::from_guest`]:
+/// console lines, agent messages, device accesses) may take up
+/// `guest_cap` bytes of the log. Past that they are counted and dropped —
+/// neither written nor forwarded, so no consumer grows with them either —
+/// and one note says so when it starts, another how many when the bus
+/// closes. The run's own events (stages, notes, errors, verdicts) are
+/// always written.
+///
+/// When the log cannot be written (a full disk) it stops writing, tells
+/// `failed` at once, and keeps forwarding every event, so what is shown
+/// and folded into the summary stays whole. The write error is returned
+/// when the bus closes.
+///
+/// [`EventBody::from_guest`]: gasbench_events::EventBody::from_guest
+pub async fn record_capped(
     mut rx: EventStream,
     path: &Path,
+    guest_cap: u64,
     mut forward: impl FnMut(&Event),
+    failed: impl FnOnce(&LogError),
 ) -> Result<u64, LogError> {
-    let io = |source| LogError::Io {
+    let write_error = |source| LogError::Write {
         path: path.display().to_string(),
         source,
     };
-    let file = File::create(path).map_err(io)?;
-    let mut out = BufWriter::new(file);
+    let mut failed = Some(failed);
+    let mut error: Option<LogError> = None;
+    let mut fail = |e: LogError, error: &mut Option<LogError>| {
+        if let Some(tell) = failed.take() {
+            tell(&e);
+        }
+        error.get_or_insert(e);
+    };
+    let mut out = match File::create(path) {
+        Ok(f) => Some(BufWriter::new(f)),
+        Err(e) => {
+            fail(write_error(e), &mut error);
+            None
+        }
+    };
     let mut n = 0;
     let mut tick = tokio::time::interval(DRAIN_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
+    let mut cap = GuestCap::new(guest_cap);
+    let mut line = Vec::new();
     loop {
         tick.tick().await;
         let mut closed = false;
@@ -63,19 +116,139 @@ pub async fn record(
                 }
             }
         }
-        for ev in &batch {
-            serde_json::to_writer(&mut out, ev).map_err(|e| io(e.into()))?;
-            out.write_all(b"\n").map_err(io)?;
+        // What is kept (written, when the log can be): the batch past
+        // the guest's cap, and the notes that say so.
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut bytes = Vec::new();
+        for ev in batch.drain(..) {
+            line.clear();
+            if serde_json::to_writer(&mut line, &ev).is_err() {
+                continue;
+            }
+            line.push(b'\n');
+            match cap.admit(&ev, line.len() as u64) {
+                Admit::Write => {
+                    bytes.extend_from_slice(&line);
+                    kept.push(ev);
+                }
+                Admit::Drop => {}
+                Admit::WriteNoteFirst(note) => {
+                    push_line(&mut bytes, &note);
+                    kept.push(*note);
+                }
+            }
         }
-        out.flush().map_err(io)?;
-        for ev in &batch {
+        if closed && let Some(note) = cap.closing_note() {
+            push_line(&mut bytes, &note);
+            kept.push(note);
+        }
+        if let Some(w) = &mut out {
+            let written = w.write_all(&bytes).and_then(|()| w.flush());
+            if let Err(e) = written {
+                // Nothing more is written (a partial line is what a crash
+                // leaves too: readers skip it); everything is still shown.
+                fail(write_error(e), &mut error);
+                // Dropped without the flush a BufWriter's drop would try.
+                if let Some(w) = out.take() {
+                    let _ = w.into_parts();
+                }
+            }
+        }
+        for ev in &kept {
             forward(ev);
         }
-        n += batch.len() as u64;
-        batch.clear();
+        n += kept.len() as u64;
         if closed {
-            return Ok(n);
+            return match error {
+                Some(e) => Err(e),
+                None => Ok(n),
+            };
         }
+    }
+}
+
+/// One event as a line of the log.
+fn push_line(bytes: &mut Vec<u8>, ev: &Event) {
+    if serde_json::to_writer(&mut *bytes, ev).is_ok() {
+        bytes.push(b'\n');
+    }
+}
+
+/// What [`GuestCap::admit`] says of one event.
+enum Admit {
+    Write,
+    /// Over the cap: counted, not written.
+    Drop,
+    /// The first event over the cap: in its place, the note that says
+    /// the cap was reached.
+    WriteNoteFirst(Box<Event>),
+}
+
+/// The guest's share of the log and what was dropped past it.
+struct GuestCap {
+    cap: u64,
+    written: u64,
+    dropped_events: u64,
+    dropped_bytes: u64,
+    last: (u64, u64),
+}
+
+impl GuestCap {
+    fn new(cap: u64) -> GuestCap {
+        GuestCap {
+            cap,
+            written: 0,
+            dropped_events: 0,
+            dropped_bytes: 0,
+            last: (0, 0),
+        }
+    }
+
+    fn admit(&mut self, ev: &Event, bytes: u64) -> Admit {
+        self.last = (self.last.0.max(ev.seq), ev.t_us);
+        if !ev.body.from_guest() {
+            return Admit::Write;
+        }
+        if self.dropped_events == 0 && self.written.saturating_add(bytes) <= self.cap {
+            self.written += bytes;
+            return Admit::Write;
+        }
+        self.dropped_events += 1;
+        self.dropped_bytes += bytes;
+        if self.dropped_events > 1 {
+            return Admit::Drop;
+        }
+        // The note takes the place (and sequence number) of the first
+        // event it stands for.
+        Admit::WriteNoteFirst(Box::new(Event {
+            seq: ev.seq,
+            t_us: ev.t_us,
+            body: RunEvent::Note {
+                text: format!(
+                    "events.jsonl: the guest's events reached the cap of {} bytes; from here on \
+                     its console lines, agent messages and device accesses are counted, not \
+                     recorded (the run's own events and verdicts still are)",
+                    self.cap
+                ),
+            }
+            .into(),
+        }))
+    }
+
+    /// How much was dropped, once the bus has closed.
+    fn closing_note(&self) -> Option<Event> {
+        (self.dropped_events > 0).then(|| Event {
+            seq: self.last.0 + 1,
+            t_us: self.last.1,
+            body: RunEvent::Note {
+                text: format!(
+                    "events.jsonl: {} event(s) of the guest ({} bytes) were over the cap of {} \
+                     bytes and not recorded",
+                    self.dropped_events, self.dropped_bytes, self.cap
+                ),
+            }
+            .into(),
+        })
     }
 }
 
@@ -195,7 +368,7 @@ impl LogIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gasbench_events::run::RunEvent;
+    use gasbench_events::vm::{ConsoleSeverity, VmEvent};
 
     #[tokio::test]
     async fn recorded_events_read_back_and_index_randomly() {
@@ -225,6 +398,108 @@ mod tests {
         assert_eq!(idx.read(999).unwrap().seq, 999);
         assert!(idx.read(1000).is_none());
         assert!(idx.get(1000).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_says_so_once_and_every_event_is_still_forwarded() {
+        // /dev/full: every write fails with ENOSPC, as on a full disk.
+        let (sink, rx) = gasbench_events::bus();
+        for i in 0..5000 {
+            sink.emit(RunEvent::Note {
+                text: format!("note {i}"),
+            });
+        }
+        drop(sink);
+        let mut forwarded = 0;
+        let mut told = Vec::new();
+        let r = record_capped(
+            rx,
+            Path::new("/dev/full"),
+            DEFAULT_GUEST_LOG_CAP,
+            |_| forwarded += 1,
+            |e| told.push(e.to_string()),
+        )
+        .await;
+        assert_eq!(forwarded, 5000);
+        assert_eq!(told.len(), 1);
+        assert!(
+            told[0].starts_with("cannot write /dev/full: No space left on device"),
+            "{told:?}"
+        );
+        assert!(matches!(r, Err(LogError::Write { .. })));
+    }
+
+    /// A guest that floods its console past the cap: its lines stop being
+    /// recorded (one note says when, one how many), the run's own events
+    /// before, among and after them are all there, and the consumer did
+    /// not see the dropped lines either.
+    #[tokio::test]
+    async fn the_guest_fills_the_log_up_to_its_cap_and_the_verdicts_still_get_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let (sink, rx) = gasbench_events::bus();
+        sink.emit(RunEvent::Note {
+            text: "before".into(),
+        });
+        for i in 0..10_000 {
+            sink.emit(VmEvent::Console {
+                line: format!("flood {i:05} {}", "x".repeat(80)),
+                severity: ConsoleSeverity::Normal,
+            });
+            if i == 5_000 {
+                sink.emit(RunEvent::Expectation {
+                    scenario: "s".into(),
+                    step: 1,
+                    what: "the verdict".into(),
+                    expected: "a".into(),
+                    actual: "a".into(),
+                    held: true,
+                });
+            }
+        }
+        sink.emit(RunEvent::Finished {
+            passed: true,
+            elapsed_ms: 1,
+        });
+        drop(sink);
+        let mut seen = Vec::new();
+        let n = record_capped(rx, &path, 64 * 1024, |e| seen.push(e.clone()), |_| {})
+            .await
+            .unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size < 64 * 1024 + 4096, "{size} bytes");
+        let (events, cut) = read_all(&path).unwrap();
+        assert!(cut.is_none());
+        assert_eq!(events.len() as u64, n);
+        assert_eq!(events, seen, "forwarded exactly what was written");
+        let consoles = events.iter().filter(|e| e.body.from_guest()).count();
+        assert!((300..1000).contains(&consoles), "{consoles}");
+        let notes: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                gasbench_events::EventBody::Run(RunEvent::Note { text }) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes[1].contains("reached the cap of 65536 bytes"),
+            "{}",
+            notes[1]
+        );
+        assert!(
+            notes[2].contains(&format!("{} event(s) of the guest", 10_000 - consoles)),
+            "{}",
+            notes[2]
+        );
+        assert!(events.iter().any(|e| matches!(&e.body,
+            gasbench_events::EventBody::Run(RunEvent::Expectation { what, .. }) if what == "the verdict")));
+        assert!(events.iter().any(|e| matches!(
+            &e.body,
+            gasbench_events::EventBody::Run(RunEvent::Finished { .. })
+        )));
+        // Sequence numbers still increase: the log can be searched by them.
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! <run>/qemu.log       QEMU's own output and its command line
 //! <run>/results.json   the summary: verdicts, expected vs actual
 //! <run>/junit.xml      the same for CI systems
+//! <run>/results.ktap   the same as KTAP, for kselftest-style harnesses
+//! <run>/kcidb.json     a KCIDB v5.3 submission (checkout, builds, tests)
 //! <run>/ktap/*.ktap    kselftest output as the binaries printed it
 //! <run>/share/         the virtiofs share (scenario bundles)
 //! ```
@@ -16,6 +18,8 @@ pub const EVENTS: &str = "events.jsonl";
 pub const RESULTS: &str = "results.json";
 pub const JUNIT: &str = "junit.xml";
 pub const CONSOLE: &str = "console.log";
+pub const KTAP: &str = "results.ktap";
+pub const KCIDB: &str = "kcidb.json";
 
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -93,6 +97,12 @@ impl RunDir {
     }
     pub fn junit(&self) -> PathBuf {
         self.path.join(JUNIT)
+    }
+    pub fn results_ktap(&self) -> PathBuf {
+        self.path.join(KTAP)
+    }
+    pub fn kcidb(&self) -> PathBuf {
+        self.path.join(KCIDB)
     }
     pub fn console(&self) -> PathBuf {
         self.path.join(CONSOLE)

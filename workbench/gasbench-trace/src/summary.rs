@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use gasbench_abi::protocol::{AgentMsg, KtapStatus};
+use gasbench_events::kernel::KernelEvent;
 use gasbench_events::report::{Attribution, KernelReport};
 use gasbench_events::run::{Outcome, ProfileChoice, RunEvent, Stage};
 use gasbench_events::vm::{ConsoleSeverity, VmEvent};
@@ -42,12 +43,65 @@ impl ScenarioResult {
     }
 }
 
+/// The run's verdict on the kernel under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunVerdict {
+    /// Every expectation held.
+    Clean,
+    /// The kernel (the series) did something the scenarios say it must
+    /// not: a failed expectation, a kselftest not ok, a crash.
+    Findings,
+    /// The tool or its environment failed before the verdicts were all
+    /// in: they say nothing either way about what did not run.
+    ToolFailed,
+}
+
+impl RunVerdict {
+    /// The exit status every gasbench command uses for it.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            RunVerdict::Clean => 0,
+            RunVerdict::Findings => 1,
+            RunVerdict::ToolFailed => 3,
+        }
+    }
+}
+
+/// Console lines that mean the kernel itself went wrong (not a warning).
+pub fn is_kernel_bug(line: &str) -> bool {
+    [
+        "BUG:",
+        "Oops",
+        "Kernel panic",
+        "Call Trace:",
+        "general protection fault",
+        "KASAN",
+        "UBSAN",
+        "panicked at",
+        "rust_panic",
+    ]
+    .iter()
+    .any(|p| line.contains(p))
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageResult {
     pub stage: Stage,
     pub outcome: Option<Outcome>,
     pub detail: String,
     pub elapsed_ms: u64,
+}
+
+/// The tree built after one patch of a series.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchBuildResult {
+    pub series: String,
+    /// Position in the apply sequence, from 1.
+    pub index: u32,
+    pub subject: String,
+    pub builds: bool,
+    pub first_error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,6 +172,9 @@ pub struct RunSummary {
     pub ktap: Vec<KtapLine>,
     /// Console lines at WARN or BUG level.
     pub kernel_warnings: Vec<String>,
+    /// Per-patch builds (`--per-patch`): does the tree build after it?
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patch_builds: Vec<PatchBuildResult>,
     pub errors: Vec<String>,
     /// The kernel's profile (`default`, `debug`, `race`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +191,10 @@ pub struct RunSummary {
     /// Per step under fault injection.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub injection: Vec<Injection>,
+    /// How the VM's host processes were confined: every protection, in
+    /// force or not, and why (the latest boot's word for each).
+    #[serde(default)]
+    pub confinement: Vec<gasbench_events::vm::Protection>,
     /// None while the run is going.
     pub passed: Option<bool>,
     pub elapsed_ms: u64,
@@ -276,6 +337,20 @@ impl RunSummary {
                     self.scenario(&running).last_step = Some(format!("{step} \"{name}\""));
                 }
             }
+            EventBody::Kernel(KernelEvent::PatchBuild {
+                series,
+                index,
+                subject,
+                builds,
+                first_error,
+                ..
+            }) => self.patch_builds.push(PatchBuildResult {
+                series: series.clone(),
+                index: *index,
+                subject: subject.clone(),
+                builds: *builds,
+                first_error: first_error.clone(),
+            }),
             EventBody::Agent(AgentMsg::Ready(r)) => {
                 self.kernel_release = Some(r.kernel_release.clone());
             }
@@ -286,10 +361,21 @@ impl RunSummary {
                 status: k.status,
                 directive: k.directive.clone(),
             }),
+            EventBody::Vm(VmEvent::Confinement { protections }) => {
+                for p in protections {
+                    match self.confinement.iter_mut().find(|q| q.name == p.name) {
+                        Some(q) => *q = p.clone(),
+                        None => self.confinement.push(p.clone()),
+                    }
+                }
+            }
             EventBody::Vm(VmEvent::Console { line, severity })
                 if *severity != ConsoleSeverity::Normal && self.kernel_warnings.len() < 1000 =>
             {
-                self.kernel_warnings.push(line.clone());
+                // A console line can be 64 KiB; a thousand of them is
+                // enough to say what went wrong, 4 KiB of each too.
+                let keep = line.char_indices().nth(4096).map_or(line.len(), |(i, _)| i);
+                self.kernel_warnings.push(line[..keep].to_string());
             }
             EventBody::Vm(VmEvent::KernelReport(r)) if self.reports.len() < 1000 => {
                 self.reports.push(ReportSeen {
@@ -344,6 +430,77 @@ impl RunSummary {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// One summary of runs that each ran a slice of one matrix (`--shard
+    /// K/N` on several machines): every scenario and kselftest result of
+    /// every part, in the order of the parts; the kernel stage's results
+    /// from the first part that has them (every part built the same
+    /// kernel); every error and warning; passed only when every part
+    /// passed. A scenario in more than one part keeps its first result.
+    pub fn merge(parts: &[RunSummary]) -> RunSummary {
+        let mut m = RunSummary {
+            command: format!("merge of {} run(s)", parts.len()),
+            ..RunSummary::default()
+        };
+        for p in parts {
+            if m.accel.is_none() {
+                m.accel = p.accel.clone();
+                m.accel_reason = p.accel_reason.clone();
+            }
+            if m.kernel_release.is_none() {
+                m.kernel_release = p.kernel_release.clone();
+            }
+            if m.stages.is_empty() {
+                m.stages = p.stages.clone();
+            }
+            if m.patch_builds.is_empty() {
+                m.patch_builds = p.patch_builds.clone();
+            }
+            for sc in &p.scenarios {
+                if !m.scenarios.iter().any(|x| x.name == sc.name) {
+                    m.scenarios.push(sc.clone());
+                }
+            }
+            m.ktap.extend(p.ktap.iter().cloned());
+            m.kernel_warnings.extend(p.kernel_warnings.iter().cloned());
+            m.errors.extend(p.errors.iter().cloned());
+            m.elapsed_ms = m.elapsed_ms.max(p.elapsed_ms);
+        }
+        m.passed = if parts.is_empty() {
+            None
+        } else if parts.iter().all(|p| p.passed == Some(true)) {
+            Some(true)
+        } else if parts.iter().any(|p| p.passed.is_none()) {
+            None
+        } else {
+            Some(false)
+        };
+        m
+    }
+
+    /// What the run says about the kernel under test, apart from what it
+    /// says about the tool (see [`RunVerdict`]).
+    pub fn verdict(&self) -> RunVerdict {
+        let crashed = self.kernel_warnings.iter().any(|l| is_kernel_bug(l));
+        // An error ends a run early. When the kernel crashed, the crash is
+        // why (a finding); otherwise the tool or its environment failed
+        // (no QEMU, a boot that never reached the agent, a dead device
+        // server), and the verdicts it has are incomplete.
+        if !self.errors.is_empty() && !crashed {
+            return RunVerdict::ToolFailed;
+        }
+        let failed = crashed
+            || self.scenarios.iter().any(|s| s.passed == Some(false))
+            || self.ktap.iter().any(|k| k.status == KtapStatus::NotOk);
+        if failed {
+            RunVerdict::Findings
+        } else if self.passed == Some(true) {
+            RunVerdict::Clean
+        } else {
+            // Nothing failed yet nothing finished: the run did not end.
+            RunVerdict::ToolFailed
         }
     }
 
@@ -438,6 +595,96 @@ mod tests {
             serde_json::from_str(r#"{"command":"run","accel":null,"accel_reason":null,"kernel_release":null,"stages":[],"scenarios":[{"name":"a","passed":true,"elapsed_ms":1,"expectations":[]}],"ktap":[],"kernel_warnings":[],"errors":[],"passed":true,"elapsed_ms":1}"#)
                 .unwrap();
         assert_eq!(old.scenarios[0].last_step, None);
+    }
+
+    #[test]
+    fn the_verdict_keeps_a_broken_series_apart_from_a_broken_tool() {
+        let scenario = |passed| ScenarioResult {
+            name: "a".into(),
+            passed: Some(passed),
+            ..Default::default()
+        };
+        let clean = RunSummary {
+            scenarios: vec![scenario(true)],
+            passed: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(clean.verdict(), RunVerdict::Clean);
+        let failed = RunSummary {
+            scenarios: vec![scenario(false)],
+            passed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(failed.verdict(), RunVerdict::Findings);
+        assert_eq!(failed.verdict().exit_status(), 1);
+        let no_qemu = RunSummary {
+            errors: vec!["cannot start qemu-system-x86_64".into()],
+            passed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(no_qemu.verdict(), RunVerdict::ToolFailed);
+        assert_eq!(no_qemu.verdict().exit_status(), 3);
+        // The guest died because the kernel crashed: the series' fault.
+        let crashed = RunSummary {
+            errors: vec!["goldfish-errors stopped the run: the guest died".into()],
+            kernel_warnings: vec!["[ 1.0] BUG: kernel NULL pointer dereference".into()],
+            scenarios: vec![scenario(false)],
+            passed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(crashed.verdict(), RunVerdict::Findings);
+        // A run that never finished is no verdict on the kernel.
+        assert_eq!(RunSummary::default().verdict(), RunVerdict::ToolFailed);
+    }
+
+    #[test]
+    fn the_confinement_of_every_boot_is_kept_once_per_protection() {
+        use gasbench_events::vm::{Protection, VmEvent};
+        let p = |name: &str, active: bool, detail: &str| Protection {
+            name: name.into(),
+            active,
+            detail: detail.into(),
+        };
+        let events = vec![
+            ev(
+                0,
+                VmEvent::Confinement {
+                    protections: vec![p("device server", true, "a process")],
+                },
+            ),
+            ev(
+                1,
+                VmEvent::Confinement {
+                    protections: vec![
+                        p("QEMU seccomp", true, "-sandbox on"),
+                        p("cgroup v2 limits", false, "rlimits"),
+                    ],
+                },
+            ),
+            // A second boot says the same again.
+            ev(
+                2,
+                VmEvent::Confinement {
+                    protections: vec![p("QEMU seccomp", false, "refused")],
+                },
+            ),
+        ];
+        let s = RunSummary::from_events(&events);
+        let names: Vec<_> = s
+            .confinement
+            .iter()
+            .map(|p| (p.name.as_str(), p.active))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("device server", true),
+                ("QEMU seccomp", false),
+                ("cgroup v2 limits", false)
+            ]
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["confinement"][2]["detail"], "rlimits");
     }
 
     #[test]

@@ -2,17 +2,25 @@
 
 use std::fmt::Write;
 
+use gasbench_termsafe::{line, line_capped, text_capped};
+
 use crate::summary::RunSummary;
 
+/// The longest value (expected, actual, a console line) shown whole.
+const MAX_VALUE: usize = 2_000;
+
 /// A table of scenarios with their verdicts, the failing expectations
-/// with expected vs actual, kselftest counts and the run's errors.
+/// with expected vs actual, kselftest counts and the run's errors. What
+/// the guest said (actual values, console lines, kselftest names, the
+/// release it reports) is shown with its control characters made visible
+/// (gasbench-termsafe), so a hostile guest cannot write to the terminal.
 pub fn summary_table(s: &RunSummary) -> String {
     let mut t = String::new();
     let (passed, failed, unfinished) = s.counts();
     let _ = writeln!(
         t,
         "kernel {} · {}{} · {} scenario(s): {passed} passed, {failed} failed{}",
-        s.kernel_release.as_deref().unwrap_or("?"),
+        line_capped(s.kernel_release.as_deref().unwrap_or("?"), 200),
         s.accel
             .as_deref()
             .map(str::to_uppercase)
@@ -31,7 +39,7 @@ pub fn summary_table(s: &RunSummary) -> String {
     let w = s
         .scenarios
         .iter()
-        .map(|x| x.name.len())
+        .map(|x| line(&x.name).chars().count())
         .max()
         .unwrap_or(8)
         .max(8);
@@ -45,7 +53,7 @@ pub fn summary_table(s: &RunSummary) -> String {
         let _ = writeln!(
             t,
             "  {mark}  {:w$}  {held:>3}/{:<3} expectations  {:>6.1} s",
-            sc.name,
+            line(&sc.name),
             sc.expectations.len(),
             sc.elapsed_ms as f64 / 1000.0
         );
@@ -55,25 +63,35 @@ pub fn summary_table(s: &RunSummary) -> String {
         {
             let _ = writeln!(
                 t,
-                "          did not finish: the run stopped during step {step}"
+                "          did not finish: the run stopped during step {}",
+                line_capped(step, MAX_VALUE)
             );
         }
         for e in sc.failed_expectations() {
-            let _ = writeln!(t, "          ✗ {}", e.what);
-            let _ = writeln!(t, "              expected: {}", e.expected);
-            let _ = writeln!(t, "              actual:   {}", e.actual);
+            let _ = writeln!(t, "          ✗ {}", line_capped(&e.what, MAX_VALUE));
+            let _ = writeln!(
+                t,
+                "              expected: {}",
+                line_capped(&e.expected, MAX_VALUE)
+            );
+            let _ = writeln!(
+                t,
+                "              actual:   {}",
+                line_capped(&e.actual, MAX_VALUE)
+            );
         }
     }
     for (bin, (ok, bad, skip)) in s.ktap_counts() {
         let _ = writeln!(
             t,
-            "  kselftest {bin}: {ok} ok, {bad} not ok, {skip} skipped"
+            "  kselftest {}: {ok} ok, {bad} not ok, {skip} skipped",
+            line_capped(&bin, 200)
         );
     }
     if !s.kernel_warnings.is_empty() {
         let _ = writeln!(t, "  kernel warnings: {}", s.kernel_warnings.len());
         for l in s.kernel_warnings.iter().take(5) {
-            let _ = writeln!(t, "    {l}");
+            let _ = writeln!(t, "    {}", line_capped(l, 500));
         }
     }
     for x in &s.skipped {
@@ -165,7 +183,13 @@ pub fn summary_table(s: &RunSummary) -> String {
         }
     }
     for e in &s.errors {
-        let _ = writeln!(t, "  error: {e}");
+        // Errors may quote the console's last lines: one line each.
+        let e = text_capped(e, MAX_VALUE * 4);
+        let mut lines = e.lines();
+        let _ = writeln!(t, "  error: {}", line(lines.next().unwrap_or("")));
+        for l in lines {
+            let _ = writeln!(t, "         {}", line(l));
+        }
     }
     t
 }
@@ -214,5 +238,46 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("✗ line 14: size 0: errno\n              expected: errno EINVAL\n              actual:   errno ENXIO"), "{t}");
+    }
+
+    #[test]
+    fn what_the_guest_said_cannot_drive_the_terminal() {
+        let s = RunSummary {
+            kernel_release: Some("7.2\x1b]0;pwned\x07".into()),
+            scenarios: vec![ScenarioResult {
+                name: "s".into(),
+                passed: Some(false),
+                expectations: vec![Expectation {
+                    step: 1,
+                    what: "line 3: read: out.text".into(),
+                    expected: "contains \"ok\"".into(),
+                    actual: "\x1b[2J\x1b[Hall passed\u{202e}\nPASS  forged".into(),
+                    held: false,
+                }],
+                last_step: None,
+                ..Default::default()
+            }],
+            kernel_warnings: vec![format!("WARNING: \u{9b}31m{}", "x".repeat(5000))],
+            errors: vec!["QEMU exited; the console's last lines:\n\x1b[2Jboom".into()],
+            ..Default::default()
+        };
+        let t = summary_table(&s);
+        assert!(
+            !t.chars()
+                .any(|c| c == '\x1b' || c == '\u{9b}' || c == '\u{202e}' || c == '\x07'),
+            "{t:?}"
+        );
+        assert!(
+            t.contains("actual:   ␛[2J␛[Hall passed<U+202E>␊PASS  forged"),
+            "{t}"
+        );
+        assert!(t.contains("kernel 7.2␛]0;pwned␇"), "{t}");
+        assert!(t.contains("more bytes)"), "{t}");
+        assert!(
+            t.contains("  error: QEMU exited; the console's last lines:\n         ␛[2Jboom"),
+            "{t}"
+        );
+        // The forged line did not become a line of the table.
+        assert!(!t.lines().any(|l| l.starts_with("PASS")), "{t}");
     }
 }

@@ -116,9 +116,24 @@ pub fn tap() -> (impl FnMut(&Event) + Send + 'static, EventStream) {
     )
 }
 
+/// How the TUI ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TuiEnd {
+    /// It was left at once (a second q or Ctrl-C or signal, a quit whose
+    /// teardown took longer than [`QUIT_GRACE`], the terminal gone) while
+    /// the pipeline was still running: the caller stops it at once.
+    pub forced: bool,
+    /// The first of SIGINT, SIGTERM, SIGHUP it got, by number.
+    pub signal: Option<i32>,
+}
+
+/// How long a quit may take to stop the VM cleanly before the TUI leaves
+/// at once anyway.
+pub const QUIT_GRACE: Duration = Duration::from_secs(15);
+
 /// Run the TUI on a live pipeline until the user quits and the pipeline
-/// has stopped.
-pub async fn run_live(live: Live) -> Result<(), TuiError> {
+/// has stopped (or was left at once: see [`TuiEnd`]).
+pub async fn run_live(live: Live) -> Result<TuiEnd, TuiError> {
     let mut model = Model::new(
         Mode::Live,
         Theme::from_env(),
@@ -134,12 +149,13 @@ pub async fn run_live(live: Live) -> Result<(), TuiError> {
         TermEvents::new(),
         feed,
         Some(live.controller),
+        QUIT_GRACE,
     )
     .await
 }
 
 /// Browse a past run: its `events.jsonl`, read on a thread.
-pub async fn run_browse(run_dir: &Path) -> Result<(), TuiError> {
+pub async fn run_browse(run_dir: &Path) -> Result<TuiEnd, TuiError> {
     let log = run_dir.join(gasbench_trace::run_dir::EVENTS);
     let feed = replay::from_log(&log).map_err(|source| TuiError::Open {
         path: log.display().to_string(),
@@ -153,7 +169,15 @@ pub async fn run_browse(run_dir: &Path) -> Result<(), TuiError> {
         Box::new(store::MemEvents::default()),
     );
     let mut guard = term::setup()?;
-    drive(&mut guard.terminal, model, TermEvents::new(), feed, None).await
+    drive(
+        &mut guard.terminal,
+        model,
+        TermEvents::new(),
+        feed,
+        None,
+        QUIT_GRACE,
+    )
+    .await
 }
 
 /// At most this many frames a second.
@@ -163,14 +187,17 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// The main loop: keys, feed and clock in; a frame out whenever something
 /// changed, at most every [`FRAME`]. `keys` is crossterm's event stream in
-/// real use and a scripted stream in tests.
+/// real use and a scripted stream in tests. SIGINT, SIGTERM and SIGHUP
+/// act as Ctrl-C does (quit cleanly; again: leave at once); a quit the
+/// pipeline has not finished within `quit_grace` leaves at once.
 pub async fn drive<B, K>(
     terminal: &mut Terminal<B>,
     mut model: Model,
     mut keys: K,
     mut feed: FeedRx,
     mut controller: Option<Box<dyn Controller>>,
-) -> Result<(), TuiError>
+    quit_grace: Duration,
+) -> Result<TuiEnd, TuiError>
 where
     B: Backend,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -191,8 +218,13 @@ where
     // When the bus's clock started, from the first event (for the header).
     let mut bus_start: Option<Instant> = None;
     let mut feed_open = true;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut end = TuiEnd::default();
+    // Set once a quit was asked of the pipeline: past it, leave at once.
+    let mut quit_deadline: Option<tokio::time::Instant> = None;
 
     loop {
         let next_frame = tokio::time::Instant::from_std(last_draw + FRAME);
@@ -252,8 +284,26 @@ where
                     actions.push(Action::Tick { now_us: start.elapsed().as_micros() as u64 });
                 }
             }
-            _ = sigterm.recv() => actions.push(Action::Quit),
-            _ = sighup.recv() => actions.push(Action::ForceQuit),
+            Some(n) = async {
+                tokio::select! {
+                    s = sigint.recv() => s.map(|()| libc_signal::SIGINT),
+                    s = sigterm.recv() => s.map(|()| libc_signal::SIGTERM),
+                    s = sighup.recv() => s.map(|()| libc_signal::SIGHUP),
+                }
+            } => {
+                end.signal.get_or_insert(n);
+                // As Ctrl-C: quit cleanly, or leave at once when quitting.
+                actions.push(if model.quitting { Action::ForceQuit } else { Action::Quit });
+            }
+            _ = async {
+                match quit_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                quit_deadline = None;
+                actions.push(Action::ForceQuit);
+            }
         }
         for a in actions {
             dirty = true;
@@ -265,12 +315,13 @@ where
                         terminal
                             .draw(|f| view(&model, f))
                             .map_err(std::io::Error::other)?;
-                        return Ok(());
+                        end.forced = model.is_live() && feed_open;
+                        return Ok(end);
                     }
                     other => {
                         let Some(c) = controller.as_mut() else {
                             if other == Effect::Quit {
-                                return Ok(());
+                                return Ok(end);
                             }
                             continue;
                         };
@@ -291,13 +342,24 @@ where
                             },
                         );
                         if failed_quit || (what == "quit" && !feed_open) {
-                            return Ok(());
+                            end.forced = failed_quit && feed_open;
+                            return Ok(end);
+                        }
+                        if what == "quit" {
+                            quit_deadline = Some(tokio::time::Instant::now() + quit_grace);
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// The signal numbers [`TuiEnd::signal`] holds (Linux's).
+pub mod libc_signal {
+    pub const SIGHUP: i32 = 1;
+    pub const SIGINT: i32 = 2;
+    pub const SIGTERM: i32 = 15;
 }
 
 #[cfg(test)]

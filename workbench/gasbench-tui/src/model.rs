@@ -213,12 +213,22 @@ pub fn build_line_severity(line: &str) -> Severity {
 /// A build log can be hundreds of thousands of lines; keep the newest.
 const LOG_CAP: usize = 200_000;
 
+/// Characters of one log line kept.
+const MAX_LOG_LINE: usize = 4_000;
+
 impl LogView {
     fn matches(filter: &str, line: &LogLine) -> bool {
         filter.is_empty() || line.text.to_ascii_lowercase().contains(filter)
     }
 
     pub fn push(&mut self, t_us: u64, severity: Severity, text: String) {
+        // Console lines and agent text are the guest's: escape sequences
+        // shown, not obeyed, and a 64 KiB line kept as its first 4,000
+        // characters (200,000 of those are the most the log holds).
+        let text = match gasbench_termsafe::line_capped(&text, MAX_LOG_LINE) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(s) => s,
+        };
         if self.lines.len() >= LOG_CAP {
             let cut = LOG_CAP / 10;
             self.lines.drain(..cut);
@@ -966,6 +976,22 @@ impl Model {
             VmEvent::AgentText { line } => {
                 self.console
                     .push(e.t_us, Severity::Meta, format!("agent│ {line}"));
+            }
+            VmEvent::Confinement { protections } => {
+                let off: Vec<&str> = protections
+                    .iter()
+                    .filter(|p| !p.active)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                let mut line = format!(
+                    "» confinement: {} of {} protections in force",
+                    protections.len() - off.len(),
+                    protections.len()
+                );
+                if !off.is_empty() {
+                    line.push_str(&format!("; not: {}", off.join(", ")));
+                }
+                self.console.push(e.t_us, Severity::Meta, line);
             }
             VmEvent::Console { line, severity } => {
                 let sev = match severity {

@@ -195,12 +195,15 @@ async fn keys_reach_the_controller_and_its_events_come_back_on_screen() {
             keys_rx,
             replay::from_bus(bus_rx),
             Some(Box::new(fake)),
+            gasbench_tui::QUIT_GRACE,
         ),
     )
     .await;
     script.abort();
-    done.expect("the loop ends after quit, once the bus closes")
+    let end = done
+        .expect("the loop ends after quit, once the bus closes")
         .expect("no terminal error");
+    assert_eq!(end, gasbench_tui::TuiEnd::default(), "a clean quit");
 
     assert_eq!(
         *asked.lock().unwrap(),
@@ -228,4 +231,52 @@ async fn keys_reach_the_controller_and_its_events_come_back_on_screen() {
         screen.contains("stopping"),
         "quitting is shown while the VM stops:\n{screen}"
     );
+}
+
+/// A pipeline whose teardown never ends: it keeps the bus open.
+struct Stuck {
+    _bus: mpsc::UnboundedSender<Event>,
+}
+
+impl Controller for Stuck {
+    fn run(&mut self, _: Selection) -> Result<(), ControlError> {
+        Ok(())
+    }
+    fn rebuild_kernel(&mut self) -> Result<(), ControlError> {
+        Ok(())
+    }
+    fn stop_vm(&mut self) -> Result<(), ControlError> {
+        Ok(())
+    }
+    fn quit(&mut self) -> Result<(), ControlError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_quit_whose_teardown_outlasts_its_grace_still_leaves_and_says_it_was_forced() {
+    let (bus_tx, bus_rx) = mpsc::unbounded_channel();
+    let model = Model::new(Mode::Live, Theme::colored(), Box::new(MemEvents(vec![])));
+    let (keys_tx, keys_rx) = futures::channel::mpsc::unbounded();
+    keys_tx.unbounded_send(key('q')).unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        drive(
+            &mut terminal,
+            model,
+            keys_rx,
+            replay::from_bus(bus_rx),
+            Some(Box::new(Stuck { _bus: bus_tx })),
+            Duration::from_millis(100),
+        ),
+    )
+    .await;
+    // The key stream is still open: the loop ended on the grace.
+    let end = done
+        .expect("the loop ends after its quit grace")
+        .expect("no terminal error");
+    assert!(end.forced, "{end:?}");
+    assert_eq!(end.signal, None);
+    drop(keys_tx);
 }

@@ -456,6 +456,48 @@ fn zoomed_console_at_160x48_highlights_the_warning() {
     insta::assert_snapshot!("console_zoomed_160x48", t.backend());
 }
 
+/// A guest that prints escape sequences and bidi overrides on its
+/// console, and an agent whose call names carry them: the console pane
+/// shows them as visible text, and no cell of the screen holds a
+/// character a terminal would act on.
+#[test]
+fn what_the_guest_prints_cannot_drive_the_terminal() {
+    let mut events = fixture("recorded-run");
+    let last = events.last().unwrap().clone();
+    let hostile = "\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07 cleared \u{9b}31m \u{202e}gnp.exe \x08\x08";
+    events.push(Event {
+        seq: last.seq + 1,
+        t_us: last.t_us + 1,
+        body: EventBody::Vm(gasbench_events::vm::VmEvent::Console {
+            line: format!("[  760.1] {hostile}"),
+            severity: gasbench_events::vm::ConsoleSeverity::Normal,
+        }),
+    });
+    events.push(Event {
+        seq: last.seq + 2,
+        t_us: last.t_us + 2,
+        body: EventBody::Agent(AgentMsg::Log {
+            level: gasbench_abi::protocol::LogLevel::Warn,
+            text: format!("{hostile}\u{2066}"),
+        }),
+    });
+    let mut m = model_until(&events, Theme::colored(), |_| false);
+    act(&mut m, [Action::Focus(Pane::Console), Action::ToggleZoom]);
+    let t = render(&mut m, 160, 48);
+    let s = screen(&t);
+    assert!(
+        s.contains("␛[2J␛]52;c;cm0gLXJmIH4=␇ cleared <U+009B>31m <U+202E>gnp.exe ␈␈"),
+        "{s}"
+    );
+    for cell in t.backend().buffer().content.iter() {
+        assert!(
+            gasbench_termsafe::is_clean_line(cell.symbol()),
+            "{:?} on screen",
+            cell.symbol()
+        );
+    }
+}
+
 /// A log that ends mid-build (gasbench killed or crashed: no `finished`
 /// event), browsed after the replay ended: nothing is drawn as running.
 #[test]

@@ -62,10 +62,33 @@ impl Window {
     }
 }
 
+/// How much guest memory a client may ask the server to track and map: a
+/// client (QEMU, or anything that connects to the socket) cannot make it
+/// hold unbounded mappings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaLimits {
+    /// Windows at once.
+    pub max_windows: usize,
+    /// Bytes of all windows together.
+    pub max_bytes: u64,
+}
+
+impl Default for DmaLimits {
+    /// Far above what a guest gasbench starts asks for (its RAM, at most
+    /// 64 GiB, and a few ROMs in a dozen or so windows).
+    fn default() -> Self {
+        DmaLimits {
+            max_windows: 1024,
+            max_bytes: 256 << 30,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct DmaSpace {
     /// Sorted by `gpa`, never overlapping.
     windows: Vec<Window>,
+    limits: DmaLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +101,28 @@ pub enum MapError {
     NoSuchWindow { gpa: u64, size: u64 },
     #[error("unmap would split the window at {gpa:#x}")]
     Split { gpa: u64 },
+    #[error("window {gpa:#x}+{size:#x} would make {windows} windows (at most {max})")]
+    TooManyWindows {
+        gpa: u64,
+        size: u64,
+        windows: usize,
+        max: usize,
+    },
+    #[error("window {gpa:#x}+{size:#x} would make {total:#x} bytes mapped (at most {max:#x})")]
+    TooManyBytes {
+        gpa: u64,
+        size: u64,
+        total: u64,
+        max: u64,
+    },
 }
 
 impl MapError {
     pub fn errno(&self) -> u32 {
         match self {
             MapError::Overlap { .. } => libc::EEXIST as u32,
+            // As the kernel's vfio does when its DMA mappings run out.
+            MapError::TooManyWindows { .. } | MapError::TooManyBytes { .. } => libc::ENOSPC as u32,
             _ => libc::EINVAL as u32,
         }
     }
@@ -99,6 +138,19 @@ pub struct Mapped {
 }
 
 impl DmaSpace {
+    /// An empty space that holds at most `limits`.
+    pub fn with_limits(limits: DmaLimits) -> DmaSpace {
+        DmaSpace {
+            windows: Vec::new(),
+            limits,
+        }
+    }
+
+    /// Bytes of all windows together.
+    pub fn bytes(&self) -> u64 {
+        self.windows.iter().map(|w| w.size).sum()
+    }
+
     /// DMA_MAP: remember the window, map its fd when there is one.
     pub fn map(
         &mut self,
@@ -114,6 +166,23 @@ impl DmaSpace {
         };
         if self.windows.iter().any(|w| w.gpa < end && gpa < w.end()) {
             return Err(MapError::Overlap { gpa, size });
+        }
+        if self.windows.len() >= self.limits.max_windows {
+            return Err(MapError::TooManyWindows {
+                gpa,
+                size,
+                windows: self.windows.len() + 1,
+                max: self.limits.max_windows,
+            });
+        }
+        let total = self.bytes().saturating_add(size);
+        if total > self.limits.max_bytes {
+            return Err(MapError::TooManyBytes {
+                gpa,
+                size,
+                total,
+                max: self.limits.max_bytes,
+            });
         }
         let writable = flags & vfio::DMA_MAP_FLAG_WRITE != 0;
         let (map, note) = match fd {

@@ -48,4 +48,8 @@ pub mod signals;
 pub mod sock;
 pub mod wire;
 
-pub use server::{DEFAULT_BODY_TIMEOUT, DeviceServer, ServerError, ServerStatus, TransportStats};
+pub use dma::DmaLimits;
+pub use server::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DeviceServer, ServerError, ServerStatus,
+    TransportStats,
+};

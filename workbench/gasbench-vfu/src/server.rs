@@ -14,6 +14,7 @@ use gasbench_events::EventSink;
 use gasbench_events::device::DeviceEvent;
 use tokio::sync::watch;
 
+use crate::dma::DmaLimits;
 use crate::session::Session;
 use crate::sock;
 
@@ -63,9 +64,16 @@ impl ServerStatus {
     }
 }
 
-/// A client that sends a header and stalls this long in the body is
-/// dropped (QEMU sends a message in one go).
+/// A client that sends part of a message and stalls this long in the
+/// rest is dropped (QEMU sends a message in one go).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client must complete the VERSION handshake this soon after it
+/// connects (QEMU sends VERSION at once), or it is dropped: the server
+/// serves one client at a time, and one that connects and says nothing
+/// must not keep QEMU out. Once negotiated, a client may idle: a guest
+/// that does not touch the device sends nothing.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 type Hook = Box<dyn FnMut() + Send>;
 type StatusHook = Box<dyn Fn(&ServerStatus) + Send>;
@@ -78,6 +86,9 @@ pub(crate) struct Shared {
     on_status: Mutex<Option<StatusHook>>,
     /// How long a message's body may take after its header, in ms.
     body_timeout_ms: AtomicU64,
+    /// How long a client has from connecting to a completed VERSION, in ms.
+    handshake_timeout_ms: AtomicU64,
+    dma_limits: Mutex<DmaLimits>,
     stop: AtomicBool,
     /// A second handle on the live connection, so `stop` can shut it down.
     conn: Mutex<Option<UnixStream>>,
@@ -127,6 +138,14 @@ impl Shared {
 
     pub(crate) fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms.load(Ordering::Relaxed).max(1))
+    }
+
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.load(Ordering::Relaxed).max(1))
+    }
+
+    pub(crate) fn dma_limits(&self) -> DmaLimits {
+        *lock(&self.dma_limits)
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -212,6 +231,8 @@ impl DeviceServer {
             hook_set: AtomicBool::new(false),
             on_status: Mutex::new(None),
             body_timeout_ms: AtomicU64::new(DEFAULT_BODY_TIMEOUT.as_millis() as u64),
+            handshake_timeout_ms: AtomicU64::new(DEFAULT_HANDSHAKE_TIMEOUT.as_millis() as u64),
+            dma_limits: Mutex::new(DmaLimits::default()),
             stop: AtomicBool::new(false),
             conn: Mutex::new(None),
             status: Mutex::new(initial),
@@ -285,6 +306,21 @@ impl DeviceServer {
         self.shared
             .body_timeout_ms
             .store(limit.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long a client has from connecting to a completed VERSION
+    /// handshake before the session is ended (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub fn set_handshake_timeout(&self, limit: Duration) {
+        self.shared
+            .handshake_timeout_ms
+            .store(limit.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How many DMA windows, and how many bytes of them, a client may map
+    /// (from its next session on; default [`DmaLimits::default`]).
+    pub fn set_dma_limits(&self, limits: DmaLimits) {
+        *lock(&self.shared.dma_limits) = limits;
     }
 
     /// Call `tell` with every status change from now on, on the thread

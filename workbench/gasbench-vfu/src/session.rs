@@ -48,7 +48,7 @@ impl<'a> Session<'a> {
         Session {
             shared,
             stream,
-            dma: DmaSpace::default(),
+            dma: DmaSpace::with_limits(shared.dma_limits()),
             irqs: Irqs::default(),
             negotiated: false,
             payload: Vec::with_capacity(4096),
@@ -68,6 +68,9 @@ impl<'a> Session<'a> {
     /// Serve until the client leaves, a fault drops it, or the server
     /// stops. Returns why the session ended.
     pub fn run(&mut self) -> String {
+        // Until VERSION completes, the client is on the clock.
+        let handshake = self.shared.handshake_timeout();
+        let handshake_by = Instant::now() + handshake;
         loop {
             if self.shared.stopping() {
                 return "the server stopped".into();
@@ -76,10 +79,49 @@ impl<'a> Session<'a> {
             self.shared.flush();
             let mut hb = [0u8; HEADER_LEN];
             self.fds.clear();
-            match sock::recv_exact_with_fds(&self.stream, &mut hb, &mut self.fds) {
+            let idle = if self.negotiated {
+                None
+            } else {
+                let left = handshake_by.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let why = format!(
+                        "the client did not complete the VERSION handshake within {:.1} s",
+                        handshake.as_secs_f64()
+                    );
+                    self.anomaly(why.clone());
+                    return why;
+                }
+                Some(left)
+            };
+            let _ = self.stream.set_read_timeout(idle);
+            // Once a header has begun, the rest of it must follow.
+            let body_limit = self.shared.body_timeout();
+            let stream = &self.stream;
+            let header = sock::recv_exact_with_fds_then(stream, &mut hb, &mut self.fds, || {
+                let _ = stream.set_read_timeout(Some(body_limit));
+            });
+            match header {
                 Ok(Received::Full) => {}
                 Ok(Received::Closed) => return "the client closed the connection".into(),
                 Err(_) if self.shared.stopping() => return "the server stopped".into(),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    let why = format!(
+                        "the client stalled mid-header ({e}) for {:.1} s",
+                        body_limit.as_secs_f64()
+                    );
+                    self.anomaly(why.clone());
+                    return why;
+                }
+                // The wait before a header, which only a client that has
+                // not negotiated yet has a limit on.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let why = format!(
+                        "the client did not complete the VERSION handshake within {:.1} s",
+                        handshake.as_secs_f64()
+                    );
+                    self.anomaly(why.clone());
+                    return why;
+                }
                 Err(e) => return format!("receive failed: {e}"),
             }
             let h = Header::parse(&hb);
@@ -102,7 +144,6 @@ impl<'a> Session<'a> {
             let limit = self.shared.body_timeout();
             let _ = self.stream.set_read_timeout(Some(limit));
             let body = (&self.stream).read_exact(&mut self.payload);
-            let _ = self.stream.set_read_timeout(None);
             if let Err(e) = body {
                 if self.shared.stopping() {
                     return "the server stopped".into();

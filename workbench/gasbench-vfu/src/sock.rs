@@ -23,10 +23,41 @@ pub fn recv_exact_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<Received> {
+    recv_exact_with_fds_then(sock, buf, fds, || {})
+}
+
+/// [`recv_exact_with_fds`] that calls `started` once the first bytes have
+/// come (to bound the wait for the rest). A receive timeout before the
+/// first byte is the socket's `WouldBlock`; after it, a `TimedOut` error
+/// saying how much of the buffer came.
+pub fn recv_exact_with_fds_then(
+    sock: &impl AsRawFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    mut started: impl FnMut(),
+) -> io::Result<Received> {
     let fd = sock.as_raw_fd();
     let mut got = 0usize;
     while got < buf.len() {
-        let n = recv_once(fd, &mut buf[got..], fds)?;
+        let n = match recv_once(fd, &mut buf[got..], fds) {
+            Ok(n) => n,
+            Err(e)
+                if got > 0
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{got} of {} bytes came", buf.len()),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        if got == 0 && n > 0 {
+            started();
+        }
         if n == 0 {
             if got == 0 {
                 return Ok(Received::Closed);

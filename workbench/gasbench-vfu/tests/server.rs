@@ -427,3 +427,143 @@ fn a_client_that_stalls_mid_message_loses_the_session_not_the_server() {
     c2.version().unwrap();
     drop(c);
 }
+
+/// Wait for session `n` to have ended; why it did.
+fn ended(server: &DeviceServer, n: u64) -> String {
+    match server.wait_for(
+        Duration::from_secs(10),
+        |s| matches!(s, ServerStatus::Listening { sessions, .. } if *sessions >= n),
+    ) {
+        Some(ServerStatus::Listening {
+            last_disconnect: Some(r),
+            ..
+        }) => r,
+        other => panic!("session {n} did not end: {other:?}"),
+    }
+}
+
+#[test]
+fn a_client_that_connects_and_never_negotiates_is_dropped_and_the_next_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut rx) = start(&sock(&dir), FaultPlan::default());
+    server.set_handshake_timeout(Duration::from_millis(300));
+
+    // Silent from the start.
+    let silent = RawClient::connect(server.socket_path()).unwrap();
+    let why = ended(&server, 1);
+    assert!(
+        why.contains("did not complete the VERSION handshake within 0.3 s"),
+        "{why}"
+    );
+    assert!(device_events(&mut rx).iter().any(|e| matches!(
+        e,
+        DeviceEvent::Anomaly { text } if text.contains("VERSION handshake")
+    )));
+
+    // Busy, but never negotiating: the clock runs all the same.
+    let mut chatty = RawClient::connect(server.socket_path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let why = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the chatty client was never dropped"
+        );
+        match chatty.call(DEVICE_GET_INFO, &[0u8; 16]) {
+            Ok(reply) => assert_eq!(reply, Err(22), "refused before VERSION"),
+            Err(_) => break ended(&server, 2),
+        }
+    };
+    assert!(why.contains("VERSION handshake"), "{why}");
+
+    // Negotiated, a client may idle past the handshake's limit (a guest
+    // that leaves the device alone), and is then served.
+    let mut good = RawClient::connect(server.socket_path()).unwrap();
+    good.version().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        matches!(server.status(), ServerStatus::Connected { session: 3 }),
+        "{:?}",
+        server.status()
+    );
+    good.read32(reg(Register::Status));
+    drop((silent, chatty));
+}
+
+#[test]
+fn a_client_that_stalls_mid_header_is_dropped_before_or_after_negotiating() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _rx) = start(&sock(&dir), FaultPlan::default());
+    server.set_body_timeout(Duration::from_millis(200));
+    // Long enough that only the stall can end the first session.
+    server.set_handshake_timeout(Duration::from_secs(600));
+    let header_start = [1u8, 0, 1, 0, 40];
+    let mut before = RawClient::connect(server.socket_path()).unwrap();
+    before.send_raw(&header_start).unwrap();
+    let why = ended(&server, 1);
+    assert!(
+        why.contains("stalled mid-header (5 of 16 bytes came)"),
+        "{why}"
+    );
+    let mut after = RawClient::connect(server.socket_path()).unwrap();
+    after.version().unwrap();
+    after.send_raw(&header_start).unwrap();
+    let why = ended(&server, 2);
+    assert!(why.contains("stalled mid-header"), "{why}");
+    let mut next = RawClient::connect(server.socket_path()).unwrap();
+    next.version().unwrap();
+    drop((before, after));
+}
+
+#[test]
+fn dma_windows_are_capped_in_number_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut rx) = start(&sock(&dir), FaultPlan::default());
+    server.set_dma_limits(gasbench_vfu::DmaLimits {
+        max_windows: 3,
+        max_bytes: 0x30000,
+    });
+    let ram = memfd(0x100000);
+    let mut c = RawClient::connect(server.socket_path()).unwrap();
+    c.version().unwrap();
+    let enospc = libc::ENOSPC as u32;
+    // Bytes: two of 0x10000 fit, 0x20000 more would not.
+    c.dma_map(0x1000_0000, 0x10000, ram.as_raw_fd(), 0)
+        .unwrap()
+        .unwrap();
+    c.dma_map(0x2000_0000, 0x10000, ram.as_raw_fd(), 0x10000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.dma_map(0x3000_0000, 0x20000, ram.as_raw_fd(), 0x20000)
+            .unwrap(),
+        Err(enospc)
+    );
+    // Count: a third fits, a fourth does not.
+    c.dma_map(0x3000_0000, 0x1000, ram.as_raw_fd(), 0x20000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.dma_map(0x4000_0000, 0x1000, ram.as_raw_fd(), 0x30000)
+            .unwrap(),
+        Err(enospc)
+    );
+    let refused: Vec<String> = device_events(&mut rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            DeviceEvent::Anomaly { text } if text.starts_with("DMA_MAP refused") => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused[0].contains("bytes mapped (at most 0x30000)"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].contains("would make 4 windows (at most 3)"),
+        "{refused:?}"
+    );
+    // The windows it has still work, and the session goes on.
+    assert!(matches!(server.status(), ServerStatus::Connected { .. }));
+    c.read32(reg(Register::Status));
+}

@@ -35,7 +35,8 @@ fn a_malformed_scenario_is_rejected_before_any_boot() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Bad input: exit status 2, the same for every command.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("EWHATEVER"), "{stderr}");
     assert!(
         stderr.contains("bad.toml:7:"),

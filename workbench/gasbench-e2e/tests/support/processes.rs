@@ -150,3 +150,51 @@ pub fn wait_for_path(path: &Path, owner: &mut Guarded, limit: Duration, log: &Pa
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// No process still holds the run directory `rd` (QEMU, virtiofsd and
+/// the device server all name it on their command lines).
+pub fn assert_no_process_left(rd: &Path) {
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let rd_str = rd.display().to_string();
+    let alive: Vec<&str> = ps.lines().filter(|l| l.contains(&rd_str)).collect();
+    assert!(alive.is_empty(), "processes left behind: {alive:?}");
+    // QEMU is handed descriptors, not paths into the run directory, so its
+    // arguments do not name it: every process the run reported starting
+    // must be gone too (a pid reused since by an unrelated process would
+    // show another command line).
+    let Ok(log) = std::fs::read_to_string(rd.join("events.jsonl")) else {
+        return;
+    };
+    let started: Vec<(String, u32)> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ev"]["type"] == "process_started")
+        .filter_map(|v| {
+            Some((
+                v["ev"]["name"].as_str()?.to_string(),
+                v["ev"]["pid"].as_u64()? as u32,
+            ))
+        })
+        .collect();
+    let still: Vec<String> = started
+        .iter()
+        .filter(|(_, pid)| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // A zombie has exited; only its parent's reaping is left.
+            let zombie = state
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            let ours = ["qemu", "virtiofsd", "gasbench", "ld-linux"]
+                .iter()
+                .any(|n| comm.contains(n));
+            !comm.is_empty() && !zombie && ours
+        })
+        .map(|(name, pid)| format!("{name} (pid {pid})"))
+        .collect();
+    assert!(
+        still.is_empty(),
+        "processes the run started are still alive: {still:?}"
+    );
+}

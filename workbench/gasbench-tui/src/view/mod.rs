@@ -36,6 +36,21 @@ pub fn view(m: &Model, f: &mut Frame) {
     if m.help {
         help(m, f, area);
     }
+    inert(f);
+}
+
+/// The last pass over the screen: no cell may carry a character that
+/// makes a terminal do something. ratatui already drops C0/C1 controls;
+/// bidi overrides and line separators would still reach the terminal.
+/// The text from the guest is made visible where it enters the model
+/// (`LogView::push`); this catches whatever else a guest or a mail put
+/// in a name, a subject or a value.
+fn inert(f: &mut Frame) {
+    for cell in f.buffer_mut().content.iter_mut() {
+        if !gasbench_termsafe::is_clean_line(cell.symbol()) {
+            cell.set_symbol("\u{FFFD}");
+        }
+    }
 }
 
 fn draw_pane(m: &Model, f: &mut Frame, pane: Pane, r: Rect) {

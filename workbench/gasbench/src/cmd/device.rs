@@ -63,6 +63,17 @@ struct ServeArgs {
     /// `gasbench run --device-process` runs the device.
     #[arg(long, hide = true, conflicts_with = "trace")]
     pipe_protocol: bool,
+    /// Once listening, switch to this user for good (`UID:GID`): the
+    /// pipeline starts the server as root (the run directory is root's)
+    /// and has it drop to the VM user.
+    #[arg(long, hide = true, value_name = "UID:GID", value_parser = parse_ids)]
+    run_as: Option<(u32, u32)>,
+}
+
+fn parse_ids(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = s.split_once(':').ok_or("expected UID:GID")?;
+    let n = |x: &str| x.parse::<u32>().map_err(|e| format!("{x:?}: {e}"));
+    Ok((n(u)?, n(g)?))
 }
 
 pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
@@ -73,9 +84,13 @@ pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
 /// Read and check a fault plan, with the offending span on error.
 fn load_faults(path: &Path) -> miette::Result<FaultPlan> {
-    let text = std::fs::read_to_string(path)
+    // A regular file only, and bounded: a FIFO or /dev/zero given by
+    // mistake is an error, not a hang or an exhausted memory.
+    let bytes = gasbench_safefs::read_regular_file(path, gasbench_device::faults::MAX_PLAN_BYTES)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the fault plan {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| miette::miette!("the fault plan {} is not UTF-8 text: {e}", path.display()))?;
     FaultPlan::parse(&text).map_err(|e| {
         let labels = e
             .span
@@ -94,12 +109,19 @@ fn serve(a: ServeArgs) -> miette::Result<ExitCode> {
     };
     cfg.validate().into_diagnostic()?;
     let plan = match &a.faults {
-        Some(p) => load_faults(p)?,
+        Some(p) => match load_faults(p) {
+            Ok(plan) => plan,
+            // A plan that cannot be read or parsed is bad input.
+            Err(report) => {
+                super::eprint_report(&report);
+                return Ok(super::exit::code(super::exit::BAD_INPUT));
+            }
+        },
         None => FaultPlan::default(),
     };
     let socket = std::path::absolute(&a.socket).unwrap_or(a.socket.clone());
     if a.pipe_protocol {
-        return serve_piped(&socket, cfg, plan);
+        return serve_piped(&socket, cfg, plan, a.run_as);
     }
     let mut trace_out: Option<Box<dyn Write + Send>> = match &a.trace {
         None => None,
@@ -219,7 +241,12 @@ fn wait_for_signal() -> mpsc::Receiver<i32> {
 
 /// The server as a child of the pipeline: stdout is the protocol, so
 /// everything human goes to stderr.
-fn serve_piped(socket: &Path, cfg: DeviceConfig, plan: FaultPlan) -> miette::Result<ExitCode> {
+fn serve_piped(
+    socket: &Path,
+    cfg: DeviceConfig,
+    plan: FaultPlan,
+    run_as: Option<(u32, u32)>,
+) -> miette::Result<ExitCode> {
     signals::block_termination_signals().into_diagnostic()?;
     let server = PipedServer::start(
         socket,
@@ -229,6 +256,15 @@ fn serve_piped(socket: &Path, cfg: DeviceConfig, plan: FaultPlan) -> miette::Res
         Box::new(std::io::stdout()),
     )
     .into_diagnostic()?;
+    if let Some((uid, gid)) = run_as {
+        let id = gasbench_confine::Identity {
+            name: format!("{uid}:{gid}"),
+            uid,
+            gid,
+        };
+        gasbench_confine::drop_privileges(&id)
+            .map_err(|e| miette::miette!("switching to {uid}:{gid} after listening: {e}"))?;
+    }
     eprintln!(
         "gasbench device: serving on {} for the pipeline (pid {})",
         socket.display(),

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use gasbench_env::checks::{self, Check, Status};
 use gasbench_env::kvm::probe_kvm_cached;
 use gasbench_env::{Runtime, resolve_runtime};
+use gasbench_events::vm::Protection;
+use gasbench_qemu::Accel;
 use miette::IntoDiagnostic;
 use serde::Serialize;
 
@@ -28,6 +30,9 @@ struct Report {
     /// Per kernel profile with detectors: which were last shown to fire
     /// on this machine (None: never tried here).
     detectors: Vec<DetectorLine>,
+    /// How a VM's host processes would be confined here: every protection,
+    /// in force or not, and why.
+    confinement: Vec<Protection>,
 }
 
 #[derive(Serialize)]
@@ -100,6 +105,22 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
     list.push(checks::kvm_check(&verdict, cached));
     let ok = !list.iter().any(Check::failed_required);
+    let accel = if verdict.usable {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    let confinement = if qemu_version.is_empty() {
+        Vec::new()
+    } else {
+        gasbench_qemu::confine::plan_for(
+            &runtime,
+            crate::cmd::headless::DEFAULT_MEMORY_MIB,
+            crate::cmd::headless::DEFAULT_CPUS,
+            accel,
+        )
+        .protections
+    };
     let report = Report {
         runtime: choice.kind.name(),
         runtime_reason: choice.reason,
@@ -108,6 +129,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         ok,
         checks: list,
         detectors: detector_lines(g),
+        confinement,
     };
     if args.json {
         println!(
@@ -184,6 +206,17 @@ fn print_table(r: &Report) {
                         .unwrap_or_default()
                 );
             }
+        }
+    }
+    if !r.confinement.is_empty() {
+        println!("confinement of a VM's host processes:");
+        for p in &r.confinement {
+            println!(
+                "{:4}  {} — {}",
+                if p.active { "on" } else { "OFF" },
+                p.name,
+                p.detail
+            );
         }
     }
     if r.ok {

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use gasbench_events::kernel::{ApplyStatus, KernelEvent, PatchApplied};
 use gasbench_events::run::{Outcome, RunEvent};
@@ -12,6 +13,7 @@ use gasbench_kbuild::{BaseSource, KbuildError, KernelRequest};
 use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
 
 use crate::Globals;
+use crate::cmd::signals::{Signal, Signals, Stop};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -93,7 +95,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
 fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     let (rt, choice) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
-    eprintln!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
+    say!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
     let req = KernelRequest {
         kernel_dir: a.kernel_dir,
         base: match a.base_tree {
@@ -113,6 +115,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     };
     let (sink, stream) = gasbench_events::bus();
     let cache = g.cache.clone();
+    let interrupted = stop_tools_on_signals()?;
     let worker = std::thread::spawn(move || {
         let r = gasbench_kbuild::ensure_kernel(&req, &rt, &cache, &sink);
         drop(sink);
@@ -122,28 +125,44 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
     let result = worker
         .join()
         .map_err(|_| miette::miette!("the kernel build thread panicked"))?;
-    let art = result.map_err(diagnostic)?;
+    let signal = *interrupted.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = signal {
+        if let Err(e) = result {
+            eprintln!("{:?}", diagnostic(e));
+        }
+        return Ok(ExitCode::from(s.exit_code()));
+    }
+    let art = match result {
+        Ok(a) => a,
+        Err(e) => {
+            let status = super::exit::for_blame(e.blame());
+            super::eprint_report(&diagnostic(e));
+            return Ok(super::exit::code(status));
+        }
+    };
     let m = &art.manifest;
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(m).map_err(|e| miette::miette!("{e}"))?
+            gasbench_termsafe::json(
+                &serde_json::to_string_pretty(m).map_err(|e| miette::miette!("{e}"))?
+            )
         );
     }
     if !m.per_patch.is_empty() {
-        eprintln!("kernel: per patch (does the tree build after it?):");
+        say!("kernel: per patch (does the tree build after it?):");
         for p in &m.per_patch {
-            eprintln!(
+            say!(
                 "  {:>2} {} {}",
                 p.position,
                 if p.builds { "builds" } else { "BREAKS" },
                 p.label
             );
             if let Some(e) = &p.first_error {
-                eprintln!("       first error: {e}");
+                say!("       first error: {e}");
             }
             match p.cross.as_ref() {
-                Some(c) if !c.ok => eprintln!(
+                Some(c) if !c.ok => say!(
                     "       {} ({}): {}",
                     c.arch,
                     if c.caused_by_series {
@@ -154,7 +173,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
                     c.first_error.as_deref().unwrap_or("failed")
                 ),
                 // A patch that made an earlier break compile again.
-                Some(c) if !c.carried.is_empty() => eprintln!(
+                Some(c) if !c.carried.is_empty() => say!(
                     "       {}: {} compile(s) again",
                     c.arch,
                     c.carried.join(", ")
@@ -163,7 +182,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
             }
         }
     }
-    eprintln!(
+    say!(
         "kernel: {} {} ({} profile) — {} — {}",
         if art.reused { "unchanged" } else { "built" },
         m.kernel_release,
@@ -175,10 +194,47 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         art.bzimage.display()
     );
     if let Some(s) = &art.selftest {
-        eprintln!("kernel: selftest {}", s.display());
+        say!("kernel: selftest {}", s.display());
     }
-    eprintln!("kernel: manifest {}", art.manifest_path.display());
+    say!("kernel: manifest {}", art.manifest_path.display());
+    // A patch that breaks the build is a finding about the series, even
+    // when the tree builds again after a later patch.
+    let broken = m.per_patch.iter().filter(|p| !p.builds).count();
+    if broken > 0 {
+        eprintln!("kernel: {broken} patch(es) leave the tree unbuildable");
+        return Ok(super::exit::code(super::exit::FINDINGS));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT, SIGTERM and SIGHUP during a build: the first stops make and
+/// the other tools (SIGTERM: make deletes the targets it was writing, and
+/// the build directory is renamed into place only when complete, so the
+/// cache stays consistent); a second kills them at once. Returns the
+/// first signal once there is one.
+fn stop_tools_on_signals() -> miette::Result<Arc<Mutex<Option<Signal>>>> {
+    let mut signals = Signals::install().map_err(|e| miette::miette!("{e}"))?;
+    let first = Arc::new(Mutex::new(None));
+    let seen = first.clone();
+    // Detached: it lives as long as the command, and so do its handlers.
+    std::thread::spawn(move || {
+        while let Some(stop) = signals.stops.blocking_recv() {
+            let Stop::Signal(s) = stop else { continue };
+            let mut first = seen.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some(s);
+                eprintln!(
+                    "\nkernel: {}: stopping make (again to kill it at once)",
+                    s.cause()
+                );
+                gasbench_env::process::stop_tools();
+            } else {
+                eprintln!("kernel: killing the build at once");
+                gasbench_env::process::kill_tools();
+            }
+        }
+    });
+    Ok(first)
 }
 
 /// Stage lines, the patch table, and a progress bar on a terminal.
@@ -196,7 +252,7 @@ fn print_events(mut stream: EventStream) {
         match ev.body {
             EventBody::Run(RunEvent::StageBegin { stage, detail }) => {
                 clear(&mut bar_shown);
-                eprintln!("kernel: {} — {detail}", stage.name());
+                say!("kernel: {} — {detail}", stage.name());
             }
             EventBody::Run(RunEvent::StageProgress {
                 stage,
@@ -205,7 +261,7 @@ fn print_events(mut stream: EventStream) {
                 ..
             }) => {
                 clear(&mut bar_shown);
-                eprintln!("kernel: {}: {detail}", stage.name());
+                say!("kernel: {}: {detail}", stage.name());
             }
             EventBody::Run(RunEvent::StageEnd {
                 stage,
@@ -220,7 +276,7 @@ fn print_events(mut stream: EventStream) {
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                eprintln!(
+                say!(
                     "kernel: {} {o} in {:.1} s — {detail}",
                     stage.name(),
                     elapsed_ms as f64 / 1000.0
@@ -239,15 +295,15 @@ fn print_events(mut stream: EventStream) {
                 ..
             }) => {
                 clear(&mut bar_shown);
-                eprintln!(
+                say!(
                     "  after {subject}: {}",
                     if builds { "builds" } else { "DOES NOT BUILD" }
                 );
                 if let Some(e) = first_error {
-                    eprintln!("    {e}");
+                    say!("    {e}");
                 }
                 if let (Some(arch), Some(e)) = (cross_arch, cross_error) {
-                    eprintln!("    DOES NOT BUILD for {arch}: {e}");
+                    say!("    DOES NOT BUILD for {arch}: {e}");
                 }
             }
             EventBody::Kernel(KernelEvent::ConfigChecked {
@@ -257,7 +313,7 @@ fn print_events(mut stream: EventStream) {
                 ok: false,
             }) => {
                 clear(&mut bar_shown);
-                eprintln!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
+                say!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
             }
             EventBody::Kernel(KernelEvent::BuildProgress {
                 done,
@@ -269,15 +325,16 @@ fn print_events(mut stream: EventStream) {
                     let width = 30usize;
                     let fill = (pct as usize * width / 100).min(width);
                     eprint!(
-                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {current}",
+                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {}",
                         "#".repeat(fill),
-                        " ".repeat(width - fill)
+                        " ".repeat(width - fill),
+                        gasbench_termsafe::line_capped(&current, 60)
                     );
                     let _ = std::io::stderr().flush();
                     bar_shown = true;
                 } else if last_plain.elapsed().as_secs() >= 15 {
                     last_plain = std::time::Instant::now();
-                    eprintln!("  build {done}/{total} (~{pct}%) {current}");
+                    say!("  build {done}/{total} (~{pct}%) {current}");
                 }
             }
             EventBody::Kernel(KernelEvent::BuildLine { line }) => {
@@ -287,7 +344,7 @@ fn print_events(mut stream: EventStream) {
                     || t.starts_with("ld.lld: error")
                 {
                     clear(&mut bar_shown);
-                    eprintln!("  {line}");
+                    say!("  {line}");
                 }
             }
             _ => {}
@@ -306,12 +363,17 @@ fn print_patch(p: &PatchApplied) {
         Some(i) => format!("{} {i}", p.role.name()),
         None => p.role.name().to_string(),
     };
-    eprintln!(
+    say!(
         "  {:>2}/{:<2} {:<8} {} {:<13} {}",
-        p.index, p.total, status, p.series, which, p.subject
+        p.index,
+        p.total,
+        status,
+        p.series,
+        which,
+        p.subject
     );
     for h in p.hunks.iter().filter(|h| !h.applied) {
-        eprintln!(
+        say!(
             "          hunk {} of {} {} ({})",
             h.hunk,
             h.file,
@@ -320,27 +382,47 @@ fn print_patch(p: &PatchApplied) {
         );
     }
     if p.status != ApplyStatus::Applied && !p.detail.is_empty() {
-        eprintln!("          {}", p.detail);
+        for l in p.detail.lines() {
+            say!("          {l}");
+        }
     }
 }
 
 fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
-    let bytes =
-        std::fs::read(&a.source).map_err(|e| diagnostic(KbuildError::io("read", &a.source, e)))?;
+    // Mail that cannot be read is bad input, like for repro.
+    let bad_input = |report: Report| {
+        super::eprint_report(&report);
+        Ok(super::exit::code(super::exit::BAD_INPUT))
+    };
+    // Like repro: a regular file only, at most MAX_MAIL_BYTES of it.
+    let bytes = match gasbench_review::resolve::read_bounded(
+        &a.source,
+        gasbench_review::resolve::MAX_MAIL_BYTES,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad_input(Report::new(
+                MietteDiagnostic::new(e.to_string()).with_help(e.help()),
+            ));
+        }
+    };
     let label = a.label.unwrap_or_else(|| a.source.display().to_string());
     // Mail as it comes: CRLF line ends, Latin-1 and friends (see
     // gasbench_series::mail_text), like repro reads it.
-    let text = gasbench_series::mail_text(&bytes).map_err(|e| {
-        diagnostic(KbuildError::series(
-            &label,
-            &String::from_utf8_lossy(&bytes),
-            e,
-        ))
-    })?;
+    let text = match gasbench_series::mail_text(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return bad_input(diagnostic(KbuildError::series(
+                &label,
+                &String::from_utf8_lossy(&bytes),
+                e,
+            )));
+        }
+    };
     let done = gasbench_kbuild::extract::extract(&text, &label, &a.out).map_err(diagnostic)?;
     for e in &done {
         let m = &e.manifest;
-        println!(
+        tell!(
             "{}: {} v{} by {} <{}>, {} patch(es){}",
             e.dir.display(),
             m.title,
@@ -355,7 +437,7 @@ fn extract(a: ExtractArgs) -> miette::Result<ExitCode> {
             }
         );
         for p in &m.patches {
-            println!("  {:>2}/{} {:?} {}", p.index, m.total, p.origin, p.file);
+            tell!("  {:>2}/{} {:?} {}", p.index, m.total, p.origin, p.file);
         }
     }
     Ok(ExitCode::SUCCESS)

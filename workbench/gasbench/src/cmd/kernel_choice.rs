@@ -41,6 +41,9 @@ impl KernelArgs {
         if !k.is_file() {
             return Err(format!("--kernel {}: no such file", k.display()));
         }
+        // Before QEMU is given it: an empty or cut-short image is said to
+        // be one, not left to a guest that never prints a line.
+        gasbench_kbuild::bzimage::check(k).map_err(|e| format!("--kernel {e}"))?;
         for s in &self.selftests {
             if !s.is_file() {
                 return Err(format!("--selftest {}: no such file", s.display()));
@@ -144,5 +147,44 @@ pub fn from_build(a: &gasbench_kbuild::KernelArtifacts, description: String) -> 
             vmlinux: m.artifacts.vmlinux.clone(),
             debug_info,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_truncated_kernel_is_refused_before_anything_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let args = |k: &std::path::Path| KernelArgs {
+            kernel: Some(k.to_path_buf()),
+            ..Default::default()
+        };
+        let e = args(&empty).prebuilt().unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "--kernel {}: the file is empty, not a kernel image",
+                empty.display()
+            )
+        );
+        // A whole image (a setup header as the kernel's build writes it),
+        // then the same cut in half.
+        let mut img = vec![0u8; 32 * 512 + 4096];
+        img[0x1f1] = 31;
+        img[0x1f4..0x1f8].copy_from_slice(&256u32.to_le_bytes());
+        img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        let whole = dir.path().join("bzImage");
+        std::fs::write(&whole, &img).unwrap();
+        assert!(args(&whole).prebuilt().unwrap().is_some());
+        let cut = dir.path().join("cut");
+        std::fs::write(&cut, &img[..img.len() / 2]).unwrap();
+        let e = args(&cut).prebuilt().unwrap_err();
+        assert!(e.contains("the image is truncated"), "{e}");
     }
 }

@@ -36,8 +36,12 @@ pub fn run(_g: &Globals, args: Args) -> miette::Result<ExitCode> {
         .enable_all()
         .build()
         .into_diagnostic()?;
-    rt.block_on(gasbench_tui::run_browse(dir.path()))
+    let end = rt
+        .block_on(gasbench_tui::run_browse(dir.path()))
         .into_diagnostic()
         .wrap_err_with(|| format!("browsing {}", dir.path().display()))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match end.signal {
+        Some(n) => ExitCode::from(128 + n as u8),
+        None => ExitCode::SUCCESS,
+    })
 }

@@ -27,8 +27,10 @@ use crate::Globals;
 #[derive(clap::Args)]
 pub struct Args {
     /// An mbox (as `b4 am` saves it) or a lore thread saved as text, with
-    /// one or more series; or the Message-Id of a series gasbench knows.
-    #[arg(value_name = "MBOX|MESSAGE-ID")]
+    /// one or more series; `-` for an mbox on standard input; or a
+    /// Message-Id (a series gasbench knows, or any other, whose thread is
+    /// fetched from the list's archive and cached).
+    #[arg(value_name = "MBOX|-|MESSAGE-ID")]
     input: String,
     /// Review only this series of the file (`mkdirat2-v2`, `mkdirat2`, or a
     /// prefix only it has, `goldfish`);
@@ -63,6 +65,22 @@ pub struct Args {
     /// per-patch check runs on the first only.
     #[arg(long = "profile", value_name = "NAME")]
     profiles: Vec<String>,
+    /// A kernel git checkout to take the base from (cloned with shared
+    /// objects, never written): the series' `base-commit:` when the tree
+    /// has it, else --base-rev, else the pin's upstream tag.
+    #[arg(long, value_name = "PATH")]
+    base_tree: Option<PathBuf>,
+    /// The revision of --base-tree to build on (overrides the series'
+    /// base-commit).
+    #[arg(long, value_name = "REV", requires = "base_tree")]
+    base_rev: Option<String>,
+    /// For a series without a `base-commit:` trailer: build on the newest
+    /// revision of --base-tree (HEAD, then its tags, newest first) that
+    /// has every file as the series found it, as b4 guesses a base.
+    #[arg(long, conflicts_with = "base_rev")]
+    guess_base: bool,
+    #[command(flatten)]
+    fetch: super::fetch::FetchArgs,
     #[command(flatten)]
     vm: super::headless::VmArgs,
 }
@@ -89,7 +107,7 @@ fn for_profile(c: &Compiled, profile: &str) -> bool {
     c.plan.profiles.is_empty() || c.plan.profiles.iter().any(|p| p == profile)
 }
 
-const BAD_INPUT: u8 = 2;
+use super::exit::{BAD_INPUT, TOOL_FAILED};
 
 /// A series to review, before its kernel directory is made.
 enum Pending<'a> {
@@ -113,26 +131,65 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         Err(e) => return bad_input(super::kernel::diagnostic(e)),
     };
 
-    // What to review.
-    let mail;
-    let pending: Vec<Pending> = match Input::parse(&args.input) {
-        Input::File(path) => {
-            mail = match resolve::read_mail_file(&path, &known) {
-                Ok(m) => m,
+    // What to review: a file, standard input, a known Message-Id, or the
+    // thread of any other Message-Id, fetched.
+    let mail_bytes = match Input::parse(&args.input) {
+        Input::File(path) => match resolve::read_mail_file(&path, &known) {
+            Ok(m) => Ok(m),
+            Err(e) => return bad_input(resolve_diagnostic(e)),
+        },
+        Input::Stdin => {
+            let read = resolve::read_bounded_stream(std::io::stdin().lock(), "standard input")
+                .and_then(|b| {
+                    resolve::read_mail_bytes(&b, "standard input", Path::new("-"), &known)
+                });
+            match read {
+                Ok(m) => Ok(m),
                 Err(e) => return bad_input(resolve_diagnostic(e)),
-            };
+            }
+        }
+        Input::MessageId(id) => match resolve::find_message_id(&id, &known) {
+            Ok(m) if args.series.iter().any(|w| !m.name.starts_with(w.as_str())) => {
+                return bad_input(resolve_diagnostic(ResolveError::NoSuchSeries {
+                    label: format!("<{id}>"),
+                    wanted: args.series.join(", "),
+                    have: vec![m.name],
+                }));
+            }
+            Ok(m) => Err(m),
+            Err(_) => {
+                let lists = known
+                    .iter()
+                    .flat_map(|k| k.manifest.lists.iter().cloned())
+                    .collect::<Vec<_>>();
+                let thread = match super::fetch::thread(g, &args.fetch, &id, &lists) {
+                    Ok(t) => t,
+                    Err(status) => return Ok(status),
+                };
+                let label = format!("the thread of <{id}>");
+                match resolve::read_mail_bytes(&thread.mbox, &label, &thread.kept, &known) {
+                    Ok(m) => Ok(m),
+                    Err(e) => return bad_input(resolve_diagnostic(e)),
+                }
+            }
+        },
+    };
+    let mail;
+    let pending: Vec<Pending> = match mail_bytes {
+        Ok(m) => {
+            mail = m;
             let selected = match mail.select(&args.series) {
                 Ok(s) => s,
                 Err(e) => return bad_input(resolve_diagnostic(e)),
             };
-            eprintln!(
+            say!(
                 "gasbench repro: {} ({}): {} series",
                 mail.label,
                 mail.format.describe(),
                 mail.series.len()
             );
             for s in &mail.series {
-                eprintln!(
+                say!(
                     "  {} {}: {}",
                     if selected.iter().any(|x| x.name == s.name) {
                         "review"
@@ -143,12 +200,27 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                     s.how
                 );
             }
+            // Which revision of a series the thread held twice was chosen.
+            let notes = if args.series.is_empty() {
+                mail.revision_notes()
+            } else {
+                Vec::new()
+            };
+            for n in &notes {
+                eprintln!("gasbench repro: {n}");
+            }
+            let with_notes = |how: &str| {
+                std::iter::once(how.to_string())
+                    .chain(notes.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
             selected
                 .into_iter()
                 .map(|s| match &s.known {
                     Some(name) => Pending::Known {
                         name: name.clone(),
-                        how: s.how.clone(),
+                        how: with_notes(&s.how),
                     },
                     None => Pending::New {
                         file: &mail,
@@ -157,23 +229,13 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 })
                 .collect()
         }
-        Input::MessageId(id) => match resolve::find_message_id(&id, &known) {
-            Ok(m) if args.series.iter().any(|w| !m.name.starts_with(w.as_str())) => {
-                return bad_input(resolve_diagnostic(ResolveError::NoSuchSeries {
-                    label: format!("<{id}>"),
-                    wanted: args.series.join(", "),
-                    have: vec![m.name],
-                }));
-            }
-            Ok(m) => {
-                eprintln!("gasbench repro: {}", m.how);
-                vec![Pending::Known {
-                    name: m.name,
-                    how: m.how,
-                }]
-            }
-            Err(e) => return bad_input(resolve_diagnostic(e)),
-        },
+        Err(m) => {
+            say!("gasbench repro: {}", m.how);
+            vec![Pending::Known {
+                name: m.name,
+                how: m.how,
+            }]
+        }
     };
 
     // Every scenario is checked before anything starts.
@@ -181,14 +243,12 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     let suite = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
-            eprintln!(
+            say!(
                 "gasbench repro: {bad} scenario file(s) of the suite have problems; nothing was started"
             );
             return Ok(ExitCode::from(BAD_INPUT));
         }
     };
-    let runtime = super::setup::ready_runtime(g)?;
-
     let mut worst = 0u8;
     let mut reviews = Vec::new();
     // The JSON's shape follows what was asked, not what came out: one
@@ -212,13 +272,29 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
-        eprintln!("gasbench repro: {bad} series could not be prepared; nothing was started");
+        say!("gasbench repro: {bad} series could not be prepared; nothing was started");
         return Ok(ExitCode::from(BAD_INPUT));
     }
+    // Only input that is good needs the runtime.
+    let runtime = match super::setup::ready_runtime(g) {
+        Ok(r) => r,
+        Err(e) => {
+            for s in &ready {
+                if let Some(dir) = &s.staged {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            return Err(e);
+        }
+    };
     for s in ready {
         let (code, review) = review_one(g, &args, s, &suite, &runtime)?;
-        worst = worst.max(code);
+        worst = super::exit::worst(worst, code);
         reviews.extend(review);
+        if code > 128 {
+            // A signal stopped it: the series after it are not started.
+            break;
+        }
     }
     if args.json {
         let text = match (several, reviews.first()) {
@@ -227,7 +303,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
             (true, _) => Some(serde_json::to_string_pretty(&reviews)),
         };
         if let Some(text) = text {
-            println!("{}", text.into_diagnostic()?);
+            println!("{}", gasbench_termsafe::json(&text.into_diagnostic()?));
         }
     }
     Ok(ExitCode::from(worst))
@@ -264,7 +340,7 @@ fn stage(args: &Args, kdir: &KernelDir, pending: Pending, runs: &Path) -> Option
                 }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
-                    eprintln!("{:?}", resolve_diagnostic(e));
+                    super::eprint_report(&resolve_diagnostic(e));
                     return None;
                 }
             }
@@ -280,7 +356,7 @@ fn stage(args: &Args, kdir: &KernelDir, pending: Pending, runs: &Path) -> Option
         if let Some(dir) = &staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        eprintln!("{:?}", super::kernel::diagnostic(e));
+        super::eprint_report(&super::kernel::diagnostic(e));
         return None;
     }
     Some(Staged {
@@ -333,6 +409,7 @@ fn review_one(
         .filter(|c| concerned(c) && for_profile(c, &profiles[0]))
         .cloned()
         .collect();
+    let scenarios = args.vm.shard_of(scenarios);
     let scenarios_note = Some(if args.all_scenarios {
         format!(
             "The whole suite ({} scenarios, --all-scenarios); the series adds {}.",
@@ -354,7 +431,7 @@ fn review_one(
             if profiles.len() > 1 { "s" } else { "" }
         )
     });
-    eprintln!(
+    say!(
         "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); profiles {}; run directory {}",
         target.name,
         if target.known {
@@ -380,8 +457,13 @@ fn review_one(
         run_dir.path().display()
     );
 
+    // The base: the series' base-commit when it is to be had.
+    let (base, base_choice) = choose_base(args, runtime, &series, &tkdir);
+    say!("gasbench repro: {base_choice}");
+
     // The kernel: base + this series, patch by patch (first profile).
     let request = KernelRequest {
+        base,
         kernel_dir: Some(target.kernel_dir.clone()),
         series: Some(vec![target.name.clone()]),
         posted_only: target.posted_only,
@@ -397,7 +479,8 @@ fn review_one(
         .map(scenario_source)
         .collect();
     sources.dedup_by(|a, b| a.name == b.name);
-    let (summary, slot) = run_profile(
+    let checkout = super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name));
+    let first = run_profile(
         g,
         args,
         &run_dir,
@@ -405,19 +488,27 @@ fn review_one(
         request.clone(),
         scenarios,
         runtime,
+        (&checkout, args.vm.kcidb.as_deref()),
     )?;
+    let (recorded, mut unwritten, slot) = (first.recorded, first.unwritten, first.slot);
+    let summary = &recorded.summary;
+    let mut signal = recorded.signal;
 
     // The other profiles: whole series only, each in its own run
-    // directory beside the first.
+    // directory beside the first. A run a signal stopped starts nothing
+    // more.
     let mut more_runs = Vec::new();
     for profile in &profiles[1..] {
+        if signal.is_some() {
+            break;
+        }
         let dir = RunDir::create(&runs, &format!("{label}-{profile}")).into_diagnostic()?;
         let scenarios: Vec<Compiled> = suite
             .iter()
             .filter(|c| concerned(c) && for_profile(c, profile))
             .cloned()
             .collect();
-        eprintln!(
+        say!(
             "gasbench repro: {}: the {profile} profile, {} scenario(s); run directory {}",
             target.name,
             scenarios.len(),
@@ -429,7 +520,9 @@ fn review_one(
             profile: profile.clone(),
             ..request.clone()
         };
-        let (s, other_slot) = run_profile(
+        // Its KCIDB submission stays in its run directory; --kcidb names
+        // the first profile's.
+        let other = run_profile(
             g,
             args,
             &dir,
@@ -437,11 +530,14 @@ fn review_one(
             req,
             scenarios,
             runtime,
+            (&checkout, None),
         )?;
-        if let Some(e) = other_slot.error {
-            eprintln!("{:?}", super::kernel::diagnostic(e));
+        if let Some(e) = other.slot.error {
+            super::eprint_report(&super::kernel::diagnostic(e));
         }
-        more_runs.push((s, dir.path().display().to_string()));
+        unwritten.extend(other.unwritten);
+        signal = other.recorded.signal;
+        more_runs.push((other.recorded.summary, dir.path().display().to_string()));
     }
     let more: Vec<gasbench_review::detectors::ProfileRun> = more_runs
         .iter()
@@ -474,32 +570,254 @@ fn review_one(
         manifest: slot.artifacts.as_ref().map(|a| &a.manifest),
         kernel_error: kernel_error.as_deref(),
         events: &events,
-        summary: &summary,
+        summary,
         scenarios: &sources,
         per_patch: !args.no_per_patch,
         cross_arch: args.cross_arch.as_deref(),
         scenarios_note,
         run_dir: Some(run_dir.path().display().to_string()),
         more: &more,
+        base_choice: Some(base_choice),
     });
     let md = gasbench_review::markdown::render(&review);
     let json = serde_json::to_string_pretty(&review).into_diagnostic()?;
-    std::fs::write(run_dir.path().join("review.md"), &md).into_diagnostic()?;
-    std::fs::write(run_dir.path().join("review.json"), &json).into_diagnostic()?;
+    for (name, text) in [("review.md", &md), ("review.json", &json)] {
+        if let Err(e) = gasbench_trace::atomic::write(&run_dir.path().join(name), text.as_bytes()) {
+            unwritten.push(e.to_string());
+        }
+    }
+    // The reply to the series, for git send-email or b4 send.
+    let diffs = gasbench_review::reply::patch_diffs(&tkdir.series_dir(&target.name), &series);
+    let from = reviewer();
+    let date = gasbench_review::reply::rfc2822_utc(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    let eml = gasbench_review::reply::render(
+        &review,
+        &diffs,
+        &gasbench_review::reply::ReplyFrom {
+            from: &from,
+            date: &date,
+        },
+    );
+    if let Err(e) =
+        gasbench_trace::atomic::write(&run_dir.path().join("review.eml"), eml.as_bytes())
+    {
+        unwritten.push(e.to_string());
+    }
+    // `b4-check` answers from it, by Message-Id and by patch-id.
+    let patch_ids: Vec<(u32, String)> = series
+        .patches
+        .iter()
+        .filter_map(|p| {
+            let text =
+                std::fs::read_to_string(tkdir.series_dir(&target.name).join(&p.file)).ok()?;
+            let parts = gasbench_series::patch::PatchBody::split(&text)?;
+            Some((
+                p.index,
+                gasbench_review::checks::patch_id(&text[parts.diff]),
+            ))
+        })
+        .collect();
+    if let Err(e) =
+        super::b4check::index(g).register(&review, &run_dir.path().join("review.json"), &patch_ids)
+    {
+        eprintln!("gasbench repro: b4-check will not find this review: {e}");
+    }
     if let Some(e) = slot.error {
         // What stopped the kernel stage, with its help (and rejected hunks).
-        eprintln!("{:?}", super::kernel::diagnostic(e));
+        super::eprint_report(&super::kernel::diagnostic(e));
     }
     if !args.json {
         print!("{md}");
         println!("\nreview: {}", run_dir.path().join("review.md").display());
+        println!(
+            "reply:  {} (git send-email or b4 send it; gasbench sends nothing)",
+            run_dir.path().join("review.eml").display()
+        );
     }
-    eprintln!("gasbench repro: {}: {}", target.name, review.verdict_line());
-    Ok((review.exit_code, Some(review)))
+    for e in &unwritten {
+        say!("gasbench repro: {e}");
+    }
+    say!("gasbench repro: {}: {}", target.name, review.verdict_line());
+    // Interrupted: the shell's code for the signal (the review holds what
+    // was found so far); a file that could not be written: the tool's
+    // environment failed.
+    let code = match signal {
+        Some(s) => s.exit_code(),
+        None if !unwritten.is_empty() => super::exit::worst(review.exit_code, TOOL_FAILED),
+        None => match super::exit::for_run(summary) {
+            super::exit::INTERRUPTED => super::exit::INTERRUPTED,
+            _ => review.exit_code,
+        },
+    };
+    Ok((code, Some(review)))
 }
 
-/// Build the kernel `request` asks for and run `scenarios` on it,
-/// recorded in `run_dir`; the summary and what the kernel stage left.
+/// The base to build on and a sentence saying which and why: the series'
+/// `base-commit:` when `--base-tree` has it (and no `--base-rev` says
+/// otherwise); else `--base-rev` or the pin's tag of `--base-tree`; else
+/// the pinned base, which has no git history to find a commit in.
+fn choose_base(
+    args: &Args,
+    rt: &gasbench_env::Runtime,
+    series: &gasbench_series::manifest::SeriesManifest,
+    kdir: &KernelDir,
+) -> (gasbench_kbuild::BaseSource, String) {
+    use gasbench_kbuild::BaseSource;
+    let wanted = series.base_commit.as_deref();
+    let pinned = format!(
+        "the pinned base {} ({} {})",
+        kdir.base.release, kdir.base.package, kdir.base.package_version
+    );
+    let Some(tree) = &args.base_tree else {
+        let choice = match wanted {
+            None if args.guess_base => format!(
+                "--guess-base: the only base gasbench has without --base-tree is {pinned}, a \
+                 source tarball with no git history to compare the series' blobs with; built on it"
+            ),
+            Some(c) => format!(
+                "the series says base-commit {c}; the pinned base is a source tarball without \
+                 git history, so it was built on {pinned} instead (--base-tree PATH, a kernel \
+                 checkout that has {c}, builds on the series' own base)"
+            ),
+            None => format!("the series has no base-commit: trailer; built on {pinned}"),
+        };
+        return (BaseSource::Packaged, choice);
+    };
+    let shown = tree.display();
+    if args.guess_base && wanted.is_none() {
+        let dir = kdir.series_dir(&series.name);
+        let texts: Vec<String> = series
+            .patches
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(dir.join(&p.file)).ok())
+            .collect();
+        let pre = gasbench_kbuild::guess_base::preimages(texts.iter().map(String::as_str));
+        match gasbench_kbuild::guess_base::guess(rt, tree, &pre, 40) {
+            Ok(Some(g)) => {
+                return (
+                    BaseSource::GitTree {
+                        path: tree.clone(),
+                        rev: Some(g.commit.clone()),
+                    },
+                    format!(
+                        "--guess-base: {} of {shown} ({}) is the newest revision that has all {} \
+                         file(s) the series changes as the series found them ({} newer tried)",
+                        g.rev,
+                        g.commit,
+                        pre.len(),
+                        g.tried
+                    ),
+                );
+            }
+            Ok(None) => {
+                return (
+                    BaseSource::GitTree {
+                        path: tree.clone(),
+                        rev: None,
+                    },
+                    format!(
+                        "--guess-base: no revision of {shown} (HEAD and its 40 newest tags) has \
+                         the {} file(s) the series changes as the series found them; built on \
+                         {} instead",
+                        pre.len(),
+                        kdir.base.upstream_tag
+                    ),
+                );
+            }
+            Err(e) => eprintln!("gasbench repro: --guess-base could not look: {e}"),
+        }
+    }
+    if let Some(rev) = &args.base_rev {
+        let also = wanted
+            .map(|c| format!(" (the series says base-commit {c})"))
+            .unwrap_or_default();
+        return (
+            BaseSource::GitTree {
+                path: tree.clone(),
+                rev: Some(rev.clone()),
+            },
+            format!("built on {rev} of {shown}, as --base-rev asks{also}"),
+        );
+    }
+    match wanted {
+        Some(c) => match gasbench_kbuild::tree::commit_in(rt, tree, c) {
+            Some(full) => (
+                BaseSource::GitTree {
+                    path: tree.clone(),
+                    rev: Some(full.clone()),
+                },
+                format!("built on the series' base-commit {c}, found in {shown} ({full})"),
+            ),
+            None => (
+                BaseSource::GitTree {
+                    path: tree.clone(),
+                    rev: None,
+                },
+                format!(
+                    "the series says base-commit {c}, which {shown} does not have; built on {} of \
+                     {shown} instead",
+                    kdir.base.upstream_tag
+                ),
+            ),
+        },
+        None => (
+            BaseSource::GitTree {
+                path: tree.clone(),
+                rev: None,
+            },
+            format!(
+                "the series has no base-commit: trailer; built on {} of {shown}",
+                kdir.base.upstream_tag
+            ),
+        ),
+    }
+}
+
+/// Who the reply is from: GASBENCH_FROM, else git's user.name and
+/// user.email, else the login name on this host.
+fn reviewer() -> String {
+    if let Ok(from) = std::env::var("GASBENCH_FROM")
+        && !from.trim().is_empty()
+    {
+        return from;
+    }
+    let git = |key: &str| {
+        std::process::Command::new("git")
+            .args(["config", "--get", key])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    match (git("user.name"), git("user.email")) {
+        (Some(n), Some(e)) => format!("{n} <{e}>"),
+        (None, Some(e)) => e,
+        _ => format!(
+            "{} <{}@localhost>",
+            std::env::var("USER").unwrap_or_else(|_| "reviewer".into()),
+            std::env::var("USER").unwrap_or_else(|_| "reviewer".into())
+        ),
+    }
+}
+
+/// What one profile's run left: its record, the files it could not
+/// write, and what the kernel stage produced.
+struct ProfileOutcome {
+    recorded: super::headless::Recorded,
+    unwritten: Vec<String>,
+    slot: KernelSlot,
+}
+
+/// Build the kernel `request` names, run `scenarios` on it (or only build
+/// when there are none) and write the run's results (`export`: what was
+/// checked out, and where else the KCIDB submission goes).
+#[allow(clippy::too_many_arguments)]
 fn run_profile(
     g: &Globals,
     args: &Args,
@@ -508,7 +826,8 @@ fn run_profile(
     request: KernelRequest,
     scenarios: Vec<Compiled>,
     runtime: &gasbench_env::Runtime,
-) -> miette::Result<(gasbench_trace::RunSummary, KernelSlot)> {
+    export: (&gasbench_trace::kcidb::Checkout, Option<&std::path::Path>),
+) -> miette::Result<ProfileOutcome> {
     let slot = Arc::new(Mutex::new(KernelSlot::default()));
     let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
     let boot = !scenarios.is_empty();
@@ -517,17 +836,29 @@ fn run_profile(
         kernel: provider.clone(),
         settings: args.vm.settings(g, runtime.clone(), run_dir),
     };
-    let summary = super::headless::record(run_dir, label, true, |sink, interrupt| async move {
-        if boot {
-            pipeline::run_until(opts, sink, interrupt).await.passed()
-        } else {
-            kernel_only(&provider, &sink).await
-        }
-    })?;
-    super::headless::write_results(run_dir, &summary)?;
-    super::headless::record_proofs(g, run_dir, &summary);
+    let recorded = super::headless::record(
+        run_dir,
+        label,
+        true,
+        args.vm.guest_log_cap,
+        |sink, interrupt| async move {
+            if boot {
+                pipeline::run_until(opts, sink, interrupt).await.passed()
+            } else {
+                kernel_only(&provider, &sink, interrupt).await
+            }
+        },
+    )?;
+    let (_, mut unwritten) =
+        super::headless::write_results(run_dir, &recorded.summary, export.0, export.1);
+    unwritten.extend(recorded.log_error.clone());
+    super::headless::record_proofs(g, run_dir, &recorded.summary);
     let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok((summary, slot))
+    Ok(ProfileOutcome {
+        recorded,
+        unwritten,
+        slot,
+    })
 }
 
 /// What the kernel stage produced, kept for the review.
@@ -577,8 +908,12 @@ fn kernel_provider(
 }
 
 /// No scenario concerns the series: apply and build only.
-async fn kernel_only(provider: &KernelProvider, sink: &EventSink) -> bool {
-    match pipeline::build_kernel(provider, sink).await {
+async fn kernel_only(
+    provider: &KernelProvider,
+    sink: &EventSink,
+    interrupt: gasbench_engine::interrupt::Interrupt,
+) -> bool {
+    match pipeline::build_kernel_until(provider, sink, interrupt).await {
         Ok(_) => true,
         Err(e) => {
             sink.emit(RunEvent::Error { text: e });
@@ -619,7 +954,7 @@ fn resolve_diagnostic(e: ResolveError) -> Report {
 }
 
 fn bad_input(report: Report) -> miette::Result<ExitCode> {
-    eprintln!("{report:?}");
+    super::eprint_report(&report);
     Ok(ExitCode::from(BAD_INPUT))
 }
 
@@ -637,15 +972,137 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_message_id_says_there_is_no_network_and_how_to_get_an_mbox() {
+    fn an_unknown_message_id_says_how_it_is_fetched_and_how_to_get_an_mbox_offline() {
         let e = gasbench_review::resolve::find_message_id("x.1@example.org", &[]).unwrap_err();
         let out = render(&resolve_diagnostic(e));
         assert!(
             out.contains("no series gasbench knows has the Message-Id <x.1@example.org>"),
             "{out}"
         );
-        assert!(out.contains("no network"), "{out}");
+        assert!(out.contains("offline"), "{out}");
         assert!(out.contains("t.mbox.gz"), "{out}");
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: Args,
+        }
+        let mut argv = vec!["x", "in.mbox"];
+        argv.extend_from_slice(extra);
+        P::parse_from(argv).a
+    }
+
+    #[test]
+    fn the_base_is_the_series_base_commit_when_a_tree_has_it_and_said_otherwise() {
+        let kdir =
+            KernelDir::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel")).unwrap();
+        let mut series = kdir.series("mkdirat2-v2").unwrap();
+        let rt = gasbench_env::Runtime::Host;
+        let (base, why) = choose_base(&args(&[]), &rt, &series, &kdir);
+        assert_eq!(base, gasbench_kbuild::BaseSource::Packaged);
+        assert!(why.contains("no base-commit: trailer"), "{why}");
+        assert!(why.contains("7.2.12"), "{why}");
+
+        series.base_commit = Some("0123456789abcdef0123456789abcdef01234567".into());
+        let (base, why) = choose_base(&args(&[]), &rt, &series, &kdir);
+        assert_eq!(base, gasbench_kbuild::BaseSource::Packaged);
+        assert!(why.contains("says base-commit 0123456789abcdef"), "{why}");
+        assert!(why.contains("instead"), "{why}");
+        assert!(why.contains("--base-tree PATH"), "{why}");
+
+        // A tree without that commit: its pinned tag, and the reason.
+        let repo = tempfile::tempdir().unwrap();
+        let git = |a: &[&str]| {
+            std::process::Command::new("git")
+                .args(a)
+                .current_dir(repo.path())
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@t")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@t")
+                .output()
+                .unwrap()
+        };
+        git(&["init", "-q"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "base"]);
+        let head = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap();
+        let tree = repo.path().to_str().unwrap();
+        let (base, why) = choose_base(&args(&["--base-tree", tree]), &rt, &series, &kdir);
+        assert!(matches!(
+            base,
+            gasbench_kbuild::BaseSource::GitTree { rev: None, .. }
+        ));
+        assert!(why.contains("does not have; built on v7.2.12"), "{why}");
+        // The tree has it: honoured.
+        series.base_commit = Some(head.trim()[..12].to_string());
+        let (base, why) = choose_base(&args(&["--base-tree", tree]), &rt, &series, &kdir);
+        assert_eq!(
+            base,
+            gasbench_kbuild::BaseSource::GitTree {
+                path: repo.path().to_path_buf(),
+                rev: Some(head.trim().to_string())
+            }
+        );
+        assert!(why.contains("built on the series' base-commit"), "{why}");
+        // --base-rev wins, and says what the series wanted.
+        let (_, why) = choose_base(
+            &args(&["--base-tree", tree, "--base-rev", "HEAD"]),
+            &rt,
+            &series,
+            &kdir,
+        );
+        assert!(
+            why.contains("as --base-rev asks (the series says base-commit"),
+            "{why}"
+        );
+
+        // No trailer, --guess-base: the newest revision with the blobs
+        // the posting was made against. A later commit changes the file;
+        // the series' preimage is the tagged one's blob.
+        std::fs::create_dir_all(repo.path().join("fs")).unwrap();
+        std::fs::write(repo.path().join("fs/namei.c"), "old\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "with namei"]);
+        git(&["tag", "v1"]);
+        let blob = String::from_utf8(git(&["rev-parse", "HEAD:fs/namei.c"]).stdout).unwrap();
+        std::fs::write(repo.path().join("fs/namei.c"), "newer\n").unwrap();
+        git(&["commit", "-q", "-am", "moved on"]);
+        let v1 = String::from_utf8(git(&["rev-parse", "v1"]).stdout).unwrap();
+        // A kernel directory whose series `s` is that one patch.
+        let kd = tempfile::tempdir().unwrap();
+        std::fs::copy(kdir.root().join("base.toml"), kd.path().join("base.toml")).unwrap();
+        std::fs::create_dir_all(kd.path().join("series/s")).unwrap();
+        let patch = format!(
+            "From x\nSubject: [PATCH] y\n\n---\ndiff --git a/fs/namei.c b/fs/namei.c\nindex {}..1234567 100644\n--- a/fs/namei.c\n+++ b/fs/namei.c\n@@ -1 +1 @@\n-old\n+new\n",
+            &blob.trim()[..7]
+        );
+        std::fs::write(kd.path().join("series/s/0001-y.patch"), patch).unwrap();
+        let kd = KernelDir::open(kd.path()).unwrap();
+        series.base_commit = None;
+        series.name = "s".into();
+        series.patches.truncate(1);
+        series.patches[0].file = "0001-y.patch".into();
+        let (base, why) = choose_base(
+            &args(&["--base-tree", tree, "--guess-base"]),
+            &rt,
+            &series,
+            &kd,
+        );
+        assert_eq!(
+            base,
+            gasbench_kbuild::BaseSource::GitTree {
+                path: repo.path().to_path_buf(),
+                rev: Some(v1.trim().to_string())
+            },
+            "{why}"
+        );
+        assert!(why.contains("--guess-base: v1 of"), "{why}");
+        assert!(why.contains("(1 newer tried)"), "{why}");
+        let (_, why) = choose_base(&args(&["--guess-base"]), &rt, &series, &kd);
+        assert!(why.contains("no git history"), "{why}");
     }
 
     #[test]

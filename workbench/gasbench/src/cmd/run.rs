@@ -8,6 +8,7 @@ use gasbench_engine::pipeline::{self, RunOptions};
 use gasbench_trace::RunDir;
 use miette::{IntoDiagnostic, miette};
 
+use super::exit;
 use crate::Globals;
 
 #[derive(clap::Args)]
@@ -37,23 +38,28 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
     let files = super::scenario::expand(&paths);
     if files.is_empty() {
-        return Err(miette!(
-            "no scenario files in {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        eprintln!(
+            "{:?}",
+            miette!(
+                "no scenario files in {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        return Ok(exit::code(exit::BAD_INPUT));
     }
     let scenarios = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
             eprintln!("gasbench run: {bad} scenario file(s) have problems; nothing was started");
-            return Ok(ExitCode::FAILURE);
+            return Ok(exit::code(exit::BAD_INPUT));
         }
     };
 
+    let scenarios = args.vm.shard_of(scenarios);
     let runtime = super::setup::ready_runtime(g)?;
 
     // A given image is checked now; the patched kernel is built (or
@@ -86,21 +92,38 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         kernel,
         settings: args.vm.settings(g, runtime, &run_dir),
     };
-    let summary = super::headless::record(&run_dir, &label, false, |sink, interrupt| async move {
-        pipeline::run_until(opts, sink, interrupt).await.passed()
-    })?;
+    let cap = args.vm.guest_log_cap;
+    let recorded =
+        super::headless::record(&run_dir, &label, false, cap, |sink, interrupt| async move {
+            pipeline::run_until(opts, sink, interrupt).await.passed()
+        })?;
+    let summary = &recorded.summary;
 
-    let results = super::headless::write_results(&run_dir, &summary)?;
-    super::headless::record_proofs(g, &run_dir, &summary);
+    // What was checked out: the base and every series gasbench knows
+    // (the kernel stage's default), unless a prebuilt --kernel was given.
+    let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
+        .map(|k| super::checkout::of_all(&k))
+        .unwrap_or_default();
+    // The summary is printed whatever could be written: on a full disk it
+    // is the only whole record of the verdicts.
+    let (results, unwritten) =
+        super::headless::write_results(&run_dir, summary, &checkout, args.vm.kcidb.as_deref());
+    super::headless::record_proofs(g, &run_dir, summary);
     if args.json {
-        println!("{results}");
+        println!("{}", gasbench_termsafe::json(&results));
     } else {
-        print!("{}", gasbench_trace::table::summary_table(&summary));
+        print!("{}", gasbench_trace::table::summary_table(summary));
         println!("run directory: {}", run_dir.path().display());
     }
-    Ok(if summary.passed == Some(true) {
-        ExitCode::SUCCESS
+    for e in &unwritten {
+        eprintln!("gasbench run: {e}");
+    }
+    // A record that could not be written is the environment failing: the
+    // verdicts on stdout are all there is.
+    let status = if unwritten.is_empty() && recorded.log_error.is_none() {
+        exit::for_run(summary)
     } else {
-        ExitCode::FAILURE
-    })
+        exit::TOOL_FAILED
+    };
+    Ok(recorded.exit_code(status))
 }

@@ -93,7 +93,7 @@ fn check(paths: &[PathBuf]) -> miette::Result<ExitCode> {
             Err(problems) => {
                 bad += 1;
                 println!("FAIL  {}: {} problem(s)", f.display(), problems.len());
-                eprintln!("{:?}", miette::Report::new(*problems));
+                super::eprint_report(&miette::Report::new(*problems));
             }
         }
     }
@@ -127,7 +127,7 @@ pub(crate) fn load_all(files: &[PathBuf]) -> Result<Vec<Compiled>, usize> {
             Ok(c) => good.push(c),
             Err(problems) => {
                 bad += 1;
-                eprintln!("{:?}", miette::Report::new(*problems));
+                super::eprint_report(&miette::Report::new(*problems));
             }
         }
     }
@@ -138,7 +138,7 @@ fn show(file: &Path, json: bool) -> miette::Result<ExitCode> {
     let c = match gasbench_scenario::load(file) {
         Ok(c) => c,
         Err(problems) => {
-            eprintln!("{:?}", miette::Report::new(*problems));
+            super::eprint_report(&miette::Report::new(*problems));
             return Ok(ExitCode::FAILURE);
         }
     };

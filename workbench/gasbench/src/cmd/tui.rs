@@ -111,6 +111,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         run_dir: run_dir.path().to_path_buf(),
         busybox: false,
         device_host: Default::default(),
+        guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
     };
     let names: Vec<String> = suite.iter().map(|c| c.plan.scenario.clone()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -122,7 +123,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         let (sink, rx) = gasbench_events::bus();
         let (forward, events) = gasbench_tui::tap();
         let log = run_dir.events();
-        let recorder = {
+        let mut recorder = {
             let log = log.clone();
             tokio::spawn(async move { gasbench_trace::log::record(rx, &log, forward).await })
         };
@@ -130,7 +131,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
             run_dir: run_dir.path().display().to_string(),
             command: "gasbench (interactive)".into(),
         });
-        let (tx, service) = service::spawn(settings, suite, provider, sink.clone());
+        let (tx, mut service) = service::spawn(settings, suite, provider, sink.clone());
         // The service holds the bus from here: when it ends, the bus
         // closes and the TUI knows the pipeline has stopped.
         drop(sink);
@@ -146,19 +147,51 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
             controller: Box::new(controller),
         })
         .await;
-        let _ = service.await;
-        let _ = recorder.await;
+        match &tui {
+            Ok(end) if !end.forced => {
+                let _ = service.await;
+            }
+            // Left at once (or the terminal failed): the service goes now,
+            // and with it the VM and the device server (their Drop kills
+            // them); the kernel stage's tools are killed by group.
+            _ => {
+                service.abort();
+                let _ = (&mut service).await;
+                gasbench_env::process::kill_tools();
+            }
+        }
+        // What reached the recorder is on disk within its tick; a part
+        // that still holds the bus is not waited for.
+        if tokio::time::timeout(RECORDER_DRAIN, &mut recorder)
+            .await
+            .is_err()
+        {
+            recorder.abort();
+        }
         tui
     });
-    // The same files a headless run leaves.
+    rt.shutdown_timeout(SHUTDOWN_WAIT);
+    // The same files a headless run leaves, each whole or not at all.
     if let Ok((events, _)) = gasbench_trace::log::read_all(&run_dir.events()) {
         let summary = RunSummary::from_events(&events);
-        if let Ok(json) = serde_json::to_string_pretty(&summary) {
-            let _ = std::fs::write(run_dir.results(), json);
+        let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
+            .map(|k| super::checkout::of_all(&k))
+            .unwrap_or_default();
+        let (_, unwritten) = super::headless::write_results(&run_dir, &summary, &checkout, None);
+        for e in unwritten {
+            eprintln!("gasbench: {e}");
         }
-        let _ = std::fs::write(run_dir.junit(), gasbench_trace::junit::to_junit(&summary));
     }
-    result.map_err(|e| miette!("{e}"))?;
+    let end = result.map_err(|e| miette!("{e}"))?;
     eprintln!("run directory: {}", run_dir.path().display());
-    Ok(ExitCode::SUCCESS)
+    // A signal ended it: the shell's code for it (130, 143, 129).
+    Ok(match end.signal {
+        Some(n) => ExitCode::from(128 + n as u8),
+        None => ExitCode::SUCCESS,
+    })
 }
+
+/// How long the recorder gets to write what is left once the TUI is gone.
+const RECORDER_DRAIN: Duration = Duration::from_secs(5);
+/// How long tasks still on the runtime get when the TUI has ended.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
