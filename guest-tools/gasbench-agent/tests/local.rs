@@ -635,6 +635,10 @@ fn hostile_bundles_are_refused_with_a_message() {
     }
 }
 
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
 #[test]
 fn write_file_writes_once_and_reports_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -642,10 +646,11 @@ fn write_file_writes_once_and_reports_errors() {
     std::fs::write(&target, "").unwrap();
     let b = bundle(vec![
         step(
-            json!({"op": "write_file", "path": target.display().to_string(), "text": "READ_AFTER_FREE"}),
+            // O_WRONLY and no O_CREAT/O_TRUNC, as a debugfs control is opened.
+            json!({"op": "write_file", "path": target.display().to_string(), "flags": 1, "mode": 0, "hex": hex("READ_AFTER_FREE"), "size": 15}),
         ),
         step(
-            json!({"op": "write_file", "path": dir.path().join("missing/x").display().to_string(), "text": "x"}),
+            json!({"op": "write_file", "path": dir.path().join("missing/x").display().to_string(), "flags": 1, "mode": 0, "hex": hex("x"), "size": 1}),
         ),
     ]);
     let run = run_local(&b, &[]);
