@@ -8,7 +8,8 @@
 //! - `test-fast`  fmt, clippy and the fast tier only (no VM, no root).
 //! - `tidy`       fmt and clippy only.
 //! - `bench`      the benchmarks (device MMIO, TUI frame time, boot and
-//!   suite time), each against a baseline measured in the same run.
+//!   suite time, the debug kernel profile's build, boot and suite time),
+//!   each against a baseline measured in the same run.
 
 mod tasks;
 

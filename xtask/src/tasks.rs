@@ -156,5 +156,17 @@ pub fn bench() -> anyhow::Result<()> {
             "--bench",
             "boot",
         ]),
+    )?;
+    step(
+        "bench: the debug profile against the default one: kernel build, boot to ready, suite (gasbench-e2e)",
+        cargo(&[
+            "bench",
+            "-p",
+            "gasbench-e2e",
+            "--features",
+            "e2e",
+            "--bench",
+            "profiles",
+        ]),
     )
 }

@@ -9,6 +9,8 @@
 //! - [`bundle`]: a compiled scenario as the agent runs it, with [`expr`]
 //!   for the values it resolves at run time.
 //! - [`ktap`]: the KTAP parser the agent runs over kselftest output.
+//! - [`kmsg`]: the markers the agent writes into the kernel log around
+//!   each call, which tie kernel reports to calls.
 //!
 //! **Architecture invariant:** this crate does no I/O and has no
 //! dependencies beyond serde, so the static guest agent stays small and the
@@ -17,6 +19,7 @@
 pub mod bundle;
 pub mod consts;
 pub mod expr;
+pub mod kmsg;
 pub mod ktap;
 pub mod protocol;
 pub mod uapi;

@@ -14,6 +14,7 @@
 
 mod argbuf;
 mod init;
+mod kdebug;
 mod out;
 mod runner;
 mod serve;
@@ -130,6 +131,7 @@ fn main() -> ExitCode {
             bundle_id: 0,
             mkdirat2_nr: nr,
             workdir,
+            kmsg: Default::default(),
         };
         return match runner.run(&bundle, &mut NoHost(&out)) {
             Ok(()) => ExitCode::SUCCESS,

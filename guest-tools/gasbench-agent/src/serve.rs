@@ -152,6 +152,7 @@ pub fn serve(input: &mut dyn BufRead, out: &Out, opts: &ServeOpts) -> Result<(),
                     bundle_id: id,
                     mkdirat2_nr: opts.mkdirat2_nr,
                     workdir,
+                    kmsg: Default::default(),
                 };
                 let mut host = PortHost {
                     input: &mut *input,

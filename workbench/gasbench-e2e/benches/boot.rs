@@ -120,6 +120,7 @@ fn main() {
             cpus: 2,
             goldfish_socket: None,
             run_dir: dir.path().join(format!("ours-{round}")),
+            cmdline: String::new(),
             guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
         };
         let t = Instant::now();
@@ -170,6 +171,8 @@ fn main() {
             .map(|p| ("mkdirat_fd_test".into(), p.clone()))
             .collect(),
         description: k.release.clone(),
+        profile: Default::default(),
+        symbols: None,
     };
     // The suite with the device server on a thread (the default), then as
     // a child process: what the extra pipe round trip per access costs.

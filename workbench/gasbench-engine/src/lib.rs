@@ -16,6 +16,7 @@ pub mod guest_image;
 pub mod interrupt;
 pub mod pipeline;
 pub mod preflight;
+pub mod reports;
 pub mod scenario_run;
 pub mod service;
 pub mod session;

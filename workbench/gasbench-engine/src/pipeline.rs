@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gasbench_env::kvm::KvmVerdict;
 use gasbench_env::{CacheDir, Runtime};
 use gasbench_events::EventSink;
-use gasbench_events::run::{AccelChoice, Outcome, RunEvent, Stage};
+use gasbench_events::run::{AccelChoice, Outcome, ProfileChoice, RunEvent, Stage};
 use gasbench_qemu::Accel;
 use gasbench_scenario::{Compiled, Report};
 
@@ -23,6 +23,7 @@ use crate::interrupt::Interrupt;
 
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
+use crate::reports::ReportBook;
 use crate::scenario_run::{ScenarioError, ScenarioOutcome, run_scenario};
 use crate::session::BootSpec;
 
@@ -57,6 +58,28 @@ pub struct KernelArtifacts {
     pub selftests: Vec<(String, PathBuf)>,
     /// Human-readable: "7.2.12 + goldfish v3 + mkdirat2 v2 (built)".
     pub description: String,
+    /// The profile it was built with: its detectors and command line.
+    pub profile: KernelProfile,
+    /// What decodes its stack traces; None for a kernel image given
+    /// without them.
+    pub symbols: Option<KernelSymbols>,
+}
+
+/// A kernel profile as the run needs it.
+#[derive(Clone, Debug, Default)]
+pub struct KernelProfile {
+    pub choice: ProfileChoice,
+    /// Added to the kernel command line.
+    pub cmdline: String,
+}
+
+/// The files that turn a stack frame into `file:line`.
+#[derive(Clone, Debug)]
+pub struct KernelSymbols {
+    pub system_map: PathBuf,
+    pub vmlinux: Option<PathBuf>,
+    /// The kernel has line tables (CONFIG_DEBUG_INFO).
+    pub debug_info: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +229,7 @@ pub struct Runner {
     guest: Option<Guest>,
     bundle_id: u64,
     pub boots: u32,
+    reports: ReportBook,
 }
 
 impl Runner {
@@ -266,6 +290,18 @@ impl Runner {
             accel: verdict.accel().into(),
             reason: verdict.reason.clone(),
         }));
+        sink.emit(RunEvent::Profile(opts.kernel.profile.choice.clone()));
+        let decoder = match &opts.kernel.symbols {
+            Some(k) => gasbench_kreport::decode::Decoder::new(
+                opts.settings.runtime.clone(),
+                k.vmlinux.as_deref(),
+                &k.system_map,
+                k.debug_info,
+            )
+            .map_err(|e| e.to_string()),
+            None => Err("the kernel was given without System.map and vmlinux".into()),
+        };
+        let reports = ReportBook::new(decoder);
         let boot_spec = BootSpec {
             kernel: opts.kernel.bzimage.clone(),
             initramfs,
@@ -279,9 +315,11 @@ impl Runner {
             cpus: opts.settings.cpus,
             goldfish_socket: None,
             run_dir: opts.settings.run_dir.clone(),
+            cmdline: opts.kernel.profile.cmdline.clone(),
             guest_log_cap: opts.settings.guest_log_cap,
         };
         Ok(Runner {
+            reports,
             accel: verdict.accel().to_string(),
             opts,
             sink,
@@ -332,8 +370,78 @@ impl Runner {
         self.run_one_until(c, &mut Interrupt::never()).await
     }
 
+    /// Boot a guest (the device server with it) and wait for the agent;
+    /// the Runner's next scenario runs on it.
+    pub async fn boot(&mut self) -> Result<(), String> {
+        self.boot_until(None).await
+    }
+
+    /// [`Runner::boot`] that gives up when `interrupt` is set: a boot is
+    /// not waited out when the run is being stopped, and what it started
+    /// dies with it (its Drop).
+    async fn boot_until(&mut self, interrupt: Option<&mut Interrupt>) -> Result<(), String> {
+        let t = Instant::now();
+        self.sink.emit(RunEvent::StageBegin {
+            stage: Stage::Boot,
+            detail: format!(
+                "{} under {}",
+                self.opts.kernel.description,
+                self.accel.to_uppercase()
+            ),
+        });
+        let boot = Guest::boot(
+            &self.boot_spec,
+            Some((
+                gasbench_device::DeviceConfig::default(),
+                &self.opts.settings.device_host,
+            )),
+            &self.opts.settings.runtime,
+            &self.sink,
+            self.opts.settings.ready_timeout,
+        );
+        let booted = match interrupt {
+            Some(interrupt) => tokio::select! {
+                g = boot => g.map_err(|e| e.to_string()),
+                cause = interrupt.wait() => Err(interrupted_error(&cause)),
+            },
+            None => boot.await.map_err(|e| e.to_string()),
+        };
+        let g = booted.map_err(|e| stage_failed(&self.sink, Stage::Boot, e, t))?;
+        self.boots += 1;
+        stage_end(
+            &self.sink,
+            Stage::Boot,
+            Outcome::Ok,
+            format!(
+                "ready in {:.2} s ({})",
+                t.elapsed().as_secs_f64(),
+                g.session.ready.kernel_release
+            ),
+            t,
+        );
+        self.guest = Some(g);
+        self.bundle_id = 0;
+        Ok(())
+    }
+
+    /// Why `c` is not for this run's kernel, if it is not (it names the
+    /// profiles it is for).
+    pub fn skip_reason(&self, c: &Compiled) -> Option<String> {
+        let profile = &self.opts.kernel.profile.choice.name;
+        let wanted = &c.plan.profiles;
+        (!wanted.is_empty() && !wanted.contains(profile)).then(|| {
+            format!(
+                "it is for the {} profile{} and this kernel is the {profile} profile (--profile {})",
+                wanted.join(" or "),
+                if wanted.len() > 1 { "s" } else { "" },
+                wanted[0]
+            )
+        })
+    }
+
     /// [`Runner::run_one`] that ends the scenario early, with the verdicts
-    /// it has, when `interrupt` is set.
+    /// it has, when `interrupt` is set. (Callers check
+    /// [`Runner::skip_reason`] first.)
     pub async fn run_one_until(
         &mut self,
         c: &Compiled,
@@ -350,46 +458,9 @@ impl Runner {
                 });
                 old.shutdown().await;
             }
-            let t = Instant::now();
-            self.sink.emit(RunEvent::StageBegin {
-                stage: Stage::Boot,
-                detail: format!(
-                    "{} under {}",
-                    self.opts.kernel.description,
-                    self.accel.to_uppercase()
-                ),
-            });
-            let boot = Guest::boot(
-                &self.boot_spec,
-                Some((
-                    gasbench_device::DeviceConfig::default(),
-                    &self.opts.settings.device_host,
-                )),
-                &self.opts.settings.runtime,
-                &self.sink,
-                self.opts.settings.ready_timeout,
-            );
-            // A boot is not waited out when the run is being stopped: what
-            // it started dies with it (its Drop).
-            let booted = tokio::select! {
-                g = boot => g.map_err(|e| e.to_string()),
-                cause = interrupt.wait() => Err(interrupted_error(&cause)),
-            };
-            let g = booted.map_err(|e| stopped(stage_failed(&self.sink, Stage::Boot, e, t)))?;
-            self.boots += 1;
-            stage_end(
-                &self.sink,
-                Stage::Boot,
-                Outcome::Ok,
-                format!(
-                    "ready in {:.2} s ({})",
-                    t.elapsed().as_secs_f64(),
-                    g.session.ready.kernel_release
-                ),
-                t,
-            );
-            self.guest = Some(g);
-            self.bundle_id = 0;
+            self.boot_until(Some(&mut *interrupt))
+                .await
+                .map_err(stopped)?;
         }
         let Some(g) = self.guest.as_mut() else {
             return Err(stopped("no guest".into()));
@@ -397,7 +468,18 @@ impl Runner {
         self.bundle_id += 1;
         let share = self.opts.settings.run_dir.join("share");
         let began = Instant::now();
-        match run_scenario(g, c, self.bundle_id, &share, &self.sink, interrupt).await {
+        let profile = self.opts.kernel.profile.choice.clone();
+        match run_scenario(
+            g,
+            c,
+            self.bundle_id,
+            &share,
+            &self.sink,
+            interrupt,
+            (&mut self.reports, &profile),
+        )
+        .await
+        {
             Ok(ScenarioOutcome {
                 report,
                 died: Some(e),
@@ -517,6 +599,13 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
     for c in &scenarios {
         if interrupt.is_set() {
             break;
+        }
+        if let Some(why) = runner.skip_reason(c) {
+            sink.emit(RunEvent::ScenarioSkipped {
+                scenario: c.plan.scenario.clone(),
+                why,
+            });
+            continue;
         }
         match runner.run_one_until(c, &mut interrupt).await {
             Ok(report) => out.reports.push(report),

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
-use gasbench_events::run::RunEvent;
+use gasbench_events::report::ReportKind;
+use gasbench_events::run::{ProfileChoice, RunEvent};
 use gasbench_qemu::spec::GOLDFISH_ID;
 use gasbench_safefs::{GuestDir, SafeFsError};
 use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
@@ -23,6 +24,7 @@ use serde_json::json;
 use crate::guest::Guest;
 use crate::interrupt::Interrupt;
 use crate::preflight;
+use crate::reports::{ReportBook, Watcher};
 use crate::session::SessionError;
 
 /// How a scenario ended.
@@ -96,7 +98,9 @@ const BUNDLES: &str = "bundles";
 /// How long QEMU's hot-unplug may take: the guest must unbind the driver.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Run `c` on `guest`. `bundle_id` is unique within the boot. `Err`: the
+/// Run `c` on `guest`. `bundle_id` is unique within the boot. Kernel
+/// reports are numbered in `book` across the run; `profile` says which
+/// detectors the kernel has (kmemleak: scans before and after). `Err`: the
 /// scenario could not begin (its bundle could not be written, the agent or
 /// device could not be told); a part that dies once it runs ends it with
 /// the verdicts it has and [`ScenarioOutcome::died`].
@@ -107,6 +111,7 @@ pub async fn run_scenario(
     share: &Path,
     sink: &EventSink,
     interrupt: &mut Interrupt,
+    (book, profile): (&mut ReportBook, &ProfileChoice),
 ) -> Result<ScenarioOutcome, ScenarioError> {
     let start = Instant::now();
     let plan = &c.plan;
@@ -128,7 +133,12 @@ pub async fn run_scenario(
         d.set_fault_plan(plan).map_err(ScenarioError::DeviceDied)?;
     }
 
-    let json = serde_json::to_vec_pretty(&c.bundle).unwrap_or_default();
+    // Calls are marked in the kernel log (reports are tied to them); a
+    // kernel with kmemleak is scanned around the scenario.
+    let mut bundle = c.bundle.clone();
+    bundle.kmsg_markers = true;
+    bundle.kmemleak = profile.detectors.iter().any(|d| d == "kmemleak");
+    let json = serde_json::to_vec_pretty(&bundle).unwrap_or_default();
     let rel =
         write_bundle(share, bundle_id, &json, sink).map_err(|source| ScenarioError::Bundle {
             scenario: name.clone(),
@@ -136,6 +146,7 @@ pub async fn run_scenario(
         })?;
 
     let mut console = guest.session.vm.console();
+    let mut watcher = Watcher::new(bundle_id, &name);
     guest.session.send(&HostMsg::RunBundle {
         id: bundle_id,
         path: rel,
@@ -222,6 +233,10 @@ pub async fn run_scenario(
                             break;
                         }
                     }
+                    AgentMsg::Kmemleak { step, text, error, .. } => {
+                        ev.kmemleak_scan(step, error);
+                        watcher.kmemleak(step, &text);
+                    }
                     AgentMsg::BundleEnd { .. } => break,
                     _ => {}
                 }
@@ -236,6 +251,7 @@ pub async fn run_scenario(
             line = console.recv() => {
                 if let Ok(line) = line {
                     ev.console(current, &line);
+                    watcher.console(&line, current);
                 }
             }
             alive = device_changed => {
@@ -267,9 +283,66 @@ pub async fn run_scenario(
     .await
     {
         ev.console(current, &line);
+        watcher.console(&line, current);
     }
     if !guest.plugged && unfit.is_none() {
         unfit = Some(format!("{name} left the goldfish device unplugged"));
+    }
+    // Kernel reports: numbered, decoded, on the bus, to the verdicts.
+    let (found, dropped) = watcher.finish(current);
+    if dropped > 0 {
+        sink.emit(RunEvent::Note {
+            text: format!("{name}: {dropped} more kernel report(s) were not kept"),
+        });
+    }
+    let filed = book.file(found, sink).await;
+    for f in &filed {
+        ev.kernel_report(&f.report);
+        if f.report.kind.spoils_the_boot() && unfit.is_none() {
+            unfit = Some(match f.report.kind {
+                ReportKind::Lockdep => format!(
+                    "{name}: lockdep reported (report #{}); it reports once per boot and is off until the next",
+                    f.report.id
+                ),
+                ReportKind::Kasan => format!(
+                    "{name}: KASAN reported (report #{}); the taint it sets turns lockdep off until the next boot",
+                    f.report.id
+                ),
+                kind => format!(
+                    "{name}: the kernel reported a {} (report #{}); it is not trusted for another scenario",
+                    kind.name(),
+                    f.report.id
+                ),
+            });
+        }
+    }
+    // A step that provoked a detector on purpose and got its report.
+    for e in &plan.expectations {
+        if let gasbench_scenario::Check::Report { kinds } = &e.check {
+            let under = |s: Option<u32>| {
+                let mut s = s;
+                while let Some(id) = s {
+                    if id == e.step {
+                        return true;
+                    }
+                    s = plan.step(id).and_then(|i| i.parent);
+                }
+                false
+            };
+            for kind in kinds {
+                if let Some(f) = filed
+                    .iter()
+                    .find(|f| f.report.kind.name() == kind && under(f.report.attribution.step))
+                {
+                    sink.emit(RunEvent::DetectorProven {
+                        detector: kind.clone(),
+                        scenario: name.clone(),
+                        step: e.step,
+                        report: f.report.id,
+                    });
+                }
+            }
+        }
     }
     let mut report = ev.finish();
     if let (Some(why), Some(step)) = (&unfit, timed_out) {

@@ -37,6 +37,7 @@ pub mod kconfig;
 pub mod layout;
 pub mod make;
 pub mod manifest;
+pub mod profile;
 pub mod report;
 pub mod selftest;
 pub mod tree;
@@ -83,6 +84,9 @@ pub struct KernelRequest {
     pub jobs: Option<u32>,
     /// Throw away local edits in the cached tree instead of refusing.
     pub discard_local_changes: bool,
+    /// The kernel profile (`kernel/profiles/profiles.toml`): `default`,
+    /// `debug`, `race`.
+    pub profile: String,
 }
 
 impl Default for KernelRequest {
@@ -96,6 +100,7 @@ impl Default for KernelRequest {
             cross_arch: None,
             jobs: None,
             discard_local_changes: false,
+            profile: profile::DEFAULT.to_string(),
         }
     }
 }
@@ -120,23 +125,6 @@ pub struct KernelArtifacts {
     pub manifest: BuildManifest,
     /// True when nothing had changed and the earlier build was reused.
     pub reused: bool,
-}
-
-/// The build directory for a set of series: the default (every series)
-/// keeps `out`; a subset (`gasbench repro --series`, `kernel build
-/// --series`) gets its own. Their .config files differ, and one shared
-/// directory rebuilt everything on every switch between them (60–300 s).
-fn build_dir_for(out: &Path, series: Option<&[String]>) -> PathBuf {
-    match series {
-        None => out.to_path_buf(),
-        Some(names) => {
-            let mut names = names.to_vec();
-            names.sort();
-            names.dedup();
-            let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-            out.with_file_name(format!("{name}-{}", names.join("+")))
-        }
-    }
 }
 
 struct StageTimer<'a> {
@@ -220,10 +208,18 @@ fn build_or_reuse(
     let kdir = KernelDir::locate(req.kernel_dir.as_deref())?;
     // A build of some of the series leaves out the config symbols only
     // the other series add: they cannot be set without their patches.
-    let (fragments, left_out) = match &req.series {
+    let (mut fragments, left_out) = match &req.series {
         Some(only) => kdir.fragments_for(only)?,
         None => (kdir.fragments()?, Default::default()),
     };
+    // The profile's fragment goes last: it may turn off what the guest
+    // config picks (SLUB_TINY for KASAN).
+    let profile = profile::profile(&kdir, &req.profile)?;
+    // A profile that sets nothing (default) leaves the configuration, and
+    // so its cached build, exactly as without profiles.
+    if !kconfig::parse_fragment(&profile.fragment.text, &profile.fragment.name).is_empty() {
+        fragments.push(profile.fragment.clone());
+    }
     for (symbol, by) in &left_out {
         note(
             sink,
@@ -260,7 +256,7 @@ fn build_or_reuse(
     let make = Make {
         rt: rt.clone(),
         src: tree.src.clone(),
-        out: build_dir_for(&tree.out, req.series.as_deref()),
+        out: profile::build_dir_for(&tree.out, req.series.as_deref(), &profile.name),
         // The tree and the build outputs (headers and the selftest are
         // written straight into the staging directory under builds/).
         binds: {
@@ -273,6 +269,9 @@ fn build_or_reuse(
         jobs: req.jobs.unwrap_or_else(default_jobs),
     };
     let src_git = Git::new(rt, &tree.src, &tree.binds());
+    if let Some(seed) = profile::seed_for(&make.out, &profile.name) {
+        seed_build_dir(&make, &seed, sink)?;
+    }
 
     // ---- Per patch ----
     let mut per_patch = Vec::new();
@@ -305,17 +304,17 @@ fn build_or_reuse(
         );
     }
 
-    // The built tree at the result.
-    let local = checkout(
-        &src_git,
-        &report.head,
-        req.discard_local_changes || req.per_patch,
-    )?;
-    let tree_state = format!("{}+{}", report.head, local);
+    // The built tree at the result (with the profile's own patches).
+    let head = {
+        let mut binds = tree.binds();
+        binds.push(kdir.root().to_path_buf());
+        profile::commit_on(&Git::new(rt, &tree.apply, &binds), &report.head, &profile)?
+    };
+    let local = checkout(&src_git, &head, req.discard_local_changes || req.per_patch)?;
+    let tree_state = format!("{head}+{local}");
     // The configuration depends on the Kconfig files only: editing a
     // driver in the cached tree must not re-run the configuration.
-    let kconfig_state =
-        kconfig_state(&src_git, &tree.base_commit, &report.head, !local.is_empty())?;
+    let kconfig_state = kconfig_state(&src_git, &tree.base_commit, &head, !local.is_empty())?;
 
     // ---- Configure ----
     let st = StageTimer::begin(
@@ -382,7 +381,10 @@ fn build_or_reuse(
             }
         }
     };
-    if let Some(a) = reused {
+    if let Some(mut a) = reused {
+        // What a profile arms and adds to the command line is not part of
+        // the build: the current definition holds.
+        a.manifest.profile = profile.info.clone();
         for stage in [Stage::Build, Stage::Selftests] {
             let st = StageTimer::begin(sink, stage, "");
             st.end(
@@ -505,6 +507,15 @@ fn build_or_reuse(
     ] {
         std::fs::copy(&from, &to).map_err(|e| KbuildError::io("copy", &from, e))?;
     }
+    // vmlinux decodes the guest's stack traces; a debug one is hundreds
+    // of MiB, so it is linked, not copied (the linker replaces the file
+    // on a rebuild; it never writes into the old one).
+    let vmlinux_from = make.out.join("vmlinux");
+    let vmlinux_to = staging.join("vmlinux");
+    if std::fs::hard_link(&vmlinux_from, &vmlinux_to).is_err() {
+        std::fs::copy(&vmlinux_from, &vmlinux_to)
+            .map_err(|e| KbuildError::io("copy", &vmlinux_from, e))?;
+    }
     let mkdirat2 = apply::syscall_number(&tree.src, "mkdirat2");
     timings.total_ms = t0.elapsed().as_millis() as u64;
     let artifacts = ArtifactPaths {
@@ -514,6 +525,7 @@ fn build_or_reuse(
         headers: final_dir.join("headers/include"),
         selftest: has_selftest.then(|| final_dir.join("selftests").join(selftest::SELFTEST)),
         build_log: final_dir.join("build.log"),
+        vmlinux: Some(final_dir.join("vmlinux")),
     };
     // A build that copied a broken image is not one to keep.
     let staged_image = staging.join("bzImage");
@@ -526,7 +538,7 @@ fn build_or_reuse(
         kernel_release: release,
         base: tree.label.clone(),
         base_commit: tree.base_commit.clone(),
-        head: report.head.clone(),
+        head,
         local_changes_sha256: local,
         build_key: build_key.clone(),
         arch: make.arch.clone(),
@@ -541,6 +553,7 @@ fn build_or_reuse(
         mkdirat2_syscall: mkdirat2,
         kbuild_steps: run.steps,
         per_patch,
+        profile: profile.info.clone(),
         checked,
     };
     let mpath = staging.join("manifest.json");
@@ -571,6 +584,59 @@ fn build_or_reuse(
         manifest,
         reused: false,
     })
+}
+
+/// Start `make.out` as a copy of `seed` (times kept, so kbuild's view of
+/// what is up to date carries over); made beside it and renamed into
+/// place, so an interrupted copy leaves nothing that looks like a build.
+fn seed_build_dir(make: &Make, seed: &Path, sink: &EventSink) -> Result<(), KbuildError> {
+    note(
+        sink,
+        Stage::Build,
+        &format!(
+            "{} starts as a copy of {}: only what differs is rebuilt",
+            make.out.display(),
+            seed.display()
+        ),
+    );
+    let partial = make.out.with_extension("seeding");
+    let _ = std::fs::remove_dir_all(&partial);
+    let argv = [
+        "cp".to_string(),
+        "-a".into(),
+        "--reflink=auto".into(),
+        seed.display().to_string(),
+        partial.display().to_string(),
+    ];
+    let parent = make.out.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let out = make
+        .rt
+        .build_command(&argv, &make.binds, &parent)
+        .output()
+        .map_err(|e| KbuildError::Spawn {
+            what: "cp (seeding the build directory)".into(),
+            source: e,
+        })?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&partial);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if crate::disk::output_says_full(&text) {
+            return Err(KbuildError::DiskFull {
+                what: "seeding the build directory".into(),
+                path: partial,
+                available_mib: crate::disk::free_mib(&parent).unwrap_or(0),
+                needed_mib: 0,
+            });
+        }
+        return Err(KbuildError::Command {
+            command: "cp -a".into(),
+            status: out.status.to_string(),
+            detail: crate::git::tail(text.trim(), 10),
+        });
+    }
+    // The copy's configuration key is the seed's: configure runs again.
+    let _ = std::fs::remove_file(partial.join(".gasbench-config-key"));
+    std::fs::rename(&partial, &make.out).map_err(|e| KbuildError::io("rename", &partial, e))
 }
 
 type Prepared = (BaseTree, tree::TreeLock, ApplyReport);
@@ -843,6 +909,13 @@ fn reuse(dir: &Path) -> Reuse {
     if let Err(e) = bzimage::check(&a.bzimage) {
         return Reuse::Damaged(e.to_string());
     }
+    // vmlinux is too big to hash on every reuse (a debug one is hundreds
+    // of MiB); that it is there is what decoding needs.
+    if let Some(v) = &manifest.artifacts.vmlinux
+        && !v.exists()
+    {
+        return Reuse::Damaged(format!("{} is missing", v.display()));
+    }
     let a = &manifest.artifacts;
     Reuse::Hit(Box::new(KernelArtifacts {
         bzimage: a.bzimage.clone(),
@@ -866,6 +939,7 @@ fn emit_artifacts(sink: &EventSink, a: &ArtifactPaths) {
         ("headers", Some(&a.headers)),
         ("selftest", a.selftest.as_ref()),
         ("build_log", Some(&a.build_log)),
+        ("vmlinux", a.vmlinux.as_ref()),
     ] {
         let Some(path) = path else { continue };
         sink.emit(KernelEvent::Artifact {
@@ -1070,10 +1144,12 @@ mod tests {
                 headers: old.join("headers/include"),
                 selftest: Some(old.join("selftests/mkdirat_fd_test")),
                 build_log: old.join("build.log"),
+                vmlinux: None,
             },
             mkdirat2_syscall: Some(472),
             kbuild_steps: 1,
             per_patch: vec![],
+            profile: crate::profile::ProfileInfo::default_profile(),
             checked: vec![],
         };
         std::fs::write(
@@ -1136,21 +1212,5 @@ mod tests {
             _ => panic!("a truncated legacy image is reused"),
         }
         assert!(matches!(reuse(&cache.path().join("none")), Reuse::Missing));
-    }
-
-    #[test]
-    fn each_set_of_series_builds_in_its_own_directory() {
-        let out = Path::new("/cache/kernel/trees/7.2.12-x/out");
-        assert_eq!(build_dir_for(out, None), out);
-        let one = build_dir_for(out, Some(&["mkdirat2-v2".to_string()]));
-        assert_eq!(
-            one,
-            Path::new("/cache/kernel/trees/7.2.12-x/out-mkdirat2-v2")
-        );
-        // The order the series were named in does not matter.
-        let a = build_dir_for(out, Some(&["b-v1".into(), "a-v2".into()]));
-        let b = build_dir_for(out, Some(&["a-v2".into(), "b-v1".into(), "a-v2".into()]));
-        assert_eq!(a, b);
-        assert_eq!(a, Path::new("/cache/kernel/trees/7.2.12-x/out-a-v2+b-v1"));
     }
 }

@@ -78,6 +78,13 @@ pub struct HostPlan {
     pub expectations: Vec<Expectation>,
     /// Kernel log rules for the whole run (console lines of any step).
     pub kernel_log: KernelLogRules,
+    /// The kernel profiles the scenario is for (`[scenario] profiles`);
+    /// empty: every profile. Elsewhere it is skipped, saying why.
+    pub profiles: Vec<String>,
+    /// A kernel report (KASAN, lockdep, WARN, …) that no `expect.report`
+    /// asked for fails the step it is attributed to (`[kernel_log]
+    /// default_checks = false` turns this off with the line checks).
+    pub reports_fail: bool,
 }
 
 impl HostPlan {
@@ -162,6 +169,9 @@ pub struct StepInfo {
     pub capture: Option<String>,
     /// The sync point the agent stops at after this step.
     pub sync: Option<u32>,
+    /// Systematic fault injection on the step's call (`inject`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inject: Option<gasbench_abi::bundle::Inject>,
 }
 
 /// What the host does when the agent stops after `step`: first the
@@ -251,6 +261,16 @@ pub enum Check {
     /// The host action(s) at the step's sync point succeeded (`true`) or
     /// failed (`false`).
     Host { ok: bool },
+    /// The step made the kernel report this (`expect.report = "kasan"`):
+    /// a detector proven to fire. Such reports do not fail the step.
+    Report { kinds: Vec<String> },
+    /// What kmemleak found after the step (`expect.kernel.leaks`).
+    Leaks { matcher: Matcher },
+    /// Under fault injection, every attempt in which the kernel failed a
+    /// fault point either succeeded or failed cleanly with one of these
+    /// errnos, leaving the descriptor table (and, for a call that makes
+    /// a path, the path) as it was when it failed.
+    Injected { errnos: Vec<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -60,6 +60,8 @@ pub enum Action {
     RunSelected,
     RunAll,
     Rebuild,
+    /// `p`: the next kernel profile (default → debug → race).
+    NextProfile,
     StopVm,
     /// `q`, Ctrl-C: stop the VM cleanly, then leave.
     Quit,
@@ -77,6 +79,7 @@ pub enum Action {
 pub enum Effect {
     Run(Selection),
     RebuildKernel,
+    NextProfile,
     StopVm,
     /// Ask the pipeline to stop the VM and close the bus.
     Quit,
@@ -354,6 +357,14 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
                 fx.push(Effect::RebuildKernel);
             }
         }
+        Action::NextProfile => {
+            if m.mode != Mode::Live {
+                browse_only(m, "profile");
+            } else if !m.quitting {
+                info(m, "profile: switching to the next kernel profile");
+                fx.push(Effect::NextProfile);
+            }
+        }
         Action::StopVm => {
             if m.mode != Mode::Live {
                 browse_only(m, "stop");
@@ -405,11 +416,22 @@ mod tests {
     #[test]
     fn browsing_refuses_pipeline_actions_and_quits_at_once() {
         let mut m = browse();
-        for a in [Action::RunSelected, Action::Rebuild, Action::StopVm] {
+        for a in [
+            Action::RunSelected,
+            Action::Rebuild,
+            Action::NextProfile,
+            Action::StopVm,
+        ] {
             assert!(update(&mut m, a).is_empty());
             assert!(m.status.as_ref().unwrap().error);
         }
         assert_eq!(update(&mut m, Action::Quit), [Effect::Exit]);
+    }
+
+    #[test]
+    fn p_asks_the_pipeline_for_the_next_kernel_profile() {
+        let mut m = Model::from_events(Vec::new(), Mode::Live, Theme::mono());
+        assert_eq!(update(&mut m, Action::NextProfile), [Effect::NextProfile]);
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub const BINDINGS: &[Binding] = &[
         what: "rebuild the kernel",
     },
     Binding {
+        keys: "p",
+        what: "next kernel profile (default, debug, race)",
+    },
+    Binding {
         keys: "s",
         what: "stop the VM",
     },
@@ -143,6 +147,7 @@ pub fn map(m: &Model, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('r') => Action::RunSelected,
         KeyCode::Char('R') => Action::RunAll,
         KeyCode::Char('b') => Action::Rebuild,
+        KeyCode::Char('p') => Action::NextProfile,
         KeyCode::Char('s') => Action::StopVm,
         KeyCode::Char('q') => Action::Quit,
         _ => return None,

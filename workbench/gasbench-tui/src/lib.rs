@@ -61,6 +61,13 @@ pub trait Controller: Send {
     fn run(&mut self, which: Selection) -> Result<(), ControlError>;
     /// Rebuild the kernel (apply the series, build).
     fn rebuild_kernel(&mut self) -> Result<(), ControlError>;
+    /// Switch to the next kernel profile (default, debug, race) and build
+    /// its kernel (the next run boots it).
+    fn next_profile(&mut self) -> Result<(), ControlError> {
+        Err(ControlError(
+            "this session cannot switch kernel profiles".into(),
+        ))
+    }
     /// Stop the VM cleanly (agent shutdown, then QMP quit).
     fn stop_vm(&mut self) -> Result<(), ControlError>;
     /// Stop everything cleanly and then close the bus. The TUI keeps
@@ -321,6 +328,7 @@ where
                         let (what, result) = match other {
                             Effect::Run(sel) => ("run", c.run(sel)),
                             Effect::RebuildKernel => ("rebuild", c.rebuild_kernel()),
+                            Effect::NextProfile => ("profile", c.next_profile()),
                             Effect::StopVm => ("stop", c.stop_vm()),
                             Effect::Quit => ("quit", c.quit()),
                             Effect::Exit => unreachable!("handled above"),

@@ -489,6 +489,8 @@ pub struct RunInfo {
     pub base: Option<String>,
     pub vm_state: Option<String>,
     pub finished: Option<(bool, u64)>,
+    /// The kernel's profile (`default`, `debug`, `race`).
+    pub profile: Option<String>,
 }
 
 /// Live session or a past run opened for browsing.
@@ -780,6 +782,26 @@ impl Model {
                 self.run.accel = Some(a.accel.clone());
                 self.run.accel_reason = Some(a.reason.clone());
             }
+            RunEvent::Profile(p) => self.run.profile = Some(p.name.clone()),
+            RunEvent::ScenarioSkipped { scenario, why } => {
+                self.build_log.push(
+                    e.t_us,
+                    Severity::Meta,
+                    format!("» {scenario} skipped: {why}"),
+                );
+            }
+            RunEvent::DetectorProven {
+                detector,
+                scenario,
+                step,
+                report,
+            } => {
+                self.console.push(
+                    e.t_us,
+                    Severity::Meta,
+                    format!("» {detector} proven: report #{report} from {scenario} step {step}"),
+                );
+            }
             RunEvent::ScenarioBegin { scenario, .. } => {
                 self.current_scenario = Some(scenario.clone());
             }
@@ -979,6 +1001,41 @@ impl Model {
                 };
                 self.console.push(e.t_us, sev, line.clone());
             }
+            VmEvent::KernelReport(r) => {
+                self.console.push(
+                    e.t_us,
+                    Severity::Bug,
+                    format!(
+                        "» report #{} {}: {} ({})",
+                        r.id,
+                        r.kind.name(),
+                        r.one_line(),
+                        where_of(&r.attribution)
+                    ),
+                );
+                if let Some(stack) = r.stacks.first() {
+                    for f in stack.frames.iter().filter(|f| f.reliable).take(6) {
+                        let at = f.location.as_deref().unwrap_or("");
+                        self.console.push(
+                            e.t_us,
+                            Severity::Meta,
+                            format!("»     {} {at}", f.function),
+                        );
+                    }
+                }
+            }
+            VmEvent::KernelReportAgain {
+                id,
+                count,
+                attribution,
+            } => self.console.push(
+                e.t_us,
+                Severity::Meta,
+                format!(
+                    "» report #{id} again ({count} times; {})",
+                    where_of(attribution)
+                ),
+            ),
         }
     }
 
@@ -1016,6 +1073,24 @@ impl Model {
                     self.ping.record(rec.duration_ns);
                 }
             }
+            AgentMsg::Kmemleak {
+                step, text, error, ..
+            } => {
+                let after = step.map_or("the scenario".to_string(), |s| format!("step {s}"));
+                let (sev, what) = match error {
+                    Some(why) => (Severity::Warn, format!("not made: {why}")),
+                    None => {
+                        let n = text.matches("unreferenced object").count();
+                        let sev = if n > 0 { Severity::Bug } else { Severity::Meta };
+                        (sev, format!("{n} unreferenced object(s)"))
+                    }
+                };
+                self.console.push(
+                    e.t_us,
+                    sev,
+                    format!("agent│ kmemleak scan after {after}: {what}"),
+                );
+            }
             AgentMsg::Log { level, text } => {
                 let sev = match level {
                     LogLevel::Info => Severity::Meta,
@@ -1045,6 +1120,18 @@ impl Model {
             | AgentMsg::Ktap(_) => {}
         }
     }
+}
+
+/// `goldfish-leaks step 3 call 17`: where a report was attributed.
+pub fn where_of(a: &gasbench_events::report::Attribution) -> String {
+    let mut s = a.scenario.clone().unwrap_or_else(|| "no scenario".into());
+    if let Some(step) = a.step {
+        s.push_str(&format!(" step {step}"));
+    }
+    if let Some(call) = a.call {
+        s.push_str(&format!(" call #{call}"));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -532,6 +532,7 @@ mod tests {
             ret: if errno.is_some() { -1 } else { 0 },
             errno: errno.map(Into::into),
             duration_ns: 1000,
+            fault: None,
         }
     }
 

@@ -277,6 +277,7 @@ impl Synth {
                 ret,
                 errno: errno.map(Into::into),
                 duration_ns,
+                fault: None,
             }),
         );
     }

@@ -109,6 +109,13 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
         t.header,
     ));
     right.push(Span::styled(" │ ", t.dim));
+    if let Some(p) = &m.run.profile {
+        right.push(Span::styled(
+            format!("profile {p}"),
+            if p == "default" { t.dim } else { t.accent },
+        ));
+        right.push(Span::styled(" │ ", t.dim));
+    }
     let vm = m.run.vm_state.as_deref().unwrap_or("no VM");
     let vm_style = match vm {
         "running" => t.ok,

@@ -202,6 +202,24 @@ pub fn args_summary(rec: &CallRecord) -> String {
     s
 }
 
+/// The kernel reports attributed to this call (its scenario and number).
+fn reports_of<'m>(
+    m: &'m Model,
+    row: &CallRow,
+    call: u64,
+) -> Vec<&'m gasbench_events::report::KernelReport> {
+    let sc = m.trace.scenario(row);
+    m.summary
+        .reports
+        .iter()
+        .filter(|s| {
+            let a = &s.report.attribution;
+            a.call == Some(call) && a.scenario.as_deref() == sc
+        })
+        .map(|s| &s.report)
+        .collect()
+}
+
 fn record(m: &Model, row: &CallRow) -> Option<CallRecord> {
     let e = m.lookup.event(row.end_seq()?)?;
     match e.body {
@@ -296,7 +314,15 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             break;
         };
         let rec = record(m, row);
-        let name = short_name(store.name(row));
+        let flagged = rec
+            .as_ref()
+            .is_some_and(|r| !reports_of(m, row, r.call).is_empty());
+        let name_owned = if flagged {
+            format!("{} {}", sym::WARN, short_name(store.name(row)))
+        } else {
+            short_name(store.name(row)).to_string()
+        };
+        let name = name_owned.as_str();
         let mut spans = vec![
             Span::styled(fmt::rpad(&fmt::stamp_us(row.t_us), 7), t.dim),
             Span::raw(" "),
@@ -310,7 +336,9 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         }
         spans.push(Span::styled(
             fmt::pad(name, c.name + 1),
-            if name
+            if flagged {
+                t.fail
+            } else if name
                 .chars()
                 .next()
                 .is_some_and(|ch| ch.is_ascii_uppercase())
@@ -467,6 +495,42 @@ fn detail_lines(m: &Model, row: &CallRow, w: usize) -> Vec<Line<'static>> {
                 w.saturating_sub(6),
             )),
         ]));
+        if let Some(fa) = &rec.fault {
+            let what = if fa.injected {
+                format!("{} fault #{} injected", fa.fault.name(), fa.nth)
+            } else {
+                format!(
+                    "{} fault #{} armed, not reached: the call's no-fault attempt",
+                    fa.fault.name(),
+                    fa.nth
+                )
+            };
+            lines.push(Line::from(vec![
+                Span::styled(" fail ", t.dim),
+                Span::styled(fmt::fit(&what, w.saturating_sub(6)), t.warn),
+            ]));
+        }
+        for r in reports_of(m, row, rec.call) {
+            lines.push(Line::from(vec![
+                Span::styled(" bug  ", t.fail),
+                Span::styled(
+                    fmt::fit(
+                        &format!("report #{} {}", r.id, r.one_line()),
+                        w.saturating_sub(6),
+                    ),
+                    t.fail,
+                ),
+            ]));
+            if let Some(stack) = r.stacks.first() {
+                for f in stack.frames.iter().filter(|f| f.reliable).take(4) {
+                    let at = f.location.as_deref().unwrap_or("");
+                    lines.push(Line::from(Span::styled(
+                        fmt::fit(&format!("        {} {at}", f.function), w),
+                        t.dim,
+                    )));
+                }
+            }
+        }
     }
 
     // The device's side: events between CallBegin and CallEnd.

@@ -348,6 +348,19 @@ pub fn write_results(
     (results, unwritten)
 }
 
+/// A run that proved its profile's detectors (or failed to) is what
+/// `gasbench doctor` reports next time.
+pub fn record_proofs(g: &crate::Globals, run_dir: &RunDir, summary: &RunSummary) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(r) = gasbench_trace::proofs::from_run(summary, Some(run_dir.path()), now)
+        && let Err(e) = gasbench_trace::proofs::save(&g.cache.state(), &r)
+    {
+        eprintln!("gasbench: could not record which detectors were proven: {e}");
+    }
+}
+
 /// The live progress on stderr: stages, scenario verdicts, failures,
 /// errors and kernel trouble; not every event.
 fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::time::Instant) {

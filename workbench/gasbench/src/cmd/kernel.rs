@@ -67,6 +67,11 @@ struct BuildArgs {
     /// Throw away local edits in the cached tree when the series change.
     #[arg(long)]
     discard_local_changes: bool,
+    /// The kernel profile (kernel/profiles/profiles.toml): `default`,
+    /// `debug` (KASAN, lockdep, kmemleak, UBSAN, fault injection) or
+    /// `race` (KCSAN); each builds in its own cached directory.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    profile: String,
 }
 
 #[derive(clap::Args)]
@@ -106,6 +111,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         cross_arch: a.cross_arch,
         jobs: a.jobs,
         discard_local_changes: a.discard_local_changes,
+        profile: a.profile,
     };
     let (sink, stream) = gasbench_events::bus();
     let cache = g.cache.clone();
@@ -177,9 +183,10 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         }
     }
     say!(
-        "kernel: {} {} — {} — {}",
+        "kernel: {} {} ({} profile) — {} — {}",
         if art.reused { "unchanged" } else { "built" },
         m.kernel_release,
+        m.profile.name,
         match art.mkdirat2_syscall {
             Some(nr) => format!("mkdirat2 is syscall {nr}"),
             None => "no mkdirat2".to_string(),

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use gasbench_engine::pipeline::{KernelArtifacts, KernelProvider};
+use gasbench_engine::pipeline::{KernelArtifacts, KernelProfile, KernelProvider, KernelSymbols};
 use gasbench_env::{CacheDir, Runtime};
 use gasbench_events::EventSink;
+use gasbench_events::run::ProfileChoice;
 use gasbench_kbuild::KernelRequest;
 
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -20,6 +21,15 @@ pub struct KernelArgs {
     /// A static kselftest binary to put in the guest (repeatable), with --kernel.
     #[arg(long = "selftest", value_name = "BINARY", requires = "kernel")]
     pub selftests: Vec<PathBuf>,
+    /// The kernel profile to build and boot: `default`, `debug` (KASAN,
+    /// lockdep, kmemleak, UBSAN, fault injection) or `race` (KCSAN).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "default",
+        conflicts_with = "kernel"
+    )]
+    pub profile: String,
 }
 
 impl KernelArgs {
@@ -54,6 +64,15 @@ impl KernelArgs {
                 })
                 .collect(),
             description: format!("kernel {}", k.display()),
+            profile: KernelProfile {
+                choice: ProfileChoice {
+                    name: "given".into(),
+                    detectors: Vec::new(),
+                    about: "a kernel image given with --kernel: its detectors are not known".into(),
+                },
+                cmdline: String::new(),
+            },
+            symbols: None,
         }))
     }
 
@@ -61,6 +80,17 @@ impl KernelArgs {
     /// kernel stage builds (cached: seconds when nothing changed), its
     /// progress on the run's bus.
     pub fn provider(&self, rt: &Runtime, cache: &CacheDir) -> KernelProvider {
+        self.provider_with(rt, cache, Arc::new(Mutex::new(self.profile.clone())))
+    }
+
+    /// [`KernelArgs::provider`] whose profile is read from `profile` at
+    /// each build (the TUI switches it).
+    pub fn provider_with(
+        &self,
+        rt: &Runtime,
+        cache: &CacheDir,
+        profile: Arc<Mutex<String>>,
+    ) -> KernelProvider {
         let args = self.clone();
         let rt = rt.clone();
         let cache = cache.clone();
@@ -68,26 +98,55 @@ impl KernelArgs {
             if let Some(k) = args.prebuilt()? {
                 return Ok(k);
             }
-            let req = KernelRequest::default();
+            let req = KernelRequest {
+                profile: profile.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                ..KernelRequest::default()
+            };
             let a = gasbench_kbuild::ensure_kernel(&req, &rt, &cache, sink)
                 .map_err(|e| format!("the kernel stage failed: {e}\n  help: {}", e.help()))?;
             let m = &a.manifest;
-            Ok(KernelArtifacts {
-                bzimage: a.bzimage.clone(),
-                mkdirat2: a.mkdirat2_syscall.map(i64::from),
-                selftests: a
-                    .selftest
-                    .iter()
-                    .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-                    .collect(),
-                description: format!(
-                    "{} ({}, {})",
-                    m.kernel_release,
-                    m.base,
-                    if a.reused { "unchanged" } else { "built" }
-                ),
-            })
+            let description = format!(
+                "{} ({}, {} profile, {})",
+                m.kernel_release,
+                m.base,
+                m.profile.name,
+                if a.reused { "unchanged" } else { "built" }
+            );
+            Ok(from_build(&a, description))
         }))
+    }
+}
+
+/// What a run needs from the kernel stage's result: the image, the
+/// guest's extras, the profile and what decodes its stack traces.
+pub fn from_build(a: &gasbench_kbuild::KernelArtifacts, description: String) -> KernelArtifacts {
+    let m = &a.manifest;
+    // Line tables only with CONFIG_DEBUG_INFO (the debug profiles).
+    let debug_info = std::fs::read_to_string(&a.config)
+        .map(|t| t.lines().any(|l| l.trim() == "CONFIG_DEBUG_INFO=y"))
+        .unwrap_or(false);
+    KernelArtifacts {
+        bzimage: a.bzimage.clone(),
+        mkdirat2: a.mkdirat2_syscall.map(i64::from),
+        selftests: a
+            .selftest
+            .iter()
+            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
+            .collect(),
+        description,
+        profile: KernelProfile {
+            choice: ProfileChoice {
+                name: m.profile.name.clone(),
+                detectors: m.profile.detectors.clone(),
+                about: m.profile.about.clone(),
+            },
+            cmdline: m.profile.cmdline.clone(),
+        },
+        symbols: Some(KernelSymbols {
+            system_map: a.system_map.clone(),
+            vmlinux: m.artifacts.vmlinux.clone(),
+            debug_info,
+        }),
     }
 }
 

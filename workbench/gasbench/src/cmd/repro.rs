@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use gasbench_engine::pipeline::{self, KernelArtifacts, KernelProvider, RunOptions};
+use gasbench_engine::pipeline::{self, KernelProvider, RunOptions};
 use gasbench_events::EventSink;
 use gasbench_events::run::RunEvent;
 use gasbench_kbuild::layout::KernelDir;
@@ -59,6 +59,12 @@ pub struct Args {
     /// make -j [default: the number of CPUs].
     #[arg(long, short = 'j')]
     jobs: Option<u32>,
+    /// Kernel profiles to run the scenarios on, in order (repeatable):
+    /// `default`, `debug` (KASAN, lockdep, kmemleak, UBSAN, fault
+    /// injection), `race` (KCSAN) [default: default and debug]. The
+    /// per-patch check runs on the first only.
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
     /// A kernel git checkout to take the base from (cloned with shared
     /// objects, never written): the series' `base-commit:` when the tree
     /// has it, else --base-rev, else the pin's upstream tag.
@@ -77,6 +83,28 @@ pub struct Args {
     fetch: super::fetch::FetchArgs,
     #[command(flatten)]
     vm: super::headless::VmArgs,
+}
+
+impl Args {
+    fn profiles(&self) -> Vec<String> {
+        if self.profiles.is_empty() {
+            vec!["default".into(), "debug".into()]
+        } else {
+            let mut v = Vec::new();
+            for p in &self.profiles {
+                if !v.contains(p) {
+                    v.push(p.clone());
+                }
+            }
+            v
+        }
+    }
+}
+
+/// Whether scenario `c` runs on `profile`: it is for every profile or
+/// names this one.
+fn for_profile(c: &Compiled, profile: &str) -> bool {
+    c.plan.profiles.is_empty() || c.plan.profiles.iter().any(|p| p == profile)
 }
 
 use super::exit::{BAD_INPUT, TOOL_FAILED};
@@ -365,13 +393,20 @@ fn review_one(
         .map_err(super::kernel::diagnostic)?;
     let concerns = Concerns::of_series(&tkdir, &target.name).map_err(super::kernel::diagnostic)?;
 
-    // The scenarios that concern the series (or all of them).
+    // The scenarios that concern the series (or all of them). A scenario
+    // made for a profile (the detectors' proofs, fault injection) that
+    // needs nothing the series lacks runs on that profile.
+    let concerned = |c: &Compiled| {
+        args.all_scenarios
+            || concerns.selects(c.plan.requires.goldfish, c.plan.requires.mkdirat2)
+            || (!c.plan.profiles.is_empty()
+                && !c.plan.requires.goldfish
+                && !c.plan.requires.mkdirat2)
+    };
+    let profiles = args.profiles();
     let scenarios: Vec<Compiled> = suite
         .iter()
-        .filter(|c| {
-            args.all_scenarios
-                || concerns.selects(c.plan.requires.goldfish, c.plan.requires.mkdirat2)
-        })
+        .filter(|c| concerned(c) && for_profile(c, &profiles[0]))
         .cloned()
         .collect();
     let scenarios = args.vm.shard_of(scenarios);
@@ -388,14 +423,16 @@ fn review_one(
         )
     } else {
         format!(
-            "The {} of {} scenarios that concern the series (it adds {}; a scenario's `requires`).",
+            "The {} of {} scenarios that concern the series (it adds {}; a scenario's `requires`), on the {} profile{}.",
             scenarios.len(),
             suite.len(),
-            concerns.describe()
+            concerns.describe(),
+            profiles.join(" and "),
+            if profiles.len() > 1 { "s" } else { "" }
         )
     });
     say!(
-        "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); run directory {}",
+        "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); profiles {}; run directory {}",
         target.name,
         if target.known {
             "known, with the port"
@@ -416,14 +453,15 @@ fn review_one(
             )
         },
         scenarios.len(),
+        profiles.join(", "),
         run_dir.path().display()
     );
 
     // The base: the series' base-commit when it is to be had.
     let (base, base_choice) = choose_base(args, runtime, &series, &tkdir);
-    eprintln!("gasbench repro: {base_choice}");
+    say!("gasbench repro: {base_choice}");
 
-    // The kernel: base + this series, patch by patch.
+    // The kernel: base + this series, patch by patch (first profile).
     let request = KernelRequest {
         base,
         kernel_dir: Some(target.kernel_dir.clone()),
@@ -432,43 +470,86 @@ fn review_one(
         per_patch: !args.no_per_patch,
         cross_arch: args.cross_arch.clone(),
         jobs: args.jobs,
+        profile: profiles[0].clone(),
         ..KernelRequest::default()
     };
-    let slot = Arc::new(Mutex::new(KernelSlot::default()));
-    let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
-    let sources: Vec<ScenarioSource> = scenarios.iter().map(scenario_source).collect();
-    let boot = !scenarios.is_empty();
-    let opts = RunOptions {
-        scenarios,
-        kernel: provider.clone(),
-        settings: args.vm.settings(g, runtime.clone(), &run_dir),
-    };
-    let recorded = super::headless::record(
+    let mut sources: Vec<ScenarioSource> = suite
+        .iter()
+        .filter(|c| concerned(c))
+        .map(scenario_source)
+        .collect();
+    sources.dedup_by(|a, b| a.name == b.name);
+    let checkout = super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name));
+    let first = run_profile(
+        g,
+        args,
         &run_dir,
         &label,
-        true,
-        args.vm.guest_log_cap,
-        |sink, interrupt| async move {
-            if boot {
-                pipeline::run_until(opts, sink, interrupt).await.passed()
-            } else {
-                kernel_only(&provider, &sink, interrupt).await
-            }
-        },
+        request.clone(),
+        scenarios,
+        runtime,
+        (&checkout, args.vm.kcidb.as_deref()),
     )?;
+    let (recorded, mut unwritten, slot) = (first.recorded, first.unwritten, first.slot);
     let summary = &recorded.summary;
-    let (_, mut unwritten) = super::headless::write_results(
-        &run_dir,
-        summary,
-        &super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name)),
-        args.vm.kcidb.as_deref(),
-    );
-    unwritten.extend(recorded.log_error.clone());
+    let mut signal = recorded.signal;
+
+    // The other profiles: whole series only, each in its own run
+    // directory beside the first. A run a signal stopped starts nothing
+    // more.
+    let mut more_runs = Vec::new();
+    for profile in &profiles[1..] {
+        if signal.is_some() {
+            break;
+        }
+        let dir = RunDir::create(&runs, &format!("{label}-{profile}")).into_diagnostic()?;
+        let scenarios: Vec<Compiled> = suite
+            .iter()
+            .filter(|c| concerned(c) && for_profile(c, profile))
+            .cloned()
+            .collect();
+        say!(
+            "gasbench repro: {}: the {profile} profile, {} scenario(s); run directory {}",
+            target.name,
+            scenarios.len(),
+            dir.path().display()
+        );
+        let req = KernelRequest {
+            per_patch: false,
+            cross_arch: None,
+            profile: profile.clone(),
+            ..request.clone()
+        };
+        // Its KCIDB submission stays in its run directory; --kcidb names
+        // the first profile's.
+        let other = run_profile(
+            g,
+            args,
+            &dir,
+            &format!("{label}-{profile}"),
+            req,
+            scenarios,
+            runtime,
+            (&checkout, None),
+        )?;
+        if let Some(e) = other.slot.error {
+            super::eprint_report(&super::kernel::diagnostic(e));
+        }
+        unwritten.extend(other.unwritten);
+        signal = other.recorded.signal;
+        more_runs.push((other.recorded.summary, dir.path().display().to_string()));
+    }
+    let more: Vec<gasbench_review::detectors::ProfileRun> = more_runs
+        .iter()
+        .map(|(s, d)| gasbench_review::detectors::ProfileRun {
+            summary: s,
+            run_dir: Some(d.clone()),
+        })
+        .collect();
 
     // The review, from what was recorded.
     let (events, _) =
         gasbench_trace::log::read_all(&run_dir.events()).map_err(|e| miette::miette!("{e}"))?;
-    let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
     let port = if target.posted_only {
         None
     } else {
@@ -495,6 +576,7 @@ fn review_one(
         cross_arch: args.cross_arch.as_deref(),
         scenarios_note,
         run_dir: Some(run_dir.path().display().to_string()),
+        more: &more,
         base_choice: Some(base_choice),
     });
     let md = gasbench_review::markdown::render(&review);
@@ -563,7 +645,7 @@ fn review_one(
     // Interrupted: the shell's code for the signal (the review holds what
     // was found so far); a file that could not be written: the tool's
     // environment failed.
-    let code = match recorded.signal {
+    let code = match signal {
         Some(s) => s.exit_code(),
         None if !unwritten.is_empty() => super::exit::worst(review.exit_code, TOOL_FAILED),
         None => match super::exit::for_run(summary) {
@@ -724,6 +806,61 @@ fn reviewer() -> String {
     }
 }
 
+/// What one profile's run left: its record, the files it could not
+/// write, and what the kernel stage produced.
+struct ProfileOutcome {
+    recorded: super::headless::Recorded,
+    unwritten: Vec<String>,
+    slot: KernelSlot,
+}
+
+/// Build the kernel `request` names, run `scenarios` on it (or only build
+/// when there are none) and write the run's results (`export`: what was
+/// checked out, and where else the KCIDB submission goes).
+#[allow(clippy::too_many_arguments)]
+fn run_profile(
+    g: &Globals,
+    args: &Args,
+    run_dir: &RunDir,
+    label: &str,
+    request: KernelRequest,
+    scenarios: Vec<Compiled>,
+    runtime: &gasbench_env::Runtime,
+    export: (&gasbench_trace::kcidb::Checkout, Option<&std::path::Path>),
+) -> miette::Result<ProfileOutcome> {
+    let slot = Arc::new(Mutex::new(KernelSlot::default()));
+    let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
+    let boot = !scenarios.is_empty();
+    let opts = RunOptions {
+        scenarios,
+        kernel: provider.clone(),
+        settings: args.vm.settings(g, runtime.clone(), run_dir),
+    };
+    let recorded = super::headless::record(
+        run_dir,
+        label,
+        true,
+        args.vm.guest_log_cap,
+        |sink, interrupt| async move {
+            if boot {
+                pipeline::run_until(opts, sink, interrupt).await.passed()
+            } else {
+                kernel_only(&provider, &sink, interrupt).await
+            }
+        },
+    )?;
+    let (_, mut unwritten) =
+        super::headless::write_results(run_dir, &recorded.summary, export.0, export.1);
+    unwritten.extend(recorded.log_error.clone());
+    super::headless::record_proofs(g, run_dir, &recorded.summary);
+    let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(ProfileOutcome {
+        recorded,
+        unwritten,
+        slot,
+    })
+}
+
 /// What the kernel stage produced, kept for the review.
 #[derive(Default)]
 struct KernelSlot {
@@ -746,22 +883,17 @@ fn kernel_provider(
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(a) => {
-                let k = KernelArtifacts {
-                    bzimage: a.bzimage.clone(),
-                    mkdirat2: a.mkdirat2_syscall.map(i64::from),
-                    selftests: a
-                        .selftest
-                        .iter()
-                        .map(|p| ("mkdirat_fd_test".to_string(), p.clone()))
-                        .collect(),
-                    description: format!(
-                        "{} ({} + {}, {})",
+                let k = super::kernel_choice::from_build(
+                    &a,
+                    format!(
+                        "{} ({} + {}, {} profile, {})",
                         a.manifest.kernel_release,
                         a.manifest.base,
                         req.series.as_deref().unwrap_or_default().join(" + "),
+                        a.manifest.profile.name,
                         if a.reused { "unchanged" } else { "built" }
                     ),
-                };
+                );
                 slot.artifacts = Some(a);
                 Ok(k)
             }

@@ -108,6 +108,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     // is the only whole record of the verdicts.
     let (results, unwritten) =
         super::headless::write_results(&run_dir, summary, &checkout, args.vm.kcidb.as_deref());
+    super::headless::record_proofs(g, &run_dir, summary);
     if args.json {
         println!("{}", gasbench_termsafe::json(&results));
     } else {

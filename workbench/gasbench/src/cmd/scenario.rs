@@ -214,6 +214,14 @@ fn render(c: &Compiled) -> String {
         if let Some(cap) = &info.capture {
             extra.push(format!("capture {cap}"));
         }
+        if let Some(i) = &info.inject {
+            extra.push(format!(
+                "inject {} faults #{}..#{}",
+                i.fault.name(),
+                i.first,
+                i.last
+            ));
+        }
         extra.push(format!("timeout {:?}", info.timeout));
         let _ = writeln!(s, "{pad}  {}", extra.join(", "));
         for e in p.expectations.iter().filter(|e| e.step == info.id) {
@@ -248,6 +256,12 @@ fn render(c: &Compiled) -> String {
                 Check::Host { ok } => {
                     format!("host action {}", if *ok { "succeeds" } else { "fails" })
                 }
+                Check::Report { kinds } => format!("report = {}", kinds.join(" or ")),
+                Check::Leaks { matcher } => format!("kernel.leaks {}", op_first(matcher)),
+                Check::Injected { errnos } => format!(
+                    "each injected attempt: success or {}, nothing left behind (default)",
+                    errnos.join(" or ")
+                ),
             };
             let _ = writeln!(s, "{pad}  expect {text}");
         }

@@ -20,6 +20,9 @@ use crate::cmd::kernel_choice::KernelArgs;
 struct EngineController {
     tx: UnboundedSender<Request>,
     suite: Vec<String>,
+    /// The kernel profile the next build uses, and the ones to cycle.
+    profile: std::sync::Arc<std::sync::Mutex<String>>,
+    profiles: Vec<String>,
 }
 
 impl EngineController {
@@ -41,6 +44,17 @@ impl Controller for EngineController {
         }))
     }
     fn rebuild_kernel(&mut self) -> Result<(), ControlError> {
+        self.send(Request::Rebuild)
+    }
+    fn next_profile(&mut self) -> Result<(), ControlError> {
+        if self.profiles.len() < 2 {
+            return Err(ControlError("only one kernel profile is defined".into()));
+        }
+        {
+            let mut p = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+            let i = self.profiles.iter().position(|x| *x == *p).unwrap_or(0);
+            *p = self.profiles[(i + 1) % self.profiles.len()].clone();
+        }
         self.send(Request::Rebuild)
     }
     fn stop_vm(&mut self) -> Result<(), ControlError> {
@@ -69,7 +83,22 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         }
     };
     let runtime = super::setup::ready_runtime(g)?;
-    let provider = kernel.provider(&runtime, &g.cache);
+    if kernel.kernel.is_none() {
+        // A profile name that does not exist is refused here, not after
+        // the TUI has taken the terminal.
+        let kdir =
+            gasbench_kbuild::layout::KernelDir::locate(None).map_err(super::kernel::diagnostic)?;
+        gasbench_kbuild::profile::profile(&kdir, &kernel.profile)
+            .map_err(super::kernel::diagnostic)?;
+    }
+    let profile = std::sync::Arc::new(std::sync::Mutex::new(kernel.profile.clone()));
+    let profiles = match &kernel.kernel {
+        Some(_) => Vec::new(),
+        None => gasbench_kbuild::layout::KernelDir::locate(None)
+            .and_then(|k| gasbench_kbuild::profile::names(&k))
+            .unwrap_or_default(),
+    };
+    let provider = kernel.provider_with(&runtime, &g.cache, profile.clone());
     let run_dir = RunDir::create(&g.cache.root().join("runs"), "tui").into_diagnostic()?;
     let settings = RunSettings {
         isolate: false,
@@ -106,7 +135,12 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         // The service holds the bus from here: when it ends, the bus
         // closes and the TUI knows the pipeline has stopped.
         drop(sink);
-        let controller = EngineController { tx, suite: names };
+        let controller = EngineController {
+            tx,
+            suite: names,
+            profile,
+            profiles,
+        };
         let tui = gasbench_tui::run_live(Live {
             events,
             log,
