@@ -77,6 +77,8 @@ fn end_to_end_tier() -> anyhow::Result<()> {
             "gasbench-e2e",
             "--features",
             "e2e",
+            // Every test binary runs, so one red run names every failure.
+            "--no-fail-fast",
             "--",
             "--test-threads=1",
         ]),
