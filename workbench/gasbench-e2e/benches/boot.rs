@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[path = "../tests/support/processes.rs"]
 mod processes;
 
-use gasbench_engine::agent_build::{build_agent, source_root};
+use gasbench_engine::agent_build::build_agent;
 use gasbench_engine::device_host::DeviceHost;
 use gasbench_engine::guest::Guest;
 use gasbench_engine::guest_image::GuestImage;
@@ -59,7 +59,11 @@ fn main() {
     .unwrap();
     std::fs::write(&bare, img.to_bytes()).unwrap();
 
-    let agent = build_agent(&source_root(), &cache.root().join("agent-target")).unwrap();
+    let agent = build_agent(
+        &gasbench_e2e::checkout(),
+        &cache.root().join("agent-target"),
+    )
+    .unwrap();
     let agent_img = dir.path().join("agent.cpio");
     GuestImage {
         agent,
@@ -149,7 +153,7 @@ fn main() {
 
     // The default suite, once, against one boot.
     let files = {
-        let mut v: Vec<_> = std::fs::read_dir(source_root().join("scenarios"))
+        let mut v: Vec<_> = std::fs::read_dir(gasbench_e2e::checkout().join("scenarios"))
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -194,6 +198,7 @@ fn main() {
                 memory_mib: 512,
                 cpus: 2,
                 ready_timeout: Duration::from_secs(120),
+                agent_source: gasbench_e2e::checkout(),
                 cache: cache.clone(),
                 runtime: rt.clone(),
                 run_dir: dir.path().join(format!("suite-{}", suite_secs.len())),

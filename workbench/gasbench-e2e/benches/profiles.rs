@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 #[path = "../tests/support/processes.rs"]
 mod processes;
 
-use gasbench_engine::agent_build::source_root;
 use gasbench_engine::device_host::DeviceHost;
 use gasbench_engine::pipeline::{
     self, AccelPref, KernelArtifacts, KernelProfile, KernelSymbols, RunOptions, RunSettings,
@@ -91,7 +90,7 @@ fn main() {
         });
     }
     let files = {
-        let mut v: Vec<_> = std::fs::read_dir(source_root().join("scenarios"))
+        let mut v: Vec<_> = std::fs::read_dir(gasbench_e2e::checkout().join("scenarios"))
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -107,6 +106,7 @@ fn main() {
     let mut out = Vec::new();
     for profile in PROFILES {
         let req = KernelRequest {
+            kernel_dir: Some(gasbench_e2e::checkout().join("kernel")),
             profile: profile.into(),
             ..Default::default()
         };
@@ -128,6 +128,7 @@ fn main() {
             memory_mib: 512,
             cpus: 2,
             ready_timeout: Duration::from_secs(600),
+            agent_source: gasbench_e2e::checkout(),
             cache: cache.clone(),
             runtime: rt.clone(),
             run_dir: dir.path().join(name),

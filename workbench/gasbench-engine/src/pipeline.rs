@@ -17,7 +17,7 @@ use gasbench_events::run::{AccelChoice, Outcome, ProfileChoice, RunEvent, Stage}
 use gasbench_qemu::Accel;
 use gasbench_scenario::{Compiled, Report};
 
-use crate::agent_build::{build_agent, source_root};
+use crate::agent_build::build_agent;
 use crate::device_host::DeviceHost;
 use crate::interrupt::Interrupt;
 
@@ -144,6 +144,9 @@ pub struct RunSettings {
     pub memory_mib: u32,
     pub cpus: u32,
     pub ready_timeout: Duration,
+    /// The workspace the guest agent is built from (gasbench-data's
+    /// `DataRoot::agent_source`).
+    pub agent_source: PathBuf,
     pub cache: CacheDir,
     pub runtime: Runtime,
     /// The run directory (VM sockets, logs, the share).
@@ -242,7 +245,8 @@ impl Runner {
         });
         let agent = tokio::task::spawn_blocking({
             let target = opts.settings.cache.root().join("agent-target");
-            move || build_agent(&source_root(), &target)
+            let source = opts.settings.agent_source.clone();
+            move || build_agent(&source, &target)
         })
         .await
         .map_err(|e| e.to_string())

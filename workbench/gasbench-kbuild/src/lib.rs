@@ -66,8 +66,9 @@ use crate::tree::{BaseTree, hex};
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct KernelRequest {
-    /// The repository's `kernel/` directory; `None` finds it above the
-    /// current directory.
+    /// The `kernel/` directory (gasbench's data's, or one the user
+    /// named); `None` is an error that says so. It is never guessed from
+    /// the current directory: every command finds it one way.
     pub kernel_dir: Option<PathBuf>,
     pub base: BaseSource,
     /// Only these series (directory names); `None` for all of the port.
@@ -205,7 +206,15 @@ fn build_or_reuse(
     sink: &EventSink,
 ) -> Result<KernelArtifacts, KbuildError> {
     let t0 = Instant::now();
-    let kdir = KernelDir::locate(req.kernel_dir.as_deref())?;
+    let kdir = match &req.kernel_dir {
+        Some(dir) => KernelDir::open(dir)?,
+        None => {
+            return Err(KbuildError::Layout {
+                what: "no kernel/ directory was given to build from".into(),
+                path: None,
+            });
+        }
+    };
     // A build of some of the series leaves out the config symbols only
     // the other series add: they cannot be set without their patches.
     let (mut fragments, left_out) = match &req.series {

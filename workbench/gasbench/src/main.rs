@@ -32,13 +32,22 @@ use gasbench_env::{CacheDir, RuntimePref};
 #[command(name = "gasbench", version, about)]
 struct Cli {
     /// Cache directory for the toolroot, kernel trees and logs
-    /// [env: GASBENCH_CACHE] [default: /var/cache/gasbench]
+    /// [env: GASBENCH_CACHE] [config: cache_dir] [default: /var/cache/gasbench]
     #[arg(long, global = true, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
-    /// Where tools come from: auto, host or toolroot.
-    #[arg(long, global = true, default_value = "auto", value_name = "RUNTIME")]
-    runtime: RuntimePref,
+    /// Where tools come from: auto, host or toolroot
+    /// [env: GASBENCH_RUNTIME] [config: runtime] [default: auto]
+    #[arg(long, global = true, value_name = "RUNTIME",
+          value_parser = clap::builder::PossibleValuesParser::new(gasbench_config::RUNTIMES))]
+    runtime: Option<String>,
+
+    /// gasbench's data (scenarios, kernel/, the agent's sources) from this
+    /// directory, a gasbench checkout [env: GASBENCH_DATA] [config:
+    /// data_dir] [default: the checkout of a development build, else the
+    /// copy embedded in the binary]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 
     /// With no subcommand: the kernel the TUI boots (default: build the
     /// patched one).
@@ -53,6 +62,9 @@ struct Cli {
 enum Command {
     /// Check every requirement: versions, where each comes from, KVM or TCG.
     Doctor(cmd::doctor::Args),
+    /// Print the effective settings and where each came from (flags,
+    /// environment, ~/.config/gasbench/config.toml, /etc/gasbench/config.toml).
+    Config(cmd::config::Args),
     /// Provision what is missing (the Debian 13 toolroot on older hosts).
     Setup(cmd::setup::Args),
     /// Apply the posted series to the base tree and build the kernel.
@@ -85,16 +97,84 @@ enum Command {
 pub struct Globals {
     pub cache: CacheDir,
     pub runtime: RuntimePref,
+    /// The effective settings and where each came from.
+    pub config: gasbench_config::Config,
+    /// gasbench's data, found on first use (unpacking the embedded copy
+    /// writes to the cache).
+    data: std::sync::OnceLock<Result<gasbench_data::DataRoot, String>>,
+}
+
+impl Globals {
+    pub fn new(config: gasbench_config::Config) -> Globals {
+        Globals {
+            cache: CacheDir::resolve(Some(&config.cache_dir.value), None),
+            runtime: config.runtime.value.parse().unwrap_or(RuntimePref::Auto),
+            config,
+            data: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// gasbench's data (scenarios, kernel/, the agent's sources), found
+    /// the one way every command finds it (`gasbench_data::DataRoot::locate`).
+    pub fn data(&self) -> miette::Result<&gasbench_data::DataRoot> {
+        self.data
+            .get_or_init(|| {
+                let named = self
+                    .config
+                    .data_dir
+                    .value
+                    .as_ref()
+                    .map(|p| (p.as_path(), self.config.data_dir.source.to_string()));
+                let mut caches = vec![self.cache.root().to_path_buf()];
+                if let Some(user) = user_cache_dir() {
+                    caches.push(user);
+                }
+                gasbench_data::DataRoot::locate(
+                    named.as_ref().map(|(p, s)| (*p, s.as_str())),
+                    &caches,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| miette::miette!("{e}"))
+    }
+
+    /// The `kernel/` directory of [`Globals::data`], opened.
+    pub fn kernel_dir(&self) -> miette::Result<gasbench_kbuild::layout::KernelDir> {
+        gasbench_kbuild::layout::KernelDir::open(&self.data()?.kernel_dir())
+            .map_err(cmd::kernel::diagnostic)
+    }
+}
+
+/// `$XDG_CACHE_HOME/gasbench` or `~/.cache/gasbench`: where the embedded
+/// data is unpacked when the gasbench cache cannot be written (a user
+/// checking scenarios without root).
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("gasbench"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let globals = Globals {
-        cache: CacheDir::from_env(cli.cache_dir.as_deref()),
-        runtime: cli.runtime,
+    let flags = gasbench_config::GlobalFlags {
+        cache_dir: cli.cache_dir.clone(),
+        runtime: cli.runtime.clone(),
+        data_dir: cli.data_dir.clone(),
     };
+    let config = match gasbench_config::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            cmd::eprint_report(&miette::miette!("{e}"));
+            return cmd::exit::code(cmd::exit::BAD_INPUT);
+        }
+    };
+    let globals = Globals::new(config);
     let result = match cli.command {
         Some(Command::Doctor(args)) => cmd::doctor::run(&globals, args),
+        Some(Command::Config(args)) => cmd::config::run(&globals, args),
         Some(Command::Setup(args)) => cmd::setup::run(&globals, args),
         Some(Command::Kernel(args)) => cmd::kernel::run(&globals, args),
         Some(Command::Run(args)) => cmd::run::run(&globals, args),

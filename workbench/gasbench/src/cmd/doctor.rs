@@ -24,6 +24,11 @@ struct Report {
     runtime: &'static str,
     runtime_reason: String,
     cache_dir: String,
+    /// Where gasbench's data (scenarios, kernel/, the agent's sources)
+    /// comes from, or why it cannot be found.
+    data: String,
+    /// The configuration files looked at.
+    config_files: Vec<String>,
     accel: &'static str,
     ok: bool,
     checks: Vec<Check>,
@@ -47,7 +52,7 @@ struct DetectorLine {
 fn detector_lines(g: &Globals) -> Vec<DetectorLine> {
     let records = gasbench_trace::proofs::load_all(&g.cache.state());
     let mut out = Vec::new();
-    if let Ok(kdir) = gasbench_kbuild::layout::KernelDir::locate(None)
+    if let Ok(kdir) = g.kernel_dir()
         && let Ok(names) = gasbench_kbuild::profile::names(&kdir)
     {
         for name in names {
@@ -115,8 +120,8 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     } else {
         gasbench_qemu::confine::plan_for(
             &runtime,
-            crate::cmd::headless::DEFAULT_MEMORY_MIB,
-            crate::cmd::headless::DEFAULT_CPUS,
+            g.config.memory_mib.value,
+            g.config.cpus.value,
             accel,
         )
         .protections
@@ -125,6 +130,22 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         runtime: choice.kind.name(),
         runtime_reason: choice.reason,
         cache_dir: g.cache.root().display().to_string(),
+        data: match g.data() {
+            Ok(d) => d.to_string(),
+            Err(e) => format!("not found: {e}"),
+        },
+        config_files: g
+            .config
+            .files
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({})",
+                    f.path.display(),
+                    if f.found { "read" } else { "none" }
+                )
+            })
+            .collect(),
         accel: verdict.accel(),
         ok,
         checks: list,
@@ -149,6 +170,8 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 fn print_table(r: &Report) {
     println!("runtime: {} ({})", r.runtime, r.runtime_reason);
     println!("cache:   {}", r.cache_dir);
+    println!("data:    {}", r.data);
+    println!("config:  {}", r.config_files.join(", "));
     let name_w = r.checks.iter().map(|c| c.name.len()).max().unwrap_or(4);
     let found_w = r
         .checks

@@ -23,30 +23,28 @@ use crate::Globals;
 use crate::cmd::signals::{self, Signal, Signals, Stop};
 
 /// How the VM runs, whatever it runs.
-/// Guest RAM when `--memory` is not given (doctor reports the limits
-/// that follow from it).
-pub const DEFAULT_MEMORY_MIB: u32 = 512;
-/// Guest CPUs when `--cpus` is not given.
-pub const DEFAULT_CPUS: u32 = 2;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct VmArgs {
     /// Boot a fresh VM for every scenario.
     #[arg(long)]
     pub isolate: bool,
-    /// kvm, tcg, or auto (KVM only when it really runs a kernel).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
-    pub accel: String,
+    /// kvm, tcg, or auto (KVM only when it really runs a kernel)
+    /// [env: GASBENCH_ACCEL] [config: accel] [default: auto]
+    #[arg(long, value_parser = ["auto", "kvm", "tcg"])]
+    pub accel: Option<String>,
     /// Where run directories go [default: <cache>/runs]
     #[arg(long, value_name = "DIR")]
     pub runs: Option<PathBuf>,
-    /// Guest RAM in MiB.
-    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_name = "MIB",
+    /// Guest RAM in MiB [env: GASBENCH_MEMORY] [config: memory_mib]
+    /// [default: 512]
+    #[arg(long, value_name = "MIB",
           value_parser = clap::value_parser!(u32).range(128..=65536))]
-    pub memory: u32,
-    /// Guest CPUs (q35 without x2APIC: at most 64 here).
-    #[arg(long, default_value_t = DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub cpus: u32,
+    pub memory: Option<u32>,
+    /// Guest CPUs (q35 without x2APIC: at most 64 here) [env:
+    /// GASBENCH_CPUS] [config: cpus] [default: 2]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: Option<u32>,
     /// Seconds the guest may take from QEMU start to the agent's Ready.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub ready_timeout: u64,
@@ -101,7 +99,42 @@ impl VmArgs {
     }
 }
 
+/// Where the agent is built from: gasbench's data (found when the run
+/// checked its scenarios; an empty path makes the agent build say what
+/// is missing).
+pub fn agent_source(g: &Globals) -> PathBuf {
+    g.data()
+        .map(|d| d.agent_source().to_path_buf())
+        .unwrap_or_default()
+}
+
+/// `auto`, `kvm` or `tcg` as the engine's preference.
+pub fn accel_pref(name: &str) -> AccelPref {
+    match name {
+        "kvm" => AccelPref::Kvm,
+        "tcg" => AccelPref::Tcg,
+        _ => AccelPref::Auto,
+    }
+}
+
 impl VmArgs {
+    /// accel, memory and cpus: these flags over the configuration.
+    pub fn vm_config(
+        &self,
+        g: &Globals,
+    ) -> (
+        gasbench_config::Setting<String>,
+        gasbench_config::Setting<u32>,
+        gasbench_config::Setting<u32>,
+    ) {
+        let c = &g.config;
+        (
+            c.accel.clone().with_flag(self.accel.clone(), "--accel"),
+            c.memory_mib.clone().with_flag(self.memory, "--memory"),
+            c.cpus.clone().with_flag(self.cpus, "--cpus"),
+        )
+    }
+
     /// Where this run's directory goes.
     pub fn runs_dir(&self, g: &Globals) -> PathBuf {
         self.runs
@@ -112,14 +145,11 @@ impl VmArgs {
     pub fn settings(&self, g: &Globals, runtime: Runtime, run_dir: &RunDir) -> RunSettings {
         RunSettings {
             isolate: self.isolate,
-            accel: match self.accel.as_str() {
-                "kvm" => AccelPref::Kvm,
-                "tcg" => AccelPref::Tcg,
-                _ => AccelPref::Auto,
-            },
-            memory_mib: self.memory,
-            cpus: self.cpus,
+            accel: accel_pref(&self.vm_config(g).0.value),
+            memory_mib: self.vm_config(g).1.value,
+            cpus: self.vm_config(g).2.value,
             ready_timeout: Duration::from_secs(self.ready_timeout),
+            agent_source: agent_source(g),
             cache: g.cache.clone(),
             runtime,
             run_dir: run_dir.path().to_path_buf(),

@@ -60,8 +60,8 @@ struct BuildArgs {
     /// make -j [default: the number of CPUs].
     #[arg(long, short = 'j')]
     jobs: Option<u32>,
-    /// The kernel/ directory of the gasbench checkout [default: found
-    /// above the current directory].
+    /// The kernel/ directory to build from [default: gasbench's data's,
+    /// see `gasbench doctor`].
     #[arg(long, value_name = "DIR")]
     kernel_dir: Option<PathBuf>,
     /// Throw away local edits in the cached tree when the series change.
@@ -70,8 +70,13 @@ struct BuildArgs {
     /// The kernel profile (kernel/profiles/profiles.toml): `default`,
     /// `debug` (KASAN, lockdep, kmemleak, UBSAN, fault injection) or
     /// `race` (KCSAN); each builds in its own cached directory.
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    profile: String,
+    /// [env: GASBENCH_PROFILE] [config: profile] [default: default]
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Say what would be built (kernel directory, series and patches in
+    /// order, fragments, profile) and stop before anything is built.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -86,6 +91,70 @@ struct ExtractArgs {
     label: Option<String>,
 }
 
+/// `kernel build --dry-run`: the plan the build would follow, read from
+/// the kernel directory, with nothing built and no runtime needed.
+fn dry_run(
+    kernel_dir: &std::path::Path,
+    series: &[String],
+    posted_only: bool,
+    profile: &str,
+) -> miette::Result<ExitCode> {
+    let bad = |e: KbuildError| {
+        super::eprint_report(&diagnostic(e));
+        Ok(super::exit::code(super::exit::BAD_INPUT))
+    };
+    let kdir = match gasbench_kbuild::layout::KernelDir::open(kernel_dir) {
+        Ok(k) => k,
+        Err(e) => return bad(e),
+    };
+    let port = if posted_only {
+        None
+    } else {
+        match kdir.port() {
+            Ok(p) => Some(p),
+            Err(e) => return bad(e),
+        }
+    };
+    let only = (!series.is_empty()).then_some(series);
+    let plan = match kdir.plan(port.as_ref(), only) {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    let fragments = match only {
+        Some(o) => kdir.fragments_for(o).map(|(f, _)| f),
+        None => kdir.fragments(),
+    };
+    let fragments = match fragments {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = gasbench_kbuild::profile::profile(&kdir, profile) {
+        return bad(e);
+    }
+    tell!("kernel directory: {}", kdir.root().display());
+    tell!("base: {} ({})", kdir.base.release, kdir.base.upstream_tag);
+    tell!("profile: {profile}");
+    tell!(
+        "fragments: {}",
+        fragments
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tell!("patches, in order ({}):", plan.steps.len());
+    for s in &plan.steps {
+        tell!(
+            "  {:<10} {:<12} {}",
+            s.series,
+            format!("{:?}", s.role),
+            s.subject
+        );
+    }
+    tell!("dry run: nothing was built");
+    Ok(super::exit::code(super::exit::CLEAN))
+}
+
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     match args.command {
         Command::Build(a) => build(g, a),
@@ -94,10 +163,18 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 }
 
 fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
+    let kernel_dir = match a.kernel_dir {
+        Some(dir) => dir,
+        None => g.data()?.kernel_dir(),
+    };
+    let profile = a.profile.unwrap_or_else(|| g.config.profile.value.clone());
+    if a.dry_run {
+        return dry_run(&kernel_dir, &a.series, a.posted_only, &profile);
+    }
     let (rt, choice) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
     say!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
     let req = KernelRequest {
-        kernel_dir: a.kernel_dir,
+        kernel_dir: Some(kernel_dir),
         base: match a.base_tree {
             Some(path) => BaseSource::GitTree {
                 path,
@@ -111,7 +188,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         cross_arch: a.cross_arch,
         jobs: a.jobs,
         discard_local_changes: a.discard_local_changes,
-        profile: a.profile,
+        profile,
     };
     let (sink, stream) = gasbench_events::bus();
     let cache = g.cache.clone();

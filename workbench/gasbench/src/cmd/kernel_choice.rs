@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use gasbench_engine::pipeline::{KernelArtifacts, KernelProfile, KernelProvider, KernelSymbols};
-use gasbench_env::{CacheDir, Runtime};
+use gasbench_env::Runtime;
 use gasbench_events::EventSink;
 use gasbench_events::run::ProfileChoice;
 use gasbench_kbuild::KernelRequest;
+
+use crate::Globals;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct KernelArgs {
@@ -23,13 +25,9 @@ pub struct KernelArgs {
     pub selftests: Vec<PathBuf>,
     /// The kernel profile to build and boot: `default`, `debug` (KASAN,
     /// lockdep, kmemleak, UBSAN, fault injection) or `race` (KCSAN).
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "default",
-        conflicts_with = "kernel"
-    )]
-    pub profile: String,
+    /// [env: GASBENCH_PROFILE] [config: profile] [default: default]
+    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
+    pub profile: Option<String>,
 }
 
 impl KernelArgs {
@@ -79,26 +77,39 @@ impl KernelArgs {
     /// The kernel for a run: the given image, or the patched kernel the
     /// kernel stage builds (cached: seconds when nothing changed), its
     /// progress on the run's bus.
-    pub fn provider(&self, rt: &Runtime, cache: &CacheDir) -> KernelProvider {
-        self.provider_with(rt, cache, Arc::new(Mutex::new(self.profile.clone())))
+    pub fn provider(&self, g: &Globals, rt: &Runtime) -> miette::Result<KernelProvider> {
+        self.provider_with(g, rt, Arc::new(Mutex::new(self.profile(g))))
+    }
+
+    /// The profile to build: `--profile`, else the configuration's.
+    pub fn profile(&self, g: &Globals) -> String {
+        self.profile
+            .clone()
+            .unwrap_or_else(|| g.config.profile.value.clone())
     }
 
     /// [`KernelArgs::provider`] whose profile is read from `profile` at
     /// each build (the TUI switches it).
     pub fn provider_with(
         &self,
+        g: &Globals,
         rt: &Runtime,
-        cache: &CacheDir,
         profile: Arc<Mutex<String>>,
-    ) -> KernelProvider {
+    ) -> miette::Result<KernelProvider> {
         let args = self.clone();
         let rt = rt.clone();
-        let cache = cache.clone();
-        Arc::new(Mutex::new(move |sink: &EventSink| {
+        let cache = g.cache.clone();
+        // Only a build needs kernel/; a given image does not.
+        let kernel_dir = match &self.kernel {
+            Some(_) => None,
+            None => Some(g.data()?.kernel_dir()),
+        };
+        Ok(Arc::new(Mutex::new(move |sink: &EventSink| {
             if let Some(k) = args.prebuilt()? {
                 return Ok(k);
             }
             let req = KernelRequest {
+                kernel_dir: kernel_dir.clone(),
                 profile: profile.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 ..KernelRequest::default()
             };
@@ -113,7 +124,7 @@ impl KernelArgs {
                 if a.reused { "unchanged" } else { "built" }
             );
             Ok(from_build(&a, description))
-        }))
+        })))
     }
 }
 

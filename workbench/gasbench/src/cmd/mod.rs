@@ -2,6 +2,7 @@
 
 pub mod b4check;
 pub mod checkout;
+pub mod config;
 pub mod device;
 pub mod doctor;
 pub mod exit;

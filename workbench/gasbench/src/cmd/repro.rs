@@ -52,8 +52,8 @@ pub struct Args {
     /// file holds several series).
     #[arg(long)]
     json: bool,
-    /// The kernel/ directory of the gasbench checkout [default: found
-    /// above the current directory].
+    /// The kernel/ directory to use [default: gasbench's data's, see
+    /// `gasbench doctor`].
     #[arg(long, value_name = "DIR")]
     kernel_dir: Option<PathBuf>,
     /// make -j [default: the number of CPUs].
@@ -122,9 +122,13 @@ enum Pending<'a> {
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
-    let kdir = match KernelDir::locate(args.kernel_dir.as_deref()) {
+    let kdir = match &args.kernel_dir {
+        Some(dir) => KernelDir::open(dir).map_err(super::kernel::diagnostic),
+        None => g.kernel_dir(),
+    };
+    let kdir = match kdir {
         Ok(k) => k,
-        Err(e) => return bad_input(super::kernel::diagnostic(e)),
+        Err(e) => return bad_input(e),
     };
     let known = match resolve::known_series(&kdir) {
         Ok(k) => k,
@@ -239,7 +243,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
 
     // Every scenario is checked before anything starts.
-    let files = super::scenario::expand(&[super::run::default_suite()]);
+    let files = super::scenario::expand(&[super::run::default_suite(g)?]);
     let suite = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
@@ -473,10 +477,11 @@ fn review_one(
         profile: profiles[0].clone(),
         ..KernelRequest::default()
     };
+    let data_root = g.data()?.root().to_path_buf();
     let mut sources: Vec<ScenarioSource> = suite
         .iter()
         .filter(|c| concerned(c))
-        .map(scenario_source)
+        .map(|c| scenario_source(c, &data_root))
         .collect();
     sources.dedup_by(|a, b| a.name == b.name);
     let checkout = super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name));
@@ -922,10 +927,9 @@ async fn kernel_only(
     }
 }
 
-fn scenario_source(c: &Compiled) -> ScenarioSource {
-    let root = gasbench_engine::agent_build::source_root();
+fn scenario_source(c: &Compiled, root: &Path) -> ScenarioSource {
     let file = Path::new(&c.origin)
-        .strip_prefix(&root)
+        .strip_prefix(root)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| c.origin.clone());
     ScenarioSource {
