@@ -4,9 +4,10 @@
 /// `eprintln!` for a line that may hold text from the guest or a mail:
 /// control characters and escape sequences are shown, not obeyed
 /// (`gasbench_termsafe::line`), and a line is cut at 4,000 characters.
+/// It goes through the one progress reporter, above its bar.
 macro_rules! say {
     ($($arg:tt)*) => {
-        eprintln!("{}", gasbench_termsafe::line_capped(&format!($($arg)*), 4000))
+        $crate::cmd::progress::reporter().emit(&format!($($arg)*))
     };
 }
 
@@ -48,6 +49,16 @@ struct Cli {
     /// copy embedded in the binary]
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    color: cmd::progress::ColorChoice,
 
     /// With no subcommand: the kernel the TUI boots (default: build the
     /// patched one).
@@ -159,6 +170,10 @@ fn user_cache_dir() -> Option<PathBuf> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let color = cmd::progress::init(cli.color).color();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(miette::MietteHandlerOpts::new().color(color).build())
+    }));
     let flags = gasbench_config::GlobalFlags {
         cache_dir: cli.cache_dir.clone(),
         runtime: cli.runtime.clone(),

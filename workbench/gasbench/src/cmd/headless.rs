@@ -67,6 +67,8 @@ pub struct VmArgs {
     /// directory has it as kcidb.json).
     #[arg(long, value_name = "FILE")]
     pub kcidb: Option<PathBuf>,
+    #[command(flatten)]
+    pub talk: super::progress::Talk,
     /// Run only slice K of N of the scenario × profile matrix (for CI
     /// machines in parallel; `gasbench merge` joins the run directories).
     #[arg(long, value_name = "K/N")]
@@ -248,7 +250,6 @@ where
     let mut recorder = {
         let path = run_dir.events();
         let summary = summary.clone();
-        let mut last_build_line = std::time::Instant::now();
         let stop = signals.sender();
         tokio::spawn(async move {
             gasbench_trace::log::record_capped(
@@ -256,7 +257,7 @@ where
                 &path,
                 guest_log_cap,
                 |ev| {
-                    print_progress(ev, kernel_detail, &mut last_build_line);
+                    print_progress(ev, kernel_detail);
                     summary.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
                 },
                 // A log that cannot be written stops the run, which keeps
@@ -391,14 +392,17 @@ pub fn record_proofs(g: &crate::Globals, run_dir: &RunDir, summary: &RunSummary)
     }
 }
 
-/// The live progress on stderr: stages, scenario verdicts, failures,
-/// errors and kernel trouble; not every event.
-fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::time::Instant) {
-    let t = ev.t_us as f64 / 1e6;
+/// The live progress on stderr, through the one reporter: stages (the
+/// kernel build with its bar and ETA), scenario verdicts, failures,
+/// errors and kernel trouble; not every event. `kernel_detail` (repro,
+/// or `-v`) adds patches that did not apply cleanly and per-patch builds.
+fn print_progress(ev: &Event, kernel_detail: bool) {
+    let r = super::progress::reporter();
+    let kernel_detail = kernel_detail || r.verbosity() == super::progress::Verbosity::Verbose;
     match &ev.body {
-        EventBody::Run(r) => match r {
+        EventBody::Run(run) => match run {
             RunEvent::StageBegin { stage, detail } => {
-                say!("[{t:7.2}] {:<10} {detail}", stage.name())
+                r.line(&format!("{:<10} {detail}", stage.name()))
             }
             RunEvent::StageEnd {
                 stage,
@@ -406,89 +410,103 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                 detail,
                 elapsed_ms,
             } => {
+                r.end_build();
                 let o = match outcome {
                     Outcome::Ok => "ok",
                     Outcome::Cached => "cached",
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                say!(
-                    "[{t:7.2}] {:<10} {o} ({:.1} s) {detail}",
+                let text = format!(
+                    "{:<10} {o} ({:.1} s) {detail}",
                     stage.name(),
                     *elapsed_ms as f64 / 1000.0
-                )
+                );
+                if *outcome == Outcome::Failed {
+                    r.warn(&text)
+                } else {
+                    r.line(&text)
+                }
             }
-            RunEvent::Accel(a) => say!(
-                "[{t:7.2}] accel      {} — {}",
+            RunEvent::Accel(a) => r.line(&format!(
+                "accel      {} — {}",
                 a.accel.to_uppercase(),
                 a.reason
-            ),
+            )),
             RunEvent::ScenarioEnd {
                 scenario,
                 passed,
                 elapsed_ms,
-            } => say!(
-                "[{t:7.2}] {} {scenario} ({:.1} s)",
-                if *passed { "PASS" } else { "FAIL" },
-                *elapsed_ms as f64 / 1000.0
-            ),
+            } => {
+                let text = format!(
+                    "{} {scenario} ({:.1} s)",
+                    if *passed { "PASS" } else { "FAIL" },
+                    *elapsed_ms as f64 / 1000.0
+                );
+                if *passed {
+                    r.line(&text)
+                } else {
+                    r.warn(&text)
+                }
+            }
             RunEvent::Expectation {
                 what,
                 expected,
                 actual,
                 held: false,
                 ..
-            } => {
-                say!("           ✗ {what}: expected {expected}, got {actual}")
-            }
+            } => r.warn(&format!("  ✗ {what}: expected {expected}, got {actual}")),
             RunEvent::StageProgress {
                 stage,
                 total: 0,
                 detail,
                 ..
-            } if kernel_detail => say!("[{t:7.2}] {:<10} {detail}", stage.name()),
-            RunEvent::Note { text } => say!("[{t:7.2}] note       {text}"),
-            RunEvent::Error { text } => say!("[{t:7.2}] ERROR      {text}"),
+            } => {
+                let text = format!("{:<10} {detail}", stage.name());
+                if kernel_detail {
+                    r.line(&text)
+                } else {
+                    r.detail(&text)
+                }
+            }
+            RunEvent::Note { text } => r.line(&format!("note       {text}")),
+            RunEvent::Error { text } => r.warn(&format!("ERROR      {text}")),
             _ => {}
         },
         EventBody::Kernel(gasbench_events::kernel::KernelEvent::BuildProgress {
             done,
             total,
             current,
-        }) if kernel_detail && last_build_line.elapsed().as_secs() >= 30 => {
-            *last_build_line = std::time::Instant::now();
-            say!("[{t:7.2}] build      {done}/{total} {current}");
-        }
-        EventBody::Kernel(k) if kernel_detail => print_kernel(t, k),
+        }) => r.build(*done, *total, current),
+        EventBody::Kernel(k) if kernel_detail => print_kernel(k),
         EventBody::Vm(gasbench_events::vm::VmEvent::Console { line, severity })
             if *severity == gasbench_events::vm::ConsoleSeverity::Bug =>
         {
-            say!("[{t:7.2}] kernel     {line}")
+            r.warn(&format!("kernel     {line}"))
         }
         EventBody::Vm(gasbench_events::vm::VmEvent::ProcessExited {
             name,
             status,
             expected: false,
-        }) => {
-            say!("[{t:7.2}] DIED       {name}: {status}")
-        }
+        }) => r.warn(&format!("DIED       {name}: {status}")),
         _ => {}
     }
 }
 
 /// The kernel stage's patch outcomes and per-patch builds (what a
 /// reviewer waits for during a long build).
-fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
+fn print_kernel(k: &gasbench_events::kernel::KernelEvent) {
+    let r = super::progress::reporter();
     use gasbench_events::kernel::{ApplyStatus, KernelEvent};
     match k {
-        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => say!(
-            "[{t:7.2}] patch      {} {}/{} {}: {}",
+        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => r.warn(&format!(
+            "patch      {} {}/{} {}: {}",
             p.series,
             p.index,
             p.total,
             p.status.name(),
             p.subject
-        ),
+        )),
         KernelEvent::PatchBuild {
             subject,
             builds,
@@ -497,15 +515,15 @@ fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
             cross_error,
             ..
         } => {
-            say!(
-                "[{t:7.2}] per-patch  {} after {subject}",
+            r.line(&format!(
+                "per-patch  {} after {subject}",
                 if *builds { "builds" } else { "DOES NOT BUILD" }
-            );
+            ));
             if let Some(e) = first_error {
-                say!("           {e}");
+                r.warn(&format!("  {e}"));
             }
             if let (Some(a), Some(e)) = (cross_arch, cross_error) {
-                say!("           {a}: {e}");
+                r.warn(&format!("  {a}: {e}"));
             }
         }
         _ => {}

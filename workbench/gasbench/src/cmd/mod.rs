@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod kernel_choice;
 pub mod merge;
 pub mod open;
+pub mod progress;
 pub mod repro;
 pub mod run;
 pub mod scenario;
@@ -24,5 +25,6 @@ pub mod tui;
 /// [`gasbench_termsafe::report::safe`], since what it quotes (a mail, a
 /// console tail, a file name) may come from a stranger.
 pub fn eprint_report(report: &miette::Report) {
+    progress::reporter().end_build();
     eprintln!("{:?}", gasbench_termsafe::report::safe(report));
 }

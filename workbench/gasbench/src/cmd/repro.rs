@@ -122,6 +122,7 @@ enum Pending<'a> {
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
+    args.vm.talk.apply();
     let kdir = match &args.kernel_dir {
         Some(dir) => KernelDir::open(dir).map_err(super::kernel::diagnostic),
         None => g.kernel_dir(),

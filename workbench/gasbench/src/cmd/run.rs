@@ -31,6 +31,7 @@ pub(crate) fn default_suite(g: &Globals) -> miette::Result<PathBuf> {
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
+    args.vm.talk.apply();
     // Every scenario is checked before anything starts.
     let paths = if args.scenarios.is_empty() {
         vec![default_suite(g)?]
