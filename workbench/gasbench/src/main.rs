@@ -30,7 +30,7 @@ use gasbench_env::{CacheDir, RuntimePref};
 /// boot it under QEMU with an emulated goldfish address space device, run
 /// scenarios, and trace each ioctl next to the register accesses it caused.
 #[derive(Parser)]
-#[command(name = "gasbench", version, about)]
+#[command(name = "gasbench", version, about, after_help = cmd::exit::HELP)]
 struct Cli {
     /// Cache directory for the toolroot, kernel trees and logs
     /// [env: GASBENCH_CACHE] [config: cache_dir] [default: /var/cache/gasbench]
@@ -98,6 +98,12 @@ enum Command {
     /// gasbench keeps of the series.
     #[command(name = "b4-check", after_help = cmd::exit::HELP)]
     B4Check(cmd::b4check::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) to standard output.
+    Completions(cmd::manual::CompletionsArgs),
+    /// Print the man page (gasbench.1) to standard output, or write a page
+    /// per subcommand into a directory.
+    Man(cmd::manual::ManArgs),
     /// Join the run directories of the shards of one run (--shard K/N)
     /// into one: results, JUnit, KTAP, KCIDB and review.
     #[command(after_help = cmd::exit::HELP)]
@@ -168,6 +174,79 @@ fn user_cache_dir() -> Option<PathBuf> {
     Some(base.join("gasbench"))
 }
 
+/// Global options each command uses. One it does not use is refused, not
+/// dropped: `gasbench --runtime host scenario check` would otherwise look
+/// as if it had meant something.
+fn uses(command: &Command) -> (bool, bool, bool) {
+    // (--cache-dir, --runtime, --data-dir)
+    match command {
+        Command::Doctor(_) | Command::Config(_) | Command::Kernel(_) => (true, true, true),
+        Command::Run(_) | Command::Repro(_) => (true, true, true),
+        Command::Setup(_) => (true, true, false),
+        // The data is unpacked into the cache.
+        Command::Scenario(_) => (true, false, true),
+        Command::Open(_) | Command::B4Check(_) | Command::Merge(_) => (true, false, false),
+        Command::Device(_) | Command::Completions(_) | Command::Man(_) => (false, false, false),
+    }
+}
+
+/// A global option given to a command that ignores it is an error, and so
+/// is the TUI's `--kernel`/`--profile` before a subcommand: the root
+/// takes those options for the TUI (no subcommand), and a subcommand has
+/// its own, so `gasbench --kernel X run` used to build the patched kernel
+/// without a word.
+fn refuse_ignored(cli: &Cli) -> Result<(), miette::Report> {
+    let Some(command) = &cli.command else {
+        return Ok(());
+    };
+    let name = command_name(command);
+    let k = &cli.kernel;
+    let misplaced = [
+        ("--kernel", k.kernel.is_some()),
+        ("--mkdirat2", k.mkdirat2.is_some()),
+        ("--selftest", !k.selftests.is_empty()),
+        ("--profile", k.profile.is_some()),
+    ];
+    if let Some((flag, _)) = misplaced.iter().find(|(_, given)| *given) {
+        return Err(miette::miette!(
+            help = format!(
+                "put it after the subcommand (`gasbench {name} {flag} …`) if `{name}` takes it"
+            ),
+            "{flag} before a subcommand is the TUI's option (gasbench with no subcommand); `gasbench {name}` would ignore it"
+        ));
+    }
+    let (cache, runtime, data) = uses(command);
+    let given = [
+        ("--cache-dir", cli.cache_dir.is_some(), cache),
+        ("--runtime", cli.runtime.is_some(), runtime),
+        ("--data-dir", cli.data_dir.is_some(), data),
+    ];
+    if let Some((flag, _, _)) = given.iter().find(|(_, given, used)| *given && !*used) {
+        return Err(miette::miette!(
+            "`gasbench {name}` does not use {flag}; leave it out"
+        ));
+    }
+    Ok(())
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Doctor(_) => "doctor",
+        Command::Config(_) => "config",
+        Command::Setup(_) => "setup",
+        Command::Kernel(_) => "kernel",
+        Command::Run(_) => "run",
+        Command::Scenario(_) => "scenario",
+        Command::Device(_) => "device",
+        Command::Repro(_) => "repro",
+        Command::Open(_) => "open",
+        Command::B4Check(_) => "b4-check",
+        Command::Merge(_) => "merge",
+        Command::Completions(_) => "completions",
+        Command::Man(_) => "man",
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = cmd::progress::init(cli.color).color();
@@ -186,6 +265,10 @@ fn main() -> ExitCode {
             return cmd::exit::code(cmd::exit::BAD_INPUT);
         }
     };
+    if let Err(e) = refuse_ignored(&cli) {
+        cmd::eprint_report(&e);
+        return cmd::exit::code(cmd::exit::BAD_INPUT);
+    }
     let globals = Globals::new(config);
     let result = match cli.command {
         Some(Command::Doctor(args)) => cmd::doctor::run(&globals, args),
@@ -199,6 +282,8 @@ fn main() -> ExitCode {
         Some(Command::Open(args)) => cmd::open::run(&globals, args),
         Some(Command::B4Check(args)) => cmd::b4check::run(&globals, args),
         Some(Command::Merge(args)) => cmd::merge::run(&globals, args),
+        Some(Command::Completions(args)) => cmd::manual::completions::<Cli>(args),
+        Some(Command::Man(args)) => cmd::manual::man::<Cli>(args),
         None => cmd::tui::run(&globals, cli.kernel),
     };
     match result {

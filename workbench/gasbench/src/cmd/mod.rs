@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod headless;
 pub mod kernel;
 pub mod kernel_choice;
+pub mod manual;
 pub mod merge;
 pub mod open;
 pub mod progress;
