@@ -154,10 +154,11 @@ pub async fn run_live(live: Live) -> Result<TuiEnd, TuiError> {
     .await
 }
 
-/// Browse a past run: its `events.jsonl`, read on a thread.
-pub async fn run_browse(run_dir: &Path) -> Result<TuiEnd, TuiError> {
+/// Browse a past run: its `events.jsonl`, read on a thread; with
+/// `follow`, a run still going is followed to its end (`open --follow`).
+pub async fn run_browse(run_dir: &Path, follow: bool) -> Result<TuiEnd, TuiError> {
     let log = run_dir.join(gasbench_trace::run_dir::EVENTS);
-    let feed = replay::from_log(&log).map_err(|source| TuiError::Open {
+    let feed = replay::from_log(&log, follow).map_err(|source| TuiError::Open {
         path: log.display().to_string(),
         source,
     })?;
@@ -270,6 +271,16 @@ where
                 }
                 Some(Feed::Note(text)) => {
                     model.status = Some(model::Status { text, error: true });
+                    dirty = true;
+                }
+                Some(Feed::StillRunning) => {
+                    model.still_running = true;
+                    model.status = Some(model::Status {
+                        text: "this run is still going: what is shown is what it had written \
+                               (`gasbench open --follow` follows it)"
+                            .into(),
+                        error: false,
+                    });
                     dirty = true;
                 }
                 Some(Feed::Closed) | None => {

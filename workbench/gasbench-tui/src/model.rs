@@ -547,6 +547,9 @@ pub struct Model {
     pub loading: Option<(u64, u64, u64)>,
     /// The event stream has ended (the run is over or the log was read).
     pub bus_closed: bool,
+    /// The log was read to its end while its run is still being recorded
+    /// elsewhere: what is not finished is still going, not cut off.
+    pub still_running: bool,
 
     pub run: RunInfo,
     pub summary: RunSummary,
@@ -594,6 +597,7 @@ impl Model {
             events_seen: 0,
             loading: None,
             bus_closed: false,
+            still_running: false,
             run: RunInfo::default(),
             summary: RunSummary::default(),
             pipeline: Pipeline::default(),
@@ -678,6 +682,7 @@ impl Model {
     pub fn log_ended_early(&self) -> bool {
         matches!(self.mode, Mode::Browse { .. })
             && self.bus_closed
+            && !self.still_running
             && self.run.finished.is_none()
             && (self
                 .pipeline
@@ -686,6 +691,18 @@ impl Model {
                 .any(|s| s.state == StageState::Running)
                 || self.current_scenario.is_some()
                 || matches!(self.run.vm_state.as_deref(), Some("running" | "starting")))
+    }
+
+    /// Whether the VM is going away on purpose: QEMU shut down or exited
+    /// as expected, or teardown is running. A device that disconnects
+    /// then is the end of the run, not a fault.
+    pub fn vm_ending(&self) -> bool {
+        matches!(self.run.vm_state.as_deref(), Some("shutdown" | "stopped"))
+            || self
+                .pipeline
+                .stages
+                .iter()
+                .any(|s| s.stage == Stage::Teardown && s.state == StageState::Running)
     }
 
     /// The trace row selected (the one Enter expands).
@@ -721,6 +738,11 @@ impl Model {
                     self.trace.device_access();
                 }
                 self.device.apply(e.seq, d);
+                if let gasbench_events::device::DeviceEvent::Disconnected { .. }
+                | gasbench_events::device::DeviceEvent::Stopped { .. } = d
+                {
+                    self.device.ended_with_vm = self.vm_ending();
+                }
             }
             EventBody::Agent(a) => self.ingest_agent(e, a),
         }
@@ -1395,6 +1417,39 @@ mod tests {
         );
     }
 
+    /// A device that disconnects while the VM runs is a fault; one that
+    /// disconnects once QEMU shut down is the end of the run.
+    #[test]
+    fn a_disconnect_is_an_error_only_while_the_vm_runs() {
+        use gasbench_events::device::DeviceEvent;
+        let gone = |seq| {
+            at(
+                seq,
+                EventBody::Device(DeviceEvent::Disconnected {
+                    reason: "client closed the connection".into(),
+                }),
+            )
+        };
+        let running = at(
+            1,
+            EventBody::Vm(VmEvent::Qmp {
+                name: "RESUME".into(),
+                data: serde_json::Value::Null,
+            }),
+        );
+        let m = Model::from_events(vec![running.clone(), gone(2)], Mode::Live, Theme::mono());
+        assert!(!m.device.ended_with_vm);
+        let shutdown = at(
+            2,
+            EventBody::Vm(VmEvent::Qmp {
+                name: "SHUTDOWN".into(),
+                data: serde_json::Value::Null,
+            }),
+        );
+        let m = Model::from_events(vec![running, shutdown, gone(3)], Mode::Live, Theme::mono());
+        assert!(m.device.ended_with_vm);
+    }
+
     /// Interactive sessions before the engine's service wrote `finished`
     /// left none: such a session quit normally is over, not cut off; one
     /// whose log stops with a stage running was.
@@ -1421,8 +1476,11 @@ mod tests {
         let quit_normally =
             Model::from_events(vec![begin.clone(), end], browse.clone(), Theme::mono());
         assert!(!quit_normally.log_ended_early());
-        let killed = Model::from_events(vec![begin.clone()], browse, Theme::mono());
+        let mut killed = Model::from_events(vec![begin.clone()], browse, Theme::mono());
         assert!(killed.log_ended_early());
+        // The same log while its recorder still runs: still going.
+        killed.still_running = true;
+        assert!(!killed.log_ended_early());
         // Live, the run is still going: nothing is cut off.
         let mut live = Model::from_events(vec![begin], Mode::Live, Theme::mono());
         live.bus_closed = false;

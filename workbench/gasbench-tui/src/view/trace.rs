@@ -119,14 +119,30 @@ fn short_name(name: &str) -> &str {
     name.strip_prefix("ioctl:").unwrap_or(name)
 }
 
-fn value(key: &str, v: &Value) -> String {
+/// An argument of `call` as a reader of strace output expects it: flags
+/// and modes decoded (`O_RDONLY|O_DIRECTORY`, `AT_REMOVEDIR`, `0o700`),
+/// AT_FDCWD by name, addresses and sizes in hex.
+fn value(call: &str, key: &str, v: &Value) -> String {
+    use gasbench_abi::consts;
     match v {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 match key {
                     // Directory fds: AT_FDCWD is how people read -100.
                     "dir" | "dirfd" if i == -100 => return "AT_FDCWD".into(),
-                    "mode" if i >= 0 => return format!("0{i:o}"),
+                    "mode" if i >= 0 => return consts::mode_text(i),
+                    "flags" => {
+                        if let Some(text) = consts::call_flags_text(call, i) {
+                            return text;
+                        }
+                    }
+                    "cmd" if call == "fcntl" => {
+                        if let Some((name, _)) =
+                            consts::FCNTL_CMDS.iter().find(|(_, c)| i64::from(*c) == i)
+                        {
+                            return (*name).to_string();
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -173,13 +189,13 @@ pub fn args_summary(rec: &CallRecord) -> String {
             if matches!(k, "request" | "fd" | "nr") || is_zero(v) {
                 continue;
             }
-            parts.push(format!("{k}={}", value(k, v)));
+            parts.push(format!("{k}={}", value(&rec.name, k, v)));
         }
         // All zero (ALLOCATE_BLOCK of size 0): the zeros are the story.
         if parts.is_empty() {
             for (k, v) in ordered(&rec.name, inp).into_iter().take(2) {
                 if !matches!(k, "request" | "fd" | "nr") {
-                    parts.push(format!("{k}={}", value(k, v)));
+                    parts.push(format!("{k}={}", value(&rec.name, k, v)));
                 }
             }
         }
@@ -190,7 +206,7 @@ pub fn args_summary(rec: &CallRecord) -> String {
     if let Value::Object(o) = &rec.args_out {
         for (k, v) in ordered(&rec.name, o) {
             if rec.args_in.get(k) != Some(v) {
-                out.push(format!("{k}={}", value(k, v)));
+                out.push(format!("{k}={}", value(&rec.name, k, v)));
             }
         }
     }
@@ -398,7 +414,7 @@ fn json_fields(name: &str, v: &Value) -> String {
     match v {
         Value::Object(o) => ordered(name, o)
             .into_iter()
-            .map(|(k, v)| format!("{k}={}", value(k, v)))
+            .map(|(k, v)| format!("{k}={}", value(name, k, v)))
             .collect::<Vec<_>>()
             .join(" "),
         Value::Null => "—".into(),
