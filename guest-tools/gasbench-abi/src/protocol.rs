@@ -76,6 +76,9 @@ pub enum HostMsg {
     Resume { bundle: u64, sync: u32 },
     /// Flush, sync and power off.
     Shutdown,
+    /// Run an interactive shell (busybox `sh`) on the console, ttyS0,
+    /// until it exits (`gasbench shell`); answered by `ShellEnded`.
+    Shell,
 }
 
 /// Agent → host.
@@ -151,6 +154,9 @@ pub enum AgentMsg {
     },
     /// The bundle is finished; `error` is set when it stopped early.
     BundleEnd { bundle: u64, error: Option<String> },
+    /// The console shell ended: its exit status (128 + signal when one
+    /// ended it), or why it could not start.
+    ShellEnded { status: i32, error: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

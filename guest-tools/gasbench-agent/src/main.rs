@@ -18,6 +18,7 @@ mod kdebug;
 mod out;
 mod runner;
 mod serve;
+mod shell;
 mod sys;
 
 use std::io::BufReader;

@@ -170,6 +170,16 @@ pub fn serve(input: &mut dyn BufRead, out: &Out, opts: &ServeOpts) -> Result<(),
                 format!("Resume for bundle {bundle} sync {sync} while no bundle waits; ignored"),
             ),
             HostMsg::Shutdown => return Ok(()),
+            HostMsg::Shell => {
+                let (status, error) = match crate::shell::run(crate::shell::CONSOLE) {
+                    Ok(status) => (status, None),
+                    Err(e) => {
+                        out.log(LogLevel::Error, e.clone());
+                        (127, Some(e))
+                    }
+                };
+                out.send(&AgentMsg::ShellEnded { status, error });
+            }
         }
     }
 }

@@ -20,3 +20,4 @@ pub mod reports;
 pub mod scenario_run;
 pub mod service;
 pub mod session;
+pub mod shell;

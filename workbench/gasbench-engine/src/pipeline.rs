@@ -532,6 +532,21 @@ impl Runner {
         }
     }
 
+    /// `gasbench shell`: boot if no guest is up, then relay the console
+    /// to `io` while the agent runs a shell on it (see
+    /// [`crate::shell::relay`]). [`Runner::stop`] tears down after.
+    pub async fn shell(
+        &mut self,
+        io: crate::shell::ShellIo,
+        interrupt: &mut Interrupt,
+    ) -> Result<crate::shell::ShellEnd, String> {
+        if self.guest.is_none() {
+            self.boot_until(Some(&mut *interrupt)).await?;
+        }
+        let guest = self.guest.as_mut().expect("booted above");
+        crate::shell::relay(guest, io, interrupt).await
+    }
+
     /// A guest that was interrupted mid-scenario cannot be trusted.
     pub fn mark_unfit(&mut self, why: &str) {
         if let Some(g) = &mut self.guest {

@@ -81,6 +81,10 @@ pub struct Vm {
     qemu: Supervised,
     virtiofsd: Option<Supervised>,
     console: broadcast::Sender<String>,
+    /// The console's bytes as they come (for `gasbench shell`).
+    console_bytes: broadcast::Sender<Vec<u8>>,
+    /// The host's end of the console, for typing into it.
+    console_in: Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>,
     virtiofsd_socket: PathBuf,
     /// The goldfish socket's descriptor number inside QEMU.
     goldfish_fd: Option<RawFd>,
@@ -268,12 +272,15 @@ impl Vm {
         let con_s = stream(con_s).map_err(rd)?;
 
         let (console_tx, _) = broadcast::channel(1024);
+        let (bytes_tx, _) = broadcast::channel(1024);
+        let (con_read, con_write) = con_s.into_split();
         spawn_console_reader(
-            con_s,
+            con_read,
             run_dir.join("console.log"),
             spec.console_log_cap,
             sink.clone(),
             console_tx.clone(),
+            bytes_tx.clone(),
         );
         let (agent, agent_rx) = AgentPort::new(agent_s, sink.clone()).map_err(rd)?;
         // QEMU can still die after it started (a CPU or memory setting
@@ -312,6 +319,8 @@ impl Vm {
             qemu,
             virtiofsd,
             console: console_tx,
+            console_bytes: bytes_tx,
+            console_in: Arc::new(tokio::sync::Mutex::new(con_write)),
             virtiofsd_socket,
             goldfish_fd: fds.goldfish,
             stopping,
@@ -341,6 +350,20 @@ impl Vm {
     /// Console lines from now on.
     pub fn console(&self) -> broadcast::Receiver<String> {
         self.console.subscribe()
+    }
+
+    /// The console's raw bytes from now on (a terminal attached to it;
+    /// they are also in console.log and, as lines, on the bus).
+    pub fn console_bytes(&self) -> broadcast::Receiver<Vec<u8>> {
+        self.console_bytes.subscribe()
+    }
+
+    /// Type into the console (the guest's ttyS0).
+    pub async fn console_write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut w = self.console_in.lock().await;
+        w.write_all(bytes).await?;
+        w.flush().await
     }
 
     /// Resolves when QEMU or virtiofsd exits while we did not ask it to:
@@ -432,11 +455,12 @@ impl Drop for UnlinkOnDrop {
 }
 
 fn spawn_console_reader(
-    mut stream: tokio::net::UnixStream,
+    mut stream: tokio::net::unix::OwnedReadHalf,
     log_path: PathBuf,
     cap: u64,
     sink: EventSink,
     lines_tx: broadcast::Sender<String>,
+    bytes_tx: broadcast::Sender<Vec<u8>>,
 ) {
     tokio::spawn(async move {
         // The log is raw bytes, flushed as they come: a crash loses
@@ -458,6 +482,10 @@ fn spawn_console_reader(
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    // Only when a terminal is attached (no receiver: no copy).
+                    if bytes_tx.receiver_count() > 0 {
+                        let _ = bytes_tx.send(buf[..n].to_vec());
+                    }
                     if log.write(&buf[..n]) {
                         sink.emit(RunEvent::Note {
                             text: format!(

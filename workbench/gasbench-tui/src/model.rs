@@ -1135,6 +1135,14 @@ impl Model {
                     );
                 }
             }
+            AgentMsg::ShellEnded { status, error } => self.console.push(
+                e.t_us,
+                Severity::Meta,
+                match error {
+                    Some(err) => format!("agent│ the shell could not run: {err}"),
+                    None => format!("agent│ the shell exited with status {status}"),
+                },
+            ),
             AgentMsg::Thread { .. }
             | AgentMsg::StepBegin { .. }
             | AgentMsg::StepEnd { .. }

@@ -84,6 +84,10 @@ enum Command {
     /// Boot the patched kernel and run scenarios headless.
     #[command(after_help = cmd::exit::HELP)]
     Run(cmd::run::Args),
+    /// Boot the patched kernel with busybox and the goldfish device, as a
+    /// run does, and attach this terminal to a shell on the guest console;
+    /// `exit` or Ctrl-] leaves and tears everything down.
+    Shell(cmd::shell::Args),
     /// Check scenario files without starting a VM; show what one compiles to.
     Scenario(cmd::scenario::Args),
     /// Serve the emulated goldfish address space device over vfio-user.
@@ -181,7 +185,7 @@ fn uses(command: &Command) -> (bool, bool, bool) {
     // (--cache-dir, --runtime, --data-dir)
     match command {
         Command::Doctor(_) | Command::Config(_) | Command::Kernel(_) => (true, true, true),
-        Command::Run(_) | Command::Repro(_) => (true, true, true),
+        Command::Run(_) | Command::Repro(_) | Command::Shell(_) => (true, true, true),
         Command::Setup(_) => (true, true, false),
         // The data is unpacked into the cache.
         Command::Scenario(_) => (true, false, true),
@@ -237,6 +241,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Kernel(_) => "kernel",
         Command::Run(_) => "run",
         Command::Scenario(_) => "scenario",
+        Command::Shell(_) => "shell",
         Command::Device(_) => "device",
         Command::Repro(_) => "repro",
         Command::Open(_) => "open",
@@ -277,6 +282,7 @@ fn main() -> ExitCode {
         Some(Command::Kernel(args)) => cmd::kernel::run(&globals, args),
         Some(Command::Run(args)) => cmd::run::run(&globals, args),
         Some(Command::Scenario(args)) => cmd::scenario::run(&globals, args),
+        Some(Command::Shell(args)) => cmd::shell::run(&globals, args),
         Some(Command::Device(args)) => cmd::device::run(&globals, args),
         Some(Command::Repro(args)) => cmd::repro::run(&globals, args),
         Some(Command::Open(args)) => cmd::open::run(&globals, args),

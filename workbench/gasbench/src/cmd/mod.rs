@@ -19,6 +19,7 @@ pub mod run;
 pub mod scenario;
 pub mod setup;
 pub mod shard;
+pub mod shell;
 pub mod signals;
 pub mod tui;
 

@@ -99,6 +99,9 @@ pub struct Reporter {
     color: bool,
     verbosity: Mutex<Verbosity>,
     build: Mutex<Option<Build>>,
+    /// The terminal belongs to the guest (`gasbench shell`): nothing of
+    /// the host's is printed over it.
+    muted: std::sync::atomic::AtomicBool,
 }
 
 static REPORTER: OnceLock<Reporter> = OnceLock::new();
@@ -133,11 +136,17 @@ impl Reporter {
             color,
             verbosity: Mutex::new(Verbosity::Normal),
             build: Mutex::new(None),
+            muted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn color(&self) -> bool {
         self.color
+    }
+
+    /// Print nothing until unmuted (the terminal is the guest's).
+    pub fn mute(&self, muted: bool) {
+        self.muted.store(muted, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set_verbosity(&self, v: Verbosity) {
@@ -155,6 +164,9 @@ impl Reporter {
     /// A line printed whatever the verbosity (a result, an error), as is
     /// but sanitised, above the bar if there is one.
     pub fn emit(&self, text: &str) {
+        if self.muted.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let line = gasbench_termsafe::line_capped(text, LINE_CAP);
         let build = self.build.lock().unwrap_or_else(|p| p.into_inner());
         match build.as_ref().and_then(|b| b.bar.as_ref()) {
