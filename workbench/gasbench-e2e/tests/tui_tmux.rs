@@ -473,8 +473,8 @@ fn a_shell_on_the_guest_console_runs_commands_and_exit_tears_down() {
 }
 
 /// `gasbench open --follow` on a run in progress, from another terminal:
-/// the run is shown as going (never "cut off") while it runs, and its end
-/// arrives as it happens.
+/// the run is shown as going (never "cut off") while it runs, its end
+/// arrives as it happens, and `y` copies a call into the run directory.
 #[test]
 fn open_follow_tails_a_live_run_to_its_end() {
     let (cache, _rt) = gasbench_e2e::runtime();
@@ -526,6 +526,22 @@ fn open_follow_tails_a_live_run_to_its_end() {
             .any(|l| l.contains("goldfish-rfc-subset") && (l.contains('✓') || l.contains('✗')))
     });
     assert!(!screen.contains("cut off"), "{screen}");
+    // `y` on a call of the trace: it lands in the run directory, with the
+    // register accesses it caused.
+    let rd = std::fs::canonicalize(&latest).unwrap();
+    t.send(&["3", "/"]);
+    t.tmux(&["send-keys", "-t", "0", "-l", "alloc ok"]);
+    t.send(&["Enter", "g", "y"]);
+    t.wait_for("the copy's status", |s| s.contains("copied the call"));
+    let copied: Vec<_> = std::fs::read_dir(&rd)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("copied-call-"))
+        .collect();
+    assert_eq!(copied.len(), 1, "one copied call in {}", rd.display());
+    let text = std::fs::read_to_string(copied[0].path()).unwrap();
+    assert!(text.contains("ALLOCATE_BLOCK"), "{text}");
+    assert!(text.contains("BLOCK_SIZE_LOW"), "{text}");
     t.send(&["q"]);
     let (code, canonical) = t.wait_exit();
     assert_eq!(code, 0, "{}", t.capture());

@@ -50,6 +50,8 @@ pub enum Action {
     ScrollDetail(isize),
     Escape,
     StartFilter,
+    /// `y`: copy the selected call, decoded, with its register accesses.
+    Copy,
     FilterChar(char),
     FilterBackspace,
     FilterSubmit,
@@ -85,6 +87,12 @@ pub enum Effect {
     Quit,
     /// Restore the terminal and return.
     Exit,
+    /// Put this text on the terminal's clipboard (OSC 52) and in the file
+    /// (in the run directory), then say where it went.
+    Copy {
+        text: String,
+        file: std::path::PathBuf,
+    },
 }
 
 fn info(m: &mut Model, text: impl Into<String>) {
@@ -283,6 +291,24 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
             Pane::Scenarios => focus(m, Pane::Trace),
             _ => {}
         },
+        Action::Copy => {
+            let Some(text) = crate::view::trace::copy_text(m) else {
+                info(m, "nothing to copy: select a call in the trace (3)");
+                return vec![];
+            };
+            let Some(dir) = m.run_dir_path() else {
+                info(
+                    m,
+                    "nothing to copy to: this session has no run directory yet",
+                );
+                return vec![];
+            };
+            let call = m.selected_call().map_or(0, |r| r.begin_seq);
+            return vec![Effect::Copy {
+                text,
+                file: dir.join(format!("copied-call-{call}.txt")),
+            }];
+        }
         Action::Escape => {
             if m.help {
                 m.help = false;

@@ -52,6 +52,10 @@ pub const BINDINGS: &[Binding] = &[
         what: "filter the trace, console or build log",
     },
     Binding {
+        keys: "y",
+        what: "trace: copy the call (clipboard, and a file in the run dir)",
+    },
+    Binding {
         keys: "Esc",
         what: "close / collapse / clear the message",
     },
@@ -142,6 +146,7 @@ pub fn map(m: &Model, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('J') => Action::ScrollDetail(1),
         KeyCode::Char('K') => Action::ScrollDetail(-1),
         KeyCode::Char('/') => Action::StartFilter,
+        KeyCode::Char('y') => Action::Copy,
         KeyCode::Esc => Action::Escape,
         KeyCode::Char('z') => Action::ToggleZoom,
         KeyCode::Char('r') => Action::RunSelected,

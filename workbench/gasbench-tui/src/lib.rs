@@ -181,6 +181,32 @@ pub async fn run_browse(run_dir: &Path, follow: bool) -> Result<TuiEnd, TuiError
     .await
 }
 
+/// `y`: the text to the terminal's clipboard (OSC 52: the terminal, or
+/// tmux with `set-clipboard on`, takes it; over ssh too) and to `file`.
+/// The text is the host's rendering of the call with every control
+/// character made visible (`view::trace::copy_text`).
+fn copy(text: &str, file: &Path) -> model::Status {
+    use base64::Engine;
+    use std::io::Write;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\x1b]52;c;{encoded}\x07");
+    let _ = out.flush();
+    match std::fs::write(file, text) {
+        Ok(()) => model::Status {
+            text: format!("copied the call (clipboard, and {})", file.display()),
+            error: false,
+        },
+        Err(e) => model::Status {
+            text: format!(
+                "copied to the clipboard; {} could not be written: {e}",
+                file.display()
+            ),
+            error: true,
+        },
+    }
+}
+
 /// At most this many frames a second.
 const FRAME: Duration = Duration::from_millis(16);
 /// The clock in the header moves this often.
@@ -329,6 +355,10 @@ where
                         end.forced = model.is_live() && feed_open;
                         return Ok(end);
                     }
+                    Effect::Copy { text, file } => {
+                        let status = copy(&text, &file);
+                        model.status = Some(status);
+                    }
                     other => {
                         let Some(c) = controller.as_mut() else {
                             if other == Effect::Quit {
@@ -342,7 +372,7 @@ where
                             Effect::NextProfile => ("profile", c.next_profile()),
                             Effect::StopVm => ("stop", c.stop_vm()),
                             Effect::Quit => ("quit", c.quit()),
-                            Effect::Exit => unreachable!("handled above"),
+                            Effect::Exit | Effect::Copy { .. } => unreachable!("handled above"),
                         };
                         let failed_quit = what == "quit" && result.is_err();
                         update(

@@ -693,6 +693,14 @@ impl Model {
                 || matches!(self.run.vm_state.as_deref(), Some("running" | "starting")))
     }
 
+    /// The run directory: the one browsed, or the live run's.
+    pub fn run_dir_path(&self) -> Option<std::path::PathBuf> {
+        match &self.mode {
+            Mode::Browse { path } => Some(path.into()),
+            _ => self.run.run_dir.as_ref().map(Into::into),
+        }
+    }
+
     /// Whether the VM is going away on purpose: QEMU shut down or exited
     /// as expected, or teardown is running. A device that disconnects
     /// then is the end of the run, not a fault.

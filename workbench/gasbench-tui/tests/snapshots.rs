@@ -667,3 +667,34 @@ fn an_empty_live_session_says_what_to_do() {
     assert!(s.contains("no calls yet"), "{s}");
     insta::assert_snapshot!("empty_live_80x24", t.backend());
 }
+
+/// `y` on a call: its decoded row and detail as text, to a file in the
+/// run directory (and to the clipboard), with the register accesses.
+#[test]
+fn y_copies_the_selected_call_with_its_register_accesses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut m = model_of(
+        tmp.path().to_str().unwrap(),
+        &fixture("recorded-run"),
+        Theme::mono(),
+        |_| false,
+    );
+    render(&mut m, 80, 24);
+    act(&mut m, typed("alloc ok"));
+    act(&mut m, [Action::Top]);
+    let fx = update(&mut m, Action::Copy);
+    let [gasbench_tui::action::Effect::Copy { text, file }] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert!(text.contains("ALLOCATE_BLOCK"), "{text}");
+    assert!(
+        text.contains("BLOCK_SIZE_LOW"),
+        "the register accesses: {text}"
+    );
+    assert!(text.contains("size=0x"), "the decoded struct: {text}");
+    assert!(file.starts_with(tmp.path()), "{}", file.display());
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+}

@@ -67,6 +67,23 @@ fn detail_window(len: usize, rows: usize, scroll: usize) -> (usize, usize, usize
     (scroll, scroll + shown, scroll, len - scroll - shown)
 }
 
+/// The selected call as text to quote in a reply: its row (time,
+/// thread, fd, call, decoded arguments, result) and its whole detail
+/// (decoded structs, the register accesses it caused, kernel reports),
+/// every control character made visible.
+pub fn copy_text(m: &Model) -> Option<String> {
+    let row = m.selected_call()?;
+    let mut out = String::new();
+    for line in detail_lines(m, row, usize::MAX / 4) {
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        // Arguments and paths came from the guest: pasted, they must not
+        // act on the reader's terminal.
+        out.push_str(gasbench_termsafe::line_capped(text.trim_end(), 16_000).as_ref());
+        out.push('\n');
+    }
+    Some(out)
+}
+
 /// Lines of the selected call's detail (what J/K scroll through).
 pub fn detail_line_count(m: &Model) -> usize {
     m.selected_call()
