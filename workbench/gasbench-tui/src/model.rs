@@ -1082,6 +1082,7 @@ impl Model {
                 bundle, scenario, ..
             } => {
                 self.bundles.insert(*bundle, scenario.clone());
+                self.trace.new_bundle();
                 if self.current_scenario.is_none() {
                     self.current_scenario = Some(scenario.clone());
                 }
@@ -1151,8 +1152,8 @@ impl Model {
                     None => format!("agent│ the shell exited with status {status}"),
                 },
             ),
-            AgentMsg::Thread { .. }
-            | AgentMsg::StepBegin { .. }
+            AgentMsg::Thread { thread, .. } => self.trace.thread_started(*thread),
+            AgentMsg::StepBegin { .. }
             | AgentMsg::StepEnd { .. }
             | AgentMsg::SyncWait { .. }
             | AgentMsg::Ktap(_) => {}

@@ -291,6 +291,10 @@ pub struct TraceStore {
     /// Rows the filter shows; `None` = all of them (no copy for the common
     /// unfiltered case).
     visible: Option<Vec<u32>>,
+    /// The agent's thread ids (unique within a boot) → the thread's index
+    /// in its bundle (0 the main thread, then in the order they started),
+    /// which is what the thread column and `t:N` show.
+    thread_index: HashMap<u32, u32>,
 }
 
 impl Default for TraceStore {
@@ -303,6 +307,7 @@ impl Default for TraceStore {
             filter: TraceFilter::default(),
             scenario: 0,
             visible: None,
+            thread_index: HashMap::new(),
         }
     }
 }
@@ -346,6 +351,24 @@ impl TraceStore {
         self.open.len()
     }
 
+    /// A bundle began: its threads are numbered from 0 again.
+    pub fn new_bundle(&mut self) {
+        self.thread_index.clear();
+    }
+
+    /// The agent announced a thread (the bundle's main thread first).
+    pub fn thread_started(&mut self, thread: u32) {
+        let next = self.thread_index.len() as u32;
+        self.thread_index.entry(thread).or_insert(next);
+    }
+
+    /// The index of agent thread `thread` in its bundle; one never
+    /// announced (a log that began mid-bundle) gets the next free index.
+    fn thread_of(&mut self, thread: u32) -> u32 {
+        let next = self.thread_index.len() as u32;
+        *self.thread_index.entry(thread).or_insert(next)
+    }
+
     /// A `CallBegin` arrived.
     pub fn begin(
         &mut self,
@@ -358,6 +381,7 @@ impl TraceStore {
     ) {
         let name = self.intern(name);
         let scenario = scenario.map_or(0, |s| self.intern(s));
+        let thread = self.thread_of(thread);
         let overlapped = !self.open.is_empty();
         if overlapped {
             for &i in self.open.values() {
@@ -415,13 +439,14 @@ impl TraceStore {
             None => {
                 let name = self.intern(&rec.name);
                 let scenario = scenario.map_or(0, |s| self.intern(s));
+                let thread = self.thread_of(rec.thread);
                 self.push(CallRow {
                     begin_seq: ev.seq,
                     end_seq: ev.seq,
                     t_us: ev.t_us.saturating_sub(rec.duration_ns / 1000),
                     duration_ns: rec.duration_ns,
                     ret: rec.ret,
-                    thread: rec.thread,
+                    thread,
                     step: rec.step,
                     fd: rec.fd.unwrap_or(NONE_FD),
                     name,
