@@ -698,3 +698,30 @@ fn y_copies_the_selected_call_with_its_register_accesses() {
         "{text:?}"
     );
 }
+
+/// The footer at 80 columns keeps `? help` and `q quit` whatever else it
+/// would say (a live session with a call expanded has the most hints),
+/// and a long message ends with … instead of at the edge.
+#[test]
+fn the_footer_never_clips_at_80_columns() {
+    let events = fixture("recorded-run");
+    let mut m = Model::new(
+        Mode::Live,
+        Theme::mono(),
+        Box::new(MemEvents(events.clone())),
+    );
+    update(&mut m, Action::Events(events));
+    render(&mut m, 80, 24);
+    act(&mut m, typed("alloc ok"));
+    act(&mut m, [Action::Top, Action::Enter]);
+    let s = screen(&render(&mut m, 80, 24));
+    let footer = s.lines().last().unwrap();
+    assert!(footer.contains("? help"), "{footer}");
+    assert!(footer.contains("q quit"), "{footer}");
+    m.status = Some(gasbench_tui::model::Status {
+        text: "x".repeat(200),
+        error: false,
+    });
+    let s = screen(&render(&mut m, 80, 24));
+    assert!(s.lines().last().unwrap().contains('…'), "{s}");
+}
