@@ -178,19 +178,23 @@ fn user_cache_dir() -> Option<PathBuf> {
     Some(base.join("gasbench"))
 }
 
-/// Global options each command uses. One it does not use is refused, not
-/// dropped: `gasbench --runtime host scenario check` would otherwise look
-/// as if it had meant something.
-fn uses(command: &Command) -> (bool, bool, bool) {
-    // (--cache-dir, --runtime, --data-dir)
+/// Global options each command uses: (--runtime, --data-dir). One it
+/// does not use is refused, not dropped: `gasbench --runtime host
+/// scenario check` would otherwise look as if it had meant something.
+/// `--cache-dir` is taken by every command (it says where gasbench keeps
+/// its state; one that keeps none has nothing to misread).
+fn uses(command: &Command) -> (bool, bool) {
     match command {
-        Command::Doctor(_) | Command::Config(_) | Command::Kernel(_) => (true, true, true),
-        Command::Run(_) | Command::Repro(_) | Command::Shell(_) => (true, true, true),
-        Command::Setup(_) => (true, true, false),
-        // The data is unpacked into the cache.
-        Command::Scenario(_) => (true, false, true),
-        Command::Open(_) | Command::B4Check(_) | Command::Merge(_) => (true, false, false),
-        Command::Device(_) | Command::Completions(_) | Command::Man(_) => (false, false, false),
+        Command::Doctor(_) | Command::Config(_) | Command::Kernel(_) => (true, true),
+        Command::Run(_) | Command::Repro(_) | Command::Shell(_) => (true, true),
+        Command::Setup(_) => (true, false),
+        Command::Scenario(_) => (false, true),
+        Command::Open(_)
+        | Command::B4Check(_)
+        | Command::Merge(_)
+        | Command::Device(_)
+        | Command::Completions(_)
+        | Command::Man(_) => (false, false),
     }
 }
 
@@ -219,9 +223,8 @@ fn refuse_ignored(cli: &Cli) -> Result<(), miette::Report> {
             "{flag} before a subcommand is the TUI's option (gasbench with no subcommand); `gasbench {name}` would ignore it"
         ));
     }
-    let (cache, runtime, data) = uses(command);
+    let (runtime, data) = uses(command);
     let given = [
-        ("--cache-dir", cli.cache_dir.is_some(), cache),
         ("--runtime", cli.runtime.is_some(), runtime),
         ("--data-dir", cli.data_dir.is_some(), data),
     ];
