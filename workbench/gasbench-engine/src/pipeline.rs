@@ -510,7 +510,7 @@ impl Runner {
                     ScenarioError::Session(_) | ScenarioError::DeviceDied(_) => {
                         format!("{} stopped the run: {e}", c.plan.scenario)
                     }
-                    ScenarioError::Bundle { .. } => e.to_string(),
+                    ScenarioError::Bundle { .. } | ScenarioError::FaultPlan { .. } => e.to_string(),
                 };
                 self.sink.emit(RunEvent::ScenarioEnd {
                     scenario: c.plan.scenario.clone(),
