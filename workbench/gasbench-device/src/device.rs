@@ -9,17 +9,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gasbench_abi::goldfish::{CommandKind, PING_DATA_MAX, PING_INFO_LEN, PingInfo, Register};
 use gasbench_events::device::{
-    Access, BlockOwner, CommandDone, CommandKind, Counters, DeviceEvent, DeviceState, FaultFired,
-    HandleInfo, HostMapping, OpCount, PingDone, PingInfo, RegAccess, Register, RegisterFile,
-    ServiceKind, Space,
+    Access, BlockOwner, CommandDone, Counters, DeviceEvent, DeviceState, FaultFired, HandleInfo,
+    HostMapping, OpCount, PingDone, RegAccess, RegisterFile, ServiceKind, Space,
 };
 
 use crate::allocator::{Allocator, FreeError, round_size};
 use crate::config_space::{self, CONFIG_SIZE, ConfigSpace};
 use crate::faults::{FaultAction, FaultPlan, FaultState, Fired, Trigger};
 use crate::memory::GuestRam;
-use crate::ping::{self, PING_DATA_MAX, PING_INFO_LEN};
 use crate::services::{self, OP_ALLOCATE, OP_FREE, REPLY_ERR, REPLY_OK};
 use crate::shared_area::SharedArea;
 use crate::trace::DeviceTrace;
@@ -1108,7 +1107,7 @@ impl Device {
             done.error = Some(format!("cannot read the ping page: {e}"));
             return false;
         }
-        let request = ping::decode(&header);
+        let request = PingInfo::decode(&header);
         done.request = Some(request);
         let mut reply = request;
         let mut data = Vec::new();
@@ -1186,7 +1185,7 @@ impl Device {
             c.pings += 1;
             done.service = c.service;
         }
-        if let Err(e) = ram.dma_write(page, &ping::encode(&reply)) {
+        if let Err(e) = ram.dma_write(page, &reply.encode()) {
             done.error = Some(format!("cannot write the ping page back: {e}"));
             return changed;
         }

@@ -507,8 +507,8 @@ async fn host_actions(
             HostAction::DeviceAdd => device_add(guest).await?,
             HostAction::SetFaults(f) => {
                 let d = guest.device.as_ref().ok_or(HostStepError::NoDevice)?;
-                let plan = preflight::fault_plan(f)
-                    .map_err(|p| HostStepError::FaultsRefused(p.len()))?;
+                let plan =
+                    preflight::fault_plan(f).map_err(|p| HostStepError::FaultsRefused(p.len()))?;
                 d.set_fault_plan(plan).map_err(HostStepError::Device)?;
             }
         }
