@@ -526,6 +526,8 @@ fn a_series_gasbench_does_not_know_is_applied_as_posted_from_a_private_kernel_di
 /// same run, mkdirat2 under fault injection, and the review's detectors
 /// section saying what they found (or, in one line, that they found
 /// nothing).
+// A debug kernel of its own (one series): the long tier.
+#[cfg(feature = "e2e-long")]
 #[test]
 fn the_mkdirat2_series_on_the_debug_kernel_reports_what_the_detectors_found() {
     let runs = tempfile::tempdir().unwrap();
