@@ -81,6 +81,11 @@ pub(crate) fn reuse(dir: &Path) -> Reuse {
     {
         return Reuse::Damaged(format!("{} is missing", v.display()));
     }
+    // Pruning keeps the builds used last, not those made last: mark this
+    // one used (best effort).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.set_modified(std::time::SystemTime::now());
+    }
     let a = &manifest.artifacts;
     Reuse::Hit(Box::new(KernelArtifacts {
         bzimage: a.bzimage.clone(),
@@ -156,7 +161,13 @@ pub(crate) fn remove_abandoned_staging(builds: &Path) {
     }
 }
 
-/// Keep the `keep` newest build directories.
+/// How many finished builds the cache keeps: every profile and set of
+/// series a user switches between (default, debug, race, each series on
+/// its own) stays, the ones unused longest go.
+pub(crate) const BUILDS_KEPT: usize = 12;
+
+/// Keep the `keep` build directories used last (a reuse marks its
+/// directory's time).
 pub(crate) fn prune_builds(dir: &Path, keep: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -235,6 +246,33 @@ mod tests {
             serde_json::to_string_pretty(&m).unwrap(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn pruning_keeps_the_builds_used_last() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = |n: &str| cache.path().join(n);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for (i, n) in ["0000000000000001", "0000000000000002", "0000000000000003"]
+            .iter()
+            .enumerate()
+        {
+            legacy_build(&dir(n));
+            // Checked once (which records checked.json beside it), then
+            // made an hour ago, a minute apart, oldest first.
+            assert!(matches!(reuse(&dir(n)), Reuse::Hit(_)));
+            let t = old + std::time::Duration::from_secs(60 * i as u64);
+            std::fs::File::open(dir(n))
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        // The oldest is the one used now.
+        assert!(matches!(reuse(&dir("0000000000000001")), Reuse::Hit(_)));
+        prune_builds(cache.path(), 2);
+        assert!(dir("0000000000000001").exists(), "used last: kept");
+        assert!(!dir("0000000000000002").exists(), "unused longest: pruned");
+        assert!(dir("0000000000000003").exists());
     }
 
     #[test]

@@ -376,7 +376,7 @@ pub(crate) fn build_or_reuse(
     }
     std::fs::rename(&staging, &final_dir).map_err(|e| KbuildError::io("rename", &staging, e))?;
     staging_guard.disarm();
-    prune_builds(&builds, 6);
+    prune_builds(&builds, crate::cache::BUILDS_KEPT);
     emit_artifacts(sink, &artifacts);
     Ok(KernelArtifacts {
         bzimage: artifacts.bzimage.clone(),
