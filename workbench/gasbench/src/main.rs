@@ -4,17 +4,29 @@
 /// `eprintln!` for a line that may hold text from the guest or a mail:
 /// control characters and escape sequences are shown, not obeyed
 /// (`gasbench_termsafe::line`), and a line is cut at 4,000 characters.
+/// A closed stderr (the terminal went away: SIGHUP) loses the line
+/// instead of panicking in the middle of an orderly stop.
 macro_rules! say {
-    ($($arg:tt)*) => {
-        eprintln!("{}", gasbench_termsafe::line_capped(&format!($($arg)*), 4000))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            gasbench_termsafe::line_capped(&format!($($arg)*), 4000)
+        );
+    }};
 }
 
 /// `println!` likewise.
 macro_rules! tell {
-    ($($arg:tt)*) => {
-        println!("{}", gasbench_termsafe::line_capped(&format!($($arg)*), 4000))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            gasbench_termsafe::line_capped(&format!($($arg)*), 4000)
+        );
+    }};
 }
 
 mod cmd;
