@@ -85,6 +85,26 @@ fn end_to_end_tier() -> anyhow::Result<()> {
     )
 }
 
+/// The end-to-end tier with the long tests (feature `e2e-long`): what a
+/// release is checked with, outside CI's time budget.
+pub fn test_long() -> anyhow::Result<()> {
+    setup()?;
+    test_prerequisites()?;
+    step(
+        "long end-to-end tier: cargo test -p gasbench-e2e --features e2e-long",
+        cargo(&[
+            "test",
+            "-p",
+            "gasbench-e2e",
+            "--features",
+            "e2e-long",
+            "--no-fail-fast",
+            "--",
+            "--test-threads=1",
+        ]),
+    )
+}
+
 /// Host packages only the tests need (the TUI test drives tmux).
 const TEST_PACKAGES: &[(&str, &str)] = &[("tmux", "tmux")];
 

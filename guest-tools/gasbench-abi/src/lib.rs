@@ -4,6 +4,8 @@
 //!   space ioctls and their structs, as reconstructed from the RFC posting),
 //!   encoded exactly as the kernel lays them out; [`consts`]: errno names
 //!   and the flag values scenarios spell by name.
+//! - [`goldfish`]: the device's side — the BAR0 register map, the
+//!   command codes and the one ping page header layout.
 //! - [`protocol`]: the line-delimited JSON messages the agent and the host
 //!   exchange over the virtio-serial port.
 //! - [`bundle`]: a compiled scenario as the agent runs it, with [`expr`]
@@ -19,6 +21,7 @@
 pub mod bundle;
 pub mod consts;
 pub mod expr;
+pub mod goldfish;
 pub mod kmsg;
 pub mod ktap;
 pub mod protocol;

@@ -67,11 +67,7 @@ fn main() {
     let agent_img = dir.path().join("agent.cpio");
     GuestImage {
         agent,
-        selftests: k
-            .selftest
-            .iter()
-            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-            .collect(),
+        selftests: KernelArtifacts::from_build(&k, String::new()).selftests,
         busybox: None,
     }
     .write(&agent_img)
@@ -166,18 +162,7 @@ fn main() {
         .map(|f| gasbench_scenario::load(f).unwrap_or_else(|e| panic!("{e:?}")))
         .collect();
     let n = scenarios.len();
-    let kernel = KernelArtifacts {
-        bzimage: k.bzimage.clone(),
-        mkdirat2: k.mkdirat2_syscall.map(i64::from),
-        selftests: k
-            .selftest
-            .iter()
-            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-            .collect(),
-        description: k.release.clone(),
-        profile: Default::default(),
-        symbols: None,
-    };
+    let kernel = KernelArtifacts::from_build(&k, k.release.clone());
     // The suite with the device server on a thread (the default), then as
     // a child process: what the extra pipe round trip per access costs.
     let gasbench = processes::gasbench_binary();

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 mod processes;
 
 use gasbench_engine::device_host::DeviceHost;
-use gasbench_engine::pipeline::{
-    self, AccelPref, KernelArtifacts, KernelProfile, KernelSymbols, RunOptions, RunSettings,
-};
-use gasbench_events::run::ProfileChoice;
+use gasbench_engine::pipeline::{self, AccelPref, KernelArtifacts, RunOptions, RunSettings};
 use gasbench_kbuild::KernelRequest;
 
 const BOOTS: usize = 3;
@@ -29,30 +26,10 @@ fn median(xs: &mut [f64]) -> f64 {
 /// The run's view of a built kernel (as `gasbench run` makes it).
 fn artifacts(a: &gasbench_kbuild::KernelArtifacts) -> KernelArtifacts {
     let m = &a.manifest;
-    KernelArtifacts {
-        bzimage: a.bzimage.clone(),
-        mkdirat2: a.mkdirat2_syscall.map(i64::from),
-        selftests: a
-            .selftest
-            .iter()
-            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-            .collect(),
-        description: format!("{} ({} profile)", m.kernel_release, m.profile.name),
-        profile: KernelProfile {
-            choice: ProfileChoice {
-                name: m.profile.name.clone(),
-                detectors: m.profile.detectors.clone(),
-                about: m.profile.about.clone(),
-            },
-            cmdline: m.profile.cmdline.clone(),
-        },
-        symbols: Some(KernelSymbols {
-            system_map: a.system_map.clone(),
-            vmlinux: m.artifacts.vmlinux.clone(),
-            debug_info: std::fs::read_to_string(&a.config)
-                .is_ok_and(|t| t.lines().any(|l| l == "CONFIG_DEBUG_INFO=y")),
-        }),
-    }
+    KernelArtifacts::from_build(
+        a,
+        format!("{} ({} profile)", m.kernel_release, m.profile.name),
+    )
 }
 
 struct Measured {

@@ -65,6 +65,45 @@ pub struct KernelArtifacts {
     pub symbols: Option<KernelSymbols>,
 }
 
+impl KernelArtifacts {
+    /// What a run needs from the kernel stage's result: the image, the
+    /// guest's extras (the kselftest under the name the kernel stage
+    /// built it with), the profile and what decodes its stack traces. The
+    /// one conversion: `run`, `repro`, the TUI and the benches use it.
+    pub fn from_build(
+        a: &gasbench_kbuild::KernelArtifacts,
+        description: String,
+    ) -> KernelArtifacts {
+        let m = &a.manifest;
+        // Line tables only with CONFIG_DEBUG_INFO (the debug profiles).
+        let debug_info = std::fs::read_to_string(&a.config)
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "CONFIG_DEBUG_INFO=y"));
+        KernelArtifacts {
+            bzimage: a.bzimage.clone(),
+            mkdirat2: a.mkdirat2_syscall.map(i64::from),
+            selftests: a
+                .selftest
+                .iter()
+                .map(|p| (gasbench_kbuild::selftest::SELFTEST.to_string(), p.clone()))
+                .collect(),
+            description,
+            profile: KernelProfile {
+                choice: ProfileChoice {
+                    name: m.profile.name.clone(),
+                    detectors: m.profile.detectors.clone(),
+                    about: m.profile.about.clone(),
+                },
+                cmdline: m.profile.cmdline.clone(),
+            },
+            symbols: Some(KernelSymbols {
+                system_map: a.system_map.clone(),
+                vmlinux: m.artifacts.vmlinux.clone(),
+                debug_info,
+            }),
+        }
+    }
+}
+
 /// A kernel profile as the run needs it.
 #[derive(Clone, Debug, Default)]
 pub struct KernelProfile {
@@ -514,7 +553,7 @@ impl Runner {
                     ScenarioError::Session(_) | ScenarioError::DeviceDied(_) => {
                         format!("{} stopped the run: {e}", c.plan.scenario)
                     }
-                    ScenarioError::Bundle { .. } => e.to_string(),
+                    ScenarioError::Bundle { .. } | ScenarioError::FaultPlan { .. } => e.to_string(),
                 };
                 self.sink.emit(RunEvent::ScenarioEnd {
                     scenario: c.plan.scenario.clone(),

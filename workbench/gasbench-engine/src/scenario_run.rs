@@ -15,11 +15,9 @@ use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
 use gasbench_events::report::ReportKind;
 use gasbench_events::run::{ProfileChoice, RunEvent};
-use gasbench_qemu::spec::GOLDFISH_ID;
 use gasbench_safefs::{GuestDir, SafeFsError};
 use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
 use gasbench_vfu::ServerStatus;
-use serde_json::json;
 
 use crate::guest::Guest;
 use crate::interrupt::Interrupt;
@@ -52,6 +50,13 @@ pub enum ScenarioError {
         scenario: String,
         #[source]
         source: SafeFsError,
+    },
+    /// Preflight checks every fault plan before a boot, so this is a bug;
+    /// the scenario does not run without the faults it asked for.
+    #[error("{scenario}: the device refuses its fault plan: {}", problems.join("; "))]
+    FaultPlan {
+        scenario: String,
+        problems: Vec<String>,
     },
 }
 
@@ -126,8 +131,10 @@ pub async fn run_scenario(
     // (or none): occurrences count from here.
     if let Some(d) = &guest.device {
         let plan = match &plan.initial_faults {
-            // Checked in preflight before any boot; an error here is a bug.
-            Some(f) => preflight::fault_plan(f).unwrap_or_default(),
+            Some(f) => preflight::fault_plan(f).map_err(|problems| ScenarioError::FaultPlan {
+                scenario: name.clone(),
+                problems: problems.into_iter().map(|p| p.message).collect(),
+            })?,
             None => Default::default(),
         };
         d.set_fault_plan(plan).map_err(ScenarioError::DeviceDied)?;
@@ -217,7 +224,7 @@ pub async fn run_scenario(
                     }
                     AgentMsg::SyncWait { bundle, sync, .. } => {
                         let result = host_actions(guest, c, sync, sink).await;
-                        ev.host_action(sync, result);
+                        ev.host_action(sync, result.map_err(|e| e.to_string()));
                         if plan.sync(sync).is_some_and(|s| s.snapshot)
                             && let Some(d) = &guest.device {
                                 match d.state() {
@@ -458,6 +465,28 @@ fn out_of_time(
     }
 }
 
+/// Why a host step (`host = "device_del"`, …) failed; its text is the
+/// step's verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum HostStepError {
+    #[error("this run has no goldfish device")]
+    NoDevice,
+    #[error("the goldfish device is not plugged in")]
+    NotPlugged,
+    #[error("the goldfish device is already plugged in")]
+    AlreadyPlugged,
+    #[error(transparent)]
+    Hotplug(#[from] gasbench_qemu::HotplugError),
+    #[error("the device server is not waiting for QEMU: {0}")]
+    ServerNotWaiting(String),
+    #[error("QEMU did not connect to the device server after device_add")]
+    NotConnected,
+    #[error("{0} fault rule(s) refused by the device")]
+    FaultsRefused(usize),
+    #[error("{0}")]
+    Device(String),
+}
+
 /// Carry out the host actions of sync point `sync`, in order; the first
 /// failure ends them and is the result.
 async fn host_actions(
@@ -465,7 +494,7 @@ async fn host_actions(
     c: &Compiled,
     sync: u32,
     sink: &EventSink,
-) -> Result<(), String> {
+) -> Result<(), HostStepError> {
     let Some(sp) = c.plan.sync(sync) else {
         return Ok(());
     };
@@ -477,88 +506,36 @@ async fn host_actions(
             HostAction::DeviceDel => device_del(guest).await?,
             HostAction::DeviceAdd => device_add(guest).await?,
             HostAction::SetFaults(f) => {
-                let d = guest
-                    .device
-                    .as_ref()
-                    .ok_or("this run has no goldfish device")?;
-                let plan = preflight::fault_plan(f)
-                    .map_err(|p| format!("{} fault rule(s) refused by the device", p.len()))?;
-                d.set_fault_plan(plan)?;
+                let d = guest.device.as_ref().ok_or(HostStepError::NoDevice)?;
+                let plan =
+                    preflight::fault_plan(f).map_err(|p| HostStepError::FaultsRefused(p.len()))?;
+                d.set_fault_plan(plan).map_err(HostStepError::Device)?;
             }
         }
     }
     Ok(())
 }
 
-async fn device_del(guest: &mut Guest) -> Result<(), String> {
+async fn device_del(guest: &mut Guest) -> Result<(), HostStepError> {
     if !guest.plugged {
-        return Err("the goldfish device is not plugged in".into());
+        return Err(HostStepError::NotPlugged);
     }
-    let qmp = &guest.session.vm.qmp;
-    let mut events = qmp.subscribe();
-    qmp.execute_raw("device_del", json!({ "id": GOLDFISH_ID }))
-        .await
-        .map_err(|e| e.to_string())?;
-    // device_del only asks; the guest must release the device (the driver's
-    // unbind runs) before QEMU reports DEVICE_DELETED.
-    let deleted = tokio::time::timeout(UNPLUG_TIMEOUT, async {
-        loop {
-            match events.recv().await {
-                Ok(e) if e.name == "DEVICE_DELETED" && e.data["device"] == GOLDFISH_ID => {
-                    return Ok(());
-                }
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await;
-    match deleted {
-        Ok(Ok(())) => {
-            guest.plugged = false;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!("waiting for DEVICE_DELETED: {e}")),
-        Err(_) => Err(format!(
-            "no DEVICE_DELETED within {} s: the guest did not release the device",
-            UNPLUG_TIMEOUT.as_secs()
-        )),
-    }
+    guest.session.vm.unplug_goldfish(UNPLUG_TIMEOUT).await?;
+    guest.plugged = false;
+    Ok(())
 }
 
-async fn device_add(guest: &mut Guest) -> Result<(), String> {
+async fn device_add(guest: &mut Guest) -> Result<(), HostStepError> {
     if guest.plugged {
-        return Err("the goldfish device is already plugged in".into());
+        return Err(HostStepError::AlreadyPlugged);
     }
-    let d = guest
-        .device
-        .as_ref()
-        .ok_or("this run has no goldfish device")?;
-    // QEMU reaches the server's socket through a descriptor it inherited:
-    // it runs as a user that cannot reach the run directory.
-    let device = guest
-        .session
-        .vm
-        .goldfish_device()
-        .ok_or("this VM was started without the goldfish device's socket")?;
+    let d = guest.device.as_ref().ok_or(HostStepError::NoDevice)?;
     let before = match d.status() {
         ServerStatus::Listening { sessions, .. } => sessions,
-        other => {
-            return Err(format!(
-                "the device server is not waiting for QEMU: {other:?}"
-            ));
-        }
+        other => return Err(HostStepError::ServerNotWaiting(format!("{other:?}"))),
     };
-    guest
-        .session
-        .vm
-        .qmp
-        .execute_raw("device_add", device)
-        .await
-        .map_err(|e| e.to_string())?;
+    guest.session.vm.plug_goldfish().await?;
     // QEMU connects to the server as part of device_add.
-    let d = guest.device.as_ref().ok_or("no device")?;
     let connected = d
         .wait_status(
             Duration::from_secs(10),
@@ -566,7 +543,7 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
         )
         .await;
     if connected.is_none() {
-        return Err("QEMU did not connect to the device server after device_add".into());
+        return Err(HostStepError::NotConnected);
     }
     guest.plugged = true;
     Ok(())

@@ -21,7 +21,8 @@ use crate::console::{LineSplitter, classify};
 use crate::process::{Supervised, capped_log};
 use crate::qmp::{Qmp, QmpError};
 use crate::spec::{
-    QemuFds, VmSpec, fd_path, goldfish_device_json, qemu_args, virtiofsd_args, virtiofsd_socket,
+    GOLDFISH_ID, QemuFds, VmSpec, fd_path, goldfish_device_json, qemu_args, virtiofsd_args,
+    virtiofsd_socket,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,19 @@ pub enum VmError {
     },
     #[error(transparent)]
     Qmp(#[from] QmpError),
+}
+
+/// Why plugging or unplugging the goldfish device failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HotplugError {
+    #[error("this VM was started without the goldfish device's socket")]
+    NoDevice,
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    #[error("no DEVICE_DELETED within {} s: the guest did not release the device", .0.as_secs())]
+    NotReleased(Duration),
+    #[error("waiting for DEVICE_DELETED: {0}")]
+    Events(String),
 }
 
 /// How long QEMU and virtiofsd get to come up.
@@ -333,6 +347,39 @@ impl Vm {
     pub fn goldfish_device(&self) -> Option<serde_json::Value> {
         self.goldfish_fd
             .map(|fd| goldfish_device_json(&fd_path(fd)))
+    }
+
+    /// Ask the guest to release the goldfish device (`device_del`, as a
+    /// user's hot unplug reaches it: the PCIe attention button) and wait
+    /// until QEMU says it is gone (DEVICE_DELETED): only then has the
+    /// driver's remove path run.
+    pub async fn unplug_goldfish(&self, timeout: Duration) -> Result<(), HotplugError> {
+        let mut events = self.qmp.subscribe();
+        self.qmp
+            .execute_raw("device_del", serde_json::json!({ "id": GOLDFISH_ID }))
+            .await?;
+        let deleted = tokio::time::timeout(timeout, async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.name == "DEVICE_DELETED" && e.data["device"] == GOLDFISH_ID => {
+                        return Ok(());
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => return Err(HotplugError::Events(e.to_string())),
+                }
+            }
+        })
+        .await;
+        deleted.unwrap_or(Err(HotplugError::NotReleased(timeout)))
+    }
+
+    /// Plug the goldfish device back in (`device_add`); QEMU connects to
+    /// the device server as part of it, through the descriptor it
+    /// inherited (it runs as a user that cannot reach the run directory).
+    pub async fn plug_goldfish(&self) -> Result<(), HotplugError> {
+        let device = self.goldfish_device().ok_or(HotplugError::NoDevice)?;
+        self.qmp.execute_raw("device_add", device).await?;
+        Ok(())
     }
 
     /// The pids of QEMU and virtiofsd (the one gasbench started; its

@@ -69,6 +69,18 @@ impl RunVerdict {
 }
 
 /// Console lines that mean the kernel itself went wrong (not a warning).
+/// A console line without printk's prefixes (`[   26.9][   T28] `).
+fn printk_body(line: &str) -> &str {
+    let mut rest = line.trim_start();
+    while let Some(after) = rest.strip_prefix('[') {
+        match after.split_once(']') {
+            Some((_, tail)) => rest = tail.trim_start(),
+            None => break,
+        }
+    }
+    rest.trim_end()
+}
+
 pub fn is_kernel_bug(line: &str) -> bool {
     [
         "BUG:",
@@ -480,10 +492,26 @@ impl RunSummary {
         m
     }
 
+    /// Whether a console line belongs to a report a step asked for (a
+    /// detector proven on purpose): that report is no crash of the kernel
+    /// under test.
+    fn in_proof(&self, line: &str) -> bool {
+        let body = printk_body(line);
+        self.proven.iter().any(|p| {
+            self.reports
+                .iter()
+                .filter(|r| r.report.id == p.report)
+                .any(|r| r.report.text.iter().any(|t| printk_body(t) == body))
+        })
+    }
+
     /// What the run says about the kernel under test, apart from what it
     /// says about the tool (see [`RunVerdict`]).
     pub fn verdict(&self) -> RunVerdict {
-        let crashed = self.kernel_warnings.iter().any(|l| is_kernel_bug(l));
+        let crashed = self
+            .kernel_warnings
+            .iter()
+            .any(|l| is_kernel_bug(l) && !self.in_proof(l));
         // An error ends a run early. When the kernel crashed, the crash is
         // why (a finding); otherwise the tool or its environment failed
         // (no QEMU, a boot that never reached the agent, a dead device
@@ -633,6 +661,46 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(crashed.verdict(), RunVerdict::Findings);
+        // A report a step provoked on purpose (a detector proven) is no
+        // crash; the same lines with nobody asking for them are.
+        let report = KernelReport {
+            id: 1,
+            kind: gasbench_events::report::ReportKind::Kasan,
+            title: "BUG: KASAN: slab-use-after-free in lkdtm_READ_AFTER_FREE".into(),
+            task: None,
+            stacks: vec![],
+            text: vec![
+                "BUG: KASAN: slab-use-after-free in lkdtm_READ_AFTER_FREE".into(),
+                "Call Trace:".into(),
+            ],
+            signature: "kasan|x".into(),
+            attribution: Attribution::default(),
+            undecoded: String::new(),
+        };
+        let mut proof = RunSummary {
+            kernel_warnings: vec![
+                "[   41.516707][   T28] BUG: KASAN: slab-use-after-free in lkdtm_READ_AFTER_FREE"
+                    .into(),
+                "[   41.519554][   T28] Call Trace:".into(),
+            ],
+            reports: vec![ReportSeen {
+                report,
+                count: 1,
+                again: vec![],
+            }],
+            proven: vec![Proven {
+                detector: "kasan".into(),
+                scenario: "detectors-debug".into(),
+                step: 4,
+                report: 1,
+            }],
+            scenarios: vec![scenario(true)],
+            passed: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(proof.verdict(), RunVerdict::Clean);
+        proof.proven.clear();
+        assert_eq!(proof.verdict(), RunVerdict::Findings);
         // A run that never finished is no verdict on the kernel.
         assert_eq!(RunSummary::default().verdict(), RunVerdict::ToolFailed);
     }

@@ -105,7 +105,8 @@ impl EventLookup for DiskEvents {
 const NONE_U64: u64 = u64::MAX;
 const NONE_FD: i32 = i32::MIN;
 
-/// One call, packed: 56 bytes whatever its arguments were.
+/// One call, packed: 64 bytes whatever its arguments were (a test holds
+/// it to that).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallRow {
     pub begin_seq: u64,
@@ -535,6 +536,11 @@ mod tests {
     use super::*;
     use gasbench_abi::protocol::AgentMsg;
     use gasbench_events::EventBody;
+
+    #[test]
+    fn a_call_row_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<CallRow>(), 64);
+    }
 
     fn ev(seq: u64, msg: AgentMsg) -> Event {
         Event {

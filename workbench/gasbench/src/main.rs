@@ -4,7 +4,9 @@
 /// `eprintln!` for a line that may hold text from the guest or a mail:
 /// control characters and escape sequences are shown, not obeyed
 /// (`gasbench_termsafe::line`), and a line is cut at 4,000 characters.
-/// It goes through the one progress reporter, above its bar.
+/// It goes through the one progress reporter, above its bar; a closed
+/// stderr (the terminal went away: SIGHUP) loses the line instead of
+/// panicking in the middle of an orderly stop.
 macro_rules! say {
     ($($arg:tt)*) => {
         $crate::cmd::progress::reporter().emit(&format!($($arg)*))
@@ -13,9 +15,14 @@ macro_rules! say {
 
 /// `println!` likewise.
 macro_rules! tell {
-    ($($arg:tt)*) => {
-        println!("{}", gasbench_termsafe::line_capped(&format!($($arg)*), 4000))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            gasbench_termsafe::line_capped(&format!($($arg)*), 4000)
+        );
+    }};
 }
 
 mod cmd;

@@ -263,7 +263,7 @@ where
                 // A log that cannot be written stops the run, which keeps
                 // its verdicts in the summary all the same.
                 move |e| {
-                    eprintln!("gasbench: {e}");
+                    say!("gasbench: {e}");
                     let _ = stop.send(Stop::Failure(e.to_string()));
                 },
             )
@@ -281,7 +281,8 @@ where
         &mut signals.stops,
         &interrupter,
         INTERRUPT_GRACE,
-        |text| eprintln!("gasbench: {text}"),
+        // Never a panic here: a closed terminal must not stop the stop.
+        |text| say!("gasbench: {text}"),
     )
     .await;
     if let Some(why) = &ending.dropped {

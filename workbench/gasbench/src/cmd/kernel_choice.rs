@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use gasbench_engine::pipeline::{KernelArtifacts, KernelProfile, KernelProvider, KernelSymbols};
+use gasbench_engine::pipeline::{KernelArtifacts, KernelProfile, KernelProvider};
 use gasbench_env::Runtime;
 use gasbench_events::EventSink;
 use gasbench_events::run::ProfileChoice;
@@ -128,37 +128,10 @@ impl KernelArgs {
     }
 }
 
-/// What a run needs from the kernel stage's result: the image, the
-/// guest's extras, the profile and what decodes its stack traces.
+/// What a run needs from the kernel stage's result (the engine's one
+/// conversion).
 pub fn from_build(a: &gasbench_kbuild::KernelArtifacts, description: String) -> KernelArtifacts {
-    let m = &a.manifest;
-    // Line tables only with CONFIG_DEBUG_INFO (the debug profiles).
-    let debug_info = std::fs::read_to_string(&a.config)
-        .map(|t| t.lines().any(|l| l.trim() == "CONFIG_DEBUG_INFO=y"))
-        .unwrap_or(false);
-    KernelArtifacts {
-        bzimage: a.bzimage.clone(),
-        mkdirat2: a.mkdirat2_syscall.map(i64::from),
-        selftests: a
-            .selftest
-            .iter()
-            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-            .collect(),
-        description,
-        profile: KernelProfile {
-            choice: ProfileChoice {
-                name: m.profile.name.clone(),
-                detectors: m.profile.detectors.clone(),
-                about: m.profile.about.clone(),
-            },
-            cmdline: m.profile.cmdline.clone(),
-        },
-        symbols: Some(KernelSymbols {
-            system_map: a.system_map.clone(),
-            vmlinux: m.artifacts.vmlinux.clone(),
-            debug_info,
-        }),
-    }
+    KernelArtifacts::from_build(a, description)
 }
 
 #[cfg(test)]

@@ -169,9 +169,14 @@ impl Reporter {
         }
         let line = gasbench_termsafe::line_capped(text, LINE_CAP);
         let build = self.build.lock().unwrap_or_else(|p| p.into_inner());
+        // Never a panic: a closed terminal must not stop an orderly stop.
+        let print = || {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        };
         match build.as_ref().and_then(|b| b.bar.as_ref()) {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
     }
 

@@ -66,7 +66,11 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
     // A given image is checked now; the patched kernel is built (or
     // found unchanged) as the run's first stage.
-    args.kernel.prebuilt().map_err(|e| miette!("{e}"))?;
+    // A bad image is the user's input, like a bad scenario: exit 2.
+    if let Err(e) = args.kernel.prebuilt() {
+        super::eprint_report(&miette!("{e}"));
+        return Ok(exit::code(exit::BAD_INPUT));
+    }
     let kernel = args.kernel.provider(g, &runtime)?;
 
     let runs = args.vm.runs_dir(g);
