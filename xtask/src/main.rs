@@ -6,9 +6,12 @@
 //! - `test`       everything CI runs: setup, fmt, clippy, the fast tier,
 //!   then the end-to-end tier. README's test command.
 //! - `test-fast`  fmt, clippy and the fast tier only (no VM, no root).
+//! - `test-long`  the end-to-end tier with its long tests (whole reviews on
+//!   kernels of their own); not in CI, which must stay well inside 90 min.
 //! - `tidy`       fmt and clippy only.
 //! - `bench`      the benchmarks (device MMIO, TUI frame time, boot and
-//!   suite time), each against a baseline measured in the same run.
+//!   suite time, the debug kernel profile's build, boot and suite time),
+//!   each against a baseline measured in the same run.
 
 mod tasks;
 
@@ -17,7 +20,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <setup|test|test-fast|tidy|bench>");
+        eprintln!("usage: cargo xtask <setup|test|test-fast|test-long|tidy|bench>");
         return ExitCode::from(2);
     };
     let root = project_root();
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         "setup" => tasks::setup(),
         "test" => tasks::test(true),
         "test-fast" => tasks::test(false),
+        "test-long" => tasks::test_long(),
         "tidy" => tasks::tidy(),
         "bench" => tasks::bench(),
         other => {

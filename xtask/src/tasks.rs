@@ -77,6 +77,28 @@ fn end_to_end_tier() -> anyhow::Result<()> {
             "gasbench-e2e",
             "--features",
             "e2e",
+            // Every test binary runs, so one red run names every failure.
+            "--no-fail-fast",
+            "--",
+            "--test-threads=1",
+        ]),
+    )
+}
+
+/// The end-to-end tier with the long tests (feature `e2e-long`): what a
+/// release is checked with, outside CI's time budget.
+pub fn test_long() -> anyhow::Result<()> {
+    setup()?;
+    test_prerequisites()?;
+    step(
+        "long end-to-end tier: cargo test -p gasbench-e2e --features e2e-long",
+        cargo(&[
+            "test",
+            "-p",
+            "gasbench-e2e",
+            "--features",
+            "e2e-long",
+            "--no-fail-fast",
             "--",
             "--test-threads=1",
         ]),
@@ -155,6 +177,18 @@ pub fn bench() -> anyhow::Result<()> {
             "e2e",
             "--bench",
             "boot",
+        ]),
+    )?;
+    step(
+        "bench: the debug profile against the default one: kernel build, boot to ready, suite (gasbench-e2e)",
+        cargo(&[
+            "bench",
+            "-p",
+            "gasbench-e2e",
+            "--features",
+            "e2e",
+            "--bench",
+            "profiles",
         ]),
     )
 }

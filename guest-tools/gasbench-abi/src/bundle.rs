@@ -40,8 +40,12 @@ pub mod limits {
     pub const MAX_READ_BYTES: u64 = 1 << 20;
     /// File descriptors `exhaust_fds` opens at most.
     pub const MAX_EXHAUST_FDS: u32 = 1 << 20;
+    /// Attempts of one call under systematic fault injection.
+    pub const MAX_INJECT_ATTEMPTS: u32 = 1_000;
     /// Bytes `write_file` and `write_agent_port` write at most.
     pub const MAX_WRITE_BYTES: u64 = 1 << 30;
+    /// Bytes of a kmemleak scan the agent sends.
+    pub const MAX_KMEMLEAK_BYTES: usize = 256 << 10;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +53,18 @@ pub struct Bundle {
     pub version: u32,
     pub scenario: String,
     pub steps: Vec<Step>,
+    /// Write a marker into the kernel log before and after each call
+    /// ([`crate::kmsg`]), so kernel reports can be tied to calls.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub kmsg_markers: bool,
+    /// Scan for leaks with kmemleak at the start (to forget older ones)
+    /// and after the last step, and send what it found.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub kmemleak: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// One step: an action, how often, what to remember of its result, and
@@ -74,6 +90,63 @@ pub struct Step {
     /// After the step (all repeats), send `SyncWait` and wait for `Resume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<u32>,
+    /// Systematic fault injection: the call (or a plain block's last
+    /// call, after the block's other steps as its set-up) is made once per
+    /// fault number until an attempt completes with no fault consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject: Option<Inject>,
+    /// After the step, scan for leaks with kmemleak and send the result.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub kmemleak_scan: bool,
+}
+
+/// Which kind of fault `/proc/thread-self/fail-nth` makes happen; the
+/// others are kept from counting (their stack-trace filter excludes
+/// every address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// kmalloc and kmem_cache_alloc fail (failslab).
+    Slab,
+    /// alloc_pages fails (fail_page_alloc).
+    Page,
+    /// copy_from_user / copy_to_user fail (fail_usercopy).
+    Usercopy,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 3] = [FaultKind::Slab, FaultKind::Page, FaultKind::Usercopy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Slab => "slab",
+            FaultKind::Page => "page",
+            FaultKind::Usercopy => "usercopy",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Its directory under /sys/kernel/debug.
+    pub fn debugfs_dir(self) -> &'static str {
+        match self {
+            FaultKind::Slab => "failslab",
+            FaultKind::Page => "fail_page_alloc",
+            FaultKind::Usercopy => "fail_usercopy",
+        }
+    }
+}
+
+/// Fault numbers `first..=last` in turn, stopping at the first attempt
+/// in which no fault was consumed (the call went through every fault
+/// point it has).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inject {
+    pub fault: FaultKind,
+    pub first: u32,
+    pub last: u32,
 }
 
 fn one() -> u32 {
@@ -444,6 +517,21 @@ impl Bundle {
             if s.repeat > limits::MAX_REPEAT {
                 return Err(format!("step {}: repeat {} is too many", s.id, s.repeat));
             }
+            if let Some(i) = &s.inject {
+                if i.first == 0 || i.last < i.first {
+                    return Err(format!(
+                        "step {}: fault numbers {}..={} (they count from 1)",
+                        s.id, i.first, i.last
+                    ));
+                }
+                if i.last - i.first >= limits::MAX_INJECT_ATTEMPTS {
+                    return Err(format!(
+                        "step {}: at most {} attempts under fault injection",
+                        s.id,
+                        limits::MAX_INJECT_ATTEMPTS
+                    ));
+                }
+            }
             match &s.action {
                 Action::Block { threads, .. } if *threads > limits::MAX_THREADS => {
                     return Err(format!("step {}: {threads} threads is too many", s.id));
@@ -517,12 +605,16 @@ mod tests {
             capture: None,
             timeout_ms: None,
             sync: None,
+            inject: None,
+            kmemleak_scan: false,
         }
     }
 
     #[test]
     fn json_round_trip_and_shape() {
         let b = Bundle {
+            kmsg_markers: false,
+            kmemleak: false,
             version: BUNDLE_VERSION,
             scenario: "t".into(),
             steps: vec![
@@ -576,6 +668,8 @@ mod tests {
     #[test]
     fn check_rejects_what_the_agent_cannot_run() {
         let mut b = Bundle {
+            kmsg_markers: false,
+            kmemleak: false,
             version: BUNDLE_VERSION,
             scenario: "t".into(),
             steps: vec![step(0, Action::Checkpoint), step(0, Action::Checkpoint)],

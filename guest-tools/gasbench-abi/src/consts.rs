@@ -231,6 +231,61 @@ pub const RLIMITS: &[(&str, i32)] = &[
 /// `RLIM_INFINITY`.
 pub const RLIM_INFINITY: u64 = u64::MAX;
 
+/// `open(2)` flags as strace prints them: the access mode by name, then
+/// every other flag set, then what no name covers in hex
+/// (`O_RDONLY|O_DIRECTORY`, `O_WRONLY|O_CREAT|0x40000000`).
+pub fn open_flags_text(flags: i64) -> String {
+    let access = match flags & 3 {
+        0 => "O_RDONLY".to_string(),
+        1 => "O_WRONLY".to_string(),
+        2 => "O_RDWR".to_string(),
+        _ => "0x3".to_string(),
+    };
+    let rest = bits_text(&OPEN_FLAGS[3..], flags & !3);
+    if rest == "0" {
+        access
+    } else {
+        format!("{access}|{rest}")
+    }
+}
+
+/// Bit flags by name in `table`'s order (a bit two names share goes to
+/// the first: `AT_REMOVEDIR` before `AT_EACCESS`), the rest in hex; `0`
+/// for none.
+pub fn bits_text(table: &[(&str, i64)], flags: i64) -> String {
+    let mut left = flags;
+    let mut parts: Vec<String> = Vec::new();
+    for (name, bit) in table {
+        if *bit != 0 && left & bit == *bit {
+            parts.push((*name).to_string());
+            left &= !bit;
+        }
+    }
+    if left != 0 {
+        parts.push(format!("{left:#x}"));
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+/// A call's `flags` as strace prints them, for the calls whose flags are
+/// a set gasbench knows; `None` for the others.
+pub fn call_flags_text(call: &str, flags: i64) -> Option<String> {
+    match call {
+        "open" | "openat" => Some(open_flags_text(flags)),
+        "unlinkat" | "mkdirat2" | "fstatat" => Some(bits_text(AT_FLAGS, flags)),
+        _ => None,
+    }
+}
+
+/// A file mode as strace prints it: `0o700`.
+pub fn mode_text(mode: i64) -> String {
+    format!("0o{mode:o}")
+}
+
 /// Look a name up in one of the tables above.
 pub fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
     table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
@@ -266,6 +321,29 @@ mod tests {
         );
         assert_eq!(lookup(AT_FLAGS, "AT_NO_AUTOMOUNT"), Some(0x800));
         assert_eq!(MKDIRAT2_VALID_FLAGS, 0x900);
+    }
+
+    #[test]
+    fn flags_read_as_strace_prints_them() {
+        assert_eq!(open_flags_text(0x10000), "O_RDONLY|O_DIRECTORY");
+        assert_eq!(open_flags_text(0), "O_RDONLY");
+        assert_eq!(
+            open_flags_text(0o1 | 0o100 | 0o1000 | 0o2000000),
+            "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC"
+        );
+        assert_eq!(open_flags_text(2 | 0x4000_0000), "O_RDWR|0x40000000");
+        assert_eq!(
+            call_flags_text("unlinkat", 512).as_deref(),
+            Some("AT_REMOVEDIR")
+        );
+        assert_eq!(
+            call_flags_text("mkdirat2", 0x900).as_deref(),
+            Some("AT_SYMLINK_NOFOLLOW|AT_NO_AUTOMOUNT")
+        );
+        assert_eq!(call_flags_text("mkdirat2", 0).as_deref(), Some("0"));
+        assert_eq!(call_flags_text("mkdirat2", 0x1).as_deref(), Some("0x1"));
+        assert_eq!(call_flags_text("ioctl:PING", 1), None);
+        assert_eq!(mode_text(0o700), "0o700");
     }
 
     /// Values as glibc's x86-64 headers spell them, written out here so the

@@ -76,6 +76,9 @@ pub enum HostMsg {
     Resume { bundle: u64, sync: u32 },
     /// Flush, sync and power off.
     Shutdown,
+    /// Run an interactive shell (busybox `sh`) on the console, ttyS0,
+    /// until it exits (`gasbench shell`); answered by `ShellEnded`.
+    Shell,
 }
 
 /// Agent → host.
@@ -138,8 +141,22 @@ pub enum AgentMsg {
     Ktap(KtapResult),
     /// Free text the agent wants on record (mount failures and the like).
     Log { level: LogLevel, text: String },
+    /// What a kmemleak scan found: after `step`, or (`step` None) at the
+    /// end of the bundle. `text` is /sys/kernel/debug/kmemleak as read.
+    Kmemleak {
+        bundle: u64,
+        step: Option<u32>,
+        text: String,
+        /// The file was longer than the agent sends.
+        truncated: bool,
+        /// The scan could not be made (no kmemleak in this kernel, …).
+        error: Option<String>,
+    },
     /// The bundle is finished; `error` is set when it stopped early.
     BundleEnd { bundle: u64, error: Option<String> },
+    /// The console shell ended: its exit status (128 + signal when one
+    /// ended it), or why it could not start.
+    ShellEnded { status: i32, error: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,6 +195,33 @@ pub struct CallRecord {
     /// Symbolic errno (`EINVAL`) when the call failed.
     pub errno: Option<String>,
     pub duration_ns: u64,
+    /// Under systematic fault injection: which fault number this attempt
+    /// armed and whether the kernel consumed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultAttempt>,
+}
+
+/// One attempt of a call under fault injection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultAttempt {
+    pub fault: crate::bundle::FaultKind,
+    /// The fault number armed (`fail-nth`), from 1.
+    pub nth: u32,
+    /// The kernel reached that fault point and failed it (fail-nth read
+    /// back 0); false means the call had fewer fault points.
+    pub injected: bool,
+    /// The lowest free descriptor before and after the attempt: a failed
+    /// call must not keep one reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_before: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_after: Option<i32>,
+    /// For a call that makes a path (mkdirat2, mkdirat, open with
+    /// O_CREAT): whether it existed before and after the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_before: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_after: Option<bool>,
 }
 
 impl CallRecord {
@@ -295,6 +339,7 @@ mod tests {
             ret: 0,
             errno: None,
             duration_ns: 1,
+            fault: None,
         };
         assert!(r.ok());
         r.errno = Some("EBADF".into());

@@ -258,47 +258,16 @@ impl UapiStruct for ClaimShared {
 }
 
 /// The ping page the device reads on a PING write: the uapi ping struct
-/// followed by `data_size` (the driver's `PingInfoHeader`, 48 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PingInfo {
-    pub offset: u64,
-    pub size: u64,
-    pub metadata: u64,
-    pub version: u32,
-    pub wait_fd: u32,
-    pub wait_flags: u32,
-    pub direction: u32,
-    pub data_size: u64,
-}
+/// followed by `data_size` (the driver's `PingInfoHeader`, 48 bytes); its
+/// one layout is [`crate::goldfish::PingInfo`].
+pub use crate::goldfish::PingInfo;
 
 impl UapiStruct for PingInfo {
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Ping {
-            offset: self.offset,
-            size: self.size,
-            metadata: self.metadata,
-            version: self.version,
-            wait_fd: self.wait_fd,
-            wait_flags: self.wait_flags,
-            direction: self.direction,
-        }
-        .to_bytes();
-        out.extend_from_slice(&self.data_size.to_ne_bytes());
-        out
+        self.encode().to_vec()
     }
     fn from_bytes(b: &[u8]) -> Option<Self> {
-        let p = Ping::from_bytes(b)?;
-        Some(Self {
-            offset: p.offset,
-            size: p.size,
-            metadata: p.metadata,
-            version: p.version,
-            wait_fd: p.wait_fd,
-            wait_flags: p.wait_flags,
-            direction: p.direction,
-            data_size: take_u64(b, 40)?,
-        })
+        PingInfo::decode_prefix(b)
     }
 }
 

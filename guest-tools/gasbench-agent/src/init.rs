@@ -52,6 +52,12 @@ fn mount_everything() -> Vec<String> {
             missing.push(e);
         }
     }
+    // debugfs, where the kernel has it: LKDTM, kmemleak, fault injection.
+    if std::path::Path::new("/sys/kernel/debug").is_dir()
+        && let Err(e) = mount("debugfs", "/sys/kernel/debug", "debugfs")
+    {
+        missing.push(e);
+    }
     let _ = std::fs::create_dir_all("/tmp");
     if let Err(e) = mount(SHARE_TAG, SHARE_MOUNT, "virtiofs") {
         missing.push(format!(

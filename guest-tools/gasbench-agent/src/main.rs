@@ -14,9 +14,11 @@
 
 mod argbuf;
 mod init;
+mod kdebug;
 mod out;
 mod runner;
 mod serve;
+mod shell;
 mod sys;
 
 use std::io::BufReader;
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
             bundle_id: 0,
             mkdirat2_nr: nr,
             workdir,
+            kmsg: Default::default(),
         };
         return match runner.run(&bundle, &mut NoHost(&out)) {
             Ok(()) => ExitCode::SUCCESS,

@@ -13,15 +13,21 @@ use std::io::{BufRead, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use gasbench_abi::bundle::{Action, ArgPtr, Bundle, RawArg, Step, decode_hex, encode_hex};
+use gasbench_abi::bundle::{
+    Action, ArgPtr, Bundle, FaultKind, RawArg, Step, decode_hex, encode_hex,
+};
 use gasbench_abi::consts::{self, FCNTL_CMDS, RLIMITS};
 use gasbench_abi::expr::{IntExpr, Template, VarRef};
+use gasbench_abi::kmsg::Marker;
 use gasbench_abi::ktap::KtapSummary;
-use gasbench_abi::protocol::{AgentMsg, CallRecord, HostMsg, KtapResult, LogLevel, ThreadId};
+use gasbench_abi::protocol::{
+    AgentMsg, CallRecord, FaultAttempt, HostMsg, KtapResult, LogLevel, ThreadId,
+};
 use gasbench_abi::uapi::Ioctl;
 use serde_json::{Value, json};
 
 use crate::argbuf::ArgBuf;
+use crate::kdebug::{self, FailNth};
 use crate::out::Out;
 use crate::sys::{self, cstring, errno, errno_name};
 
@@ -137,12 +143,30 @@ struct Ctx {
     vars: HashMap<String, Captured>,
     /// Inside a parallel group or a forked child: no sync points, no forks.
     nested: bool,
+    /// The fault the next call arms (systematic fault injection).
+    arm: Option<(FaultKind, u32)>,
+    /// What the last armed call did: its record, or why it could not be
+    /// armed.
+    armed: Armed,
+}
+
+/// The outcome of the last armed call (shared by clones: only the main
+/// thread arms faults).
+#[derive(Clone, Default)]
+struct Armed(std::sync::Arc<std::sync::Mutex<Option<Result<CallRecord, String>>>>);
+
+impl Armed {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Result<CallRecord, String>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub struct Runner<'a> {
     pub out: &'a Out,
     pub bundle_id: u64,
     pub mkdirat2_nr: Option<i64>,
+    /// The kernel log, for call markers (when the bundle asks for them).
+    pub kmsg: std::sync::OnceLock<Option<std::fs::File>>,
     pub workdir: String,
 }
 
@@ -169,8 +193,21 @@ impl Runner<'_> {
             iteration: 0,
             vars: HashMap::new(),
             nested: false,
+            arm: None,
+            armed: Default::default(),
         };
+        let _ = self
+            .kmsg
+            .set(bundle.kmsg_markers.then(kdebug::open_kmsg).flatten());
+        if bundle.kmemleak
+            && let Err(e) = kdebug::kmemleak_forget()
+        {
+            self.out.log(LogLevel::Warn, format!("kmemleak: {e}"));
+        }
         let result = self.run_steps(&mut ctx, &bundle.steps, Some(host));
+        if bundle.kmemleak && result.is_ok() {
+            self.send_scan(None);
+        }
         let error = match &result {
             Ok(()) => None,
             Err(Stop::Shutdown) => Some("shutdown requested during the bundle".to_string()),
@@ -196,13 +233,19 @@ impl Runner<'_> {
                 thread: ctx.thread,
                 name: step.name.clone(),
             });
-            let result = self.run_step(ctx, step);
+            let result = match step.inject {
+                Some(_) => self.run_injected(ctx, step),
+                None => self.run_step(ctx, step),
+            };
             self.out.send(&AgentMsg::StepEnd {
                 bundle: self.bundle_id,
                 step: step.id,
                 thread: ctx.thread,
                 error: result.err(),
             });
+            if step.kmemleak_scan {
+                self.send_scan(Some(step.id));
+            }
             if let Some(sync) = step.sync {
                 match host.as_deref_mut() {
                     Some(h) if !ctx.nested => {
@@ -412,23 +455,173 @@ impl Runner<'_> {
         name: &str,
         f: impl FnOnce() -> (i64, Option<i32>),
     ) -> Bracketed {
+        self.bracket_path(ctx, step, name, None, f)
+    }
+
+    /// [`Runner::bracket`] for a call that makes `path` (relative to the
+    /// descriptor): under fault injection, whether it existed before and
+    /// after is part of the attempt's record.
+    ///
+    /// In the kernel log the call sits between two markers. Under fault
+    /// injection the fault is armed after everything the agent itself
+    /// does (the markers, `CallBegin`, the probes) and read back before
+    /// anything else, so only the call's own fault points count.
+    fn bracket_path(
+        &self,
+        ctx: &Ctx,
+        step: &Step,
+        name: &str,
+        path: Option<(i32, &std::ffi::CStr)>,
+        f: impl FnOnce() -> (i64, Option<i32>),
+    ) -> Bracketed {
         let call = sys::next_call_id();
+        let marker = |begin: bool| {
+            if let Some(Some(mut kmsg)) = self.kmsg.get().map(Option::as_ref) {
+                let m = Marker {
+                    call,
+                    begin,
+                    bundle: self.bundle_id,
+                    step: step.id,
+                    thread: ctx.thread,
+                    tid: kdebug::gettid(),
+                };
+                let _ = std::io::Write::write_all(&mut kmsg, m.line().as_bytes());
+            }
+        };
+        marker(true);
         self.out.send(&AgentMsg::CallBegin {
             call,
             step: step.id,
             thread: ctx.thread,
             name: name.to_string(),
         });
-        let t0 = Instant::now();
-        let (ret, err) = f();
-        let duration_ns = t0.elapsed().as_nanos() as u64;
+        let mut fault = None;
+        let (ret, err, duration_ns) = match ctx.arm {
+            None => {
+                let t0 = Instant::now();
+                let (ret, err) = f();
+                (ret, err, t0.elapsed().as_nanos() as u64)
+            }
+            Some((kind, nth)) => match FailNth::open() {
+                Err(e) => {
+                    *ctx.armed.slot() = Some(Err(e));
+                    (-1, Some(libc::ENOSYS), 0)
+                }
+                Ok(mut fail) => {
+                    let fd_before = fail.lowest_free_fd();
+                    let path_before = path.map(|(d, p)| kdebug::path_exists(d, p));
+                    if let Err(e) = fail.arm(nth) {
+                        *ctx.armed.slot() = Some(Err(e));
+                    }
+                    let t0 = Instant::now();
+                    let (ret, err) = f();
+                    let duration_ns = t0.elapsed().as_nanos() as u64;
+                    match fail.consumed() {
+                        Ok(injected) => {
+                            fault = Some(FaultAttempt {
+                                fault: kind,
+                                nth,
+                                injected,
+                                fd_before,
+                                fd_after: fail.lowest_free_fd(),
+                                path_before,
+                                path_after: path.map(|(d, p)| kdebug::path_exists(d, p)),
+                            });
+                        }
+                        Err(e) => *ctx.armed.slot() = Some(Err(e)),
+                    }
+                    (ret, err, duration_ns)
+                }
+            },
+        };
+        marker(false);
         Bracketed {
             call,
             name: name.to_string(),
             ret,
             errno: err,
             duration_ns,
+            fault,
         }
+    }
+
+    /// A step under systematic fault injection: the call (or a plain
+    /// block's last call, after the block's other steps) once per fault
+    /// number, until an attempt consumes no fault: the call then went
+    /// through every fault point it has. A successful attempt that is not
+    /// the last is undone where it made a descriptor or a directory.
+    fn run_injected(&self, ctx: &mut Ctx, step: &Step) -> StepResult {
+        let Some(inj) = step.inject else {
+            return self.run_step(ctx, step);
+        };
+        if ctx.nested {
+            return Err("fault injection inside a group or a forked child is not supported".into());
+        }
+        kdebug::select_fault(inj.fault)?;
+        FailNth::open()?;
+        let mut last = None;
+        for nth in inj.first..=inj.last {
+            ctx.iteration = nth - inj.first;
+            *ctx.armed.slot() = None;
+            match &step.action {
+                Action::Block { threads: 0, steps } if !steps.is_empty() => {
+                    let (setup, target) = steps.split_at(steps.len() - 1);
+                    self.run_steps(ctx, setup, None)
+                        .map_err(|stop| format!("stopped: {stop:?}"))?;
+                    ctx.arm = Some((inj.fault, nth));
+                    let r = self.run_steps(ctx, target, None);
+                    ctx.arm = None;
+                    r.map_err(|stop| format!("stopped: {stop:?}"))?;
+                }
+                Action::Block { .. } | Action::Fork { .. } => {
+                    return Err("fault injection goes on a call or a plain block".into());
+                }
+                action => {
+                    ctx.arm = Some((inj.fault, nth));
+                    let r = self.call(ctx, step, action);
+                    ctx.arm = None;
+                    let record = r?;
+                    self.remember(ctx, step, &record);
+                }
+            }
+            let outcome = ctx.armed.slot().take();
+            let record = match outcome {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => return Err(format!("fault #{nth}: {e}")),
+                None => return Err(format!("fault #{nth}: the call was not made")),
+            };
+            let injected = record.fault.is_some_and(|f| f.injected);
+            if !injected {
+                last = Some(nth);
+                break;
+            }
+            undo_attempt(&record);
+        }
+        if last.is_none() {
+            self.out.log(
+                LogLevel::Warn,
+                format!(
+                    "step {}: every attempt from fault #{} to #{} consumed its fault; the call has more fault points than that",
+                    step.id, inj.first, inj.last
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Scan with kmemleak and send what it found.
+    fn send_scan(&self, step: Option<u32>) {
+        let (text, truncated, error) = match kdebug::kmemleak_scan() {
+            Ok(s) => (s.text, s.truncated, None),
+            Err(e) => (String::new(), false, Some(e)),
+        };
+        self.out.send(&AgentMsg::Kmemleak {
+            bundle: self.bundle_id,
+            step,
+            text,
+            truncated,
+            error,
+        });
     }
 
     fn finish(
@@ -452,8 +645,15 @@ impl Runner<'_> {
             ret: b.ret,
             errno: b.errno.map(errno_name),
             duration_ns: b.duration_ns,
+            fault: b.fault,
         };
         self.out.send(&AgentMsg::CallEnd(record.clone()));
+        if ctx.arm.is_some() {
+            let mut armed = ctx.armed.slot();
+            if armed.is_none() {
+                *armed = Some(Ok(record.clone()));
+            }
+        }
         record
     }
 
@@ -548,7 +748,7 @@ impl Runner<'_> {
                 let flags: u32 = self.fit(ctx, flags, "flags", "unsigned int")?;
                 // SAFETY: a raw syscall with a valid path pointer and
                 // integer arguments; the kernel validates everything else.
-                let b = self.bracket(ctx, step, &name, || {
+                let b = self.bracket_path(ctx, step, &name, Some((d, &c)), || {
                     sys_ret(unsafe {
                         libc::syscall(
                             nr as libc::c_long,
@@ -1370,6 +1570,31 @@ struct Bracketed {
     ret: i64,
     errno: Option<i32>,
     duration_ns: u64,
+    fault: Option<FaultAttempt>,
+}
+
+/// Undo what an attempt under fault injection made, so the next attempt
+/// starts where this one did: the descriptor it returned, the directory
+/// mkdirat2 made; and a directory a failed attempt left behind (the
+/// record already says so).
+fn undo_attempt(r: &CallRecord) {
+    let made_fd = matches!(r.name.as_str(), "open" | "openat" | "dup" | "mkdirat2");
+    if r.ok() && made_fd && r.ret >= 0 {
+        // SAFETY: closing the descriptor the attempt returned.
+        unsafe { libc::close(r.ret as i32) };
+    }
+    let left_behind = r
+        .fault
+        .is_some_and(|f| f.path_after == Some(true) && f.path_before == Some(false));
+    if r.name == "mkdirat2" && (r.ok() || left_behind) {
+        let dir = r.args_in.get("dir").and_then(Value::as_i64).unwrap_or(-100) as i32;
+        if let Some(path) = r.args_in.get("path").and_then(Value::as_str)
+            && let Ok(c) = cstring(path)
+        {
+            // SAFETY: valid NUL-terminated path.
+            unsafe { libc::unlinkat(dir, c.as_ptr(), libc::AT_REMOVEDIR) };
+        }
+    }
 }
 
 /// `pattern` repeated into a buffer of up to 64 KiB (whole repeats where

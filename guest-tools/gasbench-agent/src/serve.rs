@@ -154,6 +154,7 @@ pub fn serve(input: &mut dyn BufRead, out: &Out, opts: &ServeOpts) -> Result<(),
                     bundle_id: id,
                     mkdirat2_nr: opts.mkdirat2_nr,
                     workdir,
+                    kmsg: Default::default(),
                 };
                 let mut host = PortHost {
                     input: &mut *input,
@@ -171,6 +172,16 @@ pub fn serve(input: &mut dyn BufRead, out: &Out, opts: &ServeOpts) -> Result<(),
                 format!("Resume for bundle {bundle} sync {sync} while no bundle waits; ignored"),
             ),
             HostMsg::Shutdown => return Ok(()),
+            HostMsg::Shell => {
+                let (status, error) = match crate::shell::run(crate::shell::CONSOLE) {
+                    Ok(status) => (status, None),
+                    Err(e) => {
+                        out.log(LogLevel::Error, e.clone());
+                        (127, Some(e))
+                    }
+                };
+                out.send(&AgentMsg::ShellEnded { status, error });
+            }
         }
     }
 }

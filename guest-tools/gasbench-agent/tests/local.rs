@@ -634,3 +634,52 @@ fn hostile_bundles_are_refused_with_a_message() {
         );
     }
 }
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn write_file_writes_once_and_reports_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("control");
+    std::fs::write(&target, "").unwrap();
+    let b = bundle(vec![
+        step(
+            // O_WRONLY and no O_CREAT/O_TRUNC, as a debugfs control is opened.
+            json!({"op": "write_file", "path": target.display().to_string(), "flags": 1, "mode": 0, "hex": hex("READ_AFTER_FREE"), "size": 15}),
+        ),
+        step(
+            json!({"op": "write_file", "path": dir.path().join("missing/x").display().to_string(), "flags": 1, "mode": 0, "hex": hex("x"), "size": 1}),
+        ),
+    ]);
+    let run = run_local(&b, &[]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let w = run.one(0);
+    assert!(w.ok(), "{w:?}");
+    assert_eq!(w.args_out["written"], 15);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "READ_AFTER_FREE");
+    assert_eq!(run.one(1).errno.as_deref(), Some("ENOENT"));
+}
+
+/// On a kernel without fault injection (this host's, in the fast tier)
+/// an injected step is an error that says so, not a silent pass.
+#[test]
+fn injection_without_kernel_support_says_why() {
+    if Path::new("/sys/kernel/debug/failslab").exists() {
+        eprintln!(
+            "this host's kernel has failslab: the missing-support path is not reachable here"
+        );
+        return;
+    }
+    let mut s = step(json!({"op": "open", "path": "/dev/null", "flags": 0, "mode": 0}));
+    s["inject"] = json!({"fault": "slab", "first": 1, "last": 20});
+    let run = run_local(&bundle(vec![s]), &[]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let err = run.step_error(0).expect("the step fails");
+    assert!(err.contains("no slab fault injection"), "{err}");
+    assert!(
+        run.records(0).is_empty(),
+        "no call is made without the fault armed"
+    );
+}

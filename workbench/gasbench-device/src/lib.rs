@@ -30,7 +30,6 @@ mod device;
 pub mod errno;
 pub mod faults;
 pub mod memory;
-pub mod ping;
 pub mod services;
 pub mod shared_area;
 pub mod trace;

@@ -5,12 +5,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gasbench_device::ping::{self, PING_INFO_LEN};
+use gasbench_abi::goldfish::{PING_INFO_LEN, PingInfo};
 use gasbench_device::services::{ECHO, REPLY_ERR};
 use gasbench_device::{
     AccessError, DeviceConfig, Effects, FaultPlan, GuestRam, MAX_HANDLES, NoRam, Region,
 };
-use gasbench_events::device::{CommandKind, DeviceEvent, PingInfo, Register, ServiceKind, Space};
+use gasbench_events::device::{CommandKind, DeviceEvent, Register, ServiceKind, Space};
 
 const EINVAL: u32 = 22;
 const ENOMEM: u32 = 12;
@@ -294,13 +294,13 @@ fn ping_error_paths() {
 }
 
 fn put_ping(r: &Rig, page: u64, p: PingInfo) {
-    r.ram.dma_write(page, &ping::encode(&p)).unwrap();
+    r.ram.dma_write(page, &p.encode()).unwrap();
 }
 
 fn get_ping(r: &Rig, page: u64) -> PingInfo {
     let mut b = [0u8; PING_INFO_LEN];
     r.ram.dma_read(page, &mut b).unwrap();
-    ping::decode(&b)
+    PingInfo::decode(&b)
 }
 
 #[test]

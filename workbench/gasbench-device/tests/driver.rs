@@ -5,12 +5,12 @@
 mod common;
 
 use common::*;
-use gasbench_device::ping::{self, PING_INFO_LEN};
+use gasbench_abi::goldfish::{PING_INFO_LEN, PingInfo};
 use gasbench_device::services::{
     ECHO, HOST_MEMORY_ALLOCATOR, OP_ALLOCATE, OP_FREE, REPLY_ERR, SHARED_SLOTS,
 };
 use gasbench_device::{FaultPlan, GuestRam};
-use gasbench_events::device::{Access, BlockOwner, DeviceEvent, PingInfo, Register, Space};
+use gasbench_events::device::{Access, BlockOwner, DeviceEvent, Register, Space};
 
 const EINVAL: i32 = 22;
 const ENOMEM: i32 = 12;
@@ -123,14 +123,11 @@ impl Driver {
             .ram
             .dma_write(f.page, &[0u8; PAGE as usize])
             .unwrap();
-        self.rig
-            .ram
-            .dma_write(f.page, &ping::encode(&header))
-            .unwrap();
+        self.rig.ram.dma_write(f.page, &header.encode()).unwrap();
         let _ = self.rig.write(Register::Ping, f.handle);
         let mut back = [0u8; PING_INFO_LEN];
         self.rig.ram.dma_read(f.page, &mut back).unwrap();
-        ping::decode(&back)
+        PingInfo::decode(&back)
     }
 
     /// release(): destroy the handle, then deallocate every block.

@@ -9,12 +9,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use gasbench_device::ping;
+use gasbench_abi::goldfish::PingInfo;
 use gasbench_device::services::{ECHO, HOST_MEMORY_ALLOCATOR, OP_ALLOCATE, OP_FREE, SHARED_SLOTS};
 use gasbench_device::{
     Device, DeviceConfig, DeviceTrace, FaultAction, FaultPlan, FaultRule, GuestRam, Region, Trigger,
 };
-use gasbench_events::device::{BlockOwner, DeviceEvent, PingInfo, Register, ServiceKind};
+use gasbench_events::device::{BlockOwner, DeviceEvent, Register, ServiceKind};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 const RAM_BASE: u64 = 0x10_0000;
@@ -178,7 +178,7 @@ impl Fuzz {
             direction: 0,
             data_size: self.rng.pick(&[0, 1, 16, 4048, 4049, u64::MAX]),
         };
-        let _ = self.ram.dma_write(page, &ping::encode(&p));
+        let _ = self.ram.dma_write(page, &p.encode());
     }
 
     fn random_plan(&mut self) -> FaultPlan {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[path = "../tests/support/processes.rs"]
 mod processes;
 
-use gasbench_engine::agent_build::{build_agent, source_root};
+use gasbench_engine::agent_build::build_agent;
 use gasbench_engine::device_host::DeviceHost;
 use gasbench_engine::guest::Guest;
 use gasbench_engine::guest_image::GuestImage;
@@ -59,15 +59,15 @@ fn main() {
     .unwrap();
     std::fs::write(&bare, img.to_bytes()).unwrap();
 
-    let agent = build_agent(&source_root(), &cache.root().join("agent-target")).unwrap();
+    let agent = build_agent(
+        &gasbench_e2e::checkout(),
+        &cache.root().join("agent-target"),
+    )
+    .unwrap();
     let agent_img = dir.path().join("agent.cpio");
     GuestImage {
         agent,
-        selftests: k
-            .selftest
-            .iter()
-            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-            .collect(),
+        selftests: KernelArtifacts::from_build(&k, String::new()).selftests,
         busybox: None,
     }
     .write(&agent_img)
@@ -120,6 +120,7 @@ fn main() {
             cpus: 2,
             goldfish_socket: None,
             run_dir: dir.path().join(format!("ours-{round}")),
+            cmdline: String::new(),
             guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
         };
         let t = Instant::now();
@@ -148,7 +149,7 @@ fn main() {
 
     // The default suite, once, against one boot.
     let files = {
-        let mut v: Vec<_> = std::fs::read_dir(source_root().join("scenarios"))
+        let mut v: Vec<_> = std::fs::read_dir(gasbench_e2e::checkout().join("scenarios"))
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -161,16 +162,7 @@ fn main() {
         .map(|f| gasbench_scenario::load(f).unwrap_or_else(|e| panic!("{e:?}")))
         .collect();
     let n = scenarios.len();
-    let kernel = KernelArtifacts {
-        bzimage: k.bzimage.clone(),
-        mkdirat2: k.mkdirat2_syscall.map(i64::from),
-        selftests: k
-            .selftest
-            .iter()
-            .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-            .collect(),
-        description: k.release.clone(),
-    };
+    let kernel = KernelArtifacts::from_build(&k, k.release.clone());
     // The suite with the device server on a thread (the default), then as
     // a child process: what the extra pipe round trip per access costs.
     let gasbench = processes::gasbench_binary();
@@ -191,6 +183,7 @@ fn main() {
                 memory_mib: 512,
                 cpus: 2,
                 ready_timeout: Duration::from_secs(120),
+                agent_source: gasbench_e2e::checkout(),
                 cache: cache.clone(),
                 runtime: rt.clone(),
                 run_dir: dir.path().join(format!("suite-{}", suite_secs.len())),

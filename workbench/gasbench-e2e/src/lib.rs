@@ -6,6 +6,12 @@
 
 use gasbench_env::{CacheDir, Runtime, RuntimePref};
 
+/// The checkout these tests were built from (its scenarios, kernel/ and
+/// the agent's sources).
+pub fn checkout() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// The runtime the e2e tests use, resolved the way `gasbench` resolves it.
 pub fn runtime() -> (CacheDir, Runtime) {
     let cache = CacheDir::from_env(None);
@@ -25,9 +31,9 @@ pub fn runtime() -> (CacheDir, Runtime) {
 /// The guest agent built static and packed alone into an initramfs at
 /// `dir/initramfs.cpio` (no selftests, no busybox).
 pub fn agent_initramfs(cache: &CacheDir, dir: &std::path::Path) -> std::path::PathBuf {
-    use gasbench_engine::agent_build::{build_agent, source_root};
+    use gasbench_engine::agent_build::build_agent;
     let agent =
-        build_agent(&source_root(), &cache.root().join("agent-target")).expect("agent builds");
+        build_agent(&crate::checkout(), &cache.root().join("agent-target")).expect("agent builds");
     let initramfs = dir.join("initramfs.cpio");
     gasbench_engine::guest_image::GuestImage {
         agent,

@@ -1,6 +1,6 @@
 //! The VM cannot get out: one real `gasbench run` whose guest tries to
 //! write into the share the host writes bundles into (a file, a symlink
-//! named like the next bundle, a directory, removing its own bundle),
+//! named like a bundle, a directory, removing or moving the bundles),
 //! while this test looks at QEMU and virtiofsd from the host: QEMU runs as
 //! the unprivileged VM user under its seccomp filter with no capabilities,
 //! in a network namespace of its own and with rlimits; virtiofsd's served
@@ -39,8 +39,13 @@ mkdirat = { path = "/mnt/gasbench/escape" }
 expect.errno = "EROFS"
 
 [[step]]
-name = "remove its own bundle"
-unlinkat = { path = "/mnt/gasbench/bundles/1.json" }
+name = "remove the directory of bundles"
+unlinkat = { path = "/mnt/gasbench/bundles", flags = ["AT_REMOVEDIR"] }
+expect.errno = "EROFS"
+
+[[step]]
+name = "move the bundles away"
+rename = { from = "/mnt/gasbench/bundles", to = "/mnt/gasbench/moved" }
 expect.errno = "EROFS"
 
 [[step]]
@@ -252,14 +257,25 @@ fn the_guest_cannot_write_the_share_and_qemu_and_virtiofsd_are_confined() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(bundles.contains(&"1.json".to_string()), "{bundles:?}");
+    // Bundles are named `<scenario>-<random>.json`, so the guest cannot
+    // know the next one's name in advance.
+    assert!(
+        bundles
+            .iter()
+            .any(|b| b.starts_with("1-") && b.ends_with(".json")),
+        "{bundles:?}"
+    );
     assert!(!bundles.contains(&"planted".to_string()));
     assert!(!share.join("escape").exists());
+    assert!(!share.join("moved").exists());
+    assert!(!share.join("bundles/2.json").exists());
+    let second: Vec<&String> = bundles.iter().filter(|b| b.starts_with("2-")).collect();
+    assert_eq!(second.len(), 1, "{bundles:?}");
     assert!(
-        !std::fs::symlink_metadata(share.join("bundles/2.json"))
+        std::fs::symlink_metadata(share.join("bundles").join(second[0]))
             .unwrap()
             .file_type()
-            .is_symlink(),
+            .is_file(),
         "the host's second bundle is a file it wrote"
     );
 

@@ -174,7 +174,16 @@ fn kernel_builds_and_boots() {
     );
     assert!(art.manifest_path.is_file());
     assert!(art.release.starts_with("7.2.12"), "{}", art.release);
-    assert!(art.manifest.toolchain.versions["rustc"].contains("1.96"));
+    // The rustc that built it is recorded, whichever the runtime has, and
+    // it is one the kernel's Rust accepts (scripts/min-tool-version.sh:
+    // 1.85 on x86 for this base).
+    let rustc = &art.manifest.toolchain.versions["rustc"];
+    let minor: u32 = rustc
+        .strip_prefix("rustc 1.")
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("not a rustc version: {rustc}"));
+    assert!(minor >= 85, "{rustc}");
 
     // ---- Nothing changed: the same request is answered from the cache.
     let (again, events, took) = build();

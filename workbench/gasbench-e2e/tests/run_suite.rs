@@ -836,7 +836,8 @@ fn a_truncated_kernel_image_is_refused_before_qemu_starts() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The user's input: exit 2, as for a bad scenario.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("truncated"),
         "the error says what is wrong: {stderr}"

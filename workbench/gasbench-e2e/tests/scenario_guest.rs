@@ -29,6 +29,7 @@ async fn a_scenario_runs_in_the_guest_and_every_expectation_holds() {
         cpus: 1,
         goldfish_socket: None,
         run_dir: run_dir.clone(),
+        cmdline: String::new(),
         guest_log_cap: gasbench_trace::log::DEFAULT_GUEST_LOG_CAP,
     };
     let (sink, _bus) = gasbench_events::bus();

@@ -412,3 +412,138 @@ fn a_directory_that_is_not_a_run_is_refused_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a gasbench run directory"), "{err}");
 }
+
+/// `gasbench shell` in a real terminal: the patched kernel boots with
+/// busybox and the device, the terminal reaches a shell on the guest
+/// console (a command typed runs in the guest and sees the goldfish
+/// device), `exit` ends it, the VM is torn down, the terminal restored,
+/// and the run directory has the session's console and events.
+#[test]
+fn a_shell_on_the_guest_console_runs_commands_and_exit_tears_down() {
+    let (cache, _rt) = gasbench_e2e::runtime();
+    let bin = gasbench_binary();
+    let t = Tmux::start(
+        &format!(
+            "{} --cache-dir {} shell",
+            bin.display(),
+            cache.root().display()
+        ),
+        120,
+        36,
+    );
+    t.wait_for_within("the guest's prompt", Duration::from_secs(600), |s| {
+        s.contains("gasbench-guest#")
+    });
+    t.tmux(&[
+        "send-keys",
+        "-t",
+        "0",
+        "echo in-guest-$((6*7)); ls /dev/goldfish_address_space",
+        "Enter",
+    ]);
+    let screen = t.wait_for("the command's output", |s| s.contains("in-guest-42"));
+    assert!(
+        screen.contains("/dev/goldfish_address_space"),
+        "the device node is there:\n{screen}"
+    );
+    t.tmux(&["send-keys", "-t", "0", "exit", "Enter"]);
+    let (code, canonical) = t.wait_exit();
+    let screen = t.capture();
+    assert_eq!(code, 0, "{screen}");
+    assert!(canonical, "the terminal is restored");
+    assert!(
+        screen.contains("the shell exited with status 0"),
+        "{screen}"
+    );
+    let rd = std::fs::canonicalize(cache.root().join("runs/latest")).unwrap();
+    assert!(
+        rd.display().to_string().ends_with("-shell"),
+        "{}",
+        rd.display()
+    );
+    let console = std::fs::read_to_string(rd.join("console.log")).unwrap();
+    assert!(
+        console.contains("in-guest-42"),
+        "console.log has the session"
+    );
+    let (events, cut) = gasbench_trace::log::read_all(&rd.join("events.jsonl")).unwrap();
+    assert!(cut.is_none());
+    let last = serde_json::to_value(events.last().unwrap()).unwrap();
+    assert_eq!(last["ev"]["type"], "finished", "{last}");
+}
+
+/// `gasbench open --follow` on a run in progress, from another terminal:
+/// the run is shown as going (never "cut off") while it runs, its end
+/// arrives as it happens, and `y` copies a call into the run directory.
+#[test]
+fn open_follow_tails_a_live_run_to_its_end() {
+    let (cache, _rt) = gasbench_e2e::runtime();
+    let bin = gasbench_binary();
+    let runs = tempfile::tempdir().unwrap();
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/goldfish_rfc_subset.toml");
+    let mut run = Command::new(&bin)
+        .args([
+            "--cache-dir",
+            cache.root().to_str().unwrap(),
+            "run",
+            "--runs",
+        ])
+        .arg(runs.path())
+        .arg(&scenario)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = runs.path().join("latest");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !latest.join("events.jsonl").exists() {
+        assert!(Instant::now() < deadline, "the run made no run directory");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = Tmux::start(
+        &format!(
+            "{} --cache-dir {} open --follow {}",
+            bin.display(),
+            cache.root().display(),
+            std::fs::canonicalize(&latest).unwrap().display()
+        ),
+        160,
+        48,
+    );
+    t.wait_for("the pipeline", |s| s.contains("Pipeline"));
+    // While the run goes on, nothing is drawn as cut off.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while run.try_wait().unwrap().is_none() {
+        let s = t.capture();
+        assert!(!s.contains("cut off"), "a live run drawn as cut off:\n{s}");
+        assert!(Instant::now() < deadline, "the run did not end");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The end of the run reaches the followed view.
+    let screen = t.wait_for("the run's verdict", |s| {
+        s.lines()
+            .any(|l| l.contains("goldfish-rfc-subset") && (l.contains('✓') || l.contains('✗')))
+    });
+    assert!(!screen.contains("cut off"), "{screen}");
+    // `y` on a call of the trace: it lands in the run directory, with the
+    // register accesses it caused.
+    let rd = std::fs::canonicalize(&latest).unwrap();
+    t.send(&["3", "/"]);
+    t.tmux(&["send-keys", "-t", "0", "-l", "alloc ok"]);
+    t.send(&["Enter", "g", "y"]);
+    t.wait_for("the copy's status", |s| s.contains("copied the call"));
+    let copied: Vec<_> = std::fs::read_dir(&rd)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("copied-call-"))
+        .collect();
+    assert_eq!(copied.len(), 1, "one copied call in {}", rd.display());
+    let text = std::fs::read_to_string(copied[0].path()).unwrap();
+    assert!(text.contains("ALLOCATE_BLOCK"), "{text}");
+    assert!(text.contains("BLOCK_SIZE_LOW"), "{text}");
+    t.send(&["q"]);
+    let (code, canonical) = t.wait_exit();
+    assert_eq!(code, 0, "{}", t.capture());
+    assert!(canonical);
+}

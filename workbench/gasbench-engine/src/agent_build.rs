@@ -16,7 +16,7 @@ pub const AGENT_TARGET: &str = "x86_64-unknown-linux-gnu";
 #[derive(Debug, thiserror::Error)]
 pub enum AgentBuildError {
     #[error(
-        "the gasbench sources are not at {0} (the agent is built from them); set GASBENCH_SOURCE to a checkout"
+        "the guest agent's sources are not at {0:?} (gasbench's data; see `gasbench doctor`); --data-dir or GASBENCH_DATA names a gasbench checkout"
     )]
     NoSource(PathBuf),
     #[error("cannot run cargo: {0}")]
@@ -25,19 +25,6 @@ pub enum AgentBuildError {
     Failed { status: String, stderr: String },
     #[error("{0} is not a static executable; the initramfs has no dynamic loader")]
     NotStatic(PathBuf),
-}
-
-/// Where the workspace is: `GASBENCH_SOURCE`, else where this crate was
-/// compiled from.
-pub fn source_root() -> PathBuf {
-    if let Some(s) = std::env::var_os("GASBENCH_SOURCE") {
-        return PathBuf::from(s);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
 }
 
 /// The cargo invocation, separate so it can be checked without running it.
@@ -131,7 +118,6 @@ mod tests {
             .and_then(|(_, v)| v)
             .unwrap();
         assert_eq!(rustflags, "-C target-feature=+crt-static");
-        assert!(source_root().join("guest-tools/gasbench-agent").exists());
     }
 
     #[test]
@@ -147,6 +133,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = build_agent(dir.path(), &dir.path().join("t")).unwrap_err();
         assert!(matches!(err, AgentBuildError::NoSource(_)));
-        assert!(err.to_string().contains("GASBENCH_SOURCE"));
+        assert!(err.to_string().contains("GASBENCH_DATA"));
     }
 }

@@ -18,6 +18,8 @@ pub mod guest_image;
 pub mod interrupt;
 pub mod pipeline;
 pub mod preflight;
+pub mod reports;
 pub mod scenario_run;
 pub mod service;
 pub mod session;
+pub mod shell;

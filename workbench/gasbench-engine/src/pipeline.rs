@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use gasbench_env::kvm::KvmVerdict;
 use gasbench_env::{CacheDir, Runtime};
 use gasbench_events::EventSink;
-use gasbench_events::run::{AccelChoice, Outcome, RunEvent, Stage};
+use gasbench_events::run::{AccelChoice, Outcome, ProfileChoice, RunEvent, Stage};
 use gasbench_qemu::Accel;
 use gasbench_scenario::{Compiled, Report};
 
-use crate::agent_build::{build_agent, source_root};
+use crate::agent_build::build_agent;
 use crate::device_host::DeviceHost;
 use crate::explore_run::{self, ExplorePlan};
 use crate::interrupt::Interrupt;
@@ -25,6 +25,7 @@ use gasbench_explore::ExploreReport;
 
 use crate::guest::Guest;
 use crate::guest_image::GuestImage;
+use crate::reports::ReportBook;
 use crate::scenario_run::{ScenarioError, ScenarioOutcome, run_scenario};
 use crate::session::BootSpec;
 
@@ -59,6 +60,67 @@ pub struct KernelArtifacts {
     pub selftests: Vec<(String, PathBuf)>,
     /// Human-readable: "7.2.12 + goldfish v3 + mkdirat2 v2 (built)".
     pub description: String,
+    /// The profile it was built with: its detectors and command line.
+    pub profile: KernelProfile,
+    /// What decodes its stack traces; None for a kernel image given
+    /// without them.
+    pub symbols: Option<KernelSymbols>,
+}
+
+impl KernelArtifacts {
+    /// What a run needs from the kernel stage's result: the image, the
+    /// guest's extras (the kselftest under the name the kernel stage
+    /// built it with), the profile and what decodes its stack traces. The
+    /// one conversion: `run`, `repro`, the TUI and the benches use it.
+    pub fn from_build(
+        a: &gasbench_kbuild::KernelArtifacts,
+        description: String,
+    ) -> KernelArtifacts {
+        let m = &a.manifest;
+        // Line tables only with CONFIG_DEBUG_INFO (the debug profiles).
+        let debug_info = std::fs::read_to_string(&a.config)
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "CONFIG_DEBUG_INFO=y"));
+        KernelArtifacts {
+            bzimage: a.bzimage.clone(),
+            mkdirat2: a.mkdirat2_syscall.map(i64::from),
+            selftests: a
+                .selftest
+                .iter()
+                .map(|p| (gasbench_kbuild::selftest::SELFTEST.to_string(), p.clone()))
+                .collect(),
+            description,
+            profile: KernelProfile {
+                choice: ProfileChoice {
+                    name: m.profile.name.clone(),
+                    detectors: m.profile.detectors.clone(),
+                    about: m.profile.about.clone(),
+                },
+                cmdline: m.profile.cmdline.clone(),
+            },
+            symbols: Some(KernelSymbols {
+                system_map: a.system_map.clone(),
+                vmlinux: m.artifacts.vmlinux.clone(),
+                debug_info,
+            }),
+        }
+    }
+}
+
+/// A kernel profile as the run needs it.
+#[derive(Clone, Debug, Default)]
+pub struct KernelProfile {
+    pub choice: ProfileChoice,
+    /// Added to the kernel command line.
+    pub cmdline: String,
+}
+
+/// The files that turn a stack frame into `file:line`.
+#[derive(Clone, Debug)]
+pub struct KernelSymbols {
+    pub system_map: PathBuf,
+    pub vmlinux: Option<PathBuf>,
+    /// The kernel has line tables (CONFIG_DEBUG_INFO).
+    pub debug_info: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +187,9 @@ pub struct RunSettings {
     pub memory_mib: u32,
     pub cpus: u32,
     pub ready_timeout: Duration,
+    /// The workspace the guest agent is built from (gasbench-data's
+    /// `DataRoot::agent_source`).
+    pub agent_source: PathBuf,
     pub cache: CacheDir,
     pub runtime: Runtime,
     /// The run directory (VM sockets, logs, the share).
@@ -212,6 +277,7 @@ pub struct Runner {
     guest: Option<Guest>,
     bundle_id: u64,
     pub boots: u32,
+    reports: ReportBook,
 }
 
 impl Runner {
@@ -224,7 +290,8 @@ impl Runner {
         });
         let agent = tokio::task::spawn_blocking({
             let target = opts.settings.cache.root().join("agent-target");
-            move || build_agent(&source_root(), &target)
+            let source = opts.settings.agent_source.clone();
+            move || build_agent(&source, &target)
         })
         .await
         .map_err(|e| e.to_string())
@@ -272,6 +339,18 @@ impl Runner {
             accel: verdict.accel().into(),
             reason: verdict.reason.clone(),
         }));
+        sink.emit(RunEvent::Profile(opts.kernel.profile.choice.clone()));
+        let decoder = match &opts.kernel.symbols {
+            Some(k) => gasbench_kreport::decode::Decoder::new(
+                opts.settings.runtime.clone(),
+                k.vmlinux.as_deref(),
+                &k.system_map,
+                k.debug_info,
+            )
+            .map_err(|e| e.to_string()),
+            None => Err("the kernel was given without System.map and vmlinux".into()),
+        };
+        let reports = ReportBook::new(decoder);
         let boot_spec = BootSpec {
             kernel: opts.kernel.bzimage.clone(),
             initramfs,
@@ -285,9 +364,11 @@ impl Runner {
             cpus: opts.settings.cpus,
             goldfish_socket: None,
             run_dir: opts.settings.run_dir.clone(),
+            cmdline: opts.kernel.profile.cmdline.clone(),
             guest_log_cap: opts.settings.guest_log_cap,
         };
         Ok(Runner {
+            reports,
             accel: verdict.accel().to_string(),
             opts,
             sink,
@@ -343,8 +424,78 @@ impl Runner {
         self.run_one_until(c, &mut Interrupt::never()).await
     }
 
+    /// Boot a guest (the device server with it) and wait for the agent;
+    /// the Runner's next scenario runs on it.
+    pub async fn boot(&mut self) -> Result<(), String> {
+        self.boot_until(None).await
+    }
+
+    /// [`Runner::boot`] that gives up when `interrupt` is set: a boot is
+    /// not waited out when the run is being stopped, and what it started
+    /// dies with it (its Drop).
+    async fn boot_until(&mut self, interrupt: Option<&mut Interrupt>) -> Result<(), String> {
+        let t = Instant::now();
+        self.sink.emit(RunEvent::StageBegin {
+            stage: Stage::Boot,
+            detail: format!(
+                "{} under {}",
+                self.opts.kernel.description,
+                self.accel.to_uppercase()
+            ),
+        });
+        let boot = Guest::boot(
+            &self.boot_spec,
+            Some((
+                gasbench_device::DeviceConfig::default(),
+                &self.opts.settings.device_host,
+            )),
+            &self.opts.settings.runtime,
+            &self.sink,
+            self.opts.settings.ready_timeout,
+        );
+        let booted = match interrupt {
+            Some(interrupt) => tokio::select! {
+                g = boot => g.map_err(|e| e.to_string()),
+                cause = interrupt.wait() => Err(interrupted_error(&cause)),
+            },
+            None => boot.await.map_err(|e| e.to_string()),
+        };
+        let g = booted.map_err(|e| stage_failed(&self.sink, Stage::Boot, e, t))?;
+        self.boots += 1;
+        stage_end(
+            &self.sink,
+            Stage::Boot,
+            Outcome::Ok,
+            format!(
+                "ready in {:.2} s ({})",
+                t.elapsed().as_secs_f64(),
+                g.session.ready.kernel_release
+            ),
+            t,
+        );
+        self.guest = Some(g);
+        self.bundle_id = 0;
+        Ok(())
+    }
+
+    /// Why `c` is not for this run's kernel, if it is not (it names the
+    /// profiles it is for).
+    pub fn skip_reason(&self, c: &Compiled) -> Option<String> {
+        let profile = &self.opts.kernel.profile.choice.name;
+        let wanted = &c.plan.profiles;
+        (!wanted.is_empty() && !wanted.contains(profile)).then(|| {
+            format!(
+                "it is for the {} profile{} and this kernel is the {profile} profile (--profile {})",
+                wanted.join(" or "),
+                if wanted.len() > 1 { "s" } else { "" },
+                wanted[0]
+            )
+        })
+    }
+
     /// [`Runner::run_one`] that ends the scenario early, with the verdicts
-    /// it has, when `interrupt` is set.
+    /// it has, when `interrupt` is set. (Callers check
+    /// [`Runner::skip_reason`] first.)
     pub async fn run_one_until(
         &mut self,
         c: &Compiled,
@@ -361,46 +512,9 @@ impl Runner {
                 });
                 old.shutdown().await;
             }
-            let t = Instant::now();
-            self.sink.emit(RunEvent::StageBegin {
-                stage: Stage::Boot,
-                detail: format!(
-                    "{} under {}",
-                    self.opts.kernel.description,
-                    self.accel.to_uppercase()
-                ),
-            });
-            let boot = Guest::boot(
-                &self.boot_spec,
-                Some((
-                    gasbench_device::DeviceConfig::default(),
-                    &self.opts.settings.device_host,
-                )),
-                &self.opts.settings.runtime,
-                &self.sink,
-                self.opts.settings.ready_timeout,
-            );
-            // A boot is not waited out when the run is being stopped: what
-            // it started dies with it (its Drop).
-            let booted = tokio::select! {
-                g = boot => g.map_err(|e| e.to_string()),
-                cause = interrupt.wait() => Err(interrupted_error(&cause)),
-            };
-            let g = booted.map_err(|e| stopped(stage_failed(&self.sink, Stage::Boot, e, t)))?;
-            self.boots += 1;
-            stage_end(
-                &self.sink,
-                Stage::Boot,
-                Outcome::Ok,
-                format!(
-                    "ready in {:.2} s ({})",
-                    t.elapsed().as_secs_f64(),
-                    g.session.ready.kernel_release
-                ),
-                t,
-            );
-            self.guest = Some(g);
-            self.bundle_id = 0;
+            self.boot_until(Some(&mut *interrupt))
+                .await
+                .map_err(stopped)?;
         }
         let Some(g) = self.guest.as_mut() else {
             return Err(stopped("no guest".into()));
@@ -408,7 +522,18 @@ impl Runner {
         self.bundle_id += 1;
         let share = self.opts.settings.run_dir.join("share");
         let began = Instant::now();
-        match run_scenario(g, c, self.bundle_id, &share, &self.sink, interrupt).await {
+        let profile = self.opts.kernel.profile.choice.clone();
+        match run_scenario(
+            g,
+            c,
+            self.bundle_id,
+            &share,
+            &self.sink,
+            interrupt,
+            (&mut self.reports, &profile),
+        )
+        .await
+        {
             Ok(ScenarioOutcome {
                 report,
                 died: Some(e),
@@ -439,7 +564,7 @@ impl Runner {
                     ScenarioError::Session(_) | ScenarioError::DeviceDied(_) => {
                         format!("{} stopped the run: {e}", c.plan.scenario)
                     }
-                    ScenarioError::Bundle { .. } => e.to_string(),
+                    ScenarioError::Bundle { .. } | ScenarioError::FaultPlan { .. } => e.to_string(),
                 };
                 self.sink.emit(RunEvent::ScenarioEnd {
                     scenario: c.plan.scenario.clone(),
@@ -455,6 +580,21 @@ impl Runner {
                 Err(stopped(text))
             }
         }
+    }
+
+    /// `gasbench shell`: boot if no guest is up, then relay the console
+    /// to `io` while the agent runs a shell on it (see
+    /// [`crate::shell::relay`]). [`Runner::stop`] tears down after.
+    pub async fn shell(
+        &mut self,
+        io: crate::shell::ShellIo,
+        interrupt: &mut Interrupt,
+    ) -> Result<crate::shell::ShellEnd, String> {
+        if self.guest.is_none() {
+            self.boot_until(Some(&mut *interrupt)).await?;
+        }
+        let guest = self.guest.as_mut().expect("booted above");
+        crate::shell::relay(guest, io, interrupt).await
     }
 
     /// A guest that was interrupted mid-scenario cannot be trusted.
@@ -538,6 +678,13 @@ pub async fn run_until(opts: RunOptions, sink: EventSink, mut interrupt: Interru
     for c in &scenarios {
         if interrupt.is_set() {
             break;
+        }
+        if let Some(why) = runner.skip_reason(c) {
+            sink.emit(RunEvent::ScenarioSkipped {
+                scenario: c.plan.scenario.clone(),
+                why,
+            });
+            continue;
         }
         match runner.run_one_until(c, &mut interrupt).await {
             Ok(report) => out.reports.push(report),

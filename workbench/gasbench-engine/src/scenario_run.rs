@@ -13,16 +13,16 @@ use std::time::{Duration, Instant};
 
 use gasbench_abi::protocol::{AgentMsg, HostMsg, ThreadId};
 use gasbench_events::EventSink;
-use gasbench_events::run::RunEvent;
-use gasbench_qemu::spec::GOLDFISH_ID;
+use gasbench_events::report::ReportKind;
+use gasbench_events::run::{ProfileChoice, RunEvent};
 use gasbench_safefs::{GuestDir, SafeFsError};
 use gasbench_scenario::{Compiled, Evaluator, HostAction, Report, Verdict};
 use gasbench_vfu::ServerStatus;
-use serde_json::json;
 
 use crate::guest::Guest;
 use crate::interrupt::Interrupt;
 use crate::preflight;
+use crate::reports::{ReportBook, Watcher};
 use crate::session::SessionError;
 
 /// How a scenario ended.
@@ -50,6 +50,13 @@ pub enum ScenarioError {
         scenario: String,
         #[source]
         source: SafeFsError,
+    },
+    /// Preflight checks every fault plan before a boot, so this is a bug;
+    /// the scenario does not run without the faults it asked for.
+    #[error("{scenario}: the device refuses its fault plan: {}", problems.join("; "))]
+    FaultPlan {
+        scenario: String,
+        problems: Vec<String>,
     },
 }
 
@@ -96,7 +103,9 @@ const BUNDLES: &str = "bundles";
 /// How long QEMU's hot-unplug may take: the guest must unbind the driver.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Run `c` on `guest`. `bundle_id` is unique within the boot. `Err`: the
+/// Run `c` on `guest`. `bundle_id` is unique within the boot. Kernel
+/// reports are numbered in `book` across the run; `profile` says which
+/// detectors the kernel has (kmemleak: scans before and after). `Err`: the
 /// scenario could not begin (its bundle could not be written, the agent or
 /// device could not be told); a part that dies once it runs ends it with
 /// the verdicts it has and [`ScenarioOutcome::died`].
@@ -107,6 +116,7 @@ pub async fn run_scenario(
     share: &Path,
     sink: &EventSink,
     interrupt: &mut Interrupt,
+    (book, profile): (&mut ReportBook, &ProfileChoice),
 ) -> Result<ScenarioOutcome, ScenarioError> {
     let start = Instant::now();
     let plan = &c.plan;
@@ -121,14 +131,21 @@ pub async fn run_scenario(
     // (or none): occurrences count from here.
     if let Some(d) = &guest.device {
         let plan = match &plan.initial_faults {
-            // Checked in preflight before any boot; an error here is a bug.
-            Some(f) => preflight::fault_plan(f).unwrap_or_default(),
+            Some(f) => preflight::fault_plan(f).map_err(|problems| ScenarioError::FaultPlan {
+                scenario: name.clone(),
+                problems: problems.into_iter().map(|p| p.message).collect(),
+            })?,
             None => Default::default(),
         };
         d.set_fault_plan(plan).map_err(ScenarioError::DeviceDied)?;
     }
 
-    let json = serde_json::to_vec_pretty(&c.bundle).unwrap_or_default();
+    // Calls are marked in the kernel log (reports are tied to them); a
+    // kernel with kmemleak is scanned around the scenario.
+    let mut bundle = c.bundle.clone();
+    bundle.kmsg_markers = true;
+    bundle.kmemleak = profile.detectors.iter().any(|d| d == "kmemleak");
+    let json = serde_json::to_vec_pretty(&bundle).unwrap_or_default();
     let rel =
         write_bundle(share, bundle_id, &json, sink).map_err(|source| ScenarioError::Bundle {
             scenario: name.clone(),
@@ -136,6 +153,7 @@ pub async fn run_scenario(
         })?;
 
     let mut console = guest.session.vm.console();
+    let mut watcher = Watcher::new(bundle_id, &name);
     guest.session.send(&HostMsg::RunBundle {
         id: bundle_id,
         path: rel,
@@ -206,7 +224,7 @@ pub async fn run_scenario(
                     }
                     AgentMsg::SyncWait { bundle, sync, .. } => {
                         let result = host_actions(guest, c, sync, sink).await;
-                        ev.host_action(sync, result);
+                        ev.host_action(sync, result.map_err(|e| e.to_string()));
                         if plan.sync(sync).is_some_and(|s| s.snapshot)
                             && let Some(d) = &guest.device {
                                 match d.state() {
@@ -222,6 +240,10 @@ pub async fn run_scenario(
                             break;
                         }
                     }
+                    AgentMsg::Kmemleak { step, text, error, .. } => {
+                        ev.kmemleak_scan(step, error);
+                        watcher.kmemleak(step, &text);
+                    }
                     AgentMsg::BundleEnd { .. } => break,
                     _ => {}
                 }
@@ -236,6 +258,7 @@ pub async fn run_scenario(
             line = console.recv() => {
                 if let Ok(line) = line {
                     ev.console(current, &line);
+                    watcher.console(&line, current);
                 }
             }
             alive = device_changed => {
@@ -267,9 +290,66 @@ pub async fn run_scenario(
     .await
     {
         ev.console(current, &line);
+        watcher.console(&line, current);
     }
     if !guest.plugged && unfit.is_none() {
         unfit = Some(format!("{name} left the goldfish device unplugged"));
+    }
+    // Kernel reports: numbered, decoded, on the bus, to the verdicts.
+    let (found, dropped) = watcher.finish(current);
+    if dropped > 0 {
+        sink.emit(RunEvent::Note {
+            text: format!("{name}: {dropped} more kernel report(s) were not kept"),
+        });
+    }
+    let filed = book.file(found, sink).await;
+    for f in &filed {
+        ev.kernel_report(&f.report);
+        if f.report.kind.spoils_the_boot() && unfit.is_none() {
+            unfit = Some(match f.report.kind {
+                ReportKind::Lockdep => format!(
+                    "{name}: lockdep reported (report #{}); it reports once per boot and is off until the next",
+                    f.report.id
+                ),
+                ReportKind::Kasan => format!(
+                    "{name}: KASAN reported (report #{}); the taint it sets turns lockdep off until the next boot",
+                    f.report.id
+                ),
+                kind => format!(
+                    "{name}: the kernel reported a {} (report #{}); it is not trusted for another scenario",
+                    kind.name(),
+                    f.report.id
+                ),
+            });
+        }
+    }
+    // A step that provoked a detector on purpose and got its report.
+    for e in &plan.expectations {
+        if let gasbench_scenario::Check::Report { kinds } = &e.check {
+            let under = |s: Option<u32>| {
+                let mut s = s;
+                while let Some(id) = s {
+                    if id == e.step {
+                        return true;
+                    }
+                    s = plan.step(id).and_then(|i| i.parent);
+                }
+                false
+            };
+            for kind in kinds {
+                if let Some(f) = filed
+                    .iter()
+                    .find(|f| f.report.kind.name() == kind && under(f.report.attribution.step))
+                {
+                    sink.emit(RunEvent::DetectorProven {
+                        detector: kind.clone(),
+                        scenario: name.clone(),
+                        step: e.step,
+                        report: f.report.id,
+                    });
+                }
+            }
+        }
     }
     let mut report = ev.finish();
     if let (Some(why), Some(step)) = (&unfit, timed_out) {
@@ -385,6 +465,28 @@ fn out_of_time(
     }
 }
 
+/// Why a host step (`host = "device_del"`, …) failed; its text is the
+/// step's verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum HostStepError {
+    #[error("this run has no goldfish device")]
+    NoDevice,
+    #[error("the goldfish device is not plugged in")]
+    NotPlugged,
+    #[error("the goldfish device is already plugged in")]
+    AlreadyPlugged,
+    #[error(transparent)]
+    Hotplug(#[from] gasbench_qemu::HotplugError),
+    #[error("the device server is not waiting for QEMU: {0}")]
+    ServerNotWaiting(String),
+    #[error("QEMU did not connect to the device server after device_add")]
+    NotConnected,
+    #[error("{0} fault rule(s) refused by the device")]
+    FaultsRefused(usize),
+    #[error("{0}")]
+    Device(String),
+}
+
 /// Carry out the host actions of sync point `sync`, in order; the first
 /// failure ends them and is the result.
 async fn host_actions(
@@ -392,7 +494,7 @@ async fn host_actions(
     c: &Compiled,
     sync: u32,
     sink: &EventSink,
-) -> Result<(), String> {
+) -> Result<(), HostStepError> {
     let Some(sp) = c.plan.sync(sync) else {
         return Ok(());
     };
@@ -404,88 +506,36 @@ async fn host_actions(
             HostAction::DeviceDel => device_del(guest).await?,
             HostAction::DeviceAdd => device_add(guest).await?,
             HostAction::SetFaults(f) => {
-                let d = guest
-                    .device
-                    .as_ref()
-                    .ok_or("this run has no goldfish device")?;
-                let plan = preflight::fault_plan(f)
-                    .map_err(|p| format!("{} fault rule(s) refused by the device", p.len()))?;
-                d.set_fault_plan(plan)?;
+                let d = guest.device.as_ref().ok_or(HostStepError::NoDevice)?;
+                let plan =
+                    preflight::fault_plan(f).map_err(|p| HostStepError::FaultsRefused(p.len()))?;
+                d.set_fault_plan(plan).map_err(HostStepError::Device)?;
             }
         }
     }
     Ok(())
 }
 
-async fn device_del(guest: &mut Guest) -> Result<(), String> {
+async fn device_del(guest: &mut Guest) -> Result<(), HostStepError> {
     if !guest.plugged {
-        return Err("the goldfish device is not plugged in".into());
+        return Err(HostStepError::NotPlugged);
     }
-    let qmp = &guest.session.vm.qmp;
-    let mut events = qmp.subscribe();
-    qmp.execute_raw("device_del", json!({ "id": GOLDFISH_ID }))
-        .await
-        .map_err(|e| e.to_string())?;
-    // device_del only asks; the guest must release the device (the driver's
-    // unbind runs) before QEMU reports DEVICE_DELETED.
-    let deleted = tokio::time::timeout(UNPLUG_TIMEOUT, async {
-        loop {
-            match events.recv().await {
-                Ok(e) if e.name == "DEVICE_DELETED" && e.data["device"] == GOLDFISH_ID => {
-                    return Ok(());
-                }
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await;
-    match deleted {
-        Ok(Ok(())) => {
-            guest.plugged = false;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!("waiting for DEVICE_DELETED: {e}")),
-        Err(_) => Err(format!(
-            "no DEVICE_DELETED within {} s: the guest did not release the device",
-            UNPLUG_TIMEOUT.as_secs()
-        )),
-    }
+    guest.session.vm.unplug_goldfish(UNPLUG_TIMEOUT).await?;
+    guest.plugged = false;
+    Ok(())
 }
 
-async fn device_add(guest: &mut Guest) -> Result<(), String> {
+async fn device_add(guest: &mut Guest) -> Result<(), HostStepError> {
     if guest.plugged {
-        return Err("the goldfish device is already plugged in".into());
+        return Err(HostStepError::AlreadyPlugged);
     }
-    let d = guest
-        .device
-        .as_ref()
-        .ok_or("this run has no goldfish device")?;
-    // QEMU reaches the server's socket through a descriptor it inherited:
-    // it runs as a user that cannot reach the run directory.
-    let device = guest
-        .session
-        .vm
-        .goldfish_device()
-        .ok_or("this VM was started without the goldfish device's socket")?;
+    let d = guest.device.as_ref().ok_or(HostStepError::NoDevice)?;
     let before = match d.status() {
         ServerStatus::Listening { sessions, .. } => sessions,
-        other => {
-            return Err(format!(
-                "the device server is not waiting for QEMU: {other:?}"
-            ));
-        }
+        other => return Err(HostStepError::ServerNotWaiting(format!("{other:?}"))),
     };
-    guest
-        .session
-        .vm
-        .qmp
-        .execute_raw("device_add", device)
-        .await
-        .map_err(|e| e.to_string())?;
+    guest.session.vm.plug_goldfish().await?;
     // QEMU connects to the server as part of device_add.
-    let d = guest.device.as_ref().ok_or("no device")?;
     let connected = d
         .wait_status(
             Duration::from_secs(10),
@@ -493,7 +543,7 @@ async fn device_add(guest: &mut Guest) -> Result<(), String> {
         )
         .await;
     if connected.is_none() {
-        return Err("QEMU did not connect to the device server after device_add".into());
+        return Err(HostStepError::NotConnected);
     }
     guest.plugged = true;
     Ok(())

@@ -132,6 +132,13 @@ async fn serve(
                     // Stop and quit end the scenario with the verdicts it
                     // has (the guest is unfit afterwards) rather than
                     // dropping it.
+                    if let Some(why) = r.skip_reason(c) {
+                        sink.emit(RunEvent::ScenarioSkipped {
+                            scenario: c.plan.scenario.clone(),
+                            why,
+                        });
+                        continue;
+                    }
                     let (interrupter, mut interrupt) = Interrupt::new();
                     let run = r.run_one_until(c, &mut interrupt);
                     tokio::pin!(run);
@@ -201,7 +208,10 @@ async fn serve(
                     break;
                 }
                 match built {
-                    Ok(k) => artifacts = Some(k),
+                    Ok(k) => {
+                        sink.emit(RunEvent::Profile(k.profile.choice.clone()));
+                        artifacts = Some(k);
+                    }
                     Err(e) => {
                         sink.emit(RunEvent::Error { text: e });
                     }

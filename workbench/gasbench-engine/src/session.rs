@@ -45,6 +45,8 @@ pub struct BootSpec {
     pub cpus: u32,
     pub goldfish_socket: Option<PathBuf>,
     pub run_dir: PathBuf,
+    /// More kernel command line (the profile's, `kasan_multi_shot`).
+    pub cmdline: String,
     /// The most of console.log the guest may fill.
     pub guest_log_cap: u64,
 }
@@ -69,9 +71,18 @@ impl Session {
         sink: &EventSink,
         ready_timeout: Duration,
     ) -> Result<Session, SessionError> {
-        let mut cmdline = String::new();
+        // The agent marks every call in the kernel log; the default rate
+        // limit of /dev/kmsg would drop most of the markers.
+        let mut cmdline = gasbench_abi::kmsg::CMDLINE_DEVKMSG.to_string();
         if let Some(n) = spec.mkdirat2 {
-            cmdline = format!("{}={n}", gasbench_abi::protocol::CMDLINE_MKDIRAT2);
+            cmdline.push_str(&format!(
+                " {}={n}",
+                gasbench_abi::protocol::CMDLINE_MKDIRAT2
+            ));
+        }
+        if !spec.cmdline.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(&spec.cmdline);
         }
         let vm_spec = VmSpec {
             kernel: spec.kernel.clone(),

@@ -28,92 +28,9 @@ pub enum Space {
     Bar1,
 }
 
-/// The control registers in BAR0, by name. Offsets follow the Android
-/// emulator's device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Register {
-    Command,
-    Status,
-    GuestPageSize,
-    BlockSizeLow,
-    BlockSizeHigh,
-    BlockOffsetLow,
-    BlockOffsetHigh,
-    Ping,
-    PingInfoAddrLow,
-    PingInfoAddrHigh,
-    Handle,
-    PhysStartLow,
-    PhysStartHigh,
-    PingWithData,
-}
-
-impl Register {
-    pub const ALL: [Register; 14] = [
-        Register::Command,
-        Register::Status,
-        Register::GuestPageSize,
-        Register::BlockSizeLow,
-        Register::BlockSizeHigh,
-        Register::BlockOffsetLow,
-        Register::BlockOffsetHigh,
-        Register::Ping,
-        Register::PingInfoAddrLow,
-        Register::PingInfoAddrHigh,
-        Register::Handle,
-        Register::PhysStartLow,
-        Register::PhysStartHigh,
-        Register::PingWithData,
-    ];
-
-    /// Byte offset in BAR0.
-    pub fn offset(self) -> u64 {
-        match self {
-            Register::Command => 0,
-            Register::Status => 4,
-            Register::GuestPageSize => 8,
-            Register::BlockSizeLow => 12,
-            Register::BlockSizeHigh => 16,
-            Register::BlockOffsetLow => 20,
-            Register::BlockOffsetHigh => 24,
-            Register::Ping => 28,
-            Register::PingInfoAddrLow => 32,
-            Register::PingInfoAddrHigh => 36,
-            Register::Handle => 40,
-            Register::PhysStartLow => 44,
-            Register::PhysStartHigh => 48,
-            Register::PingWithData => 52,
-        }
-    }
-
-    /// The register at `offset`, if one starts there.
-    pub fn at(offset: u64) -> Option<Register> {
-        if !offset.is_multiple_of(4) || offset > 52 {
-            return None;
-        }
-        Some(Register::ALL[(offset / 4) as usize])
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Register::Command => "COMMAND",
-            Register::Status => "STATUS",
-            Register::GuestPageSize => "GUEST_PAGE_SIZE",
-            Register::BlockSizeLow => "BLOCK_SIZE_LOW",
-            Register::BlockSizeHigh => "BLOCK_SIZE_HIGH",
-            Register::BlockOffsetLow => "BLOCK_OFFSET_LOW",
-            Register::BlockOffsetHigh => "BLOCK_OFFSET_HIGH",
-            Register::Ping => "PING",
-            Register::PingInfoAddrLow => "PING_INFO_ADDR_LOW",
-            Register::PingInfoAddrHigh => "PING_INFO_ADDR_HIGH",
-            Register::Handle => "HANDLE",
-            Register::PhysStartLow => "PHYS_START_LOW",
-            Register::PhysStartHigh => "PHYS_START_HIGH",
-            Register::PingWithData => "PING_WITH_DATA",
-        }
-    }
-}
+/// The register map, command codes and ping header are the device's
+/// contract, kept in gasbench-abi; events name them.
+pub use gasbench_abi::goldfish::{CommandKind, PingInfo, Register};
 
 /// One access to config space or a BAR.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,43 +56,6 @@ pub struct RegAccess {
     pub status: u32,
 }
 
-/// The device's commands (values written to COMMAND).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandKind {
-    AllocateBlock,
-    DeallocateBlock,
-    GenHandle,
-    DestroyHandle,
-    TellPingInfoAddr,
-    /// A value the device does not know (STATUS = ENOSYS).
-    Unknown,
-}
-
-impl CommandKind {
-    pub fn from_code(code: u32) -> CommandKind {
-        match code {
-            1 => CommandKind::AllocateBlock,
-            2 => CommandKind::DeallocateBlock,
-            3 => CommandKind::GenHandle,
-            4 => CommandKind::DestroyHandle,
-            5 => CommandKind::TellPingInfoAddr,
-            _ => CommandKind::Unknown,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CommandKind::AllocateBlock => "ALLOCATE_BLOCK",
-            CommandKind::DeallocateBlock => "DEALLOCATE_BLOCK",
-            CommandKind::GenHandle => "GEN_HANDLE",
-            CommandKind::DestroyHandle => "DESTROY_HANDLE",
-            CommandKind::TellPingInfoAddr => "TELL_PING_INFO_ADDR",
-            CommandKind::Unknown => "UNKNOWN",
-        }
-    }
-}
-
 /// One command the device executed (or refused).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandDone {
@@ -192,21 +72,6 @@ pub struct CommandDone {
     /// Set when a fault plan rule changed the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
-}
-
-/// The ping page header, as the device read or wrote it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PingInfo {
-    /// Guest-physical address (shared BAR start + offset) as the driver
-    /// fills it; services that hand out areas put shared-area offsets here.
-    pub offset: u64,
-    pub size: u64,
-    pub metadata: u64,
-    pub version: u32,
-    pub wait_fd: u32,
-    pub wait_flags: u32,
-    pub direction: u32,
-    pub data_size: u64,
 }
 
 /// The host services a context can be bound to by its first ping.

@@ -13,6 +13,7 @@
 
 pub mod device;
 pub mod kernel;
+pub mod report;
 pub mod run;
 pub mod vm;
 

@@ -64,6 +64,18 @@ pub struct AccelChoice {
     pub reason: String,
 }
 
+/// The kernel profile a run's kernel was built with, and the detectors it
+/// arms (`kernel/profiles/profiles.toml`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileChoice {
+    /// `default`, `debug`, `race`; `given` for a kernel image the user
+    /// passed (its detectors are unknown).
+    pub name: String,
+    pub detectors: Vec<String>,
+    #[serde(default)]
+    pub about: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunEvent {
@@ -89,6 +101,21 @@ pub enum RunEvent {
         elapsed_ms: u64,
     },
     Accel(AccelChoice),
+    /// The kernel's profile, once the kernel is known.
+    Profile(ProfileChoice),
+    /// A scenario that was not run, and why (it is for another profile).
+    ScenarioSkipped {
+        scenario: String,
+        why: String,
+    },
+    /// A step that provoked a detector on purpose got its report: the
+    /// detector is armed and its reports reach the verdicts.
+    DetectorProven {
+        detector: String,
+        scenario: String,
+        step: u32,
+        report: u32,
+    },
     ScenarioBegin {
         scenario: String,
         steps: u32,

@@ -39,6 +39,16 @@ pub enum VmEvent {
         line: String,
         severity: ConsoleSeverity,
     },
+    /// A kernel report (KASAN, lockdep, WARN, …) recognised in the
+    /// console or a kmemleak scan, decoded and attributed.
+    KernelReport(Box<crate::report::KernelReport>),
+    /// The same report again (same signature): counted, not repeated.
+    KernelReportAgain {
+        id: u32,
+        /// How many times it has been seen now, this one included.
+        count: u32,
+        attribution: crate::report::Attribution,
+    },
     /// How the VM's host processes are confined, once per boot: every
     /// protection, in force or not, and why.
     Confinement { protections: Vec<Protection> },

@@ -313,6 +313,7 @@ impl Fake {
             ret: if errno.is_some() { -1 } else { ret },
             errno: errno.map(str::to_string),
             duration_ns: 1,
+            fault: None,
         };
         self.msgs.push(AgentMsg::CallEnd(r.clone()));
         self.calls.push(r.clone());

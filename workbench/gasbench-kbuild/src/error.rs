@@ -98,6 +98,14 @@ pub enum KbuildError {
     },
     #[error("{what}")]
     Invalid { what: String },
+    #[error("no kernel profile {name:?} (kernel/profiles/profiles.toml has: {})", known.join(", "))]
+    UnknownProfile { name: String, known: Vec<String> },
+    #[error("profile {profile}'s patch {} does not apply on the series: {detail}", patch.display())]
+    ProfilePatch {
+        profile: String,
+        patch: PathBuf,
+        detail: String,
+    },
     /// gasbench was interrupted (a signal) and stopped the tools it ran.
     #[error("interrupted: {what} was stopped")]
     Interrupted { what: String },
@@ -142,7 +150,8 @@ impl KbuildError {
             | KbuildError::NotReconstruction { .. }
             | KbuildError::Layout { .. }
             | KbuildError::LocalChanges { .. }
-            | KbuildError::Invalid { .. } => Blame::Input,
+            | KbuildError::Invalid { .. }
+            | KbuildError::UnknownProfile { .. } => Blame::Input,
             KbuildError::PatchDoesNotApply { .. } | KbuildError::DuplicateSyscall { .. } => {
                 Blame::Series
             }
@@ -155,7 +164,10 @@ impl KbuildError {
             | KbuildError::BuildFailed { .. }
             | KbuildError::SelftestFailed { .. }
             | KbuildError::DiskFull { .. }
-            | KbuildError::CacheDamaged { .. } => Blame::Environment,
+            | KbuildError::CacheDamaged { .. }
+            // gasbench's own patch for the profile no longer fits the
+            // series: the tool's to refresh, not the posting's defect.
+            | KbuildError::ProfilePatch { .. } => Blame::Environment,
             // A signal's own exit status is used before blame is asked;
             // should it be asked, nobody's input is at fault.
             KbuildError::Interrupted { .. } => Blame::Environment,
@@ -218,7 +230,7 @@ impl KbuildError {
                 "install the versions `make rustavailable` asks for (gasbench setup provisions them in the toolroot), or build with --runtime toolroot".into()
             }
             KbuildError::ConfigNotSet { .. } => {
-                "enable the named dependency in a fragment under kernel/config/, or drop the symbol from the fragment".into()
+                "enable (or turn off) the named dependency in the fragment that asks for the symbol (kernel/config/, or kernel/profiles/ for a profile's), or drop the symbol from it".into()
             }
             KbuildError::BuildFailed { .. } => {
                 "fix the error (run with --per-patch to find the patch that broke the build)".into()
@@ -228,6 +240,10 @@ impl KbuildError {
                 "free space there, or point GASBENCH_CACHE (--cache-dir) at a larger disk".into()
             }
             KbuildError::Invalid { .. } => "see the message".into(),
+            KbuildError::UnknownProfile { .. } => "pick one of the profiles named, or add it to kernel/profiles/profiles.toml".into(),
+            KbuildError::ProfilePatch { .. } => {
+                "the series now touches what the profile's patch changes: refresh the patch in kernel/profiles/".into()
+            }
             KbuildError::Interrupted { .. } => {
                 "run it again: the cache keeps what was finished, and nothing half-made is used".into()
             }

@@ -518,6 +518,22 @@ fn off_symbols(expr: &str, config: &BTreeMap<String, String>) -> Vec<String> {
     out
 }
 
+/// Symbols an expression wants off (`!FOO`) that are set: what a
+/// fragment must turn off (KASAN's `!SLUB_TINY` on a tinyconfig base).
+fn negated_but_set(expr: &str, config: &BTreeMap<String, String>) -> Vec<String> {
+    let toks = tokenize(expr);
+    let mut out = Vec::new();
+    for w in toks.windows(2) {
+        if let [Tok::Not, Tok::Sym(s)] = w
+            && config.get(s).is_some_and(|v| v == "y" || v == "m")
+            && !out.contains(s)
+        {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
 /// Why `symbol` is not set, from the Kconfig files under `srctree`.
 pub fn explain(
     srctree: &Path,
@@ -542,6 +558,15 @@ pub fn explain(
                     ", and {} {} not set",
                     off.join(", "),
                     if off.len() == 1 { "is" } else { "are" }
+                ));
+            }
+            let on = negated_but_set(first, config);
+            if !on.is_empty() {
+                r.push_str(&format!(
+                    ", and {} {} set (turn {} off in the fragment)",
+                    on.join(", "),
+                    if on.len() == 1 { "is" } else { "are" },
+                    if on.len() == 1 { "it" } else { "them" },
                 ));
             }
             if first.contains("RUST_IS_AVAILABLE") || off.iter().any(|s| s == "RUST_IS_AVAILABLE") {
@@ -666,5 +691,27 @@ mod tests {
         assert!(why.contains("no prompt"), "{why}");
         let why = explain(dir.path(), "x86", "NOPE", &c);
         assert!(why.contains("no Kconfig file defines NOPE"), "{why}");
+    }
+
+    #[test]
+    fn a_symbol_a_dependency_wants_off_is_named() {
+        // lib/Kconfig.kasan on a tinyconfig base, which picks SLUB_TINY.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Kconfig"),
+            "menuconfig KASAN\n\tbool \"KASAN\"\n\tdepends on HAVE_ARCH_KASAN\n\tdepends on SYSFS && !SLUB_TINY\n",
+        )
+        .unwrap();
+        let c = cfg(&[("HAVE_ARCH_KASAN", "y"), ("SYSFS", "y"), ("SLUB_TINY", "y")]);
+        let why = explain(dir.path(), "x86", "KASAN", &c);
+        assert!(why.contains("`SYSFS && !SLUB_TINY`"), "{why}");
+        assert!(
+            why.contains("SLUB_TINY is set (turn it off in the fragment)"),
+            "{why}"
+        );
+        // With SLUB_TINY off there is nothing to explain by it.
+        let c = cfg(&[("HAVE_ARCH_KASAN", "y"), ("SYSFS", "y")]);
+        let why = explain(dir.path(), "x86", "KASAN", &c);
+        assert!(!why.contains("SLUB_TINY"), "{why}");
     }
 }

@@ -68,28 +68,6 @@ impl KernelDir {
         Ok(KernelDir { root, base })
     }
 
-    /// `explicit`, else the nearest `kernel/` with a base.toml above the
-    /// current directory.
-    pub fn locate(explicit: Option<&Path>) -> Result<KernelDir, KbuildError> {
-        if let Some(p) = explicit {
-            return Self::open(p);
-        }
-        let cwd =
-            std::env::current_dir().map_err(|e| KbuildError::io("read", Path::new("."), e))?;
-        for dir in cwd.ancestors() {
-            if dir.join("kernel/base.toml").is_file() {
-                return Self::open(&dir.join("kernel"));
-            }
-            if dir.join("base.toml").is_file() && dir.file_name() == Some("kernel".as_ref()) {
-                return Self::open(dir);
-            }
-        }
-        Err(KbuildError::Layout {
-            what: format!("no kernel/base.toml in {} or above it", cwd.display()),
-            path: None,
-        })
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -51,6 +51,10 @@ pub struct ArtifactPaths {
     #[serde(default)]
     pub selftest: Option<PathBuf>,
     pub build_log: PathBuf,
+    /// The kernel image with its symbols (and, in the debug profiles,
+    /// line tables) that decodes the guest's stack traces.
+    #[serde(default)]
+    pub vmlinux: Option<PathBuf>,
 }
 
 impl ArtifactPaths {
@@ -62,6 +66,7 @@ impl ArtifactPaths {
             headers: f(&self.headers),
             selftest: self.selftest.as_deref().map(&f),
             build_log: f(&self.build_log),
+            vmlinux: self.vmlinux.as_deref().map(&f),
         }
     }
 
@@ -244,6 +249,9 @@ pub struct BuildManifest {
     pub kbuild_steps: u64,
     #[serde(default)]
     pub per_patch: Vec<PatchBuild>,
+    /// The kernel profile it was built with.
+    #[serde(default = "crate::profile::ProfileInfo::default_profile")]
+    pub profile: crate::profile::ProfileInfo,
     /// Size and sha256 of each artifact as built (empty in a manifest
     /// from before they were kept).
     #[serde(default)]
@@ -262,6 +270,7 @@ mod tests {
             headers: dir.join("headers/include"),
             selftest: Some(dir.join("selftests/t")),
             build_log: dir.join("build.log"),
+            vmlinux: None,
         }
     }
 

@@ -29,4 +29,4 @@ pub mod vm;
 pub use agent_port::{AgentPort, FromAgent};
 pub use qmp::{Qmp, QmpError, QmpEvent};
 pub use spec::{Accel, VmSpec};
-pub use vm::{Vm, VmError};
+pub use vm::{HotplugError, Vm, VmError};

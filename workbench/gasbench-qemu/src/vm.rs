@@ -21,7 +21,8 @@ use crate::console::{LineSplitter, classify};
 use crate::process::{Supervised, capped_log};
 use crate::qmp::{Qmp, QmpError};
 use crate::spec::{
-    QemuFds, VmSpec, fd_path, goldfish_device_json, qemu_args, virtiofsd_args, virtiofsd_socket,
+    GOLDFISH_ID, QemuFds, VmSpec, fd_path, goldfish_device_json, qemu_args, virtiofsd_args,
+    virtiofsd_socket,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,19 @@ pub enum VmError {
     Qmp(#[from] QmpError),
 }
 
+/// Why plugging or unplugging the goldfish device failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HotplugError {
+    #[error("this VM was started without the goldfish device's socket")]
+    NoDevice,
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    #[error("no DEVICE_DELETED within {} s: the guest did not release the device", .0.as_secs())]
+    NotReleased(Duration),
+    #[error("waiting for DEVICE_DELETED: {0}")]
+    Events(String),
+}
+
 /// How long QEMU and virtiofsd get to come up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -81,6 +95,10 @@ pub struct Vm {
     qemu: Supervised,
     virtiofsd: Option<Supervised>,
     console: broadcast::Sender<String>,
+    /// The console's bytes as they come (for `gasbench shell`).
+    console_bytes: broadcast::Sender<Vec<u8>>,
+    /// The host's end of the console, for typing into it.
+    console_in: Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>,
     virtiofsd_socket: PathBuf,
     /// The goldfish socket's descriptor number inside QEMU.
     goldfish_fd: Option<RawFd>,
@@ -268,12 +286,15 @@ impl Vm {
         let con_s = stream(con_s).map_err(rd)?;
 
         let (console_tx, _) = broadcast::channel(1024);
+        let (bytes_tx, _) = broadcast::channel(1024);
+        let (con_read, con_write) = con_s.into_split();
         spawn_console_reader(
-            con_s,
+            con_read,
             run_dir.join("console.log"),
             spec.console_log_cap,
             sink.clone(),
             console_tx.clone(),
+            bytes_tx.clone(),
         );
         let (agent, agent_rx) = AgentPort::new(agent_s, sink.clone()).map_err(rd)?;
         // QEMU can still die after it started (a CPU or memory setting
@@ -312,6 +333,8 @@ impl Vm {
             qemu,
             virtiofsd,
             console: console_tx,
+            console_bytes: bytes_tx,
+            console_in: Arc::new(tokio::sync::Mutex::new(con_write)),
             virtiofsd_socket,
             goldfish_fd: fds.goldfish,
             stopping,
@@ -324,6 +347,39 @@ impl Vm {
     pub fn goldfish_device(&self) -> Option<serde_json::Value> {
         self.goldfish_fd
             .map(|fd| goldfish_device_json(&fd_path(fd)))
+    }
+
+    /// Ask the guest to release the goldfish device (`device_del`, as a
+    /// user's hot unplug reaches it: the PCIe attention button) and wait
+    /// until QEMU says it is gone (DEVICE_DELETED): only then has the
+    /// driver's remove path run.
+    pub async fn unplug_goldfish(&self, timeout: Duration) -> Result<(), HotplugError> {
+        let mut events = self.qmp.subscribe();
+        self.qmp
+            .execute_raw("device_del", serde_json::json!({ "id": GOLDFISH_ID }))
+            .await?;
+        let deleted = tokio::time::timeout(timeout, async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.name == "DEVICE_DELETED" && e.data["device"] == GOLDFISH_ID => {
+                        return Ok(());
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => return Err(HotplugError::Events(e.to_string())),
+                }
+            }
+        })
+        .await;
+        deleted.unwrap_or(Err(HotplugError::NotReleased(timeout)))
+    }
+
+    /// Plug the goldfish device back in (`device_add`); QEMU connects to
+    /// the device server as part of it, through the descriptor it
+    /// inherited (it runs as a user that cannot reach the run directory).
+    pub async fn plug_goldfish(&self) -> Result<(), HotplugError> {
+        let device = self.goldfish_device().ok_or(HotplugError::NoDevice)?;
+        self.qmp.execute_raw("device_add", device).await?;
+        Ok(())
     }
 
     /// The pids of QEMU and virtiofsd (the one gasbench started; its
@@ -341,6 +397,20 @@ impl Vm {
     /// Console lines from now on.
     pub fn console(&self) -> broadcast::Receiver<String> {
         self.console.subscribe()
+    }
+
+    /// The console's raw bytes from now on (a terminal attached to it;
+    /// they are also in console.log and, as lines, on the bus).
+    pub fn console_bytes(&self) -> broadcast::Receiver<Vec<u8>> {
+        self.console_bytes.subscribe()
+    }
+
+    /// Type into the console (the guest's ttyS0).
+    pub async fn console_write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut w = self.console_in.lock().await;
+        w.write_all(bytes).await?;
+        w.flush().await
     }
 
     /// Resolves when QEMU or virtiofsd exits while we did not ask it to:
@@ -432,11 +502,12 @@ impl Drop for UnlinkOnDrop {
 }
 
 fn spawn_console_reader(
-    mut stream: tokio::net::UnixStream,
+    mut stream: tokio::net::unix::OwnedReadHalf,
     log_path: PathBuf,
     cap: u64,
     sink: EventSink,
     lines_tx: broadcast::Sender<String>,
+    bytes_tx: broadcast::Sender<Vec<u8>>,
 ) {
     tokio::spawn(async move {
         // The log is raw bytes, flushed as they come: a crash loses
@@ -458,6 +529,10 @@ fn spawn_console_reader(
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    // Only when a terminal is attached (no receiver: no copy).
+                    if bytes_tx.receiver_count() > 0 {
+                        let _ = bytes_tx.send(buf[..n].to_vec());
+                    }
                     if log.write(&buf[..n]) {
                         sink.emit(RunEvent::Note {
                             text: format!(

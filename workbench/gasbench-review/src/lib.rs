@@ -11,6 +11,8 @@
 //!   gathered (the series manifest, the port, the run's events, its
 //!   [`gasbench_trace::RunSummary`], the scenario files), with the
 //!   findings ordered by severity.
+//! - [`detectors`]: what the kernel's detectors and fault injection
+//!   found over the review's runs, one per kernel profile.
 //! - [`checks`]: b4's review check protocol, answered from the reviews
 //!   gasbench keeps by Message-Id and patch-id.
 //! - [`markdown`]: renders `review.md`.
@@ -30,6 +32,7 @@
 
 pub mod checks;
 pub mod concerns;
+pub mod detectors;
 pub mod explorer;
 pub mod markdown;
 pub mod reply;

@@ -319,6 +319,108 @@ pub fn render(r: &Review) -> String {
         }
     }
 
+    // ---- Detectors and fault injection.
+    let d = &r.detectors;
+    if !d.profiles.is_empty() {
+        let _ = writeln!(o, "\n## Kernel detectors and fault injection\n");
+        let _ = writeln!(o, "{}.", d.line);
+        for p in &d.profiles {
+            let _ = writeln!(
+                o,
+                "\n- **{}** profile: {} scenario(s), {} failed; arms {}{}{}",
+                p.profile,
+                p.scenarios_run,
+                p.scenarios_failed,
+                if p.detectors.is_empty() {
+                    "no detectors".to_string()
+                } else {
+                    p.detectors.join(", ")
+                },
+                if p.proven.is_empty() {
+                    String::new()
+                } else {
+                    format!("; proven: {}", p.proven.join(", "))
+                },
+                if p.not_proven.is_empty() {
+                    String::new()
+                } else {
+                    format!("; **not proven here**: {}", p.not_proven.join(", "))
+                }
+            );
+        }
+        let defects: Vec<_> = d.reports.iter().filter(|x| !x.expected).collect();
+        for x in &defects {
+            let _ = writeln!(
+                o,
+                "\n### {} report #{} ({} profile){}{}\n",
+                x.detector,
+                x.id,
+                x.profile,
+                if x.count > 1 {
+                    format!(", seen {} times", x.count)
+                } else {
+                    String::new()
+                },
+                if x.in_series == Some(false) {
+                    " — in the base kernel, not in code the series changes"
+                } else {
+                    ""
+                }
+            );
+            let _ = writeln!(o, "`{}`\n", x.title.replace('`', "'"));
+            let mut at = x.scenario.clone().unwrap_or_else(|| "(no scenario)".into());
+            if let Some(s) = x.step {
+                at.push_str(&format!(" step {s}"));
+            }
+            if let Some(c) = x.call {
+                at.push_str(&format!(" call #{c}"));
+            }
+            let _ = writeln!(
+                o,
+                "- where: {at}{} — {}",
+                x.location
+                    .as_deref()
+                    .map(|l| format!(" (`{l}`)"))
+                    .unwrap_or_default(),
+                x.how
+            );
+            if let Some(u) = &x.undecoded {
+                let _ = writeln!(o, "- stack not decoded: {u}");
+            }
+            if !x.stack.is_empty() {
+                let _ = writeln!(o, "\n```");
+                for l in &x.stack {
+                    let _ = writeln!(o, "{l}");
+                }
+                let _ = writeln!(o, "```");
+            }
+        }
+        if !d.injection.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n| call | fault | attempts | injected | survived | errnos | no-fault attempt | where |\n|---|---|---|---|---|---|---|---|"
+            );
+            for x in &d.injection {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    cell(&x.call),
+                    x.fault,
+                    x.attempts,
+                    x.injected,
+                    x.survived,
+                    cell(&x.errnos),
+                    if x.reached_no_fault {
+                        "reached"
+                    } else {
+                        "**not reached**"
+                    },
+                    cell(x.location.as_deref().unwrap_or(&x.scenario))
+                );
+            }
+        }
+    }
+
     // ---- Findings.
     let _ = writeln!(o, "\n## Findings\n");
     if r.findings.is_empty() {

@@ -19,6 +19,7 @@ use gasbench_trace::RunSummary;
 use gasbench_trace::summary::is_kernel_bug;
 use serde::{Deserialize, Serialize};
 
+use crate::detectors::{Detectors, ProfileRun};
 use crate::resolve::Target;
 use crate::scenario_text::{comment_above, leading_comment, split_location};
 
@@ -191,6 +192,9 @@ pub struct FailedExpectation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScenarioVerdict {
     pub name: String,
+    /// The kernel profile it ran on (`default`, `debug`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     pub file: Option<String>,
     /// `None`: it did not finish.
     pub passed: Option<bool>,
@@ -251,6 +255,9 @@ pub struct Review {
     pub kselftest: Vec<KselftestCount>,
     /// What stopped the run, if anything.
     pub errors: Vec<String>,
+    /// What the kernel's detectors and fault injection found, per profile.
+    #[serde(default)]
+    pub detectors: Detectors,
     /// Most severe first.
     pub findings: Vec<Finding>,
     /// The explorer's section (Markdown, as explore.md has it), when it
@@ -296,6 +303,9 @@ pub struct Facts<'a> {
     pub cross_arch: Option<&'a str>,
     pub scenarios_note: Option<String>,
     pub run_dir: Option<String>,
+    /// Runs on other kernel profiles (the debug kernel), after the one
+    /// above.
+    pub more: &'a [ProfileRun<'a>],
     /// Which base was used and why (the series' base-commit, or what
     /// stood in for it).
     pub base_choice: Option<String>,
@@ -306,7 +316,25 @@ impl Review {
         let patches = patch_rows(f.events, &f.target.name);
         let build = build_summary(f);
         let port_fixes = port_fixes(f, &patches);
-        let scenarios = scenario_verdicts(f);
+        let mut scenarios = scenario_verdicts(f.summary, f.scenarios);
+        for run in f.more {
+            scenarios.extend(scenario_verdicts(run.summary, f.scenarios));
+        }
+        let mut runs = vec![ProfileRun {
+            summary: f.summary,
+            run_dir: f.run_dir.clone(),
+        }];
+        runs.extend(f.more.iter().map(|r| ProfileRun {
+            summary: r.summary,
+            run_dir: r.run_dir.clone(),
+        }));
+        let mut series_files: Vec<String> = patches
+            .iter()
+            .flat_map(|p| p.files.iter().cloned())
+            .collect();
+        series_files.sort();
+        series_files.dedup();
+        let detectors = crate::detectors::section(&runs, f.scenarios, &series_files);
         let kernel_log = f
             .summary
             .kernel_warnings
@@ -329,6 +357,7 @@ impl Review {
             kernel_log,
             kselftest,
             errors,
+            detectors,
             findings: Vec::new(),
             explorer: None,
             series_checks: None,
@@ -340,6 +369,10 @@ impl Review {
             exit_code: 0,
         };
         review.findings = findings(&review, f.kernel_error);
+        review
+            .findings
+            .extend(crate::detectors::findings(&review.detectors));
+        review.findings.sort_by_key(|x| x.severity);
         review.exit_code = exit_code_of(&review.findings);
         review
     }
@@ -657,13 +690,14 @@ fn port_fixes(f: &Facts, rows: &[PatchRow]) -> Vec<PortFix> {
     out
 }
 
-fn scenario_verdicts(f: &Facts) -> Vec<ScenarioVerdict> {
-    f.summary
+fn scenario_verdicts(summary: &RunSummary, sources: &[ScenarioSource]) -> Vec<ScenarioVerdict> {
+    let profile = summary.profile.as_ref().map(|p| p.name.clone());
+    summary
         .scenarios
         .iter()
         .filter(|sc| !crate::explorer::is_explorer_scenario(&sc.name))
         .map(|sc| {
-            let src = f.scenarios.iter().find(|s| s.name == sc.name);
+            let src = sources.iter().find(|s| s.name == sc.name);
             let failures = sc
                 .failed_expectations()
                 .map(|e| {
@@ -687,6 +721,7 @@ fn scenario_verdicts(f: &Facts) -> Vec<ScenarioVerdict> {
                     .filter(|_| failed)
                     .and_then(|s| leading_comment(&s.text)),
                 name: sc.name.clone(),
+                profile: profile.clone(),
                 file: src.map(|s| s.file.clone()),
                 passed: sc.passed,
                 held: sc.expectations.iter().filter(|e| e.held).count(),
@@ -955,23 +990,45 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
             );
         }
     }
+    // A failure seen on one profile is one finding (the first profile's
+    // wording), not one per profile; kernel reports are findings of their
+    // own (the detectors section), with their stacks.
+    let first_profile = r.scenarios.first().and_then(|s| s.profile.clone());
+    let mut seen: Vec<(String, Option<String>, String)> = Vec::new();
     for sc in &r.scenarios {
+        let tag = match (&sc.profile, &first_profile) {
+            (Some(p), Some(first)) if p != first => format!("[{p} profile] "),
+            _ => String::new(),
+        };
         if sc.passed.is_none() {
             add(
                 Severity::High,
-                format!("scenario {} did not finish", sc.name),
+                format!("{tag}scenario {} did not finish", sc.name),
                 None,
                 sc.file.clone(),
             );
         }
         for x in &sc.failures {
+            // `<step name>: kernel report (<detector>)`.
+            if x.what
+                .rsplit(": ")
+                .next()
+                .is_some_and(|w| w.starts_with("kernel report ("))
+            {
+                continue;
+            }
+            let key = (sc.name.clone(), x.location.clone(), x.what.clone());
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
             let mut detail = format!("expected {}, actual {}", x.expected, x.actual);
             if let Some(why) = &x.why {
                 detail.push_str(&format!(" — {why}"));
             }
             add(
                 Severity::Medium,
-                format!("{}: {}", sc.name, x.what),
+                format!("{tag}{}: {}", sc.name, x.what),
                 Some(detail),
                 x.location.clone(),
             );

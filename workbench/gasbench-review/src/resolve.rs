@@ -668,6 +668,9 @@ pub fn private_target(
     }
     copy_tree(&src.join("port"), &dest.join("port"))?;
     copy_tree(&src.join("series"), &dest.join("series"))?;
+    // The kernel profiles (their fragments and patches) are gasbench's,
+    // whatever the series: a private target builds every profile.
+    copy_tree(&src.join("profiles"), &dest.join("profiles"))?;
     // A different posting under a known name replaces it; only the
     // hand-made reconstructions of patches the file lacks are kept.
     let sdir = dest.join("series").join(&series.name);

@@ -96,6 +96,7 @@ fn review(w: &World, events: &[Event], kernel_error: Option<&str>, with_port: bo
         cross_arch: Some("arm"),
         scenarios_note: Some("The 4 of 11 scenarios that concern the series.".into()),
         run_dir: Some("/runs/1795772630-repro-mkdirat2-v2".into()),
+        more: &[],
         base_choice: None,
     })
 }
@@ -542,6 +543,226 @@ fn without_a_check_after_the_fixup_the_file_it_changes_links_break_and_defect() 
     );
 }
 
+/// The same review with a run on the debug kernel beside it: its reports
+/// are findings with their decoded stacks and the scenario line, the
+/// detectors proven and not are said, and faults injected are counted.
+#[test]
+fn a_debug_profile_run_adds_what_the_detectors_found() {
+    use gasbench_abi::bundle::FaultKind;
+    use gasbench_abi::protocol::{AgentMsg, CallRecord, FaultAttempt};
+    use gasbench_events::report::{Attribution, Frame, KernelReport, ReportKind, Stack};
+    use gasbench_events::run::ProfileChoice;
+    use gasbench_review::detectors::ProfileRun;
+
+    let w = world();
+    let ev = |seq: u64, body: EventBody| Event {
+        seq,
+        t_us: seq,
+        body,
+    };
+    let report = |id: u32, kind: ReportKind, step: u32, title: &str| KernelReport {
+        id,
+        kind,
+        title: title.into(),
+        task: None,
+        stacks: vec![Stack {
+            label: "Call Trace".into(),
+            frames: vec![Frame {
+                function: "do_mkdirat2".into(),
+                symbol: None,
+                offset: 0x1a,
+                size: 0x90,
+                reliable: true,
+                location: Some("fs/namei.c:4321".into()),
+                inlined: vec![],
+            }],
+        }],
+        text: vec![],
+        signature: format!("{}|{title}", kind.name()),
+        attribution: Attribution {
+            scenario: Some("mkdirat2-emfile".into()),
+            step: Some(step),
+            call: Some(9),
+            thread: Some(0),
+            how: "the call's task (97) printed it".into(),
+        },
+        undecoded: String::new(),
+    };
+    let attempt = |nth: u32, injected: bool| {
+        EventBody::Agent(AgentMsg::CallEnd(CallRecord {
+            call: 20 + nth as u64,
+            step: 2,
+            thread: 0,
+            iteration: 0,
+            name: "mkdirat2".into(),
+            fd: None,
+            args_in: serde_json::Value::Null,
+            args_out: serde_json::Value::Null,
+            ret: if injected { -1 } else { 3 },
+            errno: injected.then(|| "ENOMEM".to_string()),
+            duration_ns: 1,
+            fault: Some(FaultAttempt {
+                fault: FaultKind::Slab,
+                nth,
+                injected,
+                fd_before: Some(3),
+                fd_after: Some(3),
+                path_before: Some(false),
+                path_after: Some(false),
+            }),
+        }))
+    };
+    let debug_events = vec![
+        ev(
+            1,
+            EventBody::Run(RunEvent::Profile(ProfileChoice {
+                name: "debug".into(),
+                detectors: vec!["kasan".into(), "lockdep".into()],
+                about: String::new(),
+            })),
+        ),
+        ev(
+            2,
+            EventBody::Run(RunEvent::ScenarioBegin {
+                scenario: "mkdirat2-emfile".into(),
+                steps: 20,
+            }),
+        ),
+        ev(3, attempt(1, true)),
+        ev(4, attempt(2, false)),
+        ev(
+            5,
+            EventBody::Vm(VmEvent::KernelReport(Box::new(report(
+                1,
+                ReportKind::Kasan,
+                4,
+                "BUG: KASAN: slab-use-after-free in do_mkdirat2+0x1a/0x90",
+            )))),
+        ),
+        ev(
+            6,
+            EventBody::Run(RunEvent::Expectation {
+                scenario: "mkdirat2-emfile".into(),
+                step: 4,
+                what: "line 40: in a child: kernel report (kasan)".into(),
+                expected: "no kernel report".into(),
+                actual: "report #1: BUG: KASAN: slab-use-after-free in do_mkdirat2+0x1a/0x90"
+                    .into(),
+                held: false,
+            }),
+        ),
+        ev(6, {
+            let mut r = report(
+                2,
+                ReportKind::Lockdep,
+                5,
+                "WARNING: possible circular locking dependency detected",
+            );
+            r.stacks[0].frames[0].function = "pciehp_unconfigure_device".into();
+            r.stacks[0].frames[0].location = Some("drivers/pci/hotplug/pciehp_pci.c:125".into());
+            EventBody::Vm(VmEvent::KernelReport(Box::new(r)))
+        }),
+        ev(
+            7,
+            EventBody::Run(RunEvent::ScenarioEnd {
+                scenario: "mkdirat2-emfile".into(),
+                passed: false,
+                elapsed_ms: 10,
+            }),
+        ),
+    ];
+    let debug = RunSummary::from_events(&debug_events);
+    let more = [ProfileRun {
+        summary: &debug,
+        run_dir: Some("/runs/2-repro-mkdirat2-v2-debug".into()),
+    }];
+    let target = known_target(&w.kdir, "mkdirat2-v2", "known", "seed.txt");
+    let series = w.kdir.series("mkdirat2-v2").unwrap();
+    let summary = RunSummary::from_events(&w.events);
+    let r = Review::build(&Facts {
+        target: &target,
+        series: &series,
+        base: &w.kdir.base,
+        port: None,
+        manifest: Some(&w.manifest),
+        kernel_error: None,
+        events: &w.events,
+        summary: &summary,
+        scenarios: &w.scenarios,
+        per_patch: true,
+        cross_arch: None,
+        scenarios_note: None,
+        run_dir: None,
+        more: &more,
+        base_choice: None,
+    });
+    let d = &r.detectors;
+    assert_eq!(d.profiles.len(), 1, "the default run has no profile event");
+    assert_eq!(d.profiles[0].profile, "debug");
+    assert_eq!(d.profiles[0].not_proven, ["kasan", "lockdep"]);
+    assert_eq!(d.reports.len(), 2);
+    let x = &d.reports[0];
+    assert_eq!(x.in_series, Some(true), "fs/namei.c is the series'");
+    assert_eq!(
+        x.location.as_deref(),
+        Some("scenarios/mkdirat2_emfile.toml:40")
+    );
+    assert_eq!(x.stack, ["do_mkdirat2 (fs/namei.c:4321)"]);
+    assert_eq!(d.injection[0].attempts, 2);
+    assert!(d.injection[0].reached_no_fault);
+    assert!(
+        d.line
+            .contains("1 fault(s) injected into 1 call(s), 1 of which reached"),
+        "{}",
+        d.line
+    );
+    assert!(
+        d.line.contains("NOT proven here: kasan, lockdep"),
+        "{}",
+        d.line
+    );
+    // The report is a critical finding with its stack; its verdict is not
+    // a second finding; the detectors not proven are said.
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.title.starts_with("kasan report #1"))
+        .unwrap();
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(
+        f.detail
+            .as_deref()
+            .unwrap()
+            .contains("do_mkdirat2 (fs/namei.c:4321)")
+    );
+    assert!(
+        !r.findings
+            .iter()
+            .any(|f| f.title.contains("kernel report (kasan)"))
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.title.starts_with("lockdep is armed"))
+    );
+    // The debug run's verdicts are in the review, labelled.
+    assert!(
+        r.scenarios
+            .iter()
+            .any(|s| s.profile.as_deref() == Some("debug"))
+    );
+    let md = gasbench_review::markdown::render(&r);
+    assert!(
+        md.contains("## Kernel detectors and fault injection"),
+        "{md}"
+    );
+    assert!(md.contains("### kasan report #1 (debug profile)"), "{md}");
+    assert!(
+        md.contains("| mkdirat2 | slab | 2 | 1 | 0 | ENOMEM ×1 | reached |"),
+        "{md}"
+    );
+}
+
 /// A guest that prints escape sequences on its console, and a series
 /// whose subject carries them: review.md shows them as text, never as
 /// bytes a terminal would act on (it is printed as it is written).
@@ -702,6 +923,7 @@ fn the_reply_mail_to_a_recorded_goldfish_run() {
              (linux-source-7.2 7.2.12-1~bpo13+1)"
                 .into(),
         ),
+        more: &[],
     });
     let diffs = reply::patch_diffs(&kdir.series_dir(name), &series);
     let eml = reply::render(

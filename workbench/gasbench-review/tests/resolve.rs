@@ -138,6 +138,12 @@ fn a_changed_posting_is_not_the_known_one_and_gets_a_private_kernel_dir() {
         f
     });
     assert!(pk.port().is_ok(), "the port is copied");
+    // Every kernel profile can be built for it.
+    assert_eq!(
+        gasbench_kbuild::profile::names(&pk).unwrap(),
+        gasbench_kbuild::profile::names(&k).unwrap()
+    );
+    gasbench_kbuild::profile::profile(&pk, "debug").unwrap();
     // The posting in the private dir is the reviewer's, not the known one.
     let m = pk.series("mkdirat2-v2").unwrap();
     assert_ne!(

@@ -18,6 +18,7 @@ use gasbench_abi::consts::{
 };
 use gasbench_abi::expr::{self, IntExpr, Template, VarRef};
 use gasbench_abi::uapi::{self, Ioctl};
+use gasbench_events::report::ReportKind;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -320,12 +321,18 @@ struct Cx<'s> {
     /// Names captured anywhere, with their line, for "defined later" hints.
     all_captures: HashMap<String, usize>,
     too_many_steps: bool,
+    profiles: Vec<String>,
+    /// `inject.errno` of the step being compiled.
+    inject_errnos: Vec<String>,
 }
 
 /// The keys a step table may have, besides one action.
 const STEP_KEYS: &[&str] = &[
-    "name", "repeat", "capture", "timeout", "expect", "steps", "threads", "fork",
+    "name", "repeat", "capture", "timeout", "expect", "steps", "threads", "fork", "inject",
 ];
+
+/// `nth = "each"`: fault numbers 1, 2, 3, … up to this many attempts.
+pub const DEFAULT_INJECT_ATTEMPTS: u32 = 200;
 
 const ACTIONS: &[&str] = &[
     "open",
@@ -349,6 +356,7 @@ const ACTIONS: &[&str] = &[
     "getrlimit",
     "exhaust_fds",
     "read_file",
+    "write_file",
     "list_dir",
     "wait_path",
     "dmesg",
@@ -462,6 +470,8 @@ impl<'s> Cx<'s> {
             requires: Requires::default(),
             all_captures: HashMap::new(),
             too_many_steps: false,
+            profiles: Vec::new(),
+            inject_errnos: Vec::new(),
         }
     }
 
@@ -1017,9 +1027,33 @@ impl<'s> Cx<'s> {
         {
             self.check_keys(
                 t,
-                &["name", "description", "timeout", "step_timeout", "requires"],
+                &[
+                    "name",
+                    "description",
+                    "timeout",
+                    "step_timeout",
+                    "requires",
+                    "profiles",
+                ],
                 "[scenario]",
             );
+            if let Some(v) = t.get("profiles") {
+                for (p, span) in self.string_list(v, "profiles").unwrap_or_default() {
+                    let plain = !p.is_empty()
+                        && p.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    if plain {
+                        self.profiles.push(p);
+                    } else {
+                        self.err_help(
+                            span,
+                            format!("`{p}` is not a profile name"),
+                            "bad name",
+                            "profiles are named in kernel/profiles/profiles.toml: default, debug, race",
+                        );
+                    }
+                }
+            }
             if let Some(s) = t.get("name").and_then(|v| self.string(v, "name")) {
                 name = s.to_string();
             }
@@ -1128,11 +1162,15 @@ impl<'s> Cx<'s> {
             syncs: std::mem::take(&mut self.syncs),
             expectations: std::mem::take(&mut self.expectations),
             kernel_log,
+            profiles: std::mem::take(&mut self.profiles),
+            reports_fail: default_checks,
         };
         let bundle = Bundle {
             version: BUNDLE_VERSION,
             scenario: name,
             steps,
+            kmsg_markers: false,
+            kmemleak: false,
         };
         // The agent checks the same limits; a compiled bundle must pass.
         if let Err(e) = bundle.check() {
@@ -1218,6 +1256,7 @@ impl<'s> Cx<'s> {
             calls: None,
             capture: None,
             sync: None,
+            inject: None,
         });
 
         // Keys: the step's own, plus actions.
@@ -1441,6 +1480,13 @@ impl<'s> Cx<'s> {
             (Action::Checkpoint, StepKind::Checkpoint)
         };
 
+        self.inject_errnos.clear();
+        let inject = match t.get("inject") {
+            Some(iv) => self.inject(iv, &kind, &action, nest, id),
+            None => None,
+        };
+        let inject_errnos = std::mem::take(&mut self.inject_errnos);
+
         let is_host = matches!(kind, StepKind::Host);
         if is_host && nest.detached {
             self.err(
@@ -1489,7 +1535,7 @@ impl<'s> Cx<'s> {
             );
         }
         let exp_start = self.expectations.len();
-        let wants_sync = self.expect(
+        let (wants_sync, kmemleak_scan) = self.expect(
             t.get("expect"),
             id,
             &kind,
@@ -1502,7 +1548,7 @@ impl<'s> Cx<'s> {
         let block_keys = t.get("threads").is_some() || t.get("fork").is_some();
         if matches!(kind, StepKind::Checkpoint) && !has_expectation && !block_keys {
             let help = format!(
-                "give it one action ({}) or `expect.device` / `expect.kernel_log`",
+                "give it one action ({}) or `expect.device` / `expect.kernel_log` / `expect.kernel`",
                 ACTIONS.join(", ")
             );
             self.err_help(span, "this step does nothing", "no action", help);
@@ -1561,6 +1607,28 @@ impl<'s> Cx<'s> {
         info.calls = calls;
         info.capture = capture.as_ref().map(|(c, _)| c.clone());
         info.sync = sync;
+        info.inject = inject.as_ref().map(|(i, _)| *i);
+        if let Some((i, target)) = &inject {
+            // The attempts' own rule, on the call that is attempted.
+            let mut errnos = vec![match i.fault {
+                bundle::FaultKind::Usercopy => "EFAULT".to_string(),
+                _ => "ENOMEM".to_string(),
+            }];
+            for e in &self.expectations[exp_start..] {
+                if let (true, Check::Errno { errno }) = (e.step == id, &e.check)
+                    && !errnos.contains(errno)
+                {
+                    errnos.push(errno.clone());
+                }
+            }
+            for e in inject_errnos {
+                if !errnos.contains(&e) {
+                    errnos.push(e);
+                }
+            }
+            let span = span_of(t.get("inject").expect("inject present"));
+            self.push(*target, Check::Injected { errnos }, span, true);
+        }
         Some(bundle::Step {
             id,
             name,
@@ -1569,6 +1637,8 @@ impl<'s> Cx<'s> {
             capture: capture.map(|(c, _)| c),
             timeout_ms: Some(timeout.as_millis() as u64),
             sync,
+            inject: inject.map(|(i, _)| i),
+            kmemleak_scan,
         })
     }
 
@@ -2363,6 +2433,146 @@ impl<'s> Cx<'s> {
         ))
     }
 
+    // ----- fault injection -----
+
+    /// `inject = { fault = "slab", nth = "each" }` on a call, or on a
+    /// plain block whose last step is the call (the steps before it set
+    /// each attempt up). Returns the injection and the attempted step.
+    fn inject(
+        &mut self,
+        v: &V<'_>,
+        kind: &StepKind,
+        action: &Action,
+        nest: Nest,
+        id: u32,
+    ) -> Option<(bundle::Inject, u32)> {
+        let t = self.table(v, "inject")?;
+        self.check_keys(t, &["fault", "nth", "errno"], "inject");
+        let span = span_of(v);
+        let target = match (kind, action) {
+            (StepKind::Call { op }, _) if op == "kselftest" => {
+                self.err(
+                    span,
+                    "a kselftest runs a program: fault injection is per call",
+                    "not a call",
+                );
+                return None;
+            }
+            (StepKind::Call { .. }, _) => id,
+            (StepKind::Block, Action::Block { steps, .. }) => match steps.last() {
+                Some(last)
+                    if last.action.children().is_empty()
+                        && !matches!(
+                            last.action,
+                            Action::Host { .. } | Action::Checkpoint | Action::Sleep { .. }
+                        ) =>
+                {
+                    last.id
+                }
+                _ => {
+                    self.err_help(span, "the block's last step is not a call", "nothing to attempt", "on a block, `inject` attempts its last step, a call; the steps before it set each attempt up");
+                    return None;
+                }
+            },
+            _ => {
+                self.err_help(
+                    span,
+                    "`inject` goes on a call or a plain block",
+                    "not a call",
+                    "put it on the call's step, or on a block of set-up steps ending with the call",
+                );
+                return None;
+            }
+        };
+        if nest.detached {
+            self.err(
+                span,
+                "fault injection inside a parallel group or a fork is not supported",
+                "inside a group",
+            );
+            return None;
+        }
+        let fault = match t.get("fault") {
+            Some(f) => match self.string(f, "inject.fault") {
+                Some(name) => match bundle::FaultKind::from_name(name) {
+                    Some(k) => k,
+                    None => {
+                        self.err_help(
+                            span_of(f),
+                            format!("unknown fault kind `{name}`"),
+                            "unknown",
+                            "slab, page or usercopy",
+                        );
+                        return None;
+                    }
+                },
+                None => return None,
+            },
+            None => {
+                self.err_help(
+                    span,
+                    "`inject` needs `fault`",
+                    "missing `fault`",
+                    "fault = \"slab\", \"page\" or \"usercopy\"",
+                );
+                return None;
+            }
+        };
+        let max = bundle::limits::MAX_INJECT_ATTEMPTS;
+        let (first, last) = match t.get("nth") {
+            None => (1, DEFAULT_INJECT_ATTEMPTS),
+            Some(n) => match n.get_ref() {
+                DeValue::String(s) if s == "each" => (1, DEFAULT_INJECT_ATTEMPTS),
+                DeValue::String(s) => {
+                    let parsed = s.split_once("..").and_then(|(a, b)| {
+                        Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
+                    });
+                    match parsed {
+                        Some((a, b)) if a >= 1 && b >= a && b - a < max => (a, b),
+                        _ => {
+                            self.err_help(span_of(n), format!("nth = {s:?}"), "bad range", format!("\"each\", a fault number from 1, or a range \"3..10\" of at most {max} numbers"));
+                            return None;
+                        }
+                    }
+                }
+                _ => match self.literal(n, "inject.nth") {
+                    Some(k) if (1..=u32::MAX as i128).contains(&k) => (k as u32, k as u32),
+                    Some(k) => {
+                        self.err(
+                            span_of(n),
+                            format!("nth = {k}: fault numbers count from 1"),
+                            "out of range",
+                        );
+                        return None;
+                    }
+                    None => return None,
+                },
+            },
+        };
+        for (name, span) in t
+            .get("errno")
+            .and_then(|e| match e.get_ref() {
+                DeValue::String(_) => self
+                    .string(e, "inject.errno")
+                    .map(|s| vec![(s.to_string(), span_of(e))]),
+                _ => self.string_list(e, "inject.errno"),
+            })
+            .unwrap_or_default()
+        {
+            if consts::errno_value(&name).is_some() {
+                self.inject_errnos.push(name);
+            } else {
+                self.err_help(
+                    span,
+                    format!("`{name}` is not an errno name"),
+                    "unknown errno",
+                    "errno names are the kernel's, like ENOMEM or ENOSPC",
+                );
+            }
+        }
+        Some((bundle::Inject { fault, first, last }, target))
+    }
+
     // ----- expectations -----
 
     #[allow(clippy::too_many_arguments)]
@@ -2377,7 +2587,8 @@ impl<'s> Cx<'s> {
         });
     }
 
-    /// Parse `expect`; returns whether the step needs a device snapshot.
+    /// Parse `expect`; returns whether the step needs a device snapshot
+    /// and whether the agent scans for leaks after it.
     #[allow(clippy::too_many_arguments)]
     fn expect(
         &mut self,
@@ -2388,7 +2599,7 @@ impl<'s> Cx<'s> {
         scopes: (&Scope, &Scope),
         nest: Nest,
         step_span: Span,
-    ) -> bool {
+    ) -> (bool, bool) {
         let (scope, after) = scopes;
         let is_call = matches!(kind, StepKind::Call { .. });
         let has_result = is_call || matches!(kind, StepKind::Fork | StepKind::Host);
@@ -2396,12 +2607,12 @@ impl<'s> Cx<'s> {
             if has_result {
                 self.push_default(step, kind, step_span);
             }
-            return false;
+            return (false, false);
         };
         let Some(t) = self.table(v, "expect") else {
-            return false;
+            return (false, false);
         };
-        let mut allowed: Vec<&str> = vec!["device", "kernel_log"];
+        let mut allowed: Vec<&str> = vec!["device", "kernel_log", "report", "kernel"];
         if has_result {
             allowed.push("ok");
         }
@@ -2541,6 +2752,53 @@ impl<'s> Cx<'s> {
         {
             self.ktap(kt, step);
         }
+        if let Some(r) = t.get("report") {
+            let kinds = match r.get_ref() {
+                DeValue::String(_) => self
+                    .string(r, "expect.report")
+                    .map(|s| vec![(s.to_string(), span_of(r))]),
+                _ => self.string_list(r, "expect.report"),
+            }
+            .unwrap_or_default();
+            let mut names = Vec::new();
+            for (k, span) in kinds {
+                if ReportKind::from_name(&k).is_some() {
+                    names.push(k);
+                } else {
+                    let all: Vec<&str> = ReportKind::ALL.iter().map(|k| k.name()).collect();
+                    self.err_help(
+                        span,
+                        format!("`{k}` is not a kind of kernel report"),
+                        "unknown",
+                        format!("kinds: {}", all.join(", ")),
+                    );
+                }
+            }
+            if !names.is_empty() {
+                self.push(step, Check::Report { kinds: names }, span_of(r), false);
+            }
+        }
+        let mut kmemleak_scan = false;
+        if let Some(k) = t.get("kernel")
+            && let Some(kt) = self.table(k, "expect.kernel")
+        {
+            self.check_keys(kt, &["leaks"], "expect.kernel");
+            if let Some(l) = kt.get("leaks") {
+                if nest.detached {
+                    self.err_help(
+                        span_of(l),
+                        "a leak check inside a parallel group or a forked child",
+                        "cannot scan here",
+                        "put a step with `expect.kernel = { leaks = 0 }` after the block",
+                    );
+                } else {
+                    for (m, span) in self.matchers(l, Kind::Int, "expect.kernel.leaks", scope) {
+                        self.push(step, Check::Leaks { matcher: m }, span, false);
+                    }
+                    kmemleak_scan = true;
+                }
+            }
+        }
         let mut wants_sync = false;
         if let Some(d) = t.get("device")
             && let Some(dt) = self.table(d, "expect.device")
@@ -2558,7 +2816,7 @@ impl<'s> Cx<'s> {
                 self.device(dt, step, after);
             }
         }
-        wants_sync
+        (wants_sync, kmemleak_scan)
     }
 
     fn push_default(&mut self, step: u32, kind: &StepKind, span: Span) {

@@ -105,19 +105,7 @@ impl Problems {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset. Offsets past
-/// the end or inside a character are clamped.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = text[line_start..offset].chars().count() + 1;
-    (line, col)
-}
+pub use crate::plan::line_col;
 
 /// The closest of `candidates` to `word`, if it is close enough to be a
 /// likely typo.

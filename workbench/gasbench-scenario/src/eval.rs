@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use gasbench_abi::expr::IntExpr;
 use gasbench_abi::protocol::{AgentMsg, CallRecord, KtapResult, KtapStatus, ThreadId};
 use gasbench_events::device::{BlockInfo, BlockOwner, DeviceState};
+use gasbench_events::report::{KernelReport, ReportKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -113,6 +114,12 @@ pub struct Evaluator<'a> {
     ktap: HashMap<u32, Vec<KtapResult>>,
     kselftest_out: HashMap<u32, Value>,
     console: Vec<(Option<u32>, String)>,
+    /// Kernel reports attributed to the scenario, with how many times each
+    /// was seen (duplicates are counted, not repeated).
+    reports: Vec<(KernelReport, u32)>,
+    /// kmemleak scans: after a step (Some) or the scenario (None), and
+    /// why one could not be made.
+    scans: Vec<(Option<u32>, Option<String>)>,
     /// Console lines seen, and the bytes of those kept whole.
     console_seen: usize,
     console_bytes: usize,
@@ -135,7 +142,11 @@ impl<'a> Evaluator<'a> {
             .expectations
             .iter()
             .map(|e| match e.check {
-                Check::Ok { .. } | Check::Errno { .. } | Check::Ret { .. } | Check::Out { .. } => {
+                Check::Ok { .. }
+                | Check::Errno { .. }
+                | Check::Ret { .. }
+                | Check::Out { .. }
+                | Check::Injected { .. } => {
                     per_call.entry(e.step).or_default().push(e.id);
                     State::Calls {
                         seen: 0,
@@ -160,6 +171,8 @@ impl<'a> Evaluator<'a> {
             ktap: HashMap::new(),
             kselftest_out: HashMap::new(),
             console: Vec::new(),
+            reports: Vec::new(),
+            scans: Vec::new(),
             console_seen: 0,
             console_bytes: 0,
             console_matching: 0,
@@ -291,6 +304,26 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// A kernel report, attributed (its `attribution.step`); the same
+    /// report again (same signature, same step) is counted.
+    pub fn kernel_report(&mut self, r: &KernelReport) {
+        if let Some((_, n)) = self
+            .reports
+            .iter_mut()
+            .find(|(k, _)| k.signature == r.signature && k.attribution.step == r.attribution.step)
+        {
+            *n += 1;
+            return;
+        }
+        self.reports.push((r.clone(), 1));
+    }
+
+    /// A kmemleak scan was made after `step` (None: after the scenario);
+    /// `error` says why it could not be.
+    pub fn kmemleak_scan(&mut self, step: Option<u32>, error: Option<String>) {
+        self.scans.push((step, error));
+    }
+
     fn regex(&mut self, pattern: &str) -> Option<&regex::Regex> {
         if !self.regexes.contains_key(pattern) {
             // Patterns were validated when the scenario was compiled.
@@ -355,8 +388,14 @@ impl<'a> Evaluator<'a> {
             self.kselftest_out.insert(r.step, r.args_out.clone());
         }
         let ids = self.per_call.get(&r.step).cloned().unwrap_or_default();
+        let injected = r.fault.is_some_and(|f| f.injected);
         for id in ids {
             let check = self.c.plan.expectations[id].check.clone();
+            // An attempt in which a fault was injected is judged by the
+            // injection's rule only; the others by the step's own.
+            if matches!(check, Check::Injected { .. }) != injected {
+                continue;
+            }
             let (held, actual) = self.call_check(&check, r, kind.as_ref());
             if let State::Calls {
                 seen,
@@ -419,6 +458,46 @@ impl<'a> Evaluator<'a> {
                     Err(why) => (false, why),
                 },
             },
+            Check::Injected { errnos } => {
+                let f = r.fault.unwrap_or(gasbench_abi::protocol::FaultAttempt {
+                    fault: gasbench_abi::bundle::FaultKind::Slab,
+                    nth: 0,
+                    injected: true,
+                    fd_before: None,
+                    fd_after: None,
+                    path_before: None,
+                    path_after: None,
+                });
+                let at = format!("{} fault #{}", f.fault.name(), f.nth);
+                match &r.errno {
+                    None => (true, format!("{at}: {outcome}")),
+                    Some(e) if !errnos.contains(e) => (false, format!("{at}: {outcome}")),
+                    Some(_) => {
+                        let mut wrong = Vec::new();
+                        if let (Some(b), Some(a)) = (f.fd_before, f.fd_after)
+                            && a != b
+                        {
+                            wrong.push(format!(
+                                "the lowest free fd went from {b} to {a} (a descriptor stayed reserved)"
+                            ));
+                        }
+                        if let (Some(b), Some(a)) = (f.path_before, f.path_after)
+                            && a != b
+                        {
+                            wrong.push(if a {
+                                "the path was left behind".to_string()
+                            } else {
+                                "the path is gone".to_string()
+                            });
+                        }
+                        if wrong.is_empty() {
+                            (true, format!("{at}: {outcome}, nothing left behind"))
+                        } else {
+                            (false, format!("{at}: {outcome}, but {}", wrong.join("; ")))
+                        }
+                    }
+                }
+            }
             _ => (false, "internal: not a per-call check".into()),
         }
     }
@@ -546,6 +625,22 @@ impl<'a> Evaluator<'a> {
                 ))
             }
         }
+    }
+
+    /// A report the scenario asked for (`expect.report` on its step or a
+    /// block around it), or a leak judged by the step's `expect.kernel`.
+    fn report_expected(&self, r: &KernelReport) -> bool {
+        let Some(step) = r.attribution.step else {
+            return false;
+        };
+        self.c.plan.expectations.iter().any(|e| {
+            let covers = e.step == step || self.descendants(e.step).contains(&step);
+            match &e.check {
+                Check::Report { kinds } => covers && kinds.iter().any(|k| k == r.kind.name()),
+                Check::Leaks { .. } => e.step == step && r.kind == ReportKind::Kmemleak,
+                _ => false,
+            }
+        })
     }
 
     fn descendants(&self, step: u32) -> HashSet<u32> {
@@ -691,6 +786,15 @@ impl<'a> Evaluator<'a> {
             let (what, expected) = describe_check(&e.check, plan, e.step);
             let (held, actual) = match (&e.check, &self.states[e.id]) {
                 (_, State::Done { held, actual }) => (*held, actual.clone()),
+                (Check::Injected { .. }, State::Calls { seen: 0, .. })
+                    if self.calls.get(&e.step).copied().unwrap_or(0) > 0 =>
+                {
+                    (
+                        true,
+                        "no attempt had a fault injected: the call reached none of its fault points"
+                            .into(),
+                    )
+                }
                 (_, State::Calls { seen: 0, .. }) => (false, not_run(&self, e.step)),
                 (
                     _,
@@ -741,6 +845,55 @@ impl<'a> Evaluator<'a> {
                     },
                 ),
                 (Check::Ktap { check }, State::Pending) => self.ktap_check(e.step, check),
+                (Check::Report { kinds }, State::Pending) => {
+                    let steps = self.descendants(e.step);
+                    let found = self.reports.iter().find(|(r, _)| {
+                        r.attribution.step.is_some_and(|s| steps.contains(&s))
+                            && kinds.iter().any(|k| k == r.kind.name())
+                    });
+                    match found {
+                        Some((r, n)) => (true, format!("report #{}: {}{}", r.id, r.one_line(), times(*n))),
+                        None if !self.started.contains(&e.step) => (false, not_run(&self, e.step)),
+                        None => {
+                            let others = self
+                                .reports
+                                .iter()
+                                .filter(|(r, _)| r.attribution.step.is_some_and(|s| steps.contains(&s)))
+                                .count();
+                            (false, format!("no such report ({others} other report(s) from the step)"))
+                        }
+                    }
+                }
+                (Check::Leaks { matcher }, State::Pending) => {
+                    match self.scans.iter().find(|(s, _)| *s == Some(e.step)) {
+                        None => (false, if self.started.contains(&e.step) {
+                            "no kmemleak scan was reported after the step".into()
+                        } else {
+                            not_run(&self, e.step)
+                        }),
+                        Some((_, Some(why))) => (true, format!("not checked: {why}")),
+                        Some((_, None)) => {
+                            let first = self
+                                .reports
+                                .iter()
+                                .find(|(r, _)| r.kind == ReportKind::Kmemleak && r.attribution.step == Some(e.step))
+                                .map(|(r, _)| r.one_line());
+                            let n: u32 = self
+                                .reports
+                                .iter()
+                                .filter(|(r, _)| r.kind == ReportKind::Kmemleak && r.attribution.step == Some(e.step))
+                                .map(|(_, n)| *n)
+                                .sum();
+                            match self.matches(matcher, &Value::from(n), None, None) {
+                                Ok(held) => (held, match first {
+                                    Some(first) => format!("{n} unreferenced object(s); first: {first}"),
+                                    None => "no unreferenced object".into(),
+                                }),
+                                Err(why) => (false, why),
+                            }
+                        }
+                    }
+                }
                 (Check::KernelLog { rules }, State::Pending) => {
                     let steps = self.descendants(e.step);
                     let lines: Vec<String> = self
@@ -792,8 +945,38 @@ impl<'a> Evaluator<'a> {
                 held: false,
             });
         }
-        // The whole run's console.
-        let all: Vec<String> = self.console.iter().map(|(_, l)| l.clone()).collect();
+        // Kernel reports nobody asked for fail the step they came from.
+        if plan.reports_fail {
+            for (r, n) in &self.reports {
+                if self.report_expected(r) {
+                    continue;
+                }
+                let step = r.attribution.step;
+                verdicts.push(Verdict {
+                    step,
+                    step_name: step.map_or_else(|| "(whole scenario)".into(), step_name),
+                    line: step.and_then(|s| plan.step(s)).map_or(0, |s| s.line),
+                    what: format!("kernel report ({})", r.kind.detector()),
+                    expected: "no kernel report".into(),
+                    actual: format!("report #{}: {}{}", r.id, r.one_line(), times(*n)),
+                    held: false,
+                });
+            }
+        }
+        // The whole run's console; lines of a kernel report are judged as
+        // the report (above), not line by line by the built-in patterns.
+        let in_report: HashSet<&str> = self
+            .reports
+            .iter()
+            .flat_map(|(r, _)| r.text.iter().map(|l| l.trim()))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let all: Vec<String> = self
+            .console
+            .iter()
+            .map(|(_, l)| l.clone())
+            .filter(|l| !in_report.contains(message_of(l).trim()))
+            .collect();
         let rules = plan.kernel_log.clone();
         let seen = self.console_seen;
         for (exp, act, held, span) in self.kernel_log(&rules, &all, seen) {
@@ -859,6 +1042,32 @@ fn show_json(v: &Value) -> String {
     }
 }
 
+fn times(n: u32) -> String {
+    if n > 1 {
+        format!(" (seen {n} times)")
+    } else {
+        String::new()
+    }
+}
+
+/// A console line without the kernel's `[   12.3]` and `[  T97]`
+/// prefixes.
+fn message_of(line: &str) -> &str {
+    let mut rest = line;
+    for _ in 0..2 {
+        let Some(inner) = rest.strip_prefix('[') else {
+            break;
+        };
+        let Some(end) = inner.find(']').filter(|&e| e <= 24) else {
+            break;
+        };
+        rest = inner[end + 1..]
+            .strip_prefix(' ')
+            .unwrap_or(&inner[end + 1..]);
+    }
+    rest
+}
+
 fn show_blocks<'b>(blocks: impl IntoIterator<Item = &'b BlockInfo>) -> String {
     let items: Vec<String> = blocks
         .into_iter()
@@ -914,6 +1123,21 @@ fn describe_check(check: &Check, plan: &HostPlan, step: u32) -> (String, String)
             ),
         },
         Check::KernelLog { .. } => ("kernel_log".into(), String::new()),
+        Check::Report { kinds } => (
+            "report".into(),
+            format!("a {} report from the step", kinds.join(" or ")),
+        ),
+        Check::Leaks { matcher } => (
+            "kernel.leaks".into(),
+            format!("kmemleak: unreferenced objects {}", fmt_matcher(matcher)),
+        ),
+        Check::Injected { errnos } => (
+            "inject".into(),
+            format!(
+                "each attempt that failed a fault point succeeds, or fails with {} leaving no descriptor and no path behind",
+                errnos.join(" or ")
+            ),
+        ),
         Check::Ktap { check } => match check {
             KtapCheck::AllPass => (
                 "ktap.all_pass".into(),

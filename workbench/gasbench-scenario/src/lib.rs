@@ -26,8 +26,8 @@ pub mod eval;
 pub mod plan;
 
 pub use compile::{
-    DEFAULT_MUST_NOT_MATCH, MAX_FILE_BYTES, MAX_NESTING, MAX_REPEAT, MAX_STEPS, MAX_THREADS,
-    compile, compile_bytes, load,
+    DEFAULT_INJECT_ATTEMPTS, DEFAULT_MUST_NOT_MATCH, MAX_FILE_BYTES, MAX_NESTING, MAX_REPEAT,
+    MAX_STEPS, MAX_THREADS, compile, compile_bytes, load,
 };
 pub use diag::{Problem, Problems};
 pub use eval::{Evaluator, Observations, Report, Verdict};

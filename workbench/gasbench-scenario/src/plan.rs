@@ -56,10 +56,24 @@ pub struct Compiled {
     pub record: bool,
 }
 
+/// 1-based line and column (in characters) of a byte offset. Offsets past
+/// the end or inside a character are clamped.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = text[line_start..offset].chars().count() + 1;
+    (line, col)
+}
+
 impl Compiled {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        crate::diag::line_col(&self.source, offset)
+        line_col(&self.source, offset)
     }
 }
 
@@ -83,6 +97,13 @@ pub struct HostPlan {
     pub expectations: Vec<Expectation>,
     /// Kernel log rules for the whole run (console lines of any step).
     pub kernel_log: KernelLogRules,
+    /// The kernel profiles the scenario is for (`[scenario] profiles`);
+    /// empty: every profile. Elsewhere it is skipped, saying why.
+    pub profiles: Vec<String>,
+    /// A kernel report (KASAN, lockdep, WARN, …) that no `expect.report`
+    /// asked for fails the step it is attributed to (`[kernel_log]
+    /// default_checks = false` turns this off with the line checks).
+    pub reports_fail: bool,
 }
 
 impl HostPlan {
@@ -167,6 +188,9 @@ pub struct StepInfo {
     pub capture: Option<String>,
     /// The sync point the agent stops at after this step.
     pub sync: Option<u32>,
+    /// Systematic fault injection on the step's call (`inject`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inject: Option<gasbench_abi::bundle::Inject>,
 }
 
 /// What the host does when the agent stops after `step`: first the
@@ -256,6 +280,16 @@ pub enum Check {
     /// The host action(s) at the step's sync point succeeded (`true`) or
     /// failed (`false`).
     Host { ok: bool },
+    /// The step made the kernel report this (`expect.report = "kasan"`):
+    /// a detector proven to fire. Such reports do not fail the step.
+    Report { kinds: Vec<String> },
+    /// What kmemleak found after the step (`expect.kernel.leaks`).
+    Leaks { matcher: Matcher },
+    /// Under fault injection, every attempt in which the kernel failed a
+    /// fault point either succeeded or failed cleanly with one of these
+    /// errnos, leaving the descriptor table (and, for a call that makes
+    /// a path, the path) as it was when it failed.
+    Injected { errnos: Vec<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

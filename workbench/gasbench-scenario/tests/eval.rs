@@ -61,6 +61,7 @@ impl<'a> Run<'a> {
             ret,
             errno: errno.map(str::to_string),
             duration_ns: 1,
+            fault: None,
         }));
     }
 

@@ -18,6 +18,7 @@ pub mod junit;
 pub mod kcidb;
 pub mod ktap;
 pub mod log;
+pub mod proofs;
 pub mod run_dir;
 pub mod summary;
 pub mod table;

@@ -42,6 +42,18 @@ pub const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(4);
 /// million-call trace is a few hundred MiB), and a bound.
 pub const DEFAULT_GUEST_LOG_CAP: u64 = 1 << 30;
 
+/// Whether a recorder is writing the log at `path` now (it holds a lock
+/// on it; see [`record_capped`]).
+pub fn writer_active(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    matches!(
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK
+    )
+}
+
 /// [`record_capped`] with [`DEFAULT_GUEST_LOG_CAP`].
 pub async fn record(
     rx: EventStream,
@@ -91,7 +103,13 @@ pub async fn record_capped(
         error.get_or_insert(e);
     };
     let mut out = match File::create(path) {
-        Ok(f) => Some(BufWriter::new(f)),
+        Ok(f) => {
+            // Held while this recorder writes: a reader (`gasbench open`)
+            // tells a run still going from one that was cut off by it,
+            // and the kernel drops it however this process ends.
+            let _ = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+            Some(BufWriter::new(f))
+        }
         Err(e) => {
             fail(write_error(e), &mut error);
             None
@@ -362,6 +380,31 @@ impl LogIndex {
         self.file.seek(SeekFrom::Start(start)).ok()?;
         self.file.read_exact(&mut buf).ok()?;
         serde_json::from_slice(&buf).ok()
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_log_is_known_to_be_written_while_its_recorder_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        assert!(!writer_active(&path));
+        let (sink, rx) = gasbench_events::bus();
+        let task = tokio::spawn({
+            let path = path.clone();
+            async move { record(rx, &path, |_| {}).await }
+        });
+        sink.emit(gasbench_events::run::RunEvent::Note { text: "a".into() });
+        while !path.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(writer_active(&path));
+        drop(sink);
+        task.await.unwrap().unwrap();
+        assert!(!writer_active(&path));
     }
 }
 

@@ -69,6 +69,38 @@ impl RunDir {
         Ok(RunDir { path })
     }
 
+    /// The newest run under `base`, from the `latest` link gasbench
+    /// keeps there (for `gasbench open` with no argument). The link is
+    /// ours, but it is read as data: only a plain name of a directory
+    /// beside it is followed, never a path, `..` or a link to a link.
+    pub fn latest(base: &Path) -> std::io::Result<PathBuf> {
+        let link = base.join("latest");
+        let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+        let target = std::fs::read_link(&link).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{}: {e} (no run has been made there yet?)", link.display()),
+            )
+        })?;
+        let mut parts = target.components();
+        let name = match (parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(n)), None) => n.to_owned(),
+            _ => {
+                return Err(bad(format!(
+                    "{} points at {}, not at a run beside it",
+                    link.display(),
+                    target.display()
+                )));
+            }
+        };
+        let dir = base.join(name);
+        let meta = std::fs::symlink_metadata(&dir)?;
+        if !meta.is_dir() {
+            return Err(bad(format!("{} is not a run directory", dir.display())));
+        }
+        Ok(dir)
+    }
+
     /// An existing run directory (for `gasbench open`).
     pub fn open(path: &Path) -> std::io::Result<RunDir> {
         let events = path.join(EVENTS);
@@ -119,6 +151,30 @@ impl RunDir {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn latest_follows_only_a_plain_name_beside_it() {
+        let base = tempfile::tempdir().unwrap();
+        assert!(RunDir::latest(base.path()).is_err());
+        let a = RunDir::create(base.path(), "a").unwrap();
+        assert_eq!(RunDir::latest(base.path()).unwrap(), a.path());
+        for evil in ["/etc", "../elsewhere", "x/../../etc"] {
+            let link = base.path().join("latest");
+            std::fs::remove_file(&link).unwrap();
+            std::os::unix::fs::symlink(evil, &link).unwrap();
+            let err = RunDir::latest(base.path()).unwrap_err();
+            assert!(
+                err.to_string().contains("not at a run beside it"),
+                "{evil}: {err}"
+            );
+        }
+        // A name that is itself a link is not followed further.
+        std::os::unix::fs::symlink("/etc", base.path().join("sneaky")).unwrap();
+        let link = base.path().join("latest");
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("sneaky", &link).unwrap();
+        assert!(RunDir::latest(base.path()).is_err());
+    }
 
     #[test]
     fn run_dirs_are_private_distinct_and_linked_as_latest() {

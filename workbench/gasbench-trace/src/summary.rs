@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use gasbench_abi::protocol::{AgentMsg, KtapStatus};
 use gasbench_events::kernel::KernelEvent;
-use gasbench_events::run::{Outcome, RunEvent, Stage};
+use gasbench_events::report::{Attribution, KernelReport};
+use gasbench_events::run::{Outcome, ProfileChoice, RunEvent, Stage};
 use gasbench_events::vm::{ConsoleSeverity, VmEvent};
 use gasbench_events::{Event, EventBody};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,18 @@ impl RunVerdict {
 }
 
 /// Console lines that mean the kernel itself went wrong (not a warning).
+/// A console line without printk's prefixes (`[   26.9][   T28] `).
+fn printk_body(line: &str) -> &str {
+    let mut rest = line.trim_start();
+    while let Some(after) = rest.strip_prefix('[') {
+        match after.split_once(']') {
+            Some((_, tail)) => rest = tail.trim_start(),
+            None => break,
+        }
+    }
+    rest.trim_end()
+}
+
 pub fn is_kernel_bug(line: &str) -> bool {
     [
         "BUG:",
@@ -112,6 +125,53 @@ pub struct KtapLine {
     pub directive: Option<String>,
 }
 
+/// A kernel report and every time it was seen again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportSeen {
+    pub report: KernelReport,
+    /// How many times in all (1: once).
+    pub count: u32,
+    /// Where it was seen after the first time (at most 20 kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub again: Vec<Attribution>,
+}
+
+/// A scenario that was not run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub scenario: String,
+    pub why: String,
+}
+
+/// A detector shown to fire, and where.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proven {
+    pub detector: String,
+    pub scenario: String,
+    pub step: u32,
+    pub report: u32,
+}
+
+/// Systematic fault injection on one step's call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Injection {
+    pub scenario: String,
+    pub step: u32,
+    /// `ioctl:ALLOCATE_BLOCK`, `mkdirat2`, …
+    pub call: String,
+    /// `slab`, `page`, `usercopy`.
+    pub fault: String,
+    pub attempts: u32,
+    /// Attempts in which the kernel failed the armed fault point.
+    pub injected: u32,
+    /// Of those, the ones the call still succeeded in.
+    pub survived: u32,
+    /// An attempt consumed no fault: every fault point was tried.
+    pub reached_no_fault: bool,
+    /// The errnos the injected attempts failed with, and how often.
+    pub errnos: BTreeMap<String, u32>,
+}
+
 /// Everything the summary table and results.json say.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -128,6 +188,21 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patch_builds: Vec<PatchBuildResult>,
     pub errors: Vec<String>,
+    /// The kernel's profile (`default`, `debug`, `race`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileChoice>,
+    /// Kernel reports, each once with its count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportSeen>,
+    /// Detectors shown to fire in this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proven: Vec<Proven>,
+    /// Scenarios not run, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+    /// Per step under fault injection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injection: Vec<Injection>,
     /// How the VM's host processes were confined: every protection, in
     /// force or not, and why (the latest boot's word for each).
     #[serde(default)]
@@ -208,6 +283,26 @@ impl RunSummary {
                 RunEvent::Accel(a) => {
                     self.accel = Some(a.accel.clone());
                     self.accel_reason = Some(a.reason.clone());
+                }
+                RunEvent::Profile(p) => self.profile = Some(p.clone()),
+                RunEvent::ScenarioSkipped { scenario, why } => self.skipped.push(Skipped {
+                    scenario: scenario.clone(),
+                    why: why.clone(),
+                }),
+                RunEvent::DetectorProven {
+                    detector,
+                    scenario,
+                    step,
+                    report,
+                } => {
+                    if !self.proven.iter().any(|p| &p.detector == detector) {
+                        self.proven.push(Proven {
+                            detector: detector.clone(),
+                            scenario: scenario.clone(),
+                            step: *step,
+                            report: *report,
+                        });
+                    }
                 }
                 RunEvent::ScenarioBegin { scenario, .. } => {
                     self.running = Some(scenario.clone());
@@ -294,6 +389,58 @@ impl RunSummary {
                 let keep = line.char_indices().nth(4096).map_or(line.len(), |(i, _)| i);
                 self.kernel_warnings.push(line[..keep].to_string());
             }
+            EventBody::Vm(VmEvent::KernelReport(r)) if self.reports.len() < 1000 => {
+                self.reports.push(ReportSeen {
+                    report: (**r).clone(),
+                    count: 1,
+                    again: Vec::new(),
+                });
+            }
+            EventBody::Vm(VmEvent::KernelReportAgain {
+                id,
+                count,
+                attribution,
+            }) => {
+                if let Some(seen) = self.reports.iter_mut().find(|s| s.report.id == *id) {
+                    seen.count = *count;
+                    if seen.again.len() < 20 {
+                        seen.again.push(attribution.clone());
+                    }
+                }
+            }
+            EventBody::Agent(AgentMsg::CallEnd(r)) if r.fault.is_some() => {
+                let (Some(f), Some(scenario)) = (r.fault, self.running.clone()) else {
+                    return;
+                };
+                let i = match self
+                    .injection
+                    .iter()
+                    .position(|x| x.scenario == scenario && x.step == r.step)
+                {
+                    Some(i) => i,
+                    None => {
+                        self.injection.push(Injection {
+                            scenario,
+                            step: r.step,
+                            call: r.name.clone(),
+                            fault: f.fault.name().to_string(),
+                            ..Default::default()
+                        });
+                        self.injection.len() - 1
+                    }
+                };
+                let x = &mut self.injection[i];
+                x.attempts += 1;
+                if f.injected {
+                    x.injected += 1;
+                    match &r.errno {
+                        None => x.survived += 1,
+                        Some(e) => *x.errnos.entry(e.clone()).or_default() += 1,
+                    }
+                } else {
+                    x.reached_no_fault = true;
+                }
+            }
             _ => {}
         }
     }
@@ -345,10 +492,26 @@ impl RunSummary {
         m
     }
 
+    /// Whether a console line belongs to a report a step asked for (a
+    /// detector proven on purpose): that report is no crash of the kernel
+    /// under test.
+    fn in_proof(&self, line: &str) -> bool {
+        let body = printk_body(line);
+        self.proven.iter().any(|p| {
+            self.reports
+                .iter()
+                .filter(|r| r.report.id == p.report)
+                .any(|r| r.report.text.iter().any(|t| printk_body(t) == body))
+        })
+    }
+
     /// What the run says about the kernel under test, apart from what it
     /// says about the tool (see [`RunVerdict`]).
     pub fn verdict(&self) -> RunVerdict {
-        let crashed = self.kernel_warnings.iter().any(|l| is_kernel_bug(l));
+        let crashed = self
+            .kernel_warnings
+            .iter()
+            .any(|l| is_kernel_bug(l) && !self.in_proof(l));
         // An error ends a run early. When the kernel crashed, the crash is
         // why (a finding); otherwise the tool or its environment failed
         // (no QEMU, a boot that never reached the agent, a dead device
@@ -498,6 +661,46 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(crashed.verdict(), RunVerdict::Findings);
+        // A report a step provoked on purpose (a detector proven) is no
+        // crash; the same lines with nobody asking for them are.
+        let report = KernelReport {
+            id: 1,
+            kind: gasbench_events::report::ReportKind::Kasan,
+            title: "BUG: KASAN: slab-use-after-free in lkdtm_READ_AFTER_FREE".into(),
+            task: None,
+            stacks: vec![],
+            text: vec![
+                "BUG: KASAN: slab-use-after-free in lkdtm_READ_AFTER_FREE".into(),
+                "Call Trace:".into(),
+            ],
+            signature: "kasan|x".into(),
+            attribution: Attribution::default(),
+            undecoded: String::new(),
+        };
+        let mut proof = RunSummary {
+            kernel_warnings: vec![
+                "[   41.516707][   T28] BUG: KASAN: slab-use-after-free in lkdtm_READ_AFTER_FREE"
+                    .into(),
+                "[   41.519554][   T28] Call Trace:".into(),
+            ],
+            reports: vec![ReportSeen {
+                report,
+                count: 1,
+                again: vec![],
+            }],
+            proven: vec![Proven {
+                detector: "kasan".into(),
+                scenario: "detectors-debug".into(),
+                step: 4,
+                report: 1,
+            }],
+            scenarios: vec![scenario(true)],
+            passed: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(proof.verdict(), RunVerdict::Clean);
+        proof.proven.clear();
+        assert_eq!(proof.verdict(), RunVerdict::Findings);
         // A run that never finished is no verdict on the kernel.
         assert_eq!(RunSummary::default().verdict(), RunVerdict::ToolFailed);
     }
@@ -651,5 +854,132 @@ mod tests {
         ));
         assert_eq!(s.counts(), (1, 1, 0));
         assert_eq!(s.passed, Some(false));
+    }
+
+    #[test]
+    fn profile_reports_proofs_skips_and_fault_injection_are_folded() {
+        use gasbench_abi::bundle::FaultKind;
+        use gasbench_abi::protocol::{CallRecord, FaultAttempt};
+        use gasbench_events::report::{Attribution, KernelReport, ReportKind};
+        let report = KernelReport {
+            id: 1,
+            kind: ReportKind::Kasan,
+            title: "BUG: KASAN: slab-use-after-free in f".into(),
+            task: None,
+            stacks: vec![],
+            text: vec![],
+            signature: "kasan|x|f".into(),
+            attribution: Attribution {
+                scenario: Some("s".into()),
+                step: Some(2),
+                call: Some(7),
+                thread: Some(0),
+                how: "test".into(),
+            },
+            undecoded: String::new(),
+        };
+        let attempt = |call: u64, nth: u32, injected: bool, errno: Option<&str>| {
+            AgentMsg::CallEnd(CallRecord {
+                call,
+                step: 3,
+                thread: 0,
+                iteration: 0,
+                name: "open".into(),
+                fd: None,
+                args_in: serde_json::Value::Null,
+                args_out: serde_json::Value::Null,
+                ret: if errno.is_some() { -1 } else { 3 },
+                errno: errno.map(str::to_string),
+                duration_ns: 1,
+                fault: Some(FaultAttempt {
+                    fault: FaultKind::Slab,
+                    nth,
+                    injected,
+                    fd_before: None,
+                    fd_after: None,
+                    path_before: None,
+                    path_after: None,
+                }),
+            })
+        };
+        let events = vec![
+            ev(
+                1,
+                RunEvent::Profile(ProfileChoice {
+                    name: "debug".into(),
+                    detectors: vec!["kasan".into(), "lockdep".into()],
+                    about: String::new(),
+                }),
+            ),
+            ev(
+                2,
+                RunEvent::ScenarioSkipped {
+                    scenario: "detectors-race".into(),
+                    why: "it is for the race profile".into(),
+                },
+            ),
+            ev(
+                3,
+                RunEvent::ScenarioBegin {
+                    scenario: "s".into(),
+                    steps: 4,
+                },
+            ),
+            ev(4, VmEvent::KernelReport(Box::new(report.clone()))),
+            ev(
+                5,
+                VmEvent::KernelReportAgain {
+                    id: 1,
+                    count: 2,
+                    attribution: report.attribution.clone(),
+                },
+            ),
+            ev(
+                6,
+                RunEvent::DetectorProven {
+                    detector: "kasan".into(),
+                    scenario: "s".into(),
+                    step: 2,
+                    report: 1,
+                },
+            ),
+            ev(7, attempt(10, 1, true, Some("ENOMEM"))),
+            ev(8, attempt(11, 2, true, None)),
+            ev(9, attempt(12, 3, false, None)),
+        ];
+        let s = RunSummary::from_events(&events);
+        assert_eq!(s.profile.as_ref().unwrap().name, "debug");
+        assert_eq!(s.skipped.len(), 1);
+        assert_eq!(s.reports.len(), 1);
+        assert_eq!(s.reports[0].count, 2);
+        assert_eq!(s.reports[0].again.len(), 1);
+        assert_eq!(s.proven[0].detector, "kasan");
+        let x = &s.injection[0];
+        assert_eq!(
+            (x.scenario.as_str(), x.step, x.call.as_str()),
+            ("s", 3, "open")
+        );
+        assert_eq!((x.attempts, x.injected, x.survived), (3, 2, 1));
+        assert!(x.reached_no_fault);
+        assert_eq!(x.errnos.get("ENOMEM"), Some(&1));
+        let t = crate::table::summary_table(&s);
+        assert!(t.contains("· debug profile ·"), "{t}");
+        assert!(
+            t.contains("skipped detectors-race: it is for the race profile"),
+            "{t}"
+        );
+        assert!(
+            t.contains("proven in this run: kasan; not proven: lockdep"),
+            "{t}"
+        );
+        assert!(t.contains("✓ report #1 kasan ×2"), "{t}");
+        assert!(
+            t.contains("fault injection: 2 fault(s) injected into 1 call(s); 1 reached"),
+            "{t}"
+        );
+        // results.json round-trips it.
+        let back: RunSummary = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back.reports, s.reports);
+        assert_eq!(back.injection, s.injection);
     }
 }

@@ -19,12 +19,16 @@ pub fn summary_table(s: &RunSummary) -> String {
     let (passed, failed, unfinished) = s.counts();
     let _ = writeln!(
         t,
-        "kernel {} · {} · {} scenario(s): {passed} passed, {failed} failed{}",
+        "kernel {} · {}{} · {} scenario(s): {passed} passed, {failed} failed{}",
         line_capped(s.kernel_release.as_deref().unwrap_or("?"), 200),
         s.accel
             .as_deref()
             .map(str::to_uppercase)
             .unwrap_or_else(|| "?".into()),
+        s.profile
+            .as_ref()
+            .map(|p| format!(" · {} profile", p.name))
+            .unwrap_or_default(),
         s.scenarios.len(),
         if unfinished > 0 {
             format!(", {unfinished} unfinished")
@@ -88,6 +92,94 @@ pub fn summary_table(s: &RunSummary) -> String {
         let _ = writeln!(t, "  kernel warnings: {}", s.kernel_warnings.len());
         for l in s.kernel_warnings.iter().take(5) {
             let _ = writeln!(t, "    {}", line_capped(l, 500));
+        }
+    }
+    for x in &s.skipped {
+        let _ = writeln!(t, "  skipped {}: {}", x.scenario, x.why);
+    }
+    if let Some(p) = &s.profile
+        && !p.detectors.is_empty()
+    {
+        let proven: Vec<&str> = s.proven.iter().map(|x| x.detector.as_str()).collect();
+        let not: Vec<&str> = p
+            .detectors
+            .iter()
+            .map(String::as_str)
+            .filter(|d| *d != "fault-injection" && !proven.contains(d))
+            .collect();
+        let _ = writeln!(
+            t,
+            "  detectors: {}; proven in this run: {}{}",
+            p.detectors.join(", "),
+            if proven.is_empty() {
+                "none".to_string()
+            } else {
+                proven.join(", ")
+            },
+            if not.is_empty() {
+                String::new()
+            } else {
+                format!("; not proven: {}", not.join(", "))
+            }
+        );
+    }
+    for r in &s.reports {
+        let a = &r.report.attribution;
+        let proof = s.proven.iter().any(|p| p.report == r.report.id);
+        let _ = writeln!(
+            t,
+            "  {} report #{} {}{}: {} ({}{}{})",
+            if proof { "✓" } else { "✗" },
+            r.report.id,
+            r.report.kind.name(),
+            if r.count > 1 {
+                format!(" ×{}", r.count)
+            } else {
+                String::new()
+            },
+            r.report.one_line(),
+            a.scenario.as_deref().unwrap_or("no scenario"),
+            a.step.map(|s| format!(" step {s}")).unwrap_or_default(),
+            a.call.map(|c| format!(" call #{c}")).unwrap_or_default(),
+        );
+    }
+    if !s.injection.is_empty() {
+        let injected: u32 = s.injection.iter().map(|x| x.injected).sum();
+        let reached = s.injection.iter().filter(|x| x.reached_no_fault).count();
+        let _ = writeln!(
+            t,
+            "  fault injection: {injected} fault(s) injected into {} call(s); {reached} reached their no-fault attempt",
+            s.injection.len()
+        );
+        for x in &s.injection {
+            let _ = writeln!(
+                t,
+                "    {} step {} {} ({}): {} attempt(s), {} injected, {} survived{}{}",
+                x.scenario,
+                x.step,
+                x.call,
+                x.fault,
+                x.attempts,
+                x.injected,
+                x.survived,
+                if x.errnos.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {}",
+                        x.errnos
+                            .iter()
+                            .map(|(e, n)| format!("{e} ×{n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                if x.reached_no_fault {
+                    ""
+                } else {
+                    ", no-fault attempt NOT reached"
+                }
+            );
         }
     }
     for e in &s.errors {

@@ -52,7 +52,7 @@ fn load(calls: u64) -> Loaded {
         Theme::colored(),
         Box::new(MemEvents::default()),
     );
-    let mut rx = from_log(&path).expect("replay");
+    let mut rx = from_log(&path, false).expect("replay");
     while let Some(f) = rx.blocking_recv() {
         match f {
             Feed::Events(b) => {
@@ -62,7 +62,7 @@ fn load(calls: u64) -> Loaded {
             Feed::Closed => {
                 update(&mut model, Action::BusClosed);
             }
-            Feed::Loading { .. } | Feed::Note(_) => {}
+            Feed::Loading { .. } | Feed::Note(_) | Feed::StillRunning => {}
         }
     }
     let load = t.elapsed();

@@ -50,6 +50,8 @@ pub enum Action {
     ScrollDetail(isize),
     Escape,
     StartFilter,
+    /// `y`: copy the selected call, decoded, with its register accesses.
+    Copy,
     FilterChar(char),
     FilterBackspace,
     FilterSubmit,
@@ -60,6 +62,8 @@ pub enum Action {
     RunSelected,
     RunAll,
     Rebuild,
+    /// `p`: the next kernel profile (default → debug → race).
+    NextProfile,
     StopVm,
     /// `q`, Ctrl-C: stop the VM cleanly, then leave.
     Quit,
@@ -77,11 +81,18 @@ pub enum Action {
 pub enum Effect {
     Run(Selection),
     RebuildKernel,
+    NextProfile,
     StopVm,
     /// Ask the pipeline to stop the VM and close the bus.
     Quit,
     /// Restore the terminal and return.
     Exit,
+    /// Put this text on the terminal's clipboard (OSC 52) and in the file
+    /// (in the run directory), then say where it went.
+    Copy {
+        text: String,
+        file: std::path::PathBuf,
+    },
 }
 
 fn info(m: &mut Model, text: impl Into<String>) {
@@ -280,6 +291,24 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
             Pane::Scenarios => focus(m, Pane::Trace),
             _ => {}
         },
+        Action::Copy => {
+            let Some(text) = crate::view::trace::copy_text(m) else {
+                info(m, "nothing to copy: select a call in the trace (3)");
+                return vec![];
+            };
+            let Some(dir) = m.run_dir_path() else {
+                info(
+                    m,
+                    "nothing to copy to: this session has no run directory yet",
+                );
+                return vec![];
+            };
+            let call = m.selected_call().map_or(0, |r| r.begin_seq);
+            return vec![Effect::Copy {
+                text,
+                file: dir.join(format!("copied-call-{call}.txt")),
+            }];
+        }
         Action::Escape => {
             if m.help {
                 m.help = false;
@@ -354,6 +383,14 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
                 fx.push(Effect::RebuildKernel);
             }
         }
+        Action::NextProfile => {
+            if m.mode != Mode::Live {
+                browse_only(m, "profile");
+            } else if !m.quitting {
+                info(m, "profile: switching to the next kernel profile");
+                fx.push(Effect::NextProfile);
+            }
+        }
         Action::StopVm => {
             if m.mode != Mode::Live {
                 browse_only(m, "stop");
@@ -405,11 +442,22 @@ mod tests {
     #[test]
     fn browsing_refuses_pipeline_actions_and_quits_at_once() {
         let mut m = browse();
-        for a in [Action::RunSelected, Action::Rebuild, Action::StopVm] {
+        for a in [
+            Action::RunSelected,
+            Action::Rebuild,
+            Action::NextProfile,
+            Action::StopVm,
+        ] {
             assert!(update(&mut m, a).is_empty());
             assert!(m.status.as_ref().unwrap().error);
         }
         assert_eq!(update(&mut m, Action::Quit), [Effect::Exit]);
+    }
+
+    #[test]
+    fn p_asks_the_pipeline_for_the_next_kernel_profile() {
+        let mut m = Model::from_events(Vec::new(), Mode::Live, Theme::mono());
+        assert_eq!(update(&mut m, Action::NextProfile), [Effect::NextProfile]);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct DeviceView {
     pub listening: bool,
     pub connected: Option<bool>,
     pub disconnect_reason: Option<String>,
+    /// The connection ended because the VM did (QEMU shut down or was
+    /// being torn down): the end of a run, not an error.
+    pub ended_with_vm: bool,
     pub handles: Vec<HandleRow>,
     /// The shared BAR, in offset order.
     pub blocks: Vec<Block>,
@@ -184,6 +187,7 @@ impl DeviceView {
             DeviceEvent::Connected { .. } => {
                 self.connected = Some(true);
                 self.disconnect_reason = None;
+                self.ended_with_vm = false;
             }
             DeviceEvent::Disconnected { reason } | DeviceEvent::Stopped { reason } => {
                 self.connected = Some(false);

@@ -52,6 +52,10 @@ pub const BINDINGS: &[Binding] = &[
         what: "filter the trace, console or build log",
     },
     Binding {
+        keys: "y",
+        what: "trace: copy the call (clipboard, and a file in the run dir)",
+    },
+    Binding {
         keys: "Esc",
         what: "close / collapse / clear the message",
     },
@@ -70,6 +74,10 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: "b",
         what: "rebuild the kernel",
+    },
+    Binding {
+        keys: "p",
+        what: "next kernel profile (default, debug, race)",
     },
     Binding {
         keys: "s",
@@ -138,11 +146,13 @@ pub fn map(m: &Model, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('J') => Action::ScrollDetail(1),
         KeyCode::Char('K') => Action::ScrollDetail(-1),
         KeyCode::Char('/') => Action::StartFilter,
+        KeyCode::Char('y') => Action::Copy,
         KeyCode::Esc => Action::Escape,
         KeyCode::Char('z') => Action::ToggleZoom,
         KeyCode::Char('r') => Action::RunSelected,
         KeyCode::Char('R') => Action::RunAll,
         KeyCode::Char('b') => Action::Rebuild,
+        KeyCode::Char('p') => Action::NextProfile,
         KeyCode::Char('s') => Action::StopVm,
         KeyCode::Char('q') => Action::Quit,
         _ => return None,

@@ -61,6 +61,13 @@ pub trait Controller: Send {
     fn run(&mut self, which: Selection) -> Result<(), ControlError>;
     /// Rebuild the kernel (apply the series, build).
     fn rebuild_kernel(&mut self) -> Result<(), ControlError>;
+    /// Switch to the next kernel profile (default, debug, race) and build
+    /// its kernel (the next run boots it).
+    fn next_profile(&mut self) -> Result<(), ControlError> {
+        Err(ControlError(
+            "this session cannot switch kernel profiles".into(),
+        ))
+    }
     /// Stop the VM cleanly (agent shutdown, then QMP quit).
     fn stop_vm(&mut self) -> Result<(), ControlError>;
     /// Stop everything cleanly and then close the bus. The TUI keeps
@@ -147,10 +154,11 @@ pub async fn run_live(live: Live) -> Result<TuiEnd, TuiError> {
     .await
 }
 
-/// Browse a past run: its `events.jsonl`, read on a thread.
-pub async fn run_browse(run_dir: &Path) -> Result<TuiEnd, TuiError> {
+/// Browse a past run: its `events.jsonl`, read on a thread; with
+/// `follow`, a run still going is followed to its end (`open --follow`).
+pub async fn run_browse(run_dir: &Path, follow: bool) -> Result<TuiEnd, TuiError> {
     let log = run_dir.join(gasbench_trace::run_dir::EVENTS);
-    let feed = replay::from_log(&log).map_err(|source| TuiError::Open {
+    let feed = replay::from_log(&log, follow).map_err(|source| TuiError::Open {
         path: log.display().to_string(),
         source,
     })?;
@@ -171,6 +179,32 @@ pub async fn run_browse(run_dir: &Path) -> Result<TuiEnd, TuiError> {
         QUIT_GRACE,
     )
     .await
+}
+
+/// `y`: the text to the terminal's clipboard (OSC 52: the terminal, or
+/// tmux with `set-clipboard on`, takes it; over ssh too) and to `file`.
+/// The text is the host's rendering of the call with every control
+/// character made visible (`view::trace::copy_text`).
+fn copy(text: &str, file: &Path) -> model::Status {
+    use base64::Engine;
+    use std::io::Write;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\x1b]52;c;{encoded}\x07");
+    let _ = out.flush();
+    match std::fs::write(file, text) {
+        Ok(()) => model::Status {
+            text: format!("copied the call (clipboard, and {})", file.display()),
+            error: false,
+        },
+        Err(e) => model::Status {
+            text: format!(
+                "copied to the clipboard; {} could not be written: {e}",
+                file.display()
+            ),
+            error: true,
+        },
+    }
 }
 
 /// At most this many frames a second.
@@ -265,6 +299,16 @@ where
                     model.status = Some(model::Status { text, error: true });
                     dirty = true;
                 }
+                Some(Feed::StillRunning) => {
+                    model.still_running = true;
+                    model.status = Some(model::Status {
+                        text: "this run is still going: what is shown is what it had written \
+                               (`gasbench open --follow` follows it)"
+                            .into(),
+                        error: false,
+                    });
+                    dirty = true;
+                }
                 Some(Feed::Closed) | None => {
                     feed_open = false;
                     actions.push(Action::BusClosed);
@@ -311,6 +355,10 @@ where
                         end.forced = model.is_live() && feed_open;
                         return Ok(end);
                     }
+                    Effect::Copy { text, file } => {
+                        let status = copy(&text, &file);
+                        model.status = Some(status);
+                    }
                     other => {
                         let Some(c) = controller.as_mut() else {
                             if other == Effect::Quit {
@@ -321,9 +369,10 @@ where
                         let (what, result) = match other {
                             Effect::Run(sel) => ("run", c.run(sel)),
                             Effect::RebuildKernel => ("rebuild", c.rebuild_kernel()),
+                            Effect::NextProfile => ("profile", c.next_profile()),
                             Effect::StopVm => ("stop", c.stop_vm()),
                             Effect::Quit => ("quit", c.quit()),
-                            Effect::Exit => unreachable!("handled above"),
+                            Effect::Exit | Effect::Copy { .. } => unreachable!("handled above"),
                         };
                         let failed_quit = what == "quit" && result.is_err();
                         update(

@@ -489,6 +489,8 @@ pub struct RunInfo {
     pub base: Option<String>,
     pub vm_state: Option<String>,
     pub finished: Option<(bool, u64)>,
+    /// The kernel's profile (`default`, `debug`, `race`).
+    pub profile: Option<String>,
 }
 
 /// Live session or a past run opened for browsing.
@@ -545,6 +547,9 @@ pub struct Model {
     pub loading: Option<(u64, u64, u64)>,
     /// The event stream has ended (the run is over or the log was read).
     pub bus_closed: bool,
+    /// The log was read to its end while its run is still being recorded
+    /// elsewhere: what is not finished is still going, not cut off.
+    pub still_running: bool,
 
     pub run: RunInfo,
     pub summary: RunSummary,
@@ -592,6 +597,7 @@ impl Model {
             events_seen: 0,
             loading: None,
             bus_closed: false,
+            still_running: false,
             run: RunInfo::default(),
             summary: RunSummary::default(),
             pipeline: Pipeline::default(),
@@ -676,6 +682,7 @@ impl Model {
     pub fn log_ended_early(&self) -> bool {
         matches!(self.mode, Mode::Browse { .. })
             && self.bus_closed
+            && !self.still_running
             && self.run.finished.is_none()
             && (self
                 .pipeline
@@ -684,6 +691,26 @@ impl Model {
                 .any(|s| s.state == StageState::Running)
                 || self.current_scenario.is_some()
                 || matches!(self.run.vm_state.as_deref(), Some("running" | "starting")))
+    }
+
+    /// The run directory: the one browsed, or the live run's.
+    pub fn run_dir_path(&self) -> Option<std::path::PathBuf> {
+        match &self.mode {
+            Mode::Browse { path } => Some(path.into()),
+            _ => self.run.run_dir.as_ref().map(Into::into),
+        }
+    }
+
+    /// Whether the VM is going away on purpose: QEMU shut down or exited
+    /// as expected, or teardown is running. A device that disconnects
+    /// then is the end of the run, not a fault.
+    pub fn vm_ending(&self) -> bool {
+        matches!(self.run.vm_state.as_deref(), Some("shutdown" | "stopped"))
+            || self
+                .pipeline
+                .stages
+                .iter()
+                .any(|s| s.stage == Stage::Teardown && s.state == StageState::Running)
     }
 
     /// The trace row selected (the one Enter expands).
@@ -719,6 +746,11 @@ impl Model {
                     self.trace.device_access();
                 }
                 self.device.apply(e.seq, d);
+                if let gasbench_events::device::DeviceEvent::Disconnected { .. }
+                | gasbench_events::device::DeviceEvent::Stopped { .. } = d
+                {
+                    self.device.ended_with_vm = self.vm_ending();
+                }
             }
             EventBody::Agent(a) => self.ingest_agent(e, a),
         }
@@ -779,6 +811,26 @@ impl Model {
             RunEvent::Accel(a) => {
                 self.run.accel = Some(a.accel.clone());
                 self.run.accel_reason = Some(a.reason.clone());
+            }
+            RunEvent::Profile(p) => self.run.profile = Some(p.name.clone()),
+            RunEvent::ScenarioSkipped { scenario, why } => {
+                self.build_log.push(
+                    e.t_us,
+                    Severity::Meta,
+                    format!("» {scenario} skipped: {why}"),
+                );
+            }
+            RunEvent::DetectorProven {
+                detector,
+                scenario,
+                step,
+                report,
+            } => {
+                self.console.push(
+                    e.t_us,
+                    Severity::Meta,
+                    format!("» {detector} proven: report #{report} from {scenario} step {step}"),
+                );
             }
             RunEvent::ScenarioBegin { scenario, .. } => {
                 self.current_scenario = Some(scenario.clone());
@@ -979,6 +1031,41 @@ impl Model {
                 };
                 self.console.push(e.t_us, sev, line.clone());
             }
+            VmEvent::KernelReport(r) => {
+                self.console.push(
+                    e.t_us,
+                    Severity::Bug,
+                    format!(
+                        "» report #{} {}: {} ({})",
+                        r.id,
+                        r.kind.name(),
+                        r.one_line(),
+                        where_of(&r.attribution)
+                    ),
+                );
+                if let Some(stack) = r.stacks.first() {
+                    for f in stack.frames.iter().filter(|f| f.reliable).take(6) {
+                        let at = f.location.as_deref().unwrap_or("");
+                        self.console.push(
+                            e.t_us,
+                            Severity::Meta,
+                            format!("»     {} {at}", f.function),
+                        );
+                    }
+                }
+            }
+            VmEvent::KernelReportAgain {
+                id,
+                count,
+                attribution,
+            } => self.console.push(
+                e.t_us,
+                Severity::Meta,
+                format!(
+                    "» report #{id} again ({count} times; {})",
+                    where_of(attribution)
+                ),
+            ),
         }
     }
 
@@ -995,6 +1082,7 @@ impl Model {
                 bundle, scenario, ..
             } => {
                 self.bundles.insert(*bundle, scenario.clone());
+                self.trace.new_bundle();
                 if self.current_scenario.is_none() {
                     self.current_scenario = Some(scenario.clone());
                 }
@@ -1015,6 +1103,24 @@ impl Model {
                 if rec.name == PING && rec.errno.is_none() {
                     self.ping.record(rec.duration_ns);
                 }
+            }
+            AgentMsg::Kmemleak {
+                step, text, error, ..
+            } => {
+                let after = step.map_or("the scenario".to_string(), |s| format!("step {s}"));
+                let (sev, what) = match error {
+                    Some(why) => (Severity::Warn, format!("not made: {why}")),
+                    None => {
+                        let n = text.matches("unreferenced object").count();
+                        let sev = if n > 0 { Severity::Bug } else { Severity::Meta };
+                        (sev, format!("{n} unreferenced object(s)"))
+                    }
+                };
+                self.console.push(
+                    e.t_us,
+                    sev,
+                    format!("agent│ kmemleak scan after {after}: {what}"),
+                );
             }
             AgentMsg::Log { level, text } => {
                 let sev = match level {
@@ -1038,13 +1144,33 @@ impl Model {
                     );
                 }
             }
-            AgentMsg::Thread { .. }
-            | AgentMsg::StepBegin { .. }
+            AgentMsg::ShellEnded { status, error } => self.console.push(
+                e.t_us,
+                Severity::Meta,
+                match error {
+                    Some(err) => format!("agent│ the shell could not run: {err}"),
+                    None => format!("agent│ the shell exited with status {status}"),
+                },
+            ),
+            AgentMsg::Thread { thread, .. } => self.trace.thread_started(*thread),
+            AgentMsg::StepBegin { .. }
             | AgentMsg::StepEnd { .. }
             | AgentMsg::SyncWait { .. }
             | AgentMsg::Ktap(_) => {}
         }
     }
+}
+
+/// `goldfish-leaks step 3 call 17`: where a report was attributed.
+pub fn where_of(a: &gasbench_events::report::Attribution) -> String {
+    let mut s = a.scenario.clone().unwrap_or_else(|| "no scenario".into());
+    if let Some(step) = a.step {
+        s.push_str(&format!(" step {step}"));
+    }
+    if let Some(call) = a.call {
+        s.push_str(&format!(" call #{call}"));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -1308,6 +1434,39 @@ mod tests {
         );
     }
 
+    /// A device that disconnects while the VM runs is a fault; one that
+    /// disconnects once QEMU shut down is the end of the run.
+    #[test]
+    fn a_disconnect_is_an_error_only_while_the_vm_runs() {
+        use gasbench_events::device::DeviceEvent;
+        let gone = |seq| {
+            at(
+                seq,
+                EventBody::Device(DeviceEvent::Disconnected {
+                    reason: "client closed the connection".into(),
+                }),
+            )
+        };
+        let running = at(
+            1,
+            EventBody::Vm(VmEvent::Qmp {
+                name: "RESUME".into(),
+                data: serde_json::Value::Null,
+            }),
+        );
+        let m = Model::from_events(vec![running.clone(), gone(2)], Mode::Live, Theme::mono());
+        assert!(!m.device.ended_with_vm);
+        let shutdown = at(
+            2,
+            EventBody::Vm(VmEvent::Qmp {
+                name: "SHUTDOWN".into(),
+                data: serde_json::Value::Null,
+            }),
+        );
+        let m = Model::from_events(vec![running, shutdown, gone(3)], Mode::Live, Theme::mono());
+        assert!(m.device.ended_with_vm);
+    }
+
     /// Interactive sessions before the engine's service wrote `finished`
     /// left none: such a session quit normally is over, not cut off; one
     /// whose log stops with a stage running was.
@@ -1334,8 +1493,11 @@ mod tests {
         let quit_normally =
             Model::from_events(vec![begin.clone(), end], browse.clone(), Theme::mono());
         assert!(!quit_normally.log_ended_early());
-        let killed = Model::from_events(vec![begin.clone()], browse, Theme::mono());
+        let mut killed = Model::from_events(vec![begin.clone()], browse, Theme::mono());
         assert!(killed.log_ended_early());
+        // The same log while its recorder still runs: still going.
+        killed.still_running = true;
+        assert!(!killed.log_ended_early());
         // Live, the run is still going: nothing is cut off.
         let mut live = Model::from_events(vec![begin], Mode::Live, Theme::mono());
         live.bus_closed = false;

@@ -105,7 +105,8 @@ impl EventLookup for DiskEvents {
 const NONE_U64: u64 = u64::MAX;
 const NONE_FD: i32 = i32::MIN;
 
-/// One call, packed: 56 bytes whatever its arguments were.
+/// One call, packed: 64 bytes whatever its arguments were (a test holds
+/// it to that).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallRow {
     pub begin_seq: u64,
@@ -291,6 +292,10 @@ pub struct TraceStore {
     /// Rows the filter shows; `None` = all of them (no copy for the common
     /// unfiltered case).
     visible: Option<Vec<u32>>,
+    /// The agent's thread ids (unique within a boot) → the thread's index
+    /// in its bundle (0 the main thread, then in the order they started),
+    /// which is what the thread column and `t:N` show.
+    thread_index: HashMap<u32, u32>,
 }
 
 impl Default for TraceStore {
@@ -303,6 +308,7 @@ impl Default for TraceStore {
             filter: TraceFilter::default(),
             scenario: 0,
             visible: None,
+            thread_index: HashMap::new(),
         }
     }
 }
@@ -346,6 +352,24 @@ impl TraceStore {
         self.open.len()
     }
 
+    /// A bundle began: its threads are numbered from 0 again.
+    pub fn new_bundle(&mut self) {
+        self.thread_index.clear();
+    }
+
+    /// The agent announced a thread (the bundle's main thread first).
+    pub fn thread_started(&mut self, thread: u32) {
+        let next = self.thread_index.len() as u32;
+        self.thread_index.entry(thread).or_insert(next);
+    }
+
+    /// The index of agent thread `thread` in its bundle; one never
+    /// announced (a log that began mid-bundle) gets the next free index.
+    fn thread_of(&mut self, thread: u32) -> u32 {
+        let next = self.thread_index.len() as u32;
+        *self.thread_index.entry(thread).or_insert(next)
+    }
+
     /// A `CallBegin` arrived.
     pub fn begin(
         &mut self,
@@ -358,6 +382,7 @@ impl TraceStore {
     ) {
         let name = self.intern(name);
         let scenario = scenario.map_or(0, |s| self.intern(s));
+        let thread = self.thread_of(thread);
         let overlapped = !self.open.is_empty();
         if overlapped {
             for &i in self.open.values() {
@@ -415,13 +440,14 @@ impl TraceStore {
             None => {
                 let name = self.intern(&rec.name);
                 let scenario = scenario.map_or(0, |s| self.intern(s));
+                let thread = self.thread_of(rec.thread);
                 self.push(CallRow {
                     begin_seq: ev.seq,
                     end_seq: ev.seq,
                     t_us: ev.t_us.saturating_sub(rec.duration_ns / 1000),
                     duration_ns: rec.duration_ns,
                     ret: rec.ret,
-                    thread: rec.thread,
+                    thread,
                     step: rec.step,
                     fd: rec.fd.unwrap_or(NONE_FD),
                     name,
@@ -511,6 +537,11 @@ mod tests {
     use gasbench_abi::protocol::AgentMsg;
     use gasbench_events::EventBody;
 
+    #[test]
+    fn a_call_row_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<CallRow>(), 64);
+    }
+
     fn ev(seq: u64, msg: AgentMsg) -> Event {
         Event {
             seq,
@@ -532,6 +563,7 @@ mod tests {
             ret: if errno.is_some() { -1 } else { 0 },
             errno: errno.map(Into::into),
             duration_ns: 1000,
+            fault: None,
         }
     }
 

@@ -65,3 +65,23 @@ pub fn setup() -> io::Result<TerminalGuard> {
         }
     }
 }
+
+/// The user's terminal in raw mode, as it is (no alternate screen): for
+/// `gasbench shell`, where keys go to the guest's console byte by byte.
+/// Restored when dropped and before a panic message.
+pub struct RawMode(());
+
+impl RawMode {
+    pub fn enable() -> io::Result<RawMode> {
+        install_panic_hook();
+        enable_raw_mode()?;
+        Ok(RawMode(()))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = disable_raw_mode();
+        let _ = io::stdout().flush();
+    }
+}

@@ -79,49 +79,16 @@ impl GuestRam for Ram {
     }
 }
 
-/// The ping page header as the driver lays it out (PingInfoHeader).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PingHeader {
-    pub offset: u64,
-    pub size: u64,
-    pub metadata: u64,
-    pub version: u32,
-    pub wait_fd: u32,
-    pub wait_flags: u32,
-    pub direction: u32,
-}
+/// The ping page header as the driver lays it out: gasbench-abi's one
+/// layout.
+pub use gasbench_abi::goldfish::PingInfo as PingHeader;
 
-impl PingHeader {
-    fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(48);
-        b.extend(self.offset.to_ne_bytes());
-        b.extend(self.size.to_ne_bytes());
-        b.extend(self.metadata.to_ne_bytes());
-        b.extend(self.version.to_ne_bytes());
-        b.extend(self.wait_fd.to_ne_bytes());
-        b.extend(self.wait_flags.to_ne_bytes());
-        b.extend(self.direction.to_ne_bytes());
-        b.extend(0u64.to_ne_bytes());
-        b
-    }
-    fn decode(b: &[u8]) -> PingHeader {
-        let u64_at = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-        let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
-        PingHeader {
-            offset: u64_at(0),
-            size: u64_at(8),
-            metadata: u64_at(16),
-            version: u32_at(24),
-            wait_fd: u32_at(28),
-            wait_flags: u32_at(32),
-            direction: u32_at(36),
-        }
-    }
-    fn json(&self) -> serde_json::Value {
-        json!({"offset": self.offset, "size": self.size, "metadata": self.metadata,
-               "version": self.version, "wait_fd": self.wait_fd,
-               "wait_flags": self.wait_flags, "direction": self.direction})
-    }
+/// The header's fields as the PING ioctl's struct shows them in a call
+/// record (the uapi struct has no `data_size`).
+fn ping_json(p: &PingHeader) -> serde_json::Value {
+    json!({"offset": p.offset, "size": p.size, "metadata": p.metadata,
+           "version": p.version, "wait_fd": p.wait_fd,
+           "wait_flags": p.wait_flags, "direction": p.direction})
 }
 
 /// Builds an event log, stamping sequence numbers and times, with the real
@@ -277,6 +244,7 @@ impl Synth {
                 ret,
                 errno: errno.map(Into::into),
                 duration_ns,
+                fault: None,
             }),
         );
     }
@@ -431,7 +399,7 @@ impl Synth {
         let mut back = [0u8; 48];
         let _ = self.ram.dma_read(page, &mut back);
         let reply = PingHeader::decode(&back);
-        let mut args_in = req.json();
+        let mut args_in = ping_json(&req);
         args_in["request"] = json!(request("PING"));
         self.call_end(
             c,
@@ -440,7 +408,7 @@ impl Synth {
             name,
             Some(fd),
             args_in,
-            reply.json(),
+            ping_json(&reply),
             0,
             None,
         );

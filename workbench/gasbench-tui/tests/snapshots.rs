@@ -667,3 +667,61 @@ fn an_empty_live_session_says_what_to_do() {
     assert!(s.contains("no calls yet"), "{s}");
     insta::assert_snapshot!("empty_live_80x24", t.backend());
 }
+
+/// `y` on a call: its decoded row and detail as text, to a file in the
+/// run directory (and to the clipboard), with the register accesses.
+#[test]
+fn y_copies_the_selected_call_with_its_register_accesses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut m = model_of(
+        tmp.path().to_str().unwrap(),
+        &fixture("recorded-run"),
+        Theme::mono(),
+        |_| false,
+    );
+    render(&mut m, 80, 24);
+    act(&mut m, typed("alloc ok"));
+    act(&mut m, [Action::Top]);
+    let fx = update(&mut m, Action::Copy);
+    let [gasbench_tui::action::Effect::Copy { text, file }] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert!(text.contains("ALLOCATE_BLOCK"), "{text}");
+    assert!(
+        text.contains("BLOCK_SIZE_LOW"),
+        "the register accesses: {text}"
+    );
+    assert!(text.contains("size=0x"), "the decoded struct: {text}");
+    assert!(file.starts_with(tmp.path()), "{}", file.display());
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+}
+
+/// The footer at 80 columns keeps `? help` and `q quit` whatever else it
+/// would say (a live session with a call expanded has the most hints),
+/// and a long message ends with … instead of at the edge.
+#[test]
+fn the_footer_never_clips_at_80_columns() {
+    let events = fixture("recorded-run");
+    let mut m = Model::new(
+        Mode::Live,
+        Theme::mono(),
+        Box::new(MemEvents(events.clone())),
+    );
+    update(&mut m, Action::Events(events));
+    render(&mut m, 80, 24);
+    act(&mut m, typed("alloc ok"));
+    act(&mut m, [Action::Top, Action::Enter]);
+    let s = screen(&render(&mut m, 80, 24));
+    let footer = s.lines().last().unwrap();
+    assert!(footer.contains("? help"), "{footer}");
+    assert!(footer.contains("q quit"), "{footer}");
+    m.status = Some(gasbench_tui::model::Status {
+        text: "x".repeat(200),
+        error: false,
+    });
+    let s = screen(&render(&mut m, 80, 24));
+    assert!(s.lines().last().unwrap().contains('…'), "{s}");
+}

@@ -44,6 +44,7 @@ pub mod irq;
 pub mod pipe;
 mod server;
 mod session;
+mod shared;
 pub mod signals;
 pub mod sock;
 pub mod wire;

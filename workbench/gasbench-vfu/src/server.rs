@@ -5,7 +5,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ use tokio::sync::watch;
 
 use crate::dma::DmaLimits;
 use crate::session::Session;
+pub use crate::shared::ServerStatus;
+use crate::shared::{Shared, lock};
 use crate::sock;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,28 +44,6 @@ pub enum ServerError {
     Thread(#[source] std::io::Error),
 }
 
-/// Where the server is in its life.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum ServerStatus {
-    /// Waiting for a client. `sessions` clients have come and gone;
-    /// `last_disconnect` says why the last one left.
-    Listening {
-        sessions: u64,
-        last_disconnect: Option<String>,
-    },
-    /// A client (QEMU) is attached; this is its session number (from 1).
-    Connected { session: u64 },
-    /// The thread has exited; `error` when it died rather than was stopped.
-    Stopped { reason: String, error: bool },
-}
-
-impl ServerStatus {
-    pub fn is_stopped(&self) -> bool {
-        matches!(self, ServerStatus::Stopped { .. })
-    }
-}
-
 /// A client that sends part of a message and stalls this long in the
 /// rest is dropped (QEMU sends a message in one go).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,30 +54,6 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// must not keep QEMU out. Once negotiated, a client may idle: a guest
 /// that does not touch the device sends nothing.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-
-type Hook = Box<dyn FnMut() + Send>;
-type StatusHook = Box<dyn Fn(&ServerStatus) + Send>;
-
-/// What the server thread and the handle share.
-pub(crate) struct Shared {
-    device: Mutex<Device>,
-    hook: Mutex<Option<Hook>>,
-    hook_set: AtomicBool,
-    on_status: Mutex<Option<StatusHook>>,
-    /// How long a message's body may take after its header, in ms.
-    body_timeout_ms: AtomicU64,
-    /// How long a client has from connecting to a completed VERSION, in ms.
-    handshake_timeout_ms: AtomicU64,
-    dma_limits: Mutex<DmaLimits>,
-    stop: AtomicBool,
-    /// A second handle on the live connection, so `stop` can shut it down.
-    conn: Mutex<Option<UnixStream>>,
-    status: Mutex<ServerStatus>,
-    status_changed: Condvar,
-    watch: watch::Sender<ServerStatus>,
-    messages: AtomicU64,
-    busy_ns: AtomicU64,
-}
 
 /// How busy the server has been.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -116,69 +72,6 @@ impl TransportStats {
         } else {
             self.busy_ns as f64 / self.messages as f64 / 1000.0
         }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a lock is caught and reported by the thread;
-    // the data is still the best there is.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Shared {
-    pub(crate) fn device(&self) -> MutexGuard<'_, Device> {
-        lock(&self.device)
-    }
-
-    pub(crate) fn account(&self, busy: Duration) {
-        self.messages.fetch_add(1, Ordering::Relaxed);
-        self.busy_ns
-            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn body_timeout(&self) -> Duration {
-        Duration::from_millis(self.body_timeout_ms.load(Ordering::Relaxed).max(1))
-    }
-
-    pub(crate) fn handshake_timeout(&self) -> Duration {
-        Duration::from_millis(self.handshake_timeout_ms.load(Ordering::Relaxed).max(1))
-    }
-
-    pub(crate) fn dma_limits(&self) -> DmaLimits {
-        *lock(&self.dma_limits)
-    }
-
-    pub(crate) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
-
-    /// Run the engine's hook, if one is set. One atomic load otherwise.
-    pub(crate) fn before_message(&self) {
-        if self.hook_set.load(Ordering::Acquire)
-            && let Some(h) = lock(&self.hook).as_mut()
-        {
-            h();
-        }
-    }
-
-    /// Report an event now (not held back).
-    pub(crate) fn emit(&self, ev: DeviceEvent) {
-        let mut d = self.device();
-        d.emit(ev);
-        d.flush_trace();
-    }
-
-    pub(crate) fn flush(&self) {
-        self.device().flush_trace();
-    }
-
-    fn set_status(&self, s: ServerStatus) {
-        if let Some(tell) = lock(&self.on_status).as_ref() {
-            tell(&s);
-        }
-        *lock(&self.status) = s.clone();
-        self.watch.send_replace(s);
-        self.status_changed.notify_all();
     }
 }
 

@@ -15,7 +15,7 @@ use gasbench_events::device::DeviceEvent;
 
 use crate::dma::DmaSpace;
 use crate::irq::Irqs;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::sock::{self, Received};
 use crate::wire::{self, Fields, HEADER_LEN, Header, cmd, put_u16, put_u32, put_u64, vfio};
 

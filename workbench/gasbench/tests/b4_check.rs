@@ -70,6 +70,7 @@ fn recorded_review(run_dir: &Path) -> Review {
         scenarios_note: None,
         run_dir: Some(run_dir.display().to_string()),
         base_choice: None,
+        more: &[],
     })
 }
 

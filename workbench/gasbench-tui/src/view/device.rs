@@ -18,6 +18,9 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
     let d = &m.device;
     let conn = match d.connected {
         Some(true) => Span::styled(format!(" {} connected ", sym::RUNNING), t.ok),
+        Some(false) if d.ended_with_vm => {
+            Span::styled(format!(" {} ended with the VM ", sym::SKIP), t.dim)
+        }
         Some(false) => Span::styled(format!(" {} disconnected ", sym::FAIL), t.fail),
         None => Span::styled(format!(" {} not attached ", sym::PENDING), t.dim),
     };
@@ -160,7 +163,7 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             .style(row_style(m, sel, focused)),
         );
     }
-    if let Some(reason) = &d.disconnect_reason {
+    if let Some(reason) = d.disconnect_reason.as_ref().filter(|_| !d.ended_with_vm) {
         lines.push(Line::from(Span::styled(
             fmt::fit(&format!(" {} disconnected: {reason}", sym::FAIL), w),
             t.fail,

@@ -109,6 +109,13 @@ fn header(m: &Model, f: &mut Frame, r: Rect) {
         t.header,
     ));
     right.push(Span::styled(" │ ", t.dim));
+    if let Some(p) = &m.run.profile {
+        right.push(Span::styled(
+            format!("profile {p}"),
+            if p == "default" { t.dim } else { t.accent },
+        ));
+        right.push(Span::styled(" │ ", t.dim));
+    }
     let vm = m.run.vm_state.as_deref().unwrap_or("no VM");
     let vm_style = match vm {
         "running" => t.ok,
@@ -240,36 +247,58 @@ fn footer(m: &Model, f: &mut Frame, r: Rect) {
             Span::styled(keys, t.dim),
         ])
     } else if let Some(st) = &m.status {
+        // A long message ends with … rather than at the edge.
         Line::from(Span::styled(
-            format!(" {}", st.text),
+            fmt::fit(&format!(" {}", st.text), r.width as usize),
             if st.error { t.fail } else { t.accent },
         ))
     } else {
-        let mut hints: Vec<(&str, &str)> = vec![("?", "help"), ("Tab", "pane")];
+        // (key, what, how much it matters): what does not fit the width
+        // goes, least important first; `? help` and `q quit` always stay.
+        let mut hints: Vec<(&str, &str, u8)> = vec![("?", "help", 9), ("Tab", "pane", 2)];
         match m.focus {
             Pane::Trace => {
-                hints.push(("Enter", if m.expanded { "collapse" } else { "expand" }));
+                hints.push(("Enter", if m.expanded { "collapse" } else { "expand" }, 6));
                 if m.expanded {
-                    hints.push(("J/K", "scroll detail"));
+                    hints.push(("J/K", "scroll detail", 5));
                 }
-                hints.push(("/", "filter"));
+                hints.push(("/", "filter", 7));
+                hints.push(("y", "copy", 4));
             }
             Pane::Scenarios => {
-                hints.push(("j/k", "select"));
-                hints.push(("r", "run"));
+                hints.push(("j/k", "select", 5));
+                hints.push(("r", "run", 7));
             }
-            Pane::Console | Pane::Build => hints.push(("/", "filter")),
+            Pane::Console | Pane::Build => hints.push(("/", "filter", 7)),
             _ => {}
         }
         if m.is_live() {
-            hints.push(("r", "run"));
-            hints.push(("b", "build"));
-            hints.push(("s", "stop VM"));
+            hints.push(("r", "run", 3));
+            hints.push(("b", "build", 1));
+            hints.push(("s", "stop VM", 1));
         }
-        hints.push(("q", "quit"));
-        hints.dedup();
+        hints.push(("q", "quit", 9));
+        hints.dedup_by(|a, b| a.0 == b.0);
+        let width = |h: &[(&str, &str, u8)]| -> usize {
+            1 + h
+                .iter()
+                .map(|(k, w, _)| k.chars().count() + w.chars().count() + 3)
+                .sum::<usize>()
+        };
+        while width(&hints) > r.width as usize {
+            let Some(least) = hints
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.2 < 9)
+                .min_by_key(|(i, h)| (h.2, usize::MAX - i))
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            hints.remove(least);
+        }
         let mut spans = vec![Span::raw(" ")];
-        for (k, what) in hints {
+        for (k, what, _) in hints {
             spans.push(Span::styled(k, t.key));
             spans.push(Span::styled(format!(" {what}  "), t.dim));
         }

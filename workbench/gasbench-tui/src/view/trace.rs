@@ -67,6 +67,23 @@ fn detail_window(len: usize, rows: usize, scroll: usize) -> (usize, usize, usize
     (scroll, scroll + shown, scroll, len - scroll - shown)
 }
 
+/// The selected call as text to quote in a reply: its row (time,
+/// thread, fd, call, decoded arguments, result) and its whole detail
+/// (decoded structs, the register accesses it caused, kernel reports),
+/// every control character made visible.
+pub fn copy_text(m: &Model) -> Option<String> {
+    let row = m.selected_call()?;
+    let mut out = String::new();
+    for line in detail_lines(m, row, usize::MAX / 4) {
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        // Arguments and paths came from the guest: pasted, they must not
+        // act on the reader's terminal.
+        out.push_str(gasbench_termsafe::line_capped(text.trim_end(), 16_000).as_ref());
+        out.push('\n');
+    }
+    Some(out)
+}
+
 /// Lines of the selected call's detail (what J/K scroll through).
 pub fn detail_line_count(m: &Model) -> usize {
     m.selected_call()
@@ -119,14 +136,30 @@ fn short_name(name: &str) -> &str {
     name.strip_prefix("ioctl:").unwrap_or(name)
 }
 
-fn value(key: &str, v: &Value) -> String {
+/// An argument of `call` as a reader of strace output expects it: flags
+/// and modes decoded (`O_RDONLY|O_DIRECTORY`, `AT_REMOVEDIR`, `0o700`),
+/// AT_FDCWD by name, addresses and sizes in hex.
+fn value(call: &str, key: &str, v: &Value) -> String {
+    use gasbench_abi::consts;
     match v {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 match key {
                     // Directory fds: AT_FDCWD is how people read -100.
                     "dir" | "dirfd" if i == -100 => return "AT_FDCWD".into(),
-                    "mode" if i >= 0 => return format!("0{i:o}"),
+                    "mode" if i >= 0 => return consts::mode_text(i),
+                    "flags" => {
+                        if let Some(text) = consts::call_flags_text(call, i) {
+                            return text;
+                        }
+                    }
+                    "cmd" if call == "fcntl" => {
+                        if let Some((name, _)) =
+                            consts::FCNTL_CMDS.iter().find(|(_, c)| i64::from(*c) == i)
+                        {
+                            return (*name).to_string();
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -173,13 +206,13 @@ pub fn args_summary(rec: &CallRecord) -> String {
             if matches!(k, "request" | "fd" | "nr") || is_zero(v) {
                 continue;
             }
-            parts.push(format!("{k}={}", value(k, v)));
+            parts.push(format!("{k}={}", value(&rec.name, k, v)));
         }
         // All zero (ALLOCATE_BLOCK of size 0): the zeros are the story.
         if parts.is_empty() {
             for (k, v) in ordered(&rec.name, inp).into_iter().take(2) {
                 if !matches!(k, "request" | "fd" | "nr") {
-                    parts.push(format!("{k}={}", value(k, v)));
+                    parts.push(format!("{k}={}", value(&rec.name, k, v)));
                 }
             }
         }
@@ -190,7 +223,7 @@ pub fn args_summary(rec: &CallRecord) -> String {
     if let Value::Object(o) = &rec.args_out {
         for (k, v) in ordered(&rec.name, o) {
             if rec.args_in.get(k) != Some(v) {
-                out.push(format!("{k}={}", value(k, v)));
+                out.push(format!("{k}={}", value(&rec.name, k, v)));
             }
         }
     }
@@ -200,6 +233,24 @@ pub fn args_summary(rec: &CallRecord) -> String {
         s.push_str(&out.join(" "));
     }
     s
+}
+
+/// The kernel reports attributed to this call (its scenario and number).
+fn reports_of<'m>(
+    m: &'m Model,
+    row: &CallRow,
+    call: u64,
+) -> Vec<&'m gasbench_events::report::KernelReport> {
+    let sc = m.trace.scenario(row);
+    m.summary
+        .reports
+        .iter()
+        .filter(|s| {
+            let a = &s.report.attribution;
+            a.call == Some(call) && a.scenario.as_deref() == sc
+        })
+        .map(|s| &s.report)
+        .collect()
 }
 
 fn record(m: &Model, row: &CallRow) -> Option<CallRecord> {
@@ -296,7 +347,15 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
             break;
         };
         let rec = record(m, row);
-        let name = short_name(store.name(row));
+        let flagged = rec
+            .as_ref()
+            .is_some_and(|r| !reports_of(m, row, r.call).is_empty());
+        let name_owned = if flagged {
+            format!("{} {}", sym::WARN, short_name(store.name(row)))
+        } else {
+            short_name(store.name(row)).to_string()
+        };
+        let name = name_owned.as_str();
         let mut spans = vec![
             Span::styled(fmt::rpad(&fmt::stamp_us(row.t_us), 7), t.dim),
             Span::raw(" "),
@@ -310,7 +369,9 @@ pub fn draw(m: &Model, f: &mut Frame, r: Rect) {
         }
         spans.push(Span::styled(
             fmt::pad(name, c.name + 1),
-            if name
+            if flagged {
+                t.fail
+            } else if name
                 .chars()
                 .next()
                 .is_some_and(|ch| ch.is_ascii_uppercase())
@@ -370,7 +431,7 @@ fn json_fields(name: &str, v: &Value) -> String {
     match v {
         Value::Object(o) => ordered(name, o)
             .into_iter()
-            .map(|(k, v)| format!("{k}={}", value(k, v)))
+            .map(|(k, v)| format!("{k}={}", value(name, k, v)))
             .collect::<Vec<_>>()
             .join(" "),
         Value::Null => "—".into(),
@@ -467,6 +528,42 @@ fn detail_lines(m: &Model, row: &CallRow, w: usize) -> Vec<Line<'static>> {
                 w.saturating_sub(6),
             )),
         ]));
+        if let Some(fa) = &rec.fault {
+            let what = if fa.injected {
+                format!("{} fault #{} injected", fa.fault.name(), fa.nth)
+            } else {
+                format!(
+                    "{} fault #{} armed, not reached: the call's no-fault attempt",
+                    fa.fault.name(),
+                    fa.nth
+                )
+            };
+            lines.push(Line::from(vec![
+                Span::styled(" fail ", t.dim),
+                Span::styled(fmt::fit(&what, w.saturating_sub(6)), t.warn),
+            ]));
+        }
+        for r in reports_of(m, row, rec.call) {
+            lines.push(Line::from(vec![
+                Span::styled(" bug  ", t.fail),
+                Span::styled(
+                    fmt::fit(
+                        &format!("report #{} {}", r.id, r.one_line()),
+                        w.saturating_sub(6),
+                    ),
+                    t.fail,
+                ),
+            ]));
+            if let Some(stack) = r.stacks.first() {
+                for f in stack.frames.iter().filter(|f| f.reliable).take(4) {
+                    let at = f.location.as_deref().unwrap_or("");
+                    lines.push(Line::from(Span::styled(
+                        fmt::fit(&format!("        {} {at}", f.function), w),
+                        t.dim,
+                    )));
+                }
+            }
+        }
     }
 
     // The device's side: events between CallBegin and CallEnd.

@@ -21,8 +21,7 @@ pub struct Args {
     /// series gasbench knows].
     #[arg(long, value_name = "NAME")]
     series: Vec<String>,
-    /// The kernel/ directory of the gasbench checkout [default: found
-    /// above the current directory].
+    /// The kernel/ directory [default: gasbench's data directory's].
     #[arg(long, value_name = "DIR")]
     kernel_dir: Option<PathBuf>,
     /// Print the results as JSON.
@@ -30,8 +29,12 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(args: Args) -> miette::Result<ExitCode> {
-    let kdir = match KernelDir::locate(args.kernel_dir.as_deref()) {
+pub fn run(g: &crate::Globals, args: Args) -> miette::Result<ExitCode> {
+    let kernel_dir = match args.kernel_dir.clone() {
+        Some(d) => d,
+        None => g.data()?.kernel_dir(),
+    };
+    let kdir = match KernelDir::open(&kernel_dir) {
         Ok(k) => k,
         Err(e) => {
             super::eprint_report(&super::kernel::diagnostic(e));

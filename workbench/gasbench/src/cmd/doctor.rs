@@ -24,12 +24,61 @@ struct Report {
     runtime: &'static str,
     runtime_reason: String,
     cache_dir: String,
+    /// Where gasbench's data (scenarios, kernel/, the agent's sources)
+    /// comes from, or why it cannot be found.
+    data: String,
+    /// The configuration files looked at.
+    config_files: Vec<String>,
     accel: &'static str,
     ok: bool,
     checks: Vec<Check>,
+    /// Per kernel profile with detectors: which were last shown to fire
+    /// on this machine (None: never tried here).
+    detectors: Vec<DetectorLine>,
     /// How a VM's host processes would be confined here: every protection,
     /// in force or not, and why.
     confinement: Vec<Protection>,
+}
+
+#[derive(Serialize)]
+struct DetectorLine {
+    profile: String,
+    detectors: Vec<String>,
+    record: Option<gasbench_trace::proofs::ProofRecord>,
+}
+
+/// The profiles with detectors (from kernel/, when found) and what the
+/// last proof on this machine showed.
+fn detector_lines(g: &Globals) -> Vec<DetectorLine> {
+    let records = gasbench_trace::proofs::load_all(&g.cache.state());
+    let mut out = Vec::new();
+    if let Ok(kdir) = g.kernel_dir()
+        && let Ok(names) = gasbench_kbuild::profile::names(&kdir)
+    {
+        for name in names {
+            let Ok(p) = gasbench_kbuild::profile::profile(&kdir, &name) else {
+                continue;
+            };
+            if p.info.detectors.is_empty() {
+                continue;
+            }
+            out.push(DetectorLine {
+                record: records.iter().find(|r| r.profile == name).cloned(),
+                profile: name,
+                detectors: p.info.detectors,
+            });
+        }
+    }
+    for r in records {
+        if !out.iter().any(|l| l.profile == r.profile) {
+            out.push(DetectorLine {
+                profile: r.profile.clone(),
+                detectors: r.detectors.clone(),
+                record: Some(r),
+            });
+        }
+    }
+    out
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
@@ -71,8 +120,8 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     } else {
         gasbench_qemu::confine::plan_for(
             &runtime,
-            crate::cmd::headless::DEFAULT_MEMORY_MIB,
-            crate::cmd::headless::DEFAULT_CPUS,
+            g.config.memory_mib.value,
+            g.config.cpus.value,
             accel,
         )
         .protections
@@ -81,9 +130,26 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         runtime: choice.kind.name(),
         runtime_reason: choice.reason,
         cache_dir: g.cache.root().display().to_string(),
+        data: match g.data() {
+            Ok(d) => d.to_string(),
+            Err(e) => format!("not found: {e}"),
+        },
+        config_files: g
+            .config
+            .files
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({})",
+                    f.path.display(),
+                    if f.found { "read" } else { "none" }
+                )
+            })
+            .collect(),
         accel: verdict.accel(),
         ok,
         checks: list,
+        detectors: detector_lines(g),
         confinement,
     };
     if args.json {
@@ -104,6 +170,8 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 fn print_table(r: &Report) {
     println!("runtime: {} ({})", r.runtime, r.runtime_reason);
     println!("cache:   {}", r.cache_dir);
+    println!("data:    {}", r.data);
+    println!("config:  {}", r.config_files.join(", "));
     let name_w = r.checks.iter().map(|c| c.name.len()).max().unwrap_or(4);
     let found_w = r
         .checks
@@ -130,6 +198,38 @@ fn print_table(r: &Report) {
             line.push_str(&format!("\n        fix: {fix}"));
         }
         println!("{line}");
+    }
+    for d in &r.detectors {
+        match &d.record {
+            None => println!(
+                "detectors ({} profile: {}): not yet proven on this machine — \
+                 `gasbench run --profile {} scenarios/detectors_{}.toml` provokes each once",
+                d.profile,
+                d.detectors.join(", "),
+                d.profile,
+                d.profile
+            ),
+            Some(rec) => {
+                println!(
+                    "detectors ({} profile): proven here: {}{}{}",
+                    rec.profile,
+                    if rec.proven.is_empty() {
+                        "none".to_string()
+                    } else {
+                        rec.proven.join(", ")
+                    },
+                    if rec.not_proven.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; NOT proven here: {}", rec.not_proven.join(", "))
+                    },
+                    rec.run_dir
+                        .as_deref()
+                        .map(|d| format!(" (last proof: {d})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
     }
     if !r.confinement.is_empty() {
         println!("confinement of a VM's host processes:");

@@ -23,7 +23,8 @@ pub const TOOL_FAILED: u8 = 3;
 /// What `--help` says about them.
 pub const HELP: &str = "Exit status: 0 every expectation held; 1 findings (the series or the \
 kernel under test is at fault); 2 bad input (nothing was run); 3 the tool or its environment \
-failed (the verdicts are incomplete).";
+failed (the verdicts are incomplete); 128 + the signal's number when one stopped it (130 Ctrl-C, \
+143 SIGTERM, 129 SIGHUP).";
 
 pub fn code(status: u8) -> ExitCode {
     ExitCode::from(status)

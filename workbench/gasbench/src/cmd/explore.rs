@@ -104,7 +104,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
     let runtime = super::setup::ready_runtime(g)?;
     args.kernel.prebuilt().map_err(|e| miette!("{e}"))?;
-    let kernel = args.kernel.provider(&runtime, &g.cache);
+    let kernel = args.kernel.provider(g, &runtime)?;
     let runs = args.vm.runs_dir(g);
     let label = "explore".to_string();
     let run_dir = RunDir::create(&runs, &label).into_diagnostic()?;

@@ -35,12 +35,6 @@ pub struct Fetched {
     pub kept: PathBuf,
 }
 
-/// The configuration file's archive (issue 16 brings the file; until then
-/// there is none, and the flag and GASBENCH_LORE decide).
-fn configured_lore() -> Option<String> {
-    None
-}
-
 /// The thread of `id`; on failure, the error is printed and the exit
 /// status returned (2 for a Message-Id the archive does not have, 3 when
 /// the archive or b4 could not be used).
@@ -53,12 +47,8 @@ pub fn thread(
     let cache = MailCache::new(&g.cache.root().join("mail"));
     let mut lists = lists.to_vec();
     lists.extend(args.lore_list.iter().cloned());
-    let env = std::env::var("GASBENCH_LORE").ok();
-    let base = gasbench_lore::base_url(
-        args.lore.as_deref(),
-        env.as_deref(),
-        configured_lore().as_deref(),
-    );
+    // The configuration has GASBENCH_LORE over the files already.
+    let base = gasbench_lore::base_url(args.lore.as_deref(), None, g.config.lore.value.as_deref());
     let fetch = || {
         if args.b4 {
             eprintln!("gasbench: fetching <{id}> with b4 am");

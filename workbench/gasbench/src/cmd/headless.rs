@@ -23,30 +23,28 @@ use crate::Globals;
 use crate::cmd::signals::{self, Signal, Signals, Stop};
 
 /// How the VM runs, whatever it runs.
-/// Guest RAM when `--memory` is not given (doctor reports the limits
-/// that follow from it).
-pub const DEFAULT_MEMORY_MIB: u32 = 512;
-/// Guest CPUs when `--cpus` is not given.
-pub const DEFAULT_CPUS: u32 = 2;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct VmArgs {
     /// Boot a fresh VM for every scenario.
     #[arg(long)]
     pub isolate: bool,
-    /// kvm, tcg, or auto (KVM only when it really runs a kernel).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
-    pub accel: String,
+    /// kvm, tcg, or auto (KVM only when it really runs a kernel)
+    /// [env: GASBENCH_ACCEL] [config: accel] [default: auto]
+    #[arg(long, value_parser = ["auto", "kvm", "tcg"])]
+    pub accel: Option<String>,
     /// Where run directories go [default: <cache>/runs]
     #[arg(long, value_name = "DIR")]
     pub runs: Option<PathBuf>,
-    /// Guest RAM in MiB.
-    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_name = "MIB",
+    /// Guest RAM in MiB [env: GASBENCH_MEMORY] [config: memory_mib]
+    /// [default: 512]
+    #[arg(long, value_name = "MIB",
           value_parser = clap::value_parser!(u32).range(128..=65536))]
-    pub memory: u32,
-    /// Guest CPUs (q35 without x2APIC: at most 64 here).
-    #[arg(long, default_value_t = DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub cpus: u32,
+    pub memory: Option<u32>,
+    /// Guest CPUs (q35 without x2APIC: at most 64 here) [env:
+    /// GASBENCH_CPUS] [config: cpus] [default: 2]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: Option<u32>,
     /// Seconds the guest may take from QEMU start to the agent's Ready.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub ready_timeout: u64,
@@ -69,6 +67,8 @@ pub struct VmArgs {
     /// directory has it as kcidb.json).
     #[arg(long, value_name = "FILE")]
     pub kcidb: Option<PathBuf>,
+    #[command(flatten)]
+    pub talk: super::progress::Talk,
     /// Run only slice K of N of the scenario × profile matrix (for CI
     /// machines in parallel; `gasbench merge` joins the run directories).
     #[arg(long, value_name = "K/N")]
@@ -101,7 +101,42 @@ impl VmArgs {
     }
 }
 
+/// Where the agent is built from: gasbench's data (found when the run
+/// checked its scenarios; an empty path makes the agent build say what
+/// is missing).
+pub fn agent_source(g: &Globals) -> PathBuf {
+    g.data()
+        .map(|d| d.agent_source().to_path_buf())
+        .unwrap_or_default()
+}
+
+/// `auto`, `kvm` or `tcg` as the engine's preference.
+pub fn accel_pref(name: &str) -> AccelPref {
+    match name {
+        "kvm" => AccelPref::Kvm,
+        "tcg" => AccelPref::Tcg,
+        _ => AccelPref::Auto,
+    }
+}
+
 impl VmArgs {
+    /// accel, memory and cpus: these flags over the configuration.
+    pub fn vm_config(
+        &self,
+        g: &Globals,
+    ) -> (
+        gasbench_config::Setting<String>,
+        gasbench_config::Setting<u32>,
+        gasbench_config::Setting<u32>,
+    ) {
+        let c = &g.config;
+        (
+            c.accel.clone().with_flag(self.accel.clone(), "--accel"),
+            c.memory_mib.clone().with_flag(self.memory, "--memory"),
+            c.cpus.clone().with_flag(self.cpus, "--cpus"),
+        )
+    }
+
     /// Where this run's directory goes.
     pub fn runs_dir(&self, g: &Globals) -> PathBuf {
         self.runs
@@ -112,14 +147,11 @@ impl VmArgs {
     pub fn settings(&self, g: &Globals, runtime: Runtime, run_dir: &RunDir) -> RunSettings {
         RunSettings {
             isolate: self.isolate,
-            accel: match self.accel.as_str() {
-                "kvm" => AccelPref::Kvm,
-                "tcg" => AccelPref::Tcg,
-                _ => AccelPref::Auto,
-            },
-            memory_mib: self.memory,
-            cpus: self.cpus,
+            accel: accel_pref(&self.vm_config(g).0.value),
+            memory_mib: self.vm_config(g).1.value,
+            cpus: self.vm_config(g).2.value,
             ready_timeout: Duration::from_secs(self.ready_timeout),
+            agent_source: agent_source(g),
             cache: g.cache.clone(),
             runtime,
             run_dir: run_dir.path().to_path_buf(),
@@ -218,7 +250,6 @@ where
     let mut recorder = {
         let path = run_dir.events();
         let summary = summary.clone();
-        let mut last_build_line = std::time::Instant::now();
         let stop = signals.sender();
         tokio::spawn(async move {
             gasbench_trace::log::record_capped(
@@ -226,13 +257,13 @@ where
                 &path,
                 guest_log_cap,
                 |ev| {
-                    print_progress(ev, kernel_detail, &mut last_build_line);
+                    print_progress(ev, kernel_detail);
                     summary.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
                 },
                 // A log that cannot be written stops the run, which keeps
                 // its verdicts in the summary all the same.
                 move |e| {
-                    eprintln!("gasbench: {e}");
+                    say!("gasbench: {e}");
                     let _ = stop.send(Stop::Failure(e.to_string()));
                 },
             )
@@ -250,7 +281,8 @@ where
         &mut signals.stops,
         &interrupter,
         INTERRUPT_GRACE,
-        |text| eprintln!("gasbench: {text}"),
+        // Never a panic here: a closed terminal must not stop the stop.
+        |text| say!("gasbench: {text}"),
     )
     .await;
     if let Some(why) = &ending.dropped {
@@ -348,14 +380,30 @@ pub fn write_results(
     (results, unwritten)
 }
 
-/// The live progress on stderr: stages, scenario verdicts, failures,
-/// errors and kernel trouble; not every event.
-fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::time::Instant) {
-    let t = ev.t_us as f64 / 1e6;
+/// A run that proved its profile's detectors (or failed to) is what
+/// `gasbench doctor` reports next time.
+pub fn record_proofs(g: &crate::Globals, run_dir: &RunDir, summary: &RunSummary) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(r) = gasbench_trace::proofs::from_run(summary, Some(run_dir.path()), now)
+        && let Err(e) = gasbench_trace::proofs::save(&g.cache.state(), &r)
+    {
+        eprintln!("gasbench: could not record which detectors were proven: {e}");
+    }
+}
+
+/// The live progress on stderr, through the one reporter: stages (the
+/// kernel build with its bar and ETA), scenario verdicts, failures,
+/// errors and kernel trouble; not every event. `kernel_detail` (repro,
+/// or `-v`) adds patches that did not apply cleanly and per-patch builds.
+fn print_progress(ev: &Event, kernel_detail: bool) {
+    let r = super::progress::reporter();
+    let kernel_detail = kernel_detail || r.verbosity() == super::progress::Verbosity::Verbose;
     match &ev.body {
-        EventBody::Run(r) => match r {
+        EventBody::Run(run) => match run {
             RunEvent::StageBegin { stage, detail } => {
-                say!("[{t:7.2}] {:<10} {detail}", stage.name())
+                r.line(&format!("{:<10} {detail}", stage.name()))
             }
             RunEvent::StageEnd {
                 stage,
@@ -363,89 +411,103 @@ fn print_progress(ev: &Event, kernel_detail: bool, last_build_line: &mut std::ti
                 detail,
                 elapsed_ms,
             } => {
+                r.end_build();
                 let o = match outcome {
                     Outcome::Ok => "ok",
                     Outcome::Cached => "cached",
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                say!(
-                    "[{t:7.2}] {:<10} {o} ({:.1} s) {detail}",
+                let text = format!(
+                    "{:<10} {o} ({:.1} s) {detail}",
                     stage.name(),
                     *elapsed_ms as f64 / 1000.0
-                )
+                );
+                if *outcome == Outcome::Failed {
+                    r.warn(&text)
+                } else {
+                    r.line(&text)
+                }
             }
-            RunEvent::Accel(a) => say!(
-                "[{t:7.2}] accel      {} — {}",
+            RunEvent::Accel(a) => r.line(&format!(
+                "accel      {} — {}",
                 a.accel.to_uppercase(),
                 a.reason
-            ),
+            )),
             RunEvent::ScenarioEnd {
                 scenario,
                 passed,
                 elapsed_ms,
-            } => say!(
-                "[{t:7.2}] {} {scenario} ({:.1} s)",
-                if *passed { "PASS" } else { "FAIL" },
-                *elapsed_ms as f64 / 1000.0
-            ),
+            } => {
+                let text = format!(
+                    "{} {scenario} ({:.1} s)",
+                    if *passed { "PASS" } else { "FAIL" },
+                    *elapsed_ms as f64 / 1000.0
+                );
+                if *passed {
+                    r.line(&text)
+                } else {
+                    r.warn(&text)
+                }
+            }
             RunEvent::Expectation {
                 what,
                 expected,
                 actual,
                 held: false,
                 ..
-            } => {
-                say!("           ✗ {what}: expected {expected}, got {actual}")
-            }
+            } => r.warn(&format!("  ✗ {what}: expected {expected}, got {actual}")),
             RunEvent::StageProgress {
                 stage,
                 total: 0,
                 detail,
                 ..
-            } if kernel_detail => say!("[{t:7.2}] {:<10} {detail}", stage.name()),
-            RunEvent::Note { text } => say!("[{t:7.2}] note       {text}"),
-            RunEvent::Error { text } => say!("[{t:7.2}] ERROR      {text}"),
+            } => {
+                let text = format!("{:<10} {detail}", stage.name());
+                if kernel_detail {
+                    r.line(&text)
+                } else {
+                    r.detail(&text)
+                }
+            }
+            RunEvent::Note { text } => r.line(&format!("note       {text}")),
+            RunEvent::Error { text } => r.warn(&format!("ERROR      {text}")),
             _ => {}
         },
         EventBody::Kernel(gasbench_events::kernel::KernelEvent::BuildProgress {
             done,
             total,
             current,
-        }) if kernel_detail && last_build_line.elapsed().as_secs() >= 30 => {
-            *last_build_line = std::time::Instant::now();
-            say!("[{t:7.2}] build      {done}/{total} {current}");
-        }
-        EventBody::Kernel(k) if kernel_detail => print_kernel(t, k),
+        }) => r.build(*done, *total, current),
+        EventBody::Kernel(k) if kernel_detail => print_kernel(k),
         EventBody::Vm(gasbench_events::vm::VmEvent::Console { line, severity })
             if *severity == gasbench_events::vm::ConsoleSeverity::Bug =>
         {
-            say!("[{t:7.2}] kernel     {line}")
+            r.warn(&format!("kernel     {line}"))
         }
         EventBody::Vm(gasbench_events::vm::VmEvent::ProcessExited {
             name,
             status,
             expected: false,
-        }) => {
-            say!("[{t:7.2}] DIED       {name}: {status}")
-        }
+        }) => r.warn(&format!("DIED       {name}: {status}")),
         _ => {}
     }
 }
 
 /// The kernel stage's patch outcomes and per-patch builds (what a
 /// reviewer waits for during a long build).
-fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
+fn print_kernel(k: &gasbench_events::kernel::KernelEvent) {
+    let r = super::progress::reporter();
     use gasbench_events::kernel::{ApplyStatus, KernelEvent};
     match k {
-        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => say!(
-            "[{t:7.2}] patch      {} {}/{} {}: {}",
+        KernelEvent::Patch(p) if p.status != ApplyStatus::Applied => r.warn(&format!(
+            "patch      {} {}/{} {}: {}",
             p.series,
             p.index,
             p.total,
             p.status.name(),
             p.subject
-        ),
+        )),
         KernelEvent::PatchBuild {
             subject,
             builds,
@@ -454,15 +516,15 @@ fn print_kernel(t: f64, k: &gasbench_events::kernel::KernelEvent) {
             cross_error,
             ..
         } => {
-            say!(
-                "[{t:7.2}] per-patch  {} after {subject}",
+            r.line(&format!(
+                "per-patch  {} after {subject}",
                 if *builds { "builds" } else { "DOES NOT BUILD" }
-            );
+            ));
             if let Some(e) = first_error {
-                say!("           {e}");
+                r.warn(&format!("  {e}"));
             }
             if let (Some(a), Some(e)) = (cross_arch, cross_error) {
-                say!("           {a}: {e}");
+                r.warn(&format!("  {a}: {e}"));
             }
         }
         _ => {}

@@ -1,7 +1,6 @@
 //! `gasbench kernel`: build the patched kernel; extract posted series from
 //! mail. gasbench-kbuild does the work; this prints its events.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -60,13 +59,25 @@ struct BuildArgs {
     /// make -j [default: the number of CPUs].
     #[arg(long, short = 'j')]
     jobs: Option<u32>,
-    /// The kernel/ directory of the gasbench checkout [default: found
-    /// above the current directory].
+    /// The kernel/ directory to build from [default: gasbench's data's,
+    /// see `gasbench doctor`].
     #[arg(long, value_name = "DIR")]
     kernel_dir: Option<PathBuf>,
     /// Throw away local edits in the cached tree when the series change.
     #[arg(long)]
     discard_local_changes: bool,
+    /// The kernel profile (kernel/profiles/profiles.toml): `default`,
+    /// `debug` (KASAN, lockdep, kmemleak, UBSAN, fault injection) or
+    /// `race` (KCSAN); each builds in its own cached directory.
+    /// [env: GASBENCH_PROFILE] [config: profile] [default: default]
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    #[command(flatten)]
+    talk: super::progress::Talk,
+    /// Say what would be built (kernel directory, series and patches in
+    /// order, fragments, profile) and stop before anything is built.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +92,70 @@ struct ExtractArgs {
     label: Option<String>,
 }
 
+/// `kernel build --dry-run`: the plan the build would follow, read from
+/// the kernel directory, with nothing built and no runtime needed.
+fn dry_run(
+    kernel_dir: &std::path::Path,
+    series: &[String],
+    posted_only: bool,
+    profile: &str,
+) -> miette::Result<ExitCode> {
+    let bad = |e: KbuildError| {
+        super::eprint_report(&diagnostic(e));
+        Ok(super::exit::code(super::exit::BAD_INPUT))
+    };
+    let kdir = match gasbench_kbuild::layout::KernelDir::open(kernel_dir) {
+        Ok(k) => k,
+        Err(e) => return bad(e),
+    };
+    let port = if posted_only {
+        None
+    } else {
+        match kdir.port() {
+            Ok(p) => Some(p),
+            Err(e) => return bad(e),
+        }
+    };
+    let only = (!series.is_empty()).then_some(series);
+    let plan = match kdir.plan(port.as_ref(), only) {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    let fragments = match only {
+        Some(o) => kdir.fragments_for(o).map(|(f, _)| f),
+        None => kdir.fragments(),
+    };
+    let fragments = match fragments {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = gasbench_kbuild::profile::profile(&kdir, profile) {
+        return bad(e);
+    }
+    tell!("kernel directory: {}", kdir.root().display());
+    tell!("base: {} ({})", kdir.base.release, kdir.base.upstream_tag);
+    tell!("profile: {profile}");
+    tell!(
+        "fragments: {}",
+        fragments
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tell!("patches, in order ({}):", plan.steps.len());
+    for s in &plan.steps {
+        tell!(
+            "  {:<10} {:<12} {}",
+            s.series,
+            format!("{:?}", s.role),
+            s.subject
+        );
+    }
+    tell!("dry run: nothing was built");
+    Ok(super::exit::code(super::exit::CLEAN))
+}
+
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     match args.command {
         Command::Build(a) => build(g, a),
@@ -89,10 +164,23 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 }
 
 fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
+    a.talk.apply();
+    let kernel_dir = match a.kernel_dir {
+        Some(dir) => dir,
+        None => g.data()?.kernel_dir(),
+    };
+    let profile = a.profile.unwrap_or_else(|| g.config.profile.value.clone());
+    if a.dry_run {
+        return dry_run(&kernel_dir, &a.series, a.posted_only, &profile);
+    }
     let (rt, choice) = gasbench_env::resolve_runtime(&g.cache, g.runtime);
-    say!("kernel: runtime {} ({})", choice.kind.name(), choice.reason);
+    super::progress::reporter().line(&format!(
+        "kernel: runtime {} ({})",
+        choice.kind.name(),
+        choice.reason
+    ));
     let req = KernelRequest {
-        kernel_dir: a.kernel_dir,
+        kernel_dir: Some(kernel_dir),
         base: match a.base_tree {
             Some(path) => BaseSource::GitTree {
                 path,
@@ -106,6 +194,7 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         cross_arch: a.cross_arch,
         jobs: a.jobs,
         discard_local_changes: a.discard_local_changes,
+        profile,
     };
     let (sink, stream) = gasbench_events::bus();
     let cache = g.cache.clone();
@@ -177,9 +266,10 @@ fn build(g: &Globals, a: BuildArgs) -> miette::Result<ExitCode> {
         }
     }
     say!(
-        "kernel: {} {} — {} — {}",
+        "kernel: {} {} ({} profile) — {} — {}",
         if art.reused { "unchanged" } else { "built" },
         m.kernel_release,
+        m.profile.name,
         match art.mkdirat2_syscall {
             Some(nr) => format!("mkdirat2 is syscall {nr}"),
             None => "no mkdirat2".to_string(),
@@ -230,22 +320,14 @@ fn stop_tools_on_signals() -> miette::Result<Arc<Mutex<Option<Signal>>>> {
     Ok(first)
 }
 
-/// Stage lines, the patch table, and a progress bar on a terminal.
+/// Stage lines, the patch table, and the build's progress (a bar with an
+/// ETA on a terminal), through the one reporter.
 fn print_events(mut stream: EventStream) {
-    let tty = std::io::stderr().is_terminal();
-    let mut bar_shown = false;
-    let mut last_plain = std::time::Instant::now();
-    let clear = |shown: &mut bool| {
-        if *shown {
-            eprint!("\r\x1b[2K");
-            *shown = false;
-        }
-    };
+    let r = super::progress::reporter();
     while let Some(ev) = stream.blocking_recv() {
         match ev.body {
             EventBody::Run(RunEvent::StageBegin { stage, detail }) => {
-                clear(&mut bar_shown);
-                say!("kernel: {} — {detail}", stage.name());
+                r.line(&format!("kernel: {} — {detail}", stage.name()));
             }
             EventBody::Run(RunEvent::StageProgress {
                 stage,
@@ -253,8 +335,7 @@ fn print_events(mut stream: EventStream) {
                 detail,
                 ..
             }) => {
-                clear(&mut bar_shown);
-                say!("kernel: {}: {detail}", stage.name());
+                r.line(&format!("kernel: {}: {detail}", stage.name()));
             }
             EventBody::Run(RunEvent::StageEnd {
                 stage,
@@ -262,23 +343,25 @@ fn print_events(mut stream: EventStream) {
                 detail,
                 elapsed_ms,
             }) => {
-                clear(&mut bar_shown);
+                r.end_build();
                 let o = match outcome {
                     Outcome::Ok => "ok",
                     Outcome::Cached => "unchanged",
                     Outcome::Skipped => "skipped",
                     Outcome::Failed => "FAILED",
                 };
-                say!(
+                let text = format!(
                     "kernel: {} {o} in {:.1} s — {detail}",
                     stage.name(),
                     elapsed_ms as f64 / 1000.0
                 );
+                if outcome == Outcome::Failed {
+                    r.warn(&text);
+                } else {
+                    r.line(&text);
+                }
             }
-            EventBody::Kernel(KernelEvent::Patch(p)) => {
-                clear(&mut bar_shown);
-                print_patch(&p);
-            }
+            EventBody::Kernel(KernelEvent::Patch(p)) => print_patch(&p),
             EventBody::Kernel(KernelEvent::PatchBuild {
                 subject,
                 builds,
@@ -287,63 +370,55 @@ fn print_events(mut stream: EventStream) {
                 cross_error,
                 ..
             }) => {
-                clear(&mut bar_shown);
-                say!(
+                let text = format!(
                     "  after {subject}: {}",
                     if builds { "builds" } else { "DOES NOT BUILD" }
                 );
+                if builds {
+                    r.line(&text);
+                } else {
+                    r.warn(&text);
+                }
                 if let Some(e) = first_error {
-                    say!("    {e}");
+                    r.warn(&format!("    {e}"));
                 }
                 if let (Some(arch), Some(e)) = (cross_arch, cross_error) {
-                    say!("    DOES NOT BUILD for {arch}: {e}");
+                    r.warn(&format!("    DOES NOT BUILD for {arch}: {e}"));
                 }
             }
             EventBody::Kernel(KernelEvent::ConfigChecked {
                 symbol,
                 wanted,
                 got,
-                ok: false,
+                ok,
             }) => {
-                clear(&mut bar_shown);
-                say!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
+                let text = format!("  CONFIG_{symbol}: wanted {wanted}, got {got}");
+                if ok {
+                    r.detail(&text);
+                } else {
+                    r.warn(&text);
+                }
             }
             EventBody::Kernel(KernelEvent::BuildProgress {
                 done,
                 total,
                 current,
-            }) => {
-                let pct = (done * 100).checked_div(total).unwrap_or(0);
-                if tty {
-                    let width = 30usize;
-                    let fill = (pct as usize * width / 100).min(width);
-                    eprint!(
-                        "\r\x1b[2K  [{}{}] {done:>5}/{total} {}",
-                        "#".repeat(fill),
-                        " ".repeat(width - fill),
-                        gasbench_termsafe::line_capped(&current, 60)
-                    );
-                    let _ = std::io::stderr().flush();
-                    bar_shown = true;
-                } else if last_plain.elapsed().as_secs() >= 15 {
-                    last_plain = std::time::Instant::now();
-                    say!("  build {done}/{total} (~{pct}%) {current}");
-                }
-            }
+            }) => r.build(done, total, &current),
             EventBody::Kernel(KernelEvent::BuildLine { line }) => {
                 let t = line.trim_start();
                 if t.starts_with("error")
                     || t.contains(": error:")
                     || t.starts_with("ld.lld: error")
                 {
-                    clear(&mut bar_shown);
-                    say!("  {line}");
+                    r.warn(&format!("  {line}"));
+                } else if t.contains(": warning:") {
+                    r.detail(&format!("  {line}"));
                 }
             }
             _ => {}
         }
     }
-    clear(&mut bar_shown);
+    r.end_build();
 }
 
 fn print_patch(p: &PatchApplied) {
@@ -356,27 +431,28 @@ fn print_patch(p: &PatchApplied) {
         Some(i) => format!("{} {i}", p.role.name()),
         None => p.role.name().to_string(),
     };
-    say!(
+    let r = super::progress::reporter();
+    let text = format!(
         "  {:>2}/{:<2} {:<8} {} {:<13} {}",
-        p.index,
-        p.total,
-        status,
-        p.series,
-        which,
-        p.subject
+        p.index, p.total, status, p.series, which, p.subject
     );
+    if p.status == ApplyStatus::Applied {
+        r.line(&text);
+    } else {
+        r.warn(&text);
+    }
     for h in p.hunks.iter().filter(|h| !h.applied) {
-        say!(
+        r.warn(&format!(
             "          hunk {} of {} {} ({})",
             h.hunk,
             h.file,
             if h.fuzz { "needs fuzz" } else { "rejected" },
             h.header
-        );
+        ));
     }
     if p.status != ApplyStatus::Applied && !p.detail.is_empty() {
         for l in p.detail.lines() {
-            say!("          {l}");
+            r.warn(&format!("          {l}"));
         }
     }
 }

@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use gasbench_engine::pipeline::{KernelArtifacts, KernelProvider};
-use gasbench_env::{CacheDir, Runtime};
+use gasbench_engine::pipeline::{KernelArtifacts, KernelProfile, KernelProvider};
+use gasbench_env::Runtime;
 use gasbench_events::EventSink;
+use gasbench_events::run::ProfileChoice;
 use gasbench_kbuild::KernelRequest;
+
+use crate::Globals;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct KernelArgs {
@@ -20,6 +23,11 @@ pub struct KernelArgs {
     /// A static kselftest binary to put in the guest (repeatable), with --kernel.
     #[arg(long = "selftest", value_name = "BINARY", requires = "kernel")]
     pub selftests: Vec<PathBuf>,
+    /// The kernel profile to build and boot: `default`, `debug` (KASAN,
+    /// lockdep, kmemleak, UBSAN, fault injection) or `race` (KCSAN).
+    /// [env: GASBENCH_PROFILE] [config: profile] [default: default]
+    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
+    pub profile: Option<String>,
 }
 
 impl KernelArgs {
@@ -54,41 +62,76 @@ impl KernelArgs {
                 })
                 .collect(),
             description: format!("kernel {}", k.display()),
+            profile: KernelProfile {
+                choice: ProfileChoice {
+                    name: "given".into(),
+                    detectors: Vec::new(),
+                    about: "a kernel image given with --kernel: its detectors are not known".into(),
+                },
+                cmdline: String::new(),
+            },
+            symbols: None,
         }))
     }
 
     /// The kernel for a run: the given image, or the patched kernel the
     /// kernel stage builds (cached: seconds when nothing changed), its
     /// progress on the run's bus.
-    pub fn provider(&self, rt: &Runtime, cache: &CacheDir) -> KernelProvider {
+    pub fn provider(&self, g: &Globals, rt: &Runtime) -> miette::Result<KernelProvider> {
+        self.provider_with(g, rt, Arc::new(Mutex::new(self.profile(g))))
+    }
+
+    /// The profile to build: `--profile`, else the configuration's.
+    pub fn profile(&self, g: &Globals) -> String {
+        self.profile
+            .clone()
+            .unwrap_or_else(|| g.config.profile.value.clone())
+    }
+
+    /// [`KernelArgs::provider`] whose profile is read from `profile` at
+    /// each build (the TUI switches it).
+    pub fn provider_with(
+        &self,
+        g: &Globals,
+        rt: &Runtime,
+        profile: Arc<Mutex<String>>,
+    ) -> miette::Result<KernelProvider> {
         let args = self.clone();
         let rt = rt.clone();
-        let cache = cache.clone();
-        Arc::new(Mutex::new(move |sink: &EventSink| {
+        let cache = g.cache.clone();
+        // Only a build needs kernel/; a given image does not.
+        let kernel_dir = match &self.kernel {
+            Some(_) => None,
+            None => Some(g.data()?.kernel_dir()),
+        };
+        Ok(Arc::new(Mutex::new(move |sink: &EventSink| {
             if let Some(k) = args.prebuilt()? {
                 return Ok(k);
             }
-            let req = KernelRequest::default();
+            let req = KernelRequest {
+                kernel_dir: kernel_dir.clone(),
+                profile: profile.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                ..KernelRequest::default()
+            };
             let a = gasbench_kbuild::ensure_kernel(&req, &rt, &cache, sink)
                 .map_err(|e| format!("the kernel stage failed: {e}\n  help: {}", e.help()))?;
             let m = &a.manifest;
-            Ok(KernelArtifacts {
-                bzimage: a.bzimage.clone(),
-                mkdirat2: a.mkdirat2_syscall.map(i64::from),
-                selftests: a
-                    .selftest
-                    .iter()
-                    .map(|p| ("mkdirat_fd_test".into(), p.clone()))
-                    .collect(),
-                description: format!(
-                    "{} ({}, {})",
-                    m.kernel_release,
-                    m.base,
-                    if a.reused { "unchanged" } else { "built" }
-                ),
-            })
-        }))
+            let description = format!(
+                "{} ({}, {} profile, {})",
+                m.kernel_release,
+                m.base,
+                m.profile.name,
+                if a.reused { "unchanged" } else { "built" }
+            );
+            Ok(from_build(&a, description))
+        })))
     }
+}
+
+/// What a run needs from the kernel stage's result (the engine's one
+/// conversion).
+pub fn from_build(a: &gasbench_kbuild::KernelArtifacts, description: String) -> KernelArtifacts {
+    KernelArtifacts::from_build(a, description)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use gasbench_engine::pipeline::{self, KernelArtifacts, KernelProvider, RunOptions};
+use gasbench_engine::explore_run::ExplorePlan;
+use gasbench_engine::pipeline::{self, KernelProvider, RunOptions};
 use gasbench_events::EventSink;
 use gasbench_events::run::RunEvent;
 use gasbench_kbuild::layout::KernelDir;
@@ -59,13 +60,19 @@ pub struct Args {
     /// file holds several series).
     #[arg(long)]
     json: bool,
-    /// The kernel/ directory of the gasbench checkout [default: found
-    /// above the current directory].
+    /// The kernel/ directory to use [default: gasbench's data's, see
+    /// `gasbench doctor`].
     #[arg(long, value_name = "DIR")]
     kernel_dir: Option<PathBuf>,
     /// make -j [default: the number of CPUs].
     #[arg(long, short = 'j')]
     jobs: Option<u32>,
+    /// Kernel profiles to run the scenarios on, in order (repeatable):
+    /// `default`, `debug` (KASAN, lockdep, kmemleak, UBSAN, fault
+    /// injection), `race` (KCSAN) [default: default and debug]. The
+    /// per-patch check runs on the first only.
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
     /// A kernel git checkout to take the base from (cloned with shared
     /// objects, never written): the series' `base-commit:` when the tree
     /// has it, else --base-rev, else the pin's upstream tag.
@@ -88,6 +95,28 @@ pub struct Args {
     vm: super::headless::VmArgs,
 }
 
+impl Args {
+    fn profiles(&self) -> Vec<String> {
+        if self.profiles.is_empty() {
+            vec!["default".into(), "debug".into()]
+        } else {
+            let mut v = Vec::new();
+            for p in &self.profiles {
+                if !v.contains(p) {
+                    v.push(p.clone());
+                }
+            }
+            v
+        }
+    }
+}
+
+/// Whether scenario `c` runs on `profile`: it is for every profile or
+/// names this one.
+fn for_profile(c: &Compiled, profile: &str) -> bool {
+    c.plan.profiles.is_empty() || c.plan.profiles.iter().any(|p| p == profile)
+}
+
 use super::exit::{BAD_INPUT, TOOL_FAILED};
 
 /// A series to review, before its kernel directory is made.
@@ -103,9 +132,14 @@ enum Pending<'a> {
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
-    let kdir = match KernelDir::locate(args.kernel_dir.as_deref()) {
+    args.vm.talk.apply();
+    let kdir = match &args.kernel_dir {
+        Some(dir) => KernelDir::open(dir).map_err(super::kernel::diagnostic),
+        None => g.kernel_dir(),
+    };
+    let kdir = match kdir {
         Ok(k) => k,
-        Err(e) => return bad_input(super::kernel::diagnostic(e)),
+        Err(e) => return bad_input(e),
     };
     let known = match resolve::known_series(&kdir) {
         Ok(k) => k,
@@ -220,7 +254,7 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     };
 
     // Every scenario is checked before anything starts.
-    let files = super::scenario::expand(&[super::run::default_suite()]);
+    let files = super::scenario::expand(&[super::run::default_suite(g)?]);
     let suite = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
@@ -375,13 +409,20 @@ fn review_one(
     let concerns = Concerns::of_series(&tkdir, &target.name).map_err(super::kernel::diagnostic)?;
     let cross_arch = cross_arch_for(args, &tkdir, &series, &target.name);
 
-    // The scenarios that concern the series (or all of them).
+    // The scenarios that concern the series (or all of them). A scenario
+    // made for a profile (the detectors' proofs, fault injection) that
+    // needs nothing the series lacks runs on that profile.
+    let concerned = |c: &Compiled| {
+        args.all_scenarios
+            || concerns.selects(c.plan.requires.goldfish, c.plan.requires.mkdirat2)
+            || (!c.plan.profiles.is_empty()
+                && !c.plan.requires.goldfish
+                && !c.plan.requires.mkdirat2)
+    };
+    let profiles = args.profiles();
     let scenarios: Vec<Compiled> = suite
         .iter()
-        .filter(|c| {
-            args.all_scenarios
-                || concerns.selects(c.plan.requires.goldfish, c.plan.requires.mkdirat2)
-        })
+        .filter(|c| concerned(c) && for_profile(c, &profiles[0]))
         .cloned()
         .collect();
     let scenarios = args.vm.shard_of(scenarios);
@@ -398,14 +439,16 @@ fn review_one(
         )
     } else {
         format!(
-            "The {} of {} scenarios that concern the series (it adds {}; a scenario's `requires`).",
+            "The {} of {} scenarios that concern the series (it adds {}; a scenario's `requires`), on the {} profile{}.",
             scenarios.len(),
             suite.len(),
-            concerns.describe()
+            concerns.describe(),
+            profiles.join(" and "),
+            if profiles.len() > 1 { "s" } else { "" }
         )
     });
     say!(
-        "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); run directory {}",
+        "gasbench repro: {} ({}) on {} {}, {}; {} scenario(s); profiles {}; run directory {}",
         target.name,
         if target.known {
             "known, with the port"
@@ -426,14 +469,15 @@ fn review_one(
             )
         },
         scenarios.len(),
+        profiles.join(", "),
         run_dir.path().display()
     );
 
     // The base: the series' base-commit when it is to be had.
     let (base, base_choice) = choose_base(args, runtime, &series, &tkdir);
-    eprintln!("gasbench repro: {base_choice}");
+    say!("gasbench repro: {base_choice}");
 
-    // The kernel: base + this series, patch by patch.
+    // The kernel: base + this series, patch by patch (first profile).
     let request = KernelRequest {
         base,
         kernel_dir: Some(target.kernel_dir.clone()),
@@ -442,52 +486,92 @@ fn review_one(
         per_patch: !args.no_per_patch,
         cross_arch: cross_arch.clone(),
         jobs: args.jobs,
+        profile: profiles[0].clone(),
         ..KernelRequest::default()
     };
-    let slot = Arc::new(Mutex::new(KernelSlot::default()));
-    let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
-    let sources: Vec<ScenarioSource> = scenarios.iter().map(scenario_source).collect();
-    // The explorer, bounded, on the same boot after the scenarios.
+    let data_root = g.data()?.root().to_path_buf();
+    let mut sources: Vec<ScenarioSource> = suite
+        .iter()
+        .filter(|c| concerned(c))
+        .map(|c| scenario_source(c, &data_root))
+        .collect();
+    sources.dedup_by(|a, b| a.name == b.name);
+    let checkout = super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name));
+    // The explorer, bounded, on the first profile's boot after the
+    // scenarios.
     let explore = args.explore.plan(concerns.goldfish, concerns.mkdirat2);
-    let boot = !scenarios.is_empty() || explore.is_some();
-    let opts = RunOptions {
-        scenarios,
-        kernel: provider.clone(),
-        settings: args.vm.settings(g, runtime.clone(), &run_dir),
-        explore,
-    };
-    let explored = Arc::new(Mutex::new(Vec::new()));
-    let explored_slot = explored.clone();
-    let recorded = super::headless::record(
+    let first = run_profile(
+        g,
+        args,
         &run_dir,
         &label,
-        true,
-        args.vm.guest_log_cap,
-        |sink, interrupt| async move {
-            if boot {
-                let out = pipeline::run_until(opts, sink, interrupt).await;
-                let passed = out.passed() || (out.reports.is_empty() && out.error.is_none());
-                *explored_slot.lock().unwrap_or_else(|p| p.into_inner()) = out.explored;
-                passed
-            } else {
-                kernel_only(&provider, &sink, interrupt).await
-            }
-        },
+        request.clone(),
+        (scenarios, explore),
+        runtime,
+        (&checkout, args.vm.kcidb.as_deref()),
     )?;
-    let explored = std::mem::take(&mut *explored.lock().unwrap_or_else(|p| p.into_inner()));
+    let (recorded, mut unwritten, slot) = (first.recorded, first.unwritten, first.slot);
+    let explored = first.explored;
+    unwritten.extend(super::explore::write_outputs(run_dir.path(), &explored));
     let summary = &recorded.summary;
-    let (_, mut unwritten) = super::headless::write_results(
-        &run_dir,
-        summary,
-        &super::checkout::of_series(&tkdir, std::slice::from_ref(&target.name)),
-        args.vm.kcidb.as_deref(),
-    );
-    unwritten.extend(recorded.log_error.clone());
+    let mut signal = recorded.signal;
+
+    // The other profiles: whole series only, each in its own run
+    // directory beside the first. A run a signal stopped starts nothing
+    // more.
+    let mut more_runs = Vec::new();
+    for profile in &profiles[1..] {
+        if signal.is_some() {
+            break;
+        }
+        let dir = RunDir::create(&runs, &format!("{label}-{profile}")).into_diagnostic()?;
+        let scenarios: Vec<Compiled> = suite
+            .iter()
+            .filter(|c| concerned(c) && for_profile(c, profile))
+            .cloned()
+            .collect();
+        say!(
+            "gasbench repro: {}: the {profile} profile, {} scenario(s); run directory {}",
+            target.name,
+            scenarios.len(),
+            dir.path().display()
+        );
+        let req = KernelRequest {
+            per_patch: false,
+            cross_arch: None,
+            profile: profile.clone(),
+            ..request.clone()
+        };
+        // Its KCIDB submission stays in its run directory; --kcidb names
+        // the first profile's.
+        let other = run_profile(
+            g,
+            args,
+            &dir,
+            &format!("{label}-{profile}"),
+            req,
+            (scenarios, None),
+            runtime,
+            (&checkout, None),
+        )?;
+        if let Some(e) = other.slot.error {
+            super::eprint_report(&super::kernel::diagnostic(e));
+        }
+        unwritten.extend(other.unwritten);
+        signal = other.recorded.signal;
+        more_runs.push((other.recorded.summary, dir.path().display().to_string()));
+    }
+    let more: Vec<gasbench_review::detectors::ProfileRun> = more_runs
+        .iter()
+        .map(|(s, d)| gasbench_review::detectors::ProfileRun {
+            summary: s,
+            run_dir: Some(d.clone()),
+        })
+        .collect();
 
     // The review, from what was recorded.
     let (events, _) =
         gasbench_trace::log::read_all(&run_dir.events()).map_err(|e| miette::miette!("{e}"))?;
-    let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
     let port = if target.posted_only {
         None
     } else {
@@ -500,7 +584,6 @@ fn review_one(
         .as_ref()
         .and_then(|(_, m)| m.series.iter().find(|s| s.series == target.name));
     let kernel_error = slot.error_text.clone();
-    unwritten.extend(super::explore::write_outputs(run_dir.path(), &explored));
     let mut review = Review::build(&Facts {
         target: &target,
         series: &series,
@@ -515,6 +598,7 @@ fn review_one(
         cross_arch: cross_arch.as_deref(),
         scenarios_note,
         run_dir: Some(run_dir.path().display().to_string()),
+        more: &more,
         base_choice: Some(base_choice),
     });
     gasbench_review::explorer::add(
@@ -612,7 +696,7 @@ fn review_one(
     // Interrupted: the shell's code for the signal (the review holds what
     // was found so far); a file that could not be written: the tool's
     // environment failed.
-    let code = match recorded.signal {
+    let code = match signal {
         Some(s) => s.exit_code(),
         None if !unwritten.is_empty() => super::exit::worst(review.exit_code, TOOL_FAILED),
         None => match super::exit::for_run(summary) {
@@ -811,6 +895,72 @@ fn reviewer() -> String {
     }
 }
 
+/// What one profile's run left: its record, the files it could not
+/// write, and what the kernel stage produced.
+struct ProfileOutcome {
+    recorded: super::headless::Recorded,
+    unwritten: Vec<String>,
+    slot: KernelSlot,
+    /// What the explorer found (empty when it did not run).
+    explored: Vec<gasbench_explore::ExploreReport>,
+}
+
+/// Build the kernel `request` names, run `scenarios` and then the
+/// explorer's plan on it (or only build when there is neither) and write
+/// the run's results (`export`: what was checked out, and where else the
+/// KCIDB submission goes).
+#[allow(clippy::too_many_arguments)]
+fn run_profile(
+    g: &Globals,
+    args: &Args,
+    run_dir: &RunDir,
+    label: &str,
+    request: KernelRequest,
+    (scenarios, explore): (Vec<Compiled>, Option<ExplorePlan>),
+    runtime: &gasbench_env::Runtime,
+    export: (&gasbench_trace::kcidb::Checkout, Option<&std::path::Path>),
+) -> miette::Result<ProfileOutcome> {
+    let slot = Arc::new(Mutex::new(KernelSlot::default()));
+    let provider = kernel_provider(request, runtime, &g.cache, slot.clone());
+    let boot = !scenarios.is_empty() || explore.is_some();
+    let opts = RunOptions {
+        scenarios,
+        kernel: provider.clone(),
+        settings: args.vm.settings(g, runtime.clone(), run_dir),
+        explore,
+    };
+    let explored = Arc::new(Mutex::new(Vec::new()));
+    let explored_slot = explored.clone();
+    let recorded = super::headless::record(
+        run_dir,
+        label,
+        true,
+        args.vm.guest_log_cap,
+        |sink, interrupt| async move {
+            if boot {
+                let out = pipeline::run_until(opts, sink, interrupt).await;
+                let passed = out.passed() || (out.reports.is_empty() && out.error.is_none());
+                *explored_slot.lock().unwrap_or_else(|p| p.into_inner()) = out.explored;
+                passed
+            } else {
+                kernel_only(&provider, &sink, interrupt).await
+            }
+        },
+    )?;
+    let (_, mut unwritten) =
+        super::headless::write_results(run_dir, &recorded.summary, export.0, export.1);
+    unwritten.extend(recorded.log_error.clone());
+    super::headless::record_proofs(g, run_dir, &recorded.summary);
+    let slot = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+    let explored = std::mem::take(&mut *explored.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(ProfileOutcome {
+        recorded,
+        unwritten,
+        slot,
+        explored,
+    })
+}
+
 /// What the kernel stage produced, kept for the review.
 #[derive(Default)]
 struct KernelSlot {
@@ -833,22 +983,17 @@ fn kernel_provider(
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(a) => {
-                let k = KernelArtifacts {
-                    bzimage: a.bzimage.clone(),
-                    mkdirat2: a.mkdirat2_syscall.map(i64::from),
-                    selftests: a
-                        .selftest
-                        .iter()
-                        .map(|p| ("mkdirat_fd_test".to_string(), p.clone()))
-                        .collect(),
-                    description: format!(
-                        "{} ({} + {}, {})",
+                let k = super::kernel_choice::from_build(
+                    &a,
+                    format!(
+                        "{} ({} + {}, {} profile, {})",
                         a.manifest.kernel_release,
                         a.manifest.base,
                         req.series.as_deref().unwrap_or_default().join(" + "),
+                        a.manifest.profile.name,
                         if a.reused { "unchanged" } else { "built" }
                     ),
-                };
+                );
                 slot.artifacts = Some(a);
                 Ok(k)
             }
@@ -877,10 +1022,9 @@ async fn kernel_only(
     }
 }
 
-fn scenario_source(c: &Compiled) -> ScenarioSource {
-    let root = gasbench_engine::agent_build::source_root();
+fn scenario_source(c: &Compiled, root: &Path) -> ScenarioSource {
     let file = Path::new(&c.origin)
-        .strip_prefix(&root)
+        .strip_prefix(root)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| c.origin.clone());
     ScenarioSource {

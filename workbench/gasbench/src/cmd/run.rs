@@ -25,14 +25,16 @@ pub struct Args {
     json: bool,
 }
 
-pub(crate) fn default_suite() -> PathBuf {
-    gasbench_engine::agent_build::source_root().join("scenarios")
+/// The default suite: `scenarios/` of gasbench's data.
+pub(crate) fn default_suite(g: &Globals) -> miette::Result<PathBuf> {
+    Ok(g.data()?.scenarios())
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
+    args.vm.talk.apply();
     // Every scenario is checked before anything starts.
     let paths = if args.scenarios.is_empty() {
-        vec![default_suite()]
+        vec![default_suite(g)?]
     } else {
         args.scenarios.clone()
     };
@@ -64,8 +66,12 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
     // A given image is checked now; the patched kernel is built (or
     // found unchanged) as the run's first stage.
-    args.kernel.prebuilt().map_err(|e| miette!("{e}"))?;
-    let kernel = args.kernel.provider(&runtime, &g.cache);
+    // A bad image is the user's input, like a bad scenario: exit 2.
+    if let Err(e) = args.kernel.prebuilt() {
+        super::eprint_report(&miette!("{e}"));
+        return Ok(exit::code(exit::BAD_INPUT));
+    }
+    let kernel = args.kernel.provider(g, &runtime)?;
 
     let runs = args.vm.runs_dir(g);
     let label = if args.scenarios.is_empty() {
@@ -102,13 +108,15 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
 
     // What was checked out: the base and every series gasbench knows
     // (the kernel stage's default), unless a prebuilt --kernel was given.
-    let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
+    let checkout = g
+        .kernel_dir()
         .map(|k| super::checkout::of_all(&k))
         .unwrap_or_default();
     // The summary is printed whatever could be written: on a full disk it
     // is the only whole record of the verdicts.
     let (results, unwritten) =
         super::headless::write_results(&run_dir, summary, &checkout, args.vm.kcidb.as_deref());
+    super::headless::record_proofs(g, &run_dir, summary);
     if args.json {
         println!("{}", gasbench_termsafe::json(&results));
     } else {

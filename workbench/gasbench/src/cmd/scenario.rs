@@ -18,9 +18,9 @@ pub struct Args {
 enum Sub {
     /// Validate scenario files (or every *.toml in a directory) without a
     /// VM; report every problem with its line and column. Exit 1 if any
-    /// file has a problem.
+    /// file has a problem. With no FILE, the default suite.
     Check {
-        #[arg(required = true, value_name = "FILE")]
+        #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Print what a scenario compiles to: steps, sync points and host
@@ -34,8 +34,13 @@ enum Sub {
     },
 }
 
-pub fn run(_globals: &Globals, args: Args) -> miette::Result<ExitCode> {
+pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
     match args.cmd {
+        Sub::Check { files } if files.is_empty() => {
+            let suite = super::run::default_suite(g)?;
+            say!("scenario check: the default suite, {}", suite.display());
+            check(&[suite])
+        }
         Sub::Check { files } => check(&files),
         Sub::Show { file, json } => show(&file, json),
     }
@@ -214,6 +219,14 @@ fn render(c: &Compiled) -> String {
         if let Some(cap) = &info.capture {
             extra.push(format!("capture {cap}"));
         }
+        if let Some(i) = &info.inject {
+            extra.push(format!(
+                "inject {} faults #{}..#{}",
+                i.fault.name(),
+                i.first,
+                i.last
+            ));
+        }
         extra.push(format!("timeout {:?}", info.timeout));
         let _ = writeln!(s, "{pad}  {}", extra.join(", "));
         for e in p.expectations.iter().filter(|e| e.step == info.id) {
@@ -248,6 +261,12 @@ fn render(c: &Compiled) -> String {
                 Check::Host { ok } => {
                     format!("host action {}", if *ok { "succeeds" } else { "fails" })
                 }
+                Check::Report { kinds } => format!("report = {}", kinds.join(" or ")),
+                Check::Leaks { matcher } => format!("kernel.leaks {}", op_first(matcher)),
+                Check::Injected { errnos } => format!(
+                    "each injected attempt: success or {}, nothing left behind (default)",
+                    errnos.join(" or ")
+                ),
             };
             let _ = writeln!(s, "{pad}  expect {text}");
         }

@@ -12,10 +12,13 @@ pub struct Args {
     /// Debian mirror for the toolroot [default: the host's own apt mirror]
     #[arg(long, env = "GASBENCH_MIRROR", value_name = "URL")]
     mirror: Option<String>,
+    #[command(flatten)]
+    talk: super::progress::Talk,
 }
 
 /// Prints steps as they begin, and a step's status line at most every
-/// couple of seconds, so a CI log shows progress without drowning.
+/// couple of seconds, so a CI log shows progress without drowning
+/// (through the one reporter).
 struct Printer {
     step_started: Instant,
     last_status: Instant,
@@ -24,20 +27,21 @@ struct Printer {
 impl Progress for Printer {
     fn step(&mut self, text: &str) {
         self.step_started = Instant::now();
-        eprintln!("setup: {text}");
+        super::progress::reporter().line(&format!("setup: {text}"));
     }
     fn status(&mut self, text: &str) {
         if self.last_status.elapsed().as_secs() >= 2 {
             self.last_status = Instant::now();
-            eprintln!(
+            super::progress::reporter().line(&format!(
                 "setup:   [{:>4}s] {text}",
                 self.step_started.elapsed().as_secs()
-            );
+            ));
         }
     }
 }
 
 pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
+    args.talk.apply();
     provision(g, args.mirror)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -49,11 +53,11 @@ pub fn ready_runtime(g: &Globals) -> miette::Result<gasbench_env::Runtime> {
     if let gasbench_env::Runtime::Toolroot(root) = &runtime {
         let state = root.state();
         if !state.is_ready() {
-            eprintln!(
+            super::progress::reporter().line(&format!(
                 "gasbench: the toolroot at {} is {}; provisioning it first",
                 root.path().display(),
                 state.describe()
-            );
+            ));
             provision(g, None)?;
         }
     }
@@ -71,7 +75,7 @@ fn provision(g: &Globals, mirror: Option<String>) -> miette::Result<()> {
         last_status: Instant::now(),
     };
     let report = setup(&opts, &mut printer).map_err(|e| miette::miette!("{e}"))?;
-    eprintln!(
+    super::progress::reporter().line(&format!(
         "setup: runtime {} ({}); {}; {:.1} s; log {}",
         report.runtime.name(),
         report.reason,
@@ -82,6 +86,6 @@ fn provision(g: &Globals, mirror: Option<String>) -> miette::Result<()> {
         },
         report.elapsed_ms as f64 / 1000.0,
         report.log.display()
-    );
+    ));
     Ok(())
 }

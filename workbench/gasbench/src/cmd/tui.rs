@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gasbench_engine::pipeline::{AccelPref, RunSettings};
+use gasbench_engine::pipeline::RunSettings;
 use gasbench_engine::service::{self, Request, Which};
 use gasbench_events::run::RunEvent;
 use gasbench_trace::{RunDir, RunSummary};
@@ -20,6 +20,9 @@ use crate::cmd::kernel_choice::KernelArgs;
 struct EngineController {
     tx: UnboundedSender<Request>,
     suite: Vec<String>,
+    /// The kernel profile the next build uses, and the ones to cycle.
+    profile: std::sync::Arc<std::sync::Mutex<String>>,
+    profiles: Vec<String>,
 }
 
 impl EngineController {
@@ -43,6 +46,17 @@ impl Controller for EngineController {
     fn rebuild_kernel(&mut self) -> Result<(), ControlError> {
         self.send(Request::Rebuild)
     }
+    fn next_profile(&mut self) -> Result<(), ControlError> {
+        if self.profiles.len() < 2 {
+            return Err(ControlError("only one kernel profile is defined".into()));
+        }
+        {
+            let mut p = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+            let i = self.profiles.iter().position(|x| *x == *p).unwrap_or(0);
+            *p = self.profiles[(i + 1) % self.profiles.len()].clone();
+        }
+        self.send(Request::Rebuild)
+    }
     fn stop_vm(&mut self) -> Result<(), ControlError> {
         self.send(Request::StopVm)
     }
@@ -59,8 +73,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         ));
     }
     kernel.prebuilt().map_err(|e| miette!("{e}"))?;
-    let files =
-        super::scenario::expand(&[gasbench_engine::agent_build::source_root().join("scenarios")]);
+    let files = super::scenario::expand(&[super::run::default_suite(g)?]);
     let suite = match super::scenario::load_all(&files) {
         Ok(s) => s,
         Err(bad) => {
@@ -69,14 +82,31 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         }
     };
     let runtime = super::setup::ready_runtime(g)?;
-    let provider = kernel.provider(&runtime, &g.cache);
+    if kernel.kernel.is_none() {
+        // A profile name that does not exist is refused here, not after
+        // the TUI has taken the terminal.
+        let kdir = g.kernel_dir()?;
+        gasbench_kbuild::profile::profile(&kdir, &kernel.profile(g))
+            .map_err(super::kernel::diagnostic)?;
+    }
+    let profile = std::sync::Arc::new(std::sync::Mutex::new(kernel.profile(g)));
+    let profiles = match &kernel.kernel {
+        Some(_) => Vec::new(),
+        None => g
+            .kernel_dir()
+            .ok()
+            .and_then(|k| gasbench_kbuild::profile::names(&k).ok())
+            .unwrap_or_default(),
+    };
+    let provider = kernel.provider_with(g, &runtime, profile.clone())?;
     let run_dir = RunDir::create(&g.cache.root().join("runs"), "tui").into_diagnostic()?;
     let settings = RunSettings {
         isolate: false,
-        accel: AccelPref::Auto,
-        memory_mib: 512,
-        cpus: 2,
+        accel: super::headless::accel_pref(&g.config.accel.value),
+        memory_mib: g.config.memory_mib.value,
+        cpus: g.config.cpus.value,
         ready_timeout: Duration::from_secs(120),
+        agent_source: super::headless::agent_source(g),
         cache: g.cache.clone(),
         runtime,
         run_dir: run_dir.path().to_path_buf(),
@@ -106,7 +136,12 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
         // The service holds the bus from here: when it ends, the bus
         // closes and the TUI knows the pipeline has stopped.
         drop(sink);
-        let controller = EngineController { tx, suite: names };
+        let controller = EngineController {
+            tx,
+            suite: names,
+            profile,
+            profiles,
+        };
         let tui = gasbench_tui::run_live(Live {
             events,
             log,
@@ -140,7 +175,8 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
     // The same files a headless run leaves, each whole or not at all.
     if let Ok((events, _)) = gasbench_trace::log::read_all(&run_dir.events()) {
         let summary = RunSummary::from_events(&events);
-        let checkout = gasbench_kbuild::layout::KernelDir::locate(None)
+        let checkout = g
+            .kernel_dir()
             .map(|k| super::checkout::of_all(&k))
             .unwrap_or_default();
         let (_, unwritten) = super::headless::write_results(&run_dir, &summary, &checkout, None);
