@@ -127,38 +127,34 @@ fn the_debug_kernels_detectors_fire_and_their_reports_reach_the_step() {
     }
 }
 
+/// The console of the one run in `runs`.
+fn console_of(runs: &Path) -> String {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("console.log"))
+        .find(|p| p.is_file())
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .unwrap_or_default()
+}
+
 #[test]
 fn the_race_kernels_kcsan_fires_and_its_report_reaches_the_step() {
     let runs = tempfile::tempdir().unwrap();
     let file = scenarios_dir().join("detectors_race.toml");
     let (code, s, stderr) = run(&["--profile", "race", file.to_str().unwrap()], runs.path());
     assert_eq!(s["profile"]["name"], "race", "{s:#}");
-    // KCSAN needs two CPUs to see two threads meet. A guest that has one
-    // (this host's q35 guests come up with one CPU: the guest kernel has
-    // no ACPI and the MP table lists the boot CPU only) cannot prove it:
-    // the probe says so on the console, and the run must say KCSAN was
-    // not proven rather than pass.
-    let console = std::fs::read_dir(runs.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("console.log"))
-        .find(|p| p.is_file())
-        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-        .unwrap_or_default();
-    if console.contains("DATA_RACE needs two online CPUs") {
-        eprintln!("KCSAN cannot be proven here: the guest has one CPU");
-        assert_eq!(code, Some(1), "{stderr}\n{s:#}");
-        assert!(reports(&s, "kcsan").is_empty(), "{s:#}");
-        assert!(
-            !s["proven"]
-                .as_array()
-                .is_some_and(|p| p.iter().any(|x| x["detector"] == "kcsan")),
-            "{s:#}"
-        );
-        // The race profile arms KCSAN and this run proved none of it.
-        assert_eq!(s["profile"]["detectors"][0], "kcsan", "{s:#}");
-        return;
-    }
+    // KCSAN needs two CPUs to see two threads meet; the guest has two (its
+    // kernel finds them in ACPI's MADT).
+    let console = console_of(runs.path());
+    assert!(
+        console.contains("Allowing 2 present CPUs"),
+        "the guest should come up with two CPUs:\n{console}"
+    );
+    assert!(
+        !console.contains("DATA_RACE needs two online CPUs"),
+        "{console}"
+    );
     assert_eq!(code, Some(0), "{stderr}\n{s:#}");
     let found = reports(&s, "kcsan");
     assert!(!found.is_empty(), "{s:#}");
@@ -175,6 +171,33 @@ fn the_race_kernels_kcsan_fires_and_its_report_reaches_the_step() {
             .any(|f| f["function"] == "provoke_racer"),
         "{r:#}"
     );
+}
+
+/// On one CPU KCSAN cannot see two threads meet: the probe says so on the
+/// console, and the run says KCSAN was not proven rather than pass.
+#[test]
+fn on_one_cpu_the_race_probe_says_kcsan_is_not_proven() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = scenarios_dir().join("detectors_race.toml");
+    let (code, s, stderr) = run(
+        &["--profile", "race", "--cpus", "1", file.to_str().unwrap()],
+        runs.path(),
+    );
+    let console = console_of(runs.path());
+    assert!(
+        console.contains("DATA_RACE needs two online CPUs"),
+        "{console}"
+    );
+    assert_eq!(code, Some(1), "{stderr}\n{s:#}");
+    assert!(reports(&s, "kcsan").is_empty(), "{s:#}");
+    assert!(
+        !s["proven"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x["detector"] == "kcsan")),
+        "{s:#}"
+    );
+    // The race profile arms KCSAN and this run proved none of it.
+    assert_eq!(s["profile"]["detectors"][0], "kcsan", "{s:#}");
 }
 
 #[test]

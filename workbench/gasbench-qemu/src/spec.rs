@@ -197,9 +197,10 @@ pub fn qemu_args(spec: &VmSpec, fds: &QemuFds, sandbox: bool) -> Vec<OsString> {
         ],
     );
     // q35 hands PCI hotplug to ACPI by default, and then its root ports
-    // do not report a card present to a guest without ACPI: the guest's
-    // pciehp says "Card not present", powers the slot off and ignores
-    // device_del. Native PCIe hotplug works with or without ACPI.
+    // do not report a card present to the guest's native pciehp (it says
+    // "Card not present", powers the slot off and ignores device_del).
+    // With ACPI hotplug off, QEMU's _OSC grants the guest native PCIe
+    // hotplug, which the hotplug scenarios are written against.
     push(
         &mut a,
         &[
