@@ -95,6 +95,9 @@ pub struct Live {
     /// The run's `events.jsonl` (need not exist yet).
     pub log: PathBuf,
     pub controller: Box<dyn Controller>,
+    /// Colours or monochrome (`--color`, NO_COLOR): [`Theme::from_env`]
+    /// when the caller has nothing more to say.
+    pub theme: Theme,
 }
 
 /// A forwarder for `gasbench_trace::log::record` and the stream the TUI
@@ -103,7 +106,7 @@ pub struct Live {
 /// ```text
 /// let (forward, tui_events) = gasbench_tui::tap();
 /// tokio::spawn(async move { log::record(bus, &log, forward).await });
-/// gasbench_tui::run_live(Live { events: tui_events, log, controller }).await?;
+/// gasbench_tui::run_live(Live { events: tui_events, log, controller, theme }).await?;
 /// ```
 pub fn tap() -> (impl FnMut(&Event) + Send + 'static, EventStream) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -134,11 +137,7 @@ pub const QUIT_GRACE: Duration = Duration::from_secs(15);
 /// Run the TUI on a live pipeline until the user quits and the pipeline
 /// has stopped (or was left at once: see [`TuiEnd`]).
 pub async fn run_live(live: Live) -> Result<TuiEnd, TuiError> {
-    let mut model = Model::new(
-        Mode::Live,
-        Theme::from_env(),
-        Box::new(DiskEvents::new(&live.log)),
-    );
+    let mut model = Model::new(Mode::Live, live.theme, Box::new(DiskEvents::new(&live.log)));
     model.bus_closed = false;
     model.suite = live.controller.suite();
     let feed = replay::from_bus(live.events);
@@ -156,7 +155,7 @@ pub async fn run_live(live: Live) -> Result<TuiEnd, TuiError> {
 
 /// Browse a past run: its `events.jsonl`, read on a thread; with
 /// `follow`, a run still going is followed to its end (`open --follow`).
-pub async fn run_browse(run_dir: &Path, follow: bool) -> Result<TuiEnd, TuiError> {
+pub async fn run_browse(run_dir: &Path, follow: bool, theme: Theme) -> Result<TuiEnd, TuiError> {
     let log = run_dir.join(gasbench_trace::run_dir::EVENTS);
     let feed = replay::from_log(&log, follow).map_err(|source| TuiError::Open {
         path: log.display().to_string(),
@@ -166,7 +165,7 @@ pub async fn run_browse(run_dir: &Path, follow: bool) -> Result<TuiEnd, TuiError
         Mode::Browse {
             path: run_dir.display().to_string(),
         },
-        Theme::from_env(),
+        theme,
         Box::new(store::MemEvents::default()),
     );
     let mut guard = term::setup()?;

@@ -59,7 +59,11 @@ pub fn run(g: &Globals, args: Args) -> miette::Result<ExitCode> {
         .build()
         .into_diagnostic()?;
     let end = rt
-        .block_on(gasbench_tui::run_browse(dir.path(), args.follow))
+        .block_on(gasbench_tui::run_browse(
+            dir.path(),
+            args.follow,
+            super::progress::reporter().tui_theme(),
+        ))
         .into_diagnostic()
         .wrap_err_with(|| format!("browsing {}", dir.path().display()))?;
     Ok(match end.signal {

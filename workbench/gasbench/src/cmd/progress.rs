@@ -97,6 +97,9 @@ pub struct Reporter {
     started: Instant,
     mode: Mode,
     color: bool,
+    /// `--color` and NO_COLOR, for the TUI, which draws on the terminal
+    /// it owns whatever stderr is.
+    tui_color: bool,
     verbosity: Mutex<Verbosity>,
     build: Mutex<Option<Build>>,
     /// The terminal belongs to the guest (`gasbench shell`): nothing of
@@ -112,14 +115,16 @@ pub fn init(color: ColorChoice) -> &'static Reporter {
         let terminal = std::io::stderr().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-        Reporter::new(
+        let mut r = Reporter::new(
             if terminal && !ci {
                 Mode::Bar
             } else {
                 Mode::Plain
             },
             color.enabled(terminal, no_color),
-        )
+        );
+        r.tui_color = color.enabled(true, no_color);
+        r
     })
 }
 
@@ -134,6 +139,7 @@ impl Reporter {
             started: Instant::now(),
             mode,
             color,
+            tui_color: color,
             verbosity: Mutex::new(Verbosity::Normal),
             build: Mutex::new(None),
             muted: std::sync::atomic::AtomicBool::new(false),
@@ -142,6 +148,16 @@ impl Reporter {
 
     pub fn color(&self) -> bool {
         self.color
+    }
+
+    /// The TUI's theme: colours unless `--color never`, or NO_COLOR with
+    /// `--color auto`.
+    pub fn tui_theme(&self) -> gasbench_tui::Theme {
+        if self.tui_color {
+            gasbench_tui::Theme::colored()
+        } else {
+            gasbench_tui::Theme::mono()
+        }
     }
 
     /// Print nothing until unmuted (the terminal is the guest's).

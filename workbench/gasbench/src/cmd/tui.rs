@@ -146,6 +146,7 @@ pub fn run(g: &Globals, kernel: KernelArgs) -> miette::Result<ExitCode> {
             events,
             log,
             controller: Box::new(controller),
+            theme: super::progress::reporter().tui_theme(),
         })
         .await;
         match &tui {
