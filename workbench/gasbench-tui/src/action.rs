@@ -50,6 +50,10 @@ pub enum Action {
     ScrollDetail(isize),
     Escape,
     StartFilter,
+    /// `n` / `N`: the next or previous row the pane's last filter matches.
+    NextMatch {
+        forward: bool,
+    },
     /// `y`: copy the selected call, decoded, with its register accesses.
     Copy,
     FilterChar(char),
@@ -175,7 +179,68 @@ fn focus(m: &mut Model, pane: Pane) {
     }
 }
 
+/// Which of [`Model::searches`] belongs to `pane`.
+fn search_slot(pane: Pane) -> Option<usize> {
+    match pane {
+        Pane::Trace => Some(0),
+        Pane::Console => Some(1),
+        Pane::Build => Some(2),
+        _ => None,
+    }
+}
+
+/// `n`/`N`: move to the next (previous) row of the focused pane that its
+/// last filter matches, among the rows it shows now: with the filter
+/// still on that is the next row; with it cleared (`/` then Esc) the
+/// matches are seen among the lines around them.
+fn next_match(m: &mut Model, forward: bool) {
+    let pane = m.focus;
+    let Some(search) = search_slot(pane)
+        .map(|k| m.searches[k].clone())
+        .filter(|s| !s.is_empty())
+    else {
+        info(
+            m,
+            "n/N: no search yet here: / to filter the trace, console or build log",
+        );
+        return;
+    };
+    let len = list_len(m, pane);
+    let rows = layout::list_rows(m, pane);
+    let (from, _) = cursor_mut(m, pane).window(len, rows);
+    let found = if len == 0 {
+        None
+    } else {
+        match pane {
+            Pane::Trace => {
+                let f = TraceFilter::parse(&search);
+                crate::model::next_hit(len, from, forward, |i| m.trace.visible_matches(i, &f))
+            }
+            Pane::Console => crate::model::next_hit(len, from, forward, |i| {
+                m.console.visible_matches(i, &search)
+            }),
+            _ => crate::model::next_hit(len, from, forward, |i| {
+                m.build_log.visible_matches(i, &search)
+            }),
+        }
+    };
+    match found {
+        Some(i) => {
+            cursor_mut(m, pane).select(i, len, rows);
+            if pane == Pane::Trace {
+                m.expanded = false;
+            }
+        }
+        None => info(m, &format!("no match for \"{search}\"")),
+    }
+}
+
 fn apply_filter(m: &mut Model, pane: Pane, text: &str) {
+    if let Some(k) = search_slot(pane)
+        && !text.is_empty()
+    {
+        m.searches[k] = text.to_string();
+    }
     match pane {
         Pane::Trace => {
             m.trace.set_filter(TraceFilter::parse(text));
@@ -291,6 +356,7 @@ pub fn update(m: &mut Model, action: Action) -> Vec<Effect> {
             Pane::Scenarios => focus(m, Pane::Trace),
             _ => {}
         },
+        Action::NextMatch { forward } => next_match(m, forward),
         Action::Copy => {
             let Some(text) = crate::view::trace::copy_text(m) else {
                 info(m, "nothing to copy: select a call in the trace (3)");
@@ -542,5 +608,45 @@ mod tests {
         update(&mut m, Action::Focus(Pane::Device));
         update(&mut m, Action::StartFilter);
         assert_eq!(m.focus, Pane::Trace);
+    }
+
+    /// `/warn`, Esc: every line is back, and n/N step through the lines
+    /// that matched, wrapping at the ends; with no search yet they say so.
+    #[test]
+    fn n_and_shift_n_jump_between_the_last_filters_matches_in_context() {
+        use crate::model::Severity;
+        let mut m = browse();
+        for (i, text) in ["boot", "WARNING: a", "probe", "probe", "WARNING: b", "end"]
+            .iter()
+            .enumerate()
+        {
+            m.console.push(i as u64, Severity::Normal, text.to_string());
+        }
+        update(&mut m, Action::Focus(Pane::Console));
+        update(&mut m, Action::NextMatch { forward: true });
+        assert!(m.status.as_ref().unwrap().text.contains("no search yet"));
+        update(&mut m, Action::StartFilter);
+        for c in "warning".chars() {
+            update(&mut m, Action::FilterChar(c));
+        }
+        update(&mut m, Action::FilterCancel);
+        assert_eq!(m.console.visible_len(), 6);
+        let selected = |m: &mut Model| {
+            let len = m.console.visible_len();
+            m.console.cursor.window(len, 10).0
+        };
+        update(&mut m, Action::Top);
+        update(&mut m, Action::NextMatch { forward: true });
+        assert_eq!(selected(&mut m), 1);
+        update(&mut m, Action::NextMatch { forward: true });
+        assert_eq!(selected(&mut m), 4);
+        update(&mut m, Action::NextMatch { forward: true });
+        assert_eq!(selected(&mut m), 1, "wraps to the first match");
+        update(&mut m, Action::NextMatch { forward: false });
+        assert_eq!(selected(&mut m), 4, "N wraps back to the last");
+        m.searches[1] = "nowhere".into();
+        update(&mut m, Action::NextMatch { forward: true });
+        assert!(m.status.as_ref().unwrap().text.contains("no match"));
+        assert_eq!(selected(&mut m), 4);
     }
 }

@@ -48,8 +48,8 @@ pub const BINDINGS: &[Binding] = &[
         what: "trace, call expanded: scroll its detail (j/k still move)",
     },
     Binding {
-        keys: "/",
-        what: "filter the trace, console or build log",
+        keys: "/ n N",
+        what: "filter trace, console or build log; n N: next/prev match",
     },
     Binding {
         keys: "y",
@@ -93,7 +93,7 @@ pub const BINDINGS: &[Binding] = &[
 pub const FILTER_HELP: &[&str] = &[
     "trace filter: words match the call name or errno; every term must hold",
     "  fd:3  t:2 (thread)  step:4  err  ok  regs (touched the device)  !word (not)",
-    "while typing: Enter keeps the filter, Esc clears it",
+    "while typing: Enter keeps the filter, Esc clears it (n N still find it)",
 ];
 
 /// The action for a key, given what is on screen.
@@ -147,6 +147,8 @@ pub fn map(m: &Model, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('K') => Action::ScrollDetail(-1),
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Char('y') => Action::Copy,
+        KeyCode::Char('n') => Action::NextMatch { forward: true },
+        KeyCode::Char('N') => Action::NextMatch { forward: false },
         KeyCode::Esc => Action::Escape,
         KeyCode::Char('z') => Action::ToggleZoom,
         KeyCode::Char('r') => Action::RunSelected,

@@ -144,6 +144,36 @@ impl Cursor {
     pub fn bottom(&mut self) {
         self.follow = true;
     }
+
+    /// Select row `i` of `len` (out of follow mode), scrolled so that it
+    /// shows in a window of `rows`.
+    pub fn select(&mut self, i: usize, len: usize, rows: usize) {
+        self.follow = false;
+        self.selected = i;
+        let (sel, off) = self.window(len, rows);
+        self.selected = sel;
+        self.offset = off;
+    }
+}
+
+/// The next position after `from` (before it when not `forward`) among
+/// `len` rows where `hit` holds, wrapping around the end: how `n` and
+/// `N` step through matches.
+pub fn next_hit(
+    len: usize,
+    from: usize,
+    forward: bool,
+    hit: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    (1..=len)
+        .map(|k| {
+            if forward {
+                (from + k) % len
+            } else {
+                (from + len * 2 - k) % len
+            }
+        })
+        .find(|&i| hit(i))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,6 +300,13 @@ impl LogView {
 
     pub fn visible_len(&self) -> usize {
         self.visible.as_ref().map_or(self.lines.len(), Vec::len)
+    }
+
+    /// Whether the line shown at position `i` contains `search`.
+    pub fn visible_matches(&self, i: usize, search: &str) -> bool {
+        let search = search.to_ascii_lowercase();
+        self.visible_line(i)
+            .is_some_and(|l| Self::matches(&search, l))
     }
 
     pub fn visible_line(&self, i: usize) -> Option<&LogLine> {
@@ -536,6 +573,10 @@ pub struct Model {
     pub zoom: bool,
     pub help: bool,
     pub input: Option<FilterInput>,
+    /// The last filter typed in each of the trace, the console and the
+    /// build log, kept when the filter is cleared: `n`/`N` jump between
+    /// its matches with everything else in view.
+    pub searches: [String; 3],
     pub status: Option<Status>,
     /// Quit was asked for; waiting for the pipeline to stop the VM.
     pub quitting: bool,
@@ -590,6 +631,7 @@ impl Model {
             zoom: false,
             help: false,
             input: None,
+            searches: Default::default(),
             status: None,
             quitting: false,
             viewport: Viewport::default(),

@@ -516,6 +516,12 @@ impl TraceStore {
         (self.scenario != 0).then(|| self.strings.get(self.scenario))
     }
 
+    /// Whether the row shown at position `i` is one `f` matches.
+    pub fn visible_matches(&self, i: usize, f: &TraceFilter) -> bool {
+        self.visible_row(i)
+            .is_some_and(|(_, row)| f.matches(row, &self.strings, &self.lower_names))
+    }
+
     /// How many rows the filter shows.
     pub fn visible_len(&self) -> usize {
         self.visible.as_ref().map_or(self.rows.len(), Vec::len)
