@@ -231,7 +231,7 @@ fn next_match(m: &mut Model, forward: bool) {
                 m.expanded = false;
             }
         }
-        None => info(m, &format!("no match for \"{search}\"")),
+        None => info(m, format!("no match for \"{search}\"")),
     }
 }
 
