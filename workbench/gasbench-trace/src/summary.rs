@@ -494,15 +494,27 @@ impl RunSummary {
 
     /// Whether a console line belongs to a report a step asked for (a
     /// detector proven on purpose): that report is no crash of the kernel
-    /// under test.
+    /// under test, and neither is another of the same kind the same step
+    /// provoked (two threads racing on purpose give KCSAN more than one
+    /// pair to report: the racers with each other, and a racer with the
+    /// scheduler code that ran beside it).
     fn in_proof(&self, line: &str) -> bool {
         let body = printk_body(line);
-        self.proven.iter().any(|p| {
-            self.reports
-                .iter()
-                .filter(|r| r.report.id == p.report)
-                .any(|r| r.report.text.iter().any(|t| printk_body(t) == body))
-        })
+        let provoked = |r: &ReportSeen| {
+            self.proven.iter().any(|p| {
+                r.report.id == p.report
+                    || (r.report.attribution.scenario.as_deref() == Some(p.scenario.as_str())
+                        && r.report.attribution.step == Some(p.step)
+                        && self
+                            .reports
+                            .iter()
+                            .any(|q| q.report.id == p.report && q.report.kind == r.report.kind))
+            })
+        };
+        self.reports
+            .iter()
+            .filter(|r| provoked(r))
+            .any(|r| r.report.text.iter().any(|t| printk_body(t) == body))
     }
 
     /// What the run says about the kernel under test, apart from what it
@@ -699,6 +711,38 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(proof.verdict(), RunVerdict::Clean);
+        // A second report of the kind proven, by the step that proved it,
+        // is the same provocation; one of that kind from another step, or
+        // of another kind from the step, is not.
+        let first = proof.reports[0].report.clone();
+        let second = |id: u32, kind, step: u32| ReportSeen {
+            report: KernelReport {
+                id,
+                kind,
+                title: format!("BUG: report {id}"),
+                text: vec![format!("BUG: report {id}")],
+                attribution: Attribution {
+                    scenario: Some("detectors-debug".into()),
+                    step: Some(step),
+                    ..Attribution::default()
+                },
+                ..first.clone()
+            },
+            count: 1,
+            again: vec![],
+        };
+        use gasbench_events::report::ReportKind;
+        proof
+            .kernel_warnings
+            .push("[   41.6][   T28] BUG: report 2".into());
+        proof.reports.push(second(2, ReportKind::Kasan, 4));
+        assert_eq!(proof.verdict(), RunVerdict::Clean);
+        proof.reports[1] = second(2, ReportKind::Kasan, 5);
+        assert_eq!(proof.verdict(), RunVerdict::Findings);
+        proof.reports[1] = second(2, ReportKind::Ubsan, 4);
+        assert_eq!(proof.verdict(), RunVerdict::Findings);
+        proof.reports.pop();
+        proof.kernel_warnings.pop();
         proof.proven.clear();
         assert_eq!(proof.verdict(), RunVerdict::Findings);
         // A run that never finished is no verdict on the kernel.
