@@ -36,7 +36,7 @@ fn install() -> Installed {
 
 impl Installed {
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        output(self.command(args))
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -48,6 +48,23 @@ impl Installed {
             .env("HOME", &self.home)
             .env("GASBENCH_CACHE", &self.cache);
         c
+    }
+}
+
+/// Run `c` to its end. The binary was copied moments ago: while another
+/// test thread forks, its child holds every descriptor open until it
+/// execs, the copy's write descriptor too, and exec of the copy then
+/// fails with ETXTBSY. That window is short; try again.
+fn output(mut c: Command) -> Output {
+    let mut tries = 0;
+    loop {
+        match c.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r.unwrap(),
+        }
     }
 }
 
@@ -121,11 +138,9 @@ fn an_installed_binary_says_where_its_data_came_from() {
     // The same binary inside a checkout still uses its own copy: data is
     // never guessed from the current directory.
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = i
-        .command(&["config"])
-        .current_dir(&checkout)
-        .output()
-        .unwrap();
+    let mut c = i.command(&["config"]);
+    c.current_dir(&checkout);
+    let out = output(c);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("data: embedded in the binary"),
         "{}",
@@ -142,11 +157,9 @@ fn a_cache_that_cannot_be_written_unpacks_into_the_users_cache() {
     let i = install();
     let blocked = i.elsewhere.join("not-a-dir");
     std::fs::write(&blocked, "").unwrap();
-    let out = i
-        .command(&["scenario", "check"])
-        .env("GASBENCH_CACHE", &blocked)
-        .output()
-        .unwrap();
+    let mut c = i.command(&["scenario", "check"]);
+    c.env("GASBENCH_CACHE", &blocked);
+    let out = output(c);
     assert!(out.status.success(), "{}", text(&out));
     unpacked_under(&i.home.join(".cache/gasbench"));
 }
