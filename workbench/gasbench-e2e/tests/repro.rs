@@ -46,10 +46,15 @@ fn repro(args: &[&str], runs: &Path, limit: Duration) -> (Option<i32>, String, S
     // (a cross toolchain compiling each patch, minutes cold) is chosen by
     // a unit test and its report by the review's fixture tests. Here they
     // would only make the tier longer.
-    if !args.iter().any(|a| a.contains("explore")) {
+    // Flags only: a path may contain these words (a checkout in
+    // `wt-explore/` did, and the explorer ran in every repro test).
+    if !args
+        .iter()
+        .any(|a| a.starts_with("--explore") || *a == "--no-explore")
+    {
         cmd.arg("--no-explore");
     }
-    if !args.iter().any(|a| a.contains("cross-arch")) {
+    if !args.iter().any(|a| a.ends_with("cross-arch")) {
         cmd.arg("--no-cross-arch");
     }
     cmd.arg("--runs")
