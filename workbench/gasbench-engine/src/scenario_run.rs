@@ -397,7 +397,9 @@ pub async fn run_scenario(
         sink.emit(RunEvent::Expectation {
             scenario: name.clone(),
             step: v.step.unwrap_or(0),
-            what: format!("line {}: {}: {}", v.line, v.step_name, v.what),
+            line: u32::try_from(v.line).unwrap_or(u32::MAX),
+            step_name: v.step_name.clone(),
+            what: v.what.clone(),
             expected: v.expected.clone(),
             actual: v.actual.clone(),
             held: v.held,

@@ -76,6 +76,23 @@ pub struct ProfileChoice {
     pub about: String,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// How an expectation is named wherever a person reads it (the summary
+/// table, junit, KTAP, KCIDB, the TUI): `line 40: the selftest cleaned up
+/// after itself: out.names`. Made here, once, from the parts the compiler
+/// knew; nothing parses it back. A log recorded before the parts were
+/// carried has no step name, and its `what` is already this text.
+pub fn expectation_title(line: u32, step_name: &str, what: &str) -> String {
+    if step_name.is_empty() {
+        what.to_string()
+    } else {
+        format!("line {line}: {step_name}: {what}")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunEvent {
@@ -120,10 +137,18 @@ pub enum RunEvent {
         scenario: String,
         steps: u32,
     },
-    /// One expectation checked.
+    /// One expectation checked: at `line` of the scenario file, in the
+    /// step called `step_name` (`(whole run)` for a rule of the whole
+    /// scenario), `what` it checked (`errno`, `out.names`).
     Expectation {
         scenario: String,
         step: u32,
+        /// 0 for a rule of the whole scenario (and in logs recorded before
+        /// lines were carried here, whose `what` holds the location).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        line: u32,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_name: String,
         what: String,
         expected: String,
         actual: String,

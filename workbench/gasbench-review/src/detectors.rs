@@ -9,7 +9,6 @@ use gasbench_trace::RunSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::report::{Finding, ScenarioSource, Severity};
-use crate::scenario_text::split_location;
 
 /// One run of the review: its kernel profile is in its summary.
 pub struct ProfileRun<'a> {
@@ -98,7 +97,7 @@ fn location_of(s: &RunSummary, r: &KernelReport, scenarios: &[ScenarioSource]) -
         .expectations
         .iter()
         .find(|e| e.actual.starts_with(&tag))
-        .and_then(|e| split_location(&e.what).0);
+        .and_then(|e| e.scenario_line());
     match (file, line) {
         (Some(f), Some(l)) => Some(format!("{f}:{l}")),
         (Some(f), None) => Some(f),
@@ -119,7 +118,7 @@ fn step_location(
         .expectations
         .iter()
         .filter(|e| e.step == step)
-        .find_map(|e| split_location(&e.what).0);
+        .find_map(|e| e.scenario_line());
     Some(match line {
         Some(l) => format!("{file}:{l}"),
         None => file,

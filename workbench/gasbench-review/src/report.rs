@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detectors::{Detectors, ProfileRun};
 use crate::resolve::Target;
-use crate::scenario_text::{comment_above, leading_comment, split_location};
+use crate::scenario_text::{comment_above, leading_comment};
 
 /// How much a finding matters to the reviewer; most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -701,14 +701,14 @@ fn scenario_verdicts(summary: &RunSummary, sources: &[ScenarioSource]) -> Vec<Sc
             let failures = sc
                 .failed_expectations()
                 .map(|e| {
-                    let (line, what) = split_location(&e.what);
+                    let line = e.scenario_line().map(|l| l as usize);
                     FailedExpectation {
                         location: match (src, line) {
                             (Some(s), Some(l)) => Some(format!("{}:{l}", s.file)),
                             (Some(s), None) => Some(s.file.clone()),
                             (None, _) => None,
                         },
-                        what: what.to_string(),
+                        what: e.in_step(),
                         expected: e.expected.clone(),
                         actual: e.actual.clone(),
                         why: src.zip(line).and_then(|(s, l)| comment_above(&s.text, l)),

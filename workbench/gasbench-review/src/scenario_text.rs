@@ -2,18 +2,6 @@
 //! the comment that says why it is expected (the suite writes one next to
 //! every expectation the postings fail, see scenarios/README.md).
 
-/// The engine names an expectation `line N: <step>: <what>`; split off
-/// the line number.
-pub fn split_location(what: &str) -> (Option<usize>, &str) {
-    if let Some(rest) = what.strip_prefix("line ")
-        && let Some((n, tail)) = rest.split_once(": ")
-        && let Ok(n) = n.parse::<usize>()
-    {
-        return ((n > 0).then_some(n), tail);
-    }
-    (None, what)
-}
-
 /// The comment block nearest above `line` (1-based) within the same step:
 /// walking up, other keys of the step are skipped; a table header
 /// (`[[step]]`, `[scenario]`) or another expectation ends the search.
@@ -62,19 +50,6 @@ pub fn leading_comment(source: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_engine_s_location_prefix() {
-        assert_eq!(
-            split_location("line 40: the selftest cleaned up after itself: out.names"),
-            (Some(40), "the selftest cleaned up after itself: out.names")
-        );
-        assert_eq!(split_location("line 0: (none): x"), (None, "(none): x"));
-        assert_eq!(
-            split_location("the run: finished"),
-            (None, "the run: finished")
-        );
-    }
 
     #[test]
     fn the_comment_that_explains_an_expectation() {

@@ -412,7 +412,9 @@ fn a_series_that_applies_builds_and_passes_has_no_findings_and_exits_0() {
             RunEvent::Expectation {
                 scenario: "mkdirat2-flags".into(),
                 step: 1,
-                what: "line 20: mkdirat2: ok".into(),
+                line: 20,
+                step_name: "mkdirat2".into(),
+                what: "ok".into(),
                 expected: "success".into(),
                 actual: "ok (ret 3)".into(),
                 held: true,
@@ -644,7 +646,9 @@ fn a_debug_profile_run_adds_what_the_detectors_found() {
             EventBody::Run(RunEvent::Expectation {
                 scenario: "mkdirat2-emfile".into(),
                 step: 4,
-                what: "line 40: in a child: kernel report (kasan)".into(),
+                line: 40,
+                step_name: "in a child".into(),
+                what: "kernel report (kasan)".into(),
                 expected: "no kernel report".into(),
                 actual: "report #1: BUG: KASAN: slab-use-after-free in do_mkdirat2+0x1a/0x90"
                     .into(),
@@ -981,7 +985,9 @@ fn explorer_findings_and_abi_checks_join_the_review() {
         RunEvent::Expectation {
             scenario: "explore-goldfish-claim-out-of-area".into(),
             step: 2,
-            what: "line 9: r.2 CLAIM_SHARED: errno".into(),
+            line: 9,
+            step_name: "r.2 CLAIM_SHARED".into(),
+            what: "errno".into(),
             expected: "EINVAL".into(),
             actual: "succeeded".into(),
             held: false,
@@ -1020,6 +1026,20 @@ fn explorer_findings_and_abi_checks_join_the_review() {
         file: format!("explore-goldfish-{}.toml", signature.replace('.', "-")),
         confirmed,
         note: None,
+    };
+    let report_for = |domain: &str| ExploreReport {
+        domain: domain.into(),
+        seed: 1,
+        budget: Budget::default(),
+        stats: Stats::default(),
+        findings: vec![],
+    };
+    let find_in = |r: &gasbench_review::Review, needle: &str| {
+        r.findings
+            .iter()
+            .find(|f| f.title.contains(needle))
+            .cloned()
+            .unwrap_or_else(|| panic!("no finding with {needle}"))
     };
     let report = ExploreReport {
         domain: "goldfish".into(),
@@ -1080,4 +1100,45 @@ fn explorer_findings_and_abi_checks_join_the_review() {
     assert!(md.contains("| goldfish | 1 | 0 | 40 | 600 |"), "{md}");
     assert!(md.contains("\n## ABI checks\n"));
     assert!(md.contains("| syscall.number | x | pass |"));
+
+    // One divergence on several filesystems is one finding, with every
+    // domain named and the reproducer that showed it again first.
+    let on = |fs: &str, confirmed| XFinding {
+        domain: format!("mkdirat2-{fs}"),
+        title: format!("flags differ ({fs})"),
+        file: format!("explore-mkdirat2-{fs}-status-flags.toml"),
+        ..finding(Kind::Defect, confirmed, "mkdirat2.status-flags")
+    };
+    let per_fs = |fs: &str, confirmed| ExploreReport {
+        domain: format!("mkdirat2-{fs}"),
+        findings: vec![on(fs, confirmed)],
+        ..report_for("mkdirat2")
+    };
+    let before = r.findings.len();
+    gasbench_review::explorer::add(
+        &mut r,
+        &[per_fs("tmpfs", None), per_fs("ramfs", Some(true))],
+        "/runs/x/reproducers",
+    );
+    assert_eq!(r.findings.len(), before + 1, "{:#?}", titles(&r));
+    let g = find_in(&r, "flags differ");
+    assert!(
+        g.title.starts_with(
+            "mkdirat2-tmpfs, mkdirat2-ramfs (defect, shown by the explorer): flags differ"
+        ),
+        "{}",
+        g.title
+    );
+    assert!(!g.title.ends_with("(tmpfs)"), "{}", g.title);
+    assert_eq!(g.severity, Severity::Medium, "confirmed on one of them");
+    assert_eq!(
+        g.location.as_deref(),
+        Some("/runs/x/reproducers/explore-mkdirat2-ramfs-status-flags.toml")
+    );
+    assert!(
+        g.detail
+            .as_deref()
+            .unwrap()
+            .contains("also: /runs/x/reproducers/explore-mkdirat2-tmpfs-status-flags.toml")
+    );
 }

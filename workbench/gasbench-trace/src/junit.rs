@@ -64,7 +64,10 @@ pub fn to_junit(s: &RunSummary) -> String {
                 for e in sc.failed_expectations() {
                     body.push_str(&format!(
                         "step {}: {}: expected {}, got {}\n",
-                        e.step, e.what, e.expected, e.actual
+                        e.step,
+                        e.title(),
+                        e.expected,
+                        e.actual
                     ));
                 }
                 let mut t = TestCaseStatus::non_success(NonSuccessKind::Failure);
@@ -146,6 +149,7 @@ mod tests {
                         expected: "EINVAL".into(),
                         actual: "\"ENXIO\" & \u{1}".into(),
                         held: false,
+                        ..Default::default()
                     }],
                     ..Default::default()
                 },

@@ -243,7 +243,7 @@ pub fn to_kcidb(summary: &RunSummary, checkout: &Checkout, profile: &str) -> Val
                 "build_id": build_id,
                 "path": path,
                 "status": if e.held { "PASS" } else { "FAIL" },
-                "comment": text(&e.what, 400),
+                "comment": text(&e.title(), 400),
             });
             if !e.held {
                 t["log_excerpt"] = json!(text(
@@ -293,6 +293,7 @@ mod tests {
             expected: "EINVAL".into(),
             actual: "ENXIO".into(),
             held,
+            ..Default::default()
         };
         let s = RunSummary {
             stages: vec![

@@ -73,7 +73,7 @@ pub fn to_ktap(s: &RunSummary) -> String {
         );
         let _ = writeln!(out, "    1..{}", sc.expectations.len());
         for (i, e) in sc.expectations.iter().enumerate() {
-            result_line(&mut out, "    ", e.held, i + 1, &e.what, None);
+            result_line(&mut out, "    ", e.held, i + 1, &e.title(), None);
             if !e.held {
                 let _ = writeln!(out, "    # expected: {}", clean(&e.expected));
                 let _ = writeln!(out, "    # actual: {}", clean(&e.actual));
@@ -141,6 +141,7 @@ mod tests {
             expected: "EINVAL".into(),
             actual: "ENXIO\n# not ok 99 injected".into(),
             held,
+            ..Default::default()
         }
     }
 

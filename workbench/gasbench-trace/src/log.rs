@@ -493,6 +493,8 @@ mod tests {
                 sink.emit(RunEvent::Expectation {
                     scenario: "s".into(),
                     step: 1,
+                    line: 3,
+                    step_name: "x".into(),
                     what: "the verdict".into(),
                     expected: "a".into(),
                     actual: "a".into(),

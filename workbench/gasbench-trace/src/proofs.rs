@@ -37,7 +37,7 @@ pub fn from_run(s: &RunSummary, run_dir: Option<&Path>, when: u64) -> Option<Pro
         .scenarios
         .iter()
         .flat_map(|x| &x.expectations)
-        .any(|e| e.what.ends_with(": report"));
+        .any(|e| e.title().ends_with(": report"));
     if !ran_proof || p.detectors.is_empty() {
         return None;
     }

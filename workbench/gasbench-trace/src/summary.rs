@@ -11,13 +11,103 @@ use gasbench_events::vm::{ConsoleSeverity, VmEvent};
 use gasbench_events::{Event, EventBody};
 use serde::{Deserialize, Serialize};
 
+/// One expectation checked, with where the scenario file says it: its
+/// line, its step's name, and what it checked (`errno`, `out.names`).
+///
+/// results.json keeps `what` as people read it (`line 40: cleanup:
+/// out.names`, [`Expectation::title`]) beside `line` and `step_name`, so
+/// its readers are unchanged; reading it back takes that title apart by
+/// the parts stored next to it, never by parsing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ExpectationRecord", from = "ExpectationRecord")]
 pub struct Expectation {
     pub step: u32,
+    /// The line in the scenario file (0: a rule of the whole scenario, or
+    /// a log recorded before lines were carried).
+    pub line: u32,
+    /// The step's name (`(whole run)` for a whole-scenario rule; empty in
+    /// a log recorded before it was carried, whose `what` is the title).
+    pub step_name: String,
     pub what: String,
     pub expected: String,
     pub actual: String,
     pub held: bool,
+}
+
+impl Expectation {
+    /// How people read it: `line 40: the selftest cleaned up after
+    /// itself: out.names`.
+    pub fn title(&self) -> String {
+        gasbench_events::run::expectation_title(self.line, &self.step_name, &self.what)
+    }
+
+    /// Its line in the scenario file, when it has one.
+    pub fn scenario_line(&self) -> Option<u32> {
+        (self.line > 0).then_some(self.line)
+    }
+
+    /// What it checked, in its step: `the selftest cleaned up after
+    /// itself: out.names` (the title without the line).
+    pub fn in_step(&self) -> String {
+        if self.step_name.is_empty() {
+            self.what.clone()
+        } else {
+            format!("{}: {}", self.step_name, self.what)
+        }
+    }
+}
+
+/// [`Expectation`] as results.json has it.
+#[derive(Clone, Serialize, Deserialize)]
+struct ExpectationRecord {
+    step: u32,
+    /// The title.
+    what: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    line: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    step_name: String,
+    expected: String,
+    actual: String,
+    held: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl From<Expectation> for ExpectationRecord {
+    fn from(e: Expectation) -> Self {
+        ExpectationRecord {
+            what: e.title(),
+            step: e.step,
+            line: e.line,
+            step_name: e.step_name,
+            expected: e.expected,
+            actual: e.actual,
+            held: e.held,
+        }
+    }
+}
+
+impl From<ExpectationRecord> for Expectation {
+    fn from(r: ExpectationRecord) -> Self {
+        // The title is made from the parts beside it: take them off.
+        let prefix = gasbench_events::run::expectation_title(r.line, &r.step_name, "");
+        let what = match r.what.strip_prefix(&prefix) {
+            Some(bare) if !r.step_name.is_empty() => bare.to_string(),
+            _ => r.what,
+        };
+        Expectation {
+            step: r.step,
+            line: r.line,
+            step_name: r.step_name,
+            what,
+            expected: r.expected,
+            actual: r.actual,
+            held: r.held,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -316,12 +406,16 @@ impl RunSummary {
                 RunEvent::Expectation {
                     scenario,
                     step,
+                    line,
+                    step_name,
                     what,
                     expected,
                     actual,
                     held,
                 } => self.scenario(scenario).expectations.push(Expectation {
                     step: *step,
+                    line: *line,
+                    step_name: step_name.clone(),
                     what: what.clone(),
                     expected: expected.clone(),
                     actual: actual.clone(),
@@ -837,6 +931,8 @@ mod tests {
                 RunEvent::Expectation {
                     scenario: "a".into(),
                     step: 1,
+                    line: 7,
+                    step_name: "size 0".into(),
                     what: "errno".into(),
                     expected: "EINVAL".into(),
                     actual: "ENXIO".into(),

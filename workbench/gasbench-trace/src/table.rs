@@ -68,7 +68,7 @@ pub fn summary_table(s: &RunSummary) -> String {
             );
         }
         for e in sc.failed_expectations() {
-            let _ = writeln!(t, "          ✗ {}", line_capped(&e.what, MAX_VALUE));
+            let _ = writeln!(t, "          ✗ {}", line_capped(&e.title(), MAX_VALUE));
             let _ = writeln!(
                 t,
                 "              expected: {}",
@@ -211,14 +211,18 @@ mod tests {
                 expectations: vec![
                     Expectation {
                         step: 1,
-                        what: "line 9: open: ok".into(),
+                        line: 9,
+                        step_name: "open".into(),
+                        what: "ok".into(),
                         expected: "success".into(),
                         actual: "ok (ret 3)".into(),
                         held: true,
                     },
                     Expectation {
                         step: 2,
-                        what: "line 14: size 0: errno".into(),
+                        line: 14,
+                        step_name: "size 0".into(),
+                        what: "errno".into(),
                         expected: "errno EINVAL".into(),
                         actual: "errno ENXIO".into(),
                         held: false,
@@ -249,7 +253,9 @@ mod tests {
                 passed: Some(false),
                 expectations: vec![Expectation {
                     step: 1,
-                    what: "line 3: read: out.text".into(),
+                    line: 3,
+                    step_name: "read".into(),
+                    what: "out.text".into(),
                     expected: "contains \"ok\"".into(),
                     actual: "\x1b[2J\x1b[Hall passed\u{202e}\nPASS  forged".into(),
                     held: false,

@@ -65,7 +65,7 @@ fn lines(m: &Model, w: usize) -> Vec<Line<'static>> {
                 Span::styled(format!(" {} ", sym::FAIL), t.fail),
                 Span::styled(sc.name.clone(), t.title),
                 Span::styled(format!(" step {}: ", e.step), t.dim),
-                Span::raw(fmt::fit(&e.what, w.saturating_sub(sc.name.len() + 14))),
+                Span::raw(fmt::fit(&e.title(), w.saturating_sub(sc.name.len() + 14))),
             ]));
             out.push(Line::from(vec![
                 Span::styled("     expected ", t.dim),

@@ -137,7 +137,7 @@ fn check_lines<'a>(m: &Model, checks: &'a [Expectation], room: usize, w: usize) 
                 Span::styled(format!(" {} ", sym::OK), t.ok),
                 step,
                 Span::raw(fmt::fit(
-                    &format!("{}: {}", e.what, e.actual),
+                    &format!("{}: {}", e.title(), e.actual),
                     w.saturating_sub(11),
                 )),
             ]));
@@ -154,13 +154,13 @@ fn check_lines<'a>(m: &Model, checks: &'a [Expectation], room: usize, w: usize) 
                 lines.push(Line::from(vec![
                     mark,
                     step,
-                    Span::raw(fmt::fit(&e.what, w.saturating_sub(11))),
+                    Span::raw(fmt::fit(&e.title(), w.saturating_sub(11))),
                 ]));
                 let mut second = vec![Span::raw("     ")];
                 second.extend(outcome);
                 lines.push(Line::from(fit_spans(second, w)));
             } else {
-                let mut one = vec![mark, step, Span::raw(format!("{}: ", e.what))];
+                let mut one = vec![mark, step, Span::raw(format!("{}: ", e.title()))];
                 one.extend(outcome);
                 lines.push(Line::from(fit_spans(one, w)));
             }

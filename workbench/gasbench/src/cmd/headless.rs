@@ -451,12 +451,17 @@ fn print_progress(ev: &Event, kernel_detail: bool) {
                 }
             }
             RunEvent::Expectation {
+                line,
+                step_name,
                 what,
                 expected,
                 actual,
                 held: false,
                 ..
-            } => r.warn(&format!("  ✗ {what}: expected {expected}, got {actual}")),
+            } => r.warn(&format!(
+                "  ✗ {}: expected {expected}, got {actual}",
+                gasbench_events::run::expectation_title(*line, step_name, what)
+            )),
             RunEvent::StageProgress {
                 stage,
                 total: 0,
