@@ -76,10 +76,14 @@ pub struct CaseResult {
 /// How much the explorer may run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Budget {
-    /// Calls in all, generation, shrinking and confirmation together.
+    /// Calls for generating and shrinking. Confirming is not held to it:
+    /// each finding's reproducer is run once more as written (one run per
+    /// finding, at most `max_findings`), so a finding is always checked;
+    /// the caller's time budget bounds everything.
     pub calls: usize,
     /// Share of `calls` generation may use; the rest is kept for
-    /// shrinking and confirming what it found.
+    /// shrinking, counted from where generation ended (the first batch,
+    /// the fixed cases, may cost more than the share on its own).
     pub generate_share: f64,
     /// Sequences per generated batch.
     pub batch_sequences: usize,
@@ -220,6 +224,9 @@ pub struct Explorer<D: Domain> {
     /// Sequences of the batch handed out, by tag.
     pending: Vec<(String, Vec<D::Op>)>,
     seen: BTreeSet<String>,
+    /// Calls made when generation ended: shrinking's share counts from
+    /// here.
+    generated_calls: Option<usize>,
 }
 
 impl<D: Domain> Explorer<D> {
@@ -234,6 +241,7 @@ impl<D: Domain> Explorer<D> {
             found: Vec::new(),
             pending: Vec::new(),
             seen: BTreeSet::new(),
+            generated_calls: None,
         }
     }
 
@@ -246,8 +254,16 @@ impl<D: Domain> Explorer<D> {
         cap.saturating_sub(self.stats.calls)
     }
 
-    fn calls_left(&self) -> usize {
-        self.budget.calls.saturating_sub(self.stats.calls)
+    /// Calls shrinking may still make: the share generation left,
+    /// counted from where generation ended.
+    fn shrink_left(&self) -> usize {
+        let cap = (self.budget.calls as f64 * self.budget.generate_share) as usize;
+        let reserve = self.budget.calls.saturating_sub(cap);
+        let since = self
+            .stats
+            .calls
+            .saturating_sub(self.generated_calls.unwrap_or(self.stats.calls));
+        reserve.saturating_sub(since)
     }
 
     /// Stop generating and shrinking (a time budget ran out, the run is
@@ -272,7 +288,8 @@ impl<D: Domain> Explorer<D> {
                     return Some(self.generate_batch());
                 }
                 State::Shrinking(i) => {
-                    if self.found[i].rounds >= self.budget.shrink_rounds || self.calls_left() == 0 {
+                    if self.found[i].rounds >= self.budget.shrink_rounds || self.shrink_left() == 0
+                    {
                         self.finish_shrinking(i);
                         continue;
                     }
@@ -284,20 +301,13 @@ impl<D: Domain> Explorer<D> {
                     }
                     return Some(self.shrink_batch(i, candidates));
                 }
-                State::Confirming(i) => {
-                    if self.calls_left() == 0 {
-                        self.found[i].note =
-                            Some("not run again: the call budget was spent".into());
-                        self.next_finding(i + 1);
-                        continue;
-                    }
-                    return Some(self.confirm_batch(i));
-                }
+                State::Confirming(i) => return Some(self.confirm_batch(i)),
             }
         }
     }
 
     fn next_after_generation(&mut self) {
+        self.generated_calls = Some(self.stats.calls);
         self.next_finding(0);
     }
 

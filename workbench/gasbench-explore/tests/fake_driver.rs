@@ -563,11 +563,15 @@ fn run(bug: Bug, name: &str, text: &str) -> (Compiled, Observed, Vec<String>) {
 }
 
 fn explore(bug: Bug, seed: u64) -> Explorer<Goldfish> {
+    explore_with(bug, seed, 6000)
+}
+
+fn explore_with(bug: Bug, seed: u64, calls: usize) -> Explorer<Goldfish> {
     let mut ex = Explorer::new(
         Goldfish::default(),
         seed,
         Budget {
-            calls: 6000,
+            calls,
             ..Budget::default()
         },
     );
@@ -673,4 +677,25 @@ fn the_same_seed_gives_the_same_run() {
         a.findings.iter().map(|f| &f.reproducer).collect::<Vec<_>>(),
         b.findings.iter().map(|f| &f.reproducer).collect::<Vec<_>>()
     );
+}
+
+/// repro's budget (600 calls), which the last generated batch overspends:
+/// the divergence is still shrunk with the share kept for shrinking
+/// (counted from where generation ended), and every reproducer is run
+/// again as written whatever is left of the budget.
+#[test]
+fn repro_s_small_budget_still_shrinks_and_confirms_what_it_found() {
+    // The first seeds that find the bug in 600 calls.
+    let found: Vec<_> = (1..=40)
+        .map(|seed| explore_with(Bug::DeallocAnyBlock, seed, 600).report())
+        .filter(|r| !r.findings.is_empty())
+        .take(3)
+        .collect();
+    assert!(!found.is_empty(), "no seed of 40 found it in 600 calls");
+    for r in &found {
+        assert!(r.stats.shrink_batches > 0, "{:?}", r.stats);
+        for f in &r.findings {
+            assert!(f.confirmed.is_some(), "{}: {:?}", f.signature, f.note);
+        }
+    }
 }
