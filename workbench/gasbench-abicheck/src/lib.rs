@@ -8,15 +8,19 @@
 //!   direction (`_IOR`/`_IOW`/`_IOWR`) of what the driver copies in and
 //!   out, its argument struct has no implicit padding and one layout on
 //!   32- and 64-bit, and its type and number range collide with nothing
-//!   in the kernel's registry (`ioctl-number.rst`), or are registered.
+//!   in the kernel's registry (`ioctl-number.rst`), or are registered;
+//! - [`checkpatch`]: the kernel's checkpatch.pl on each patch, read from
+//!   what it printed (the caller runs it, from the base's scripts only).
 //!
 //! Input: the kernel tree with the series applied and the series' patch
 //! texts (what the series added is told apart from the base by the
 //! patches' `+` lines). Every result carries its evidence: the file and
 //! line of what was read.
 //!
-//! **Architecture invariant:** reads files only; runs nothing.
+//! **Architecture invariant:** reads files only; runs nothing (checkpatch's
+//! output is handed in).
 
+pub mod checkpatch;
 pub mod diff;
 pub mod ioctls;
 pub mod syscalls;

@@ -268,6 +268,26 @@ fn the_mkdirat2_series_from_the_digest_is_reviewed_with_its_findings() {
         })
         .unwrap_or_else(|| panic!("{findings:#?}"));
     assert_eq!(semicolon["severity"], "high");
+    // checkpatch, run on each posted patch from the base's scripts: RFC v2
+    // 1/2 opens a function's brace on its definition line (fs/namei.c).
+    let checkpatch = findings
+        .iter()
+        .find(|f| {
+            let t = f["title"].as_str().unwrap();
+            t.contains("shown by scripts/checkpatch.pl") && t.starts_with("1/2 ")
+        })
+        .unwrap_or_else(|| panic!("no checkpatch finding for 1/2: {findings:#?}"));
+    assert_eq!(checkpatch["severity"], "medium", "{checkpatch:#}");
+    assert!(
+        checkpatch["title"].as_str().unwrap().contains("OPEN_BRACE"),
+        "{checkpatch:#}"
+    );
+    assert!(
+        checkpatch["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("fs/namei.c:")),
+        "{checkpatch:#}"
+    );
     let cleanup = findings
         .iter()
         .find(|f| {

@@ -49,7 +49,14 @@ pub fn add(review: &mut Review, results: &[CheckResult], tree: &str) {
         };
         let finding = Finding {
             severity,
-            title: format!("{} (shown by reading the tree, {})", r.title, r.check),
+            title: if r.check == gasbench_abicheck::checkpatch::CHECK {
+                format!(
+                    "{}: {} (shown by scripts/checkpatch.pl)",
+                    r.subject, r.title
+                )
+            } else {
+                format!("{} (shown by reading the tree, {})", r.title, r.check)
+            },
             detail: Some(
                 r.evidence
                     .iter()

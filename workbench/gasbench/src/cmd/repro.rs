@@ -627,7 +627,8 @@ fn review_one(
             .iter()
             .map(|(file, text)| gasbench_abicheck::Patch { file, text })
             .collect();
-        let results = gasbench_abicheck::check_series(&a.src, &patches);
+        let mut results = gasbench_abicheck::check_series(&a.src, &patches);
+        results.extend(checkpatch_each(runtime, &a.src, &dir, &series, &texts));
         gasbench_review::series_checks::add(&mut review, &results, &a.src.display().to_string());
     }
     let md = gasbench_review::markdown::render(&review);
@@ -705,6 +706,51 @@ fn review_one(
         },
     };
     Ok((code, Some(review)))
+}
+
+/// checkpatch.pl on each patch of the series, run in `tree` through the
+/// runtime. Not at all when a patch changes checkpatch or what it reads:
+/// the host would run code from the mail (one note says so).
+fn checkpatch_each(
+    runtime: &gasbench_env::Runtime,
+    tree: &Path,
+    dir: &Path,
+    series: &gasbench_series::manifest::SeriesManifest,
+    texts: &[(String, String)],
+) -> Vec<gasbench_abicheck::CheckResult> {
+    use gasbench_abicheck::{CheckResult, Verdict, checkpatch};
+    if texts.iter().any(|(_, t)| checkpatch::touches_checkpatch(t)) {
+        return vec![CheckResult {
+            check: checkpatch::CHECK,
+            subject: series.name.clone(),
+            verdict: Verdict::Note,
+            title: "not run: the series changes checkpatch or a file it reads, and the host \
+                    does not run code from a mail"
+                .into(),
+            evidence: vec![],
+        }];
+    }
+    let total = series.patches.len();
+    series
+        .patches
+        .iter()
+        .filter(|p| texts.iter().any(|(f, _)| *f == p.file))
+        .map(|p| {
+            let subject = format!("{}/{total} {}", p.index, p.subject);
+            let patch = dir.join(&p.file);
+            let mut argv = vec!["perl".to_string()];
+            argv.extend(checkpatch::ARGS.iter().map(|a| a.to_string()));
+            argv.push(patch.display().to_string());
+            let out = runtime
+                .build_command(&argv, &[tree.to_path_buf(), dir.to_path_buf()], tree)
+                .stdin(std::process::Stdio::null())
+                .output();
+            match out {
+                Ok(o) => checkpatch::parse(&subject, &String::from_utf8_lossy(&o.stdout)),
+                Err(e) => checkpatch::parse(&subject, &format!("perl could not run: {e}")),
+            }
+        })
+        .collect()
 }
 
 /// The second architecture of the per-patch check: `--cross-arch`, else
