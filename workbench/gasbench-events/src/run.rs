@@ -55,6 +55,18 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// How every printer names it (`run`, `repro` and `kernel` alike).
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Cached => "cached",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "FAILED",
+        }
+    }
+}
+
 /// Which accelerator a VM used, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccelChoice {

@@ -412,12 +412,7 @@ fn print_progress(ev: &Event, kernel_detail: bool) {
                 elapsed_ms,
             } => {
                 r.end_build();
-                let o = match outcome {
-                    Outcome::Ok => "ok",
-                    Outcome::Cached => "cached",
-                    Outcome::Skipped => "skipped",
-                    Outcome::Failed => "FAILED",
-                };
+                let o = outcome.word();
                 let text = format!(
                     "{:<10} {o} ({:.1} s) {detail}",
                     stage.name(),

@@ -344,12 +344,7 @@ fn print_events(mut stream: EventStream) {
                 elapsed_ms,
             }) => {
                 r.end_build();
-                let o = match outcome {
-                    Outcome::Ok => "ok",
-                    Outcome::Cached => "unchanged",
-                    Outcome::Skipped => "skipped",
-                    Outcome::Failed => "FAILED",
-                };
+                let o = outcome.word();
                 let text = format!(
                     "kernel: {} {o} in {:.1} s — {detail}",
                     stage.name(),
