@@ -751,6 +751,32 @@ fn kselftest_counts(s: &RunSummary) -> Vec<KselftestCount> {
         .collect()
 }
 
+/// A console line without its printk prefix (`[    4.13] `, `[  T32] `).
+fn printk_body(line: &str) -> &str {
+    let mut rest = line.trim_start();
+    while let Some(r) = rest.strip_prefix('[')
+        && let Some((_, after)) = r.split_once(']')
+    {
+        rest = after.trim_start();
+    }
+    rest
+}
+
+/// A line that starts a crash report (not its `Oops:` or `Call Trace:`
+/// continuation).
+fn is_headline(line: &str) -> bool {
+    let body = printk_body(line);
+    [
+        "BUG:",
+        "general protection fault",
+        "Kernel panic",
+        "KASAN:",
+        "UBSAN:",
+    ]
+    .iter()
+    .any(|h| body.starts_with(h))
+}
+
 fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
     let mut out = Vec::new();
     let total = r.series.total;
@@ -765,9 +791,19 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
         })
     };
 
-    // The kernel.
+    // The kernel. A crash the report parser made into a report is that
+    // report's finding (with its stack and the step it is attributed to);
+    // the console lines get one only when some headline is no report's.
     let bugs: Vec<&KernelLogLine> = r.kernel_log.iter().filter(|l| l.kind == "bug").collect();
-    if let Some(first) = bugs.first() {
+    let reported = |l: &&&KernelLogLine| {
+        let body = printk_body(&l.line);
+        r.detectors.reports.iter().any(|x| x.title == body)
+    };
+    let unreported = bugs
+        .iter()
+        .filter(|l| is_headline(&l.line))
+        .any(|l| !reported(&l));
+    if let Some(first) = bugs.first().filter(|_| unreported) {
         add(
             Severity::Critical,
             format!(
@@ -1039,6 +1075,12 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
         if kernel_error.is_some_and(|k| e.contains(k) || k.contains(e.as_str())) {
             continue;
         }
+        // The kernel crashed and the VM ended with it (the guest reboots on
+        // a crash, and QEMU exits): the crash's report, with the step it
+        // is attributed to, is the finding.
+        if crashed && !unreported && e.contains(" stopped the run: QEMU exited") {
+            continue;
+        }
         // A run the kernel's crash stopped is the crash's finding; any
         // other stop is the tool's or its environment's.
         tool_failures.push(Finding {
@@ -1054,4 +1096,71 @@ fn findings(r: &Review, kernel_error: Option<&str>) -> Vec<Finding> {
     // Most severe first; within a severity, in the order found.
     out.sort_by_key(|f| f.severity);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn titles(f: &[Finding]) -> Vec<&str> {
+        f.iter().map(|x| x.title.as_str()).collect()
+    }
+
+    /// The cgroup2 oops: its console lines and the two stops it caused
+    /// were three findings beside the parsed report; the report is the
+    /// one finding now. Without the parsed report they are findings again.
+    #[test]
+    fn a_crash_the_parser_made_a_report_of_is_one_finding() {
+        let r: Review = serde_json::from_str(include_str!(
+            "../tests/fixtures/mkdirat2-cgroup2-oops/review.json"
+        ))
+        .unwrap();
+        let f = findings(&r, None);
+        let t = titles(&f);
+        assert!(
+            !t.iter()
+                .any(|x| x.starts_with("the kernel reported a crash")),
+            "{t:#?}"
+        );
+        assert!(
+            !t.iter().any(|x| x.starts_with("the run stopped")),
+            "{t:#?}"
+        );
+        let d = crate::detectors::findings(&r.detectors);
+        assert!(
+            d.iter()
+                .any(|x| x.title.contains("NULL pointer dereference")),
+            "{:#?}",
+            titles(&d)
+        );
+        let mut bare = r.clone();
+        bare.detectors.reports.clear();
+        let f = findings(&bare, None);
+        let t = titles(&f);
+        assert!(
+            t.iter()
+                .any(|x| x.starts_with("the kernel reported a crash")),
+            "{t:#?}"
+        );
+        assert_eq!(
+            t.iter()
+                .filter(|x| x.starts_with("the run stopped"))
+                .count(),
+            2,
+            "{t:#?}"
+        );
+    }
+
+    #[test]
+    fn a_crash_headline_is_found_under_its_printk_prefix() {
+        assert_eq!(
+            printk_body("[    4.137922][   T32] BUG: kernel NULL pointer dereference"),
+            "BUG: kernel NULL pointer dereference"
+        );
+        assert!(is_headline(
+            "[    4.1] BUG: kernel NULL pointer dereference"
+        ));
+        assert!(!is_headline("[    4.1] Oops: Oops: 0000 [#1] SMP"));
+        assert!(!is_headline("[    4.1] Call Trace:"));
+    }
 }
