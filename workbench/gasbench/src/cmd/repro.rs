@@ -736,7 +736,9 @@ fn checkpatch_each(
         .iter()
         .filter(|p| texts.iter().any(|(f, _)| *f == p.file))
         .map(|p| {
-            let subject = format!("{}/{total} {}", p.index, p.subject);
+            let title = gasbench_series::subject::PatchSubject::parse(&p.subject)
+                .map_or_else(|| p.subject.clone(), |s| s.title);
+            let subject = format!("{}/{total} {title}", p.index);
             let patch = dir.join(&p.file);
             let mut argv = vec!["perl".to_string()];
             argv.extend(checkpatch::ARGS.iter().map(|a| a.to_string()));
