@@ -284,6 +284,18 @@ impl Runner {
     /// Build the initramfs and choose the accelerator; boots nothing yet.
     pub async fn prepare(opts: RunnerOptions, sink: EventSink) -> Result<Runner, String> {
         let t = Instant::now();
+        // The accelerator is decided beside the agent's build: where KVM
+        // hangs (as on hosts without nested virtualisation) the probe's
+        // timeout passes while cargo works, not after it.
+        let accel_probe = tokio::task::spawn_blocking({
+            let (pref, rt, cache, kernel) = (
+                opts.settings.accel,
+                opts.settings.runtime.clone(),
+                opts.settings.cache.clone(),
+                opts.kernel.bzimage.clone(),
+            );
+            move || choose_accel(pref, &rt, &cache, &kernel)
+        });
         sink.emit(RunEvent::StageBegin {
             stage: Stage::Initramfs,
             detail: "building the static guest agent".into(),
@@ -329,12 +341,10 @@ impl Runner {
             ),
             Err(e) => return Err(stage_failed(&sink, Stage::Initramfs, e.to_string(), t)),
         }
-        let verdict = choose_accel(
-            opts.settings.accel,
-            &opts.settings.runtime,
-            &opts.settings.cache,
-            &opts.kernel.bzimage,
-        );
+        let verdict = accel_probe.await.unwrap_or_else(|e| KvmVerdict {
+            usable: false,
+            reason: format!("the KVM probe failed ({e}): TCG"),
+        });
         sink.emit(RunEvent::Accel(AccelChoice {
             accel: verdict.accel().into(),
             reason: verdict.reason.clone(),
