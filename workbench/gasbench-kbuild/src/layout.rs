@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use gasbench_series::manifest::{FixupKind, PatchOrigin, PortManifest, SeriesManifest};
+use gasbench_series::manifest::{FixupKind, PatchEntry, PatchOrigin, PortManifest, SeriesManifest};
 use gasbench_series::parse_mail;
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,22 @@ impl KernelDir {
 
     pub fn series_dir(&self, name: &str) -> PathBuf {
         self.root.join("series").join(name)
+    }
+
+    /// The text of each patch of `series` (the manifest of the series
+    /// directory `name`) that can be read, with its entry, in the series'
+    /// order: a caller reads them once and hands them to every check.
+    pub fn patch_texts<'m>(
+        &self,
+        name: &str,
+        series: &'m SeriesManifest,
+    ) -> Vec<(&'m PatchEntry, String)> {
+        let dir = self.series_dir(name);
+        series
+            .patches
+            .iter()
+            .filter_map(|p| Some((p, std::fs::read_to_string(dir.join(&p.file)).ok()?)))
+            .collect()
     }
 
     pub fn series(&self, name: &str) -> Result<SeriesManifest, KbuildError> {

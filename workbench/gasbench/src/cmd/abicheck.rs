@@ -62,20 +62,13 @@ pub fn run(g: &crate::Globals, args: Args) -> miette::Result<ExitCode> {
                 return Ok(exit::code(exit::BAD_INPUT));
             }
         };
-        let dir = kdir.series_dir(name);
-        let texts: Vec<(String, String)> = m
-            .patches
-            .iter()
-            .filter_map(|p| {
-                Some((
-                    p.file.clone(),
-                    std::fs::read_to_string(dir.join(&p.file)).ok()?,
-                ))
-            })
-            .collect();
+        let texts = kdir.patch_texts(name, &m);
         let patches: Vec<Patch> = texts
             .iter()
-            .map(|(file, text)| Patch { file, text })
+            .map(|(p, text)| Patch {
+                file: &p.file,
+                text,
+            })
             .collect();
         for r in gasbench_abicheck::check_series(&args.tree, &patches) {
             all.push((name.clone(), r));

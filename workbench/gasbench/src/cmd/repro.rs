@@ -611,23 +611,17 @@ fn review_one(
             .to_string(),
     );
     // Series-level ABI checks, read from the tree the kernel stage left.
+    let texts = tkdir.patch_texts(&target.name, &series);
     if let Some(a) = slot.artifacts.as_ref().filter(|a| a.src.is_dir()) {
-        let dir = tkdir.series_dir(&target.name);
-        let texts: Vec<(String, String)> = series
-            .patches
-            .iter()
-            .filter_map(|p| {
-                Some((
-                    p.file.clone(),
-                    std::fs::read_to_string(dir.join(&p.file)).ok()?,
-                ))
-            })
-            .collect();
         let patches: Vec<gasbench_abicheck::Patch> = texts
             .iter()
-            .map(|(file, text)| gasbench_abicheck::Patch { file, text })
+            .map(|(p, text)| gasbench_abicheck::Patch {
+                file: &p.file,
+                text,
+            })
             .collect();
         let mut results = gasbench_abicheck::check_series(&a.src, &patches);
+        let dir = tkdir.series_dir(&target.name);
         results.extend(checkpatch_each(runtime, &a.src, &dir, &series, &texts));
         gasbench_review::series_checks::add(&mut review, &results, &a.src.display().to_string());
     }
@@ -660,13 +654,10 @@ fn review_one(
         unwritten.push(e.to_string());
     }
     // `b4-check` answers from it, by Message-Id and by patch-id.
-    let patch_ids: Vec<(u32, String)> = series
-        .patches
+    let patch_ids: Vec<(u32, String)> = texts
         .iter()
-        .filter_map(|p| {
-            let text =
-                std::fs::read_to_string(tkdir.series_dir(&target.name).join(&p.file)).ok()?;
-            let parts = gasbench_series::patch::PatchBody::split(&text)?;
+        .filter_map(|(p, text)| {
+            let parts = gasbench_series::patch::PatchBody::split(text)?;
             Some((
                 p.index,
                 gasbench_review::checks::patch_id(&text[parts.diff]),
@@ -716,7 +707,7 @@ fn checkpatch_each(
     tree: &Path,
     dir: &Path,
     series: &gasbench_series::manifest::SeriesManifest,
-    texts: &[(String, String)],
+    texts: &[(&gasbench_series::manifest::PatchEntry, String)],
 ) -> Vec<gasbench_abicheck::CheckResult> {
     use gasbench_abicheck::{CheckResult, Verdict, checkpatch};
     if texts.iter().any(|(_, t)| checkpatch::touches_checkpatch(t)) {
@@ -731,11 +722,9 @@ fn checkpatch_each(
         }];
     }
     let total = series.patches.len();
-    series
-        .patches
+    texts
         .iter()
-        .filter(|p| texts.iter().any(|(f, _)| *f == p.file))
-        .map(|p| {
+        .map(|(p, _)| {
             let title = gasbench_series::subject::PatchSubject::parse(&p.subject)
                 .map_or_else(|| p.subject.clone(), |s| s.title);
             let subject = format!("{}/{total} {title}", p.index);
@@ -771,13 +760,10 @@ fn cross_arch_for(
     if args.cross_arch.is_some() {
         return args.cross_arch.clone();
     }
-    let dir = kdir.series_dir(name);
-    let touches = series.patches.iter().any(|p| {
-        std::fs::read_to_string(dir.join(&p.file)).is_ok_and(|t| {
-            t.lines()
-                .filter_map(|l| l.strip_prefix("+++ b/"))
-                .any(arch_sensitive)
-        })
+    let touches = kdir.patch_texts(name, series).iter().any(|(_, t)| {
+        t.lines()
+            .filter_map(|l| l.strip_prefix("+++ b/"))
+            .any(arch_sensitive)
     });
     touches.then(|| "arm".to_string())
 }
@@ -826,13 +812,8 @@ fn choose_base(
     };
     let shown = tree.display();
     if args.guess_base && wanted.is_none() {
-        let dir = kdir.series_dir(&series.name);
-        let texts: Vec<String> = series
-            .patches
-            .iter()
-            .filter_map(|p| std::fs::read_to_string(dir.join(&p.file)).ok())
-            .collect();
-        let pre = gasbench_kbuild::guess_base::preimages(texts.iter().map(String::as_str));
+        let texts = kdir.patch_texts(&series.name, series);
+        let pre = gasbench_kbuild::guess_base::preimages(texts.iter().map(|(_, t)| t.as_str()));
         match gasbench_kbuild::guess_base::guess(rt, tree, &pre, 40) {
             Ok(Some(g)) => {
                 return (
