@@ -16,7 +16,7 @@ use gasbench_kbuild::BuildManifest;
 use gasbench_kbuild::layout::BasePin;
 use gasbench_series::manifest::{FixupKind, PatchOrigin, PortSeries, SeriesManifest};
 use gasbench_trace::RunSummary;
-use gasbench_trace::summary::is_kernel_bug;
+use gasbench_trace::summary::{is_kernel_bug, printk_body};
 use serde::{Deserialize, Serialize};
 
 use crate::detectors::{Detectors, ProfileRun};
@@ -749,17 +749,6 @@ fn kselftest_counts(s: &RunSummary) -> Vec<KselftestCount> {
             skipped,
         })
         .collect()
-}
-
-/// A console line without its printk prefix (`[    4.13] `, `[  T32] `).
-fn printk_body(line: &str) -> &str {
-    let mut rest = line.trim_start();
-    while let Some(r) = rest.strip_prefix('[')
-        && let Some((_, after)) = r.split_once(']')
-    {
-        rest = after.trim_start();
-    }
-    rest
 }
 
 /// A line that starts a crash report (not its `Oops:` or `Call Trace:`

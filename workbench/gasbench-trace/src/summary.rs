@@ -158,9 +158,8 @@ impl RunVerdict {
     }
 }
 
-/// Console lines that mean the kernel itself went wrong (not a warning).
 /// A console line without printk's prefixes (`[   26.9][   T28] `).
-fn printk_body(line: &str) -> &str {
+pub fn printk_body(line: &str) -> &str {
     let mut rest = line.trim_start();
     while let Some(after) = rest.strip_prefix('[') {
         match after.split_once(']') {
@@ -171,6 +170,7 @@ fn printk_body(line: &str) -> &str {
     rest.trim_end()
 }
 
+/// Console lines that mean the kernel itself went wrong (not a warning).
 pub fn is_kernel_bug(line: &str) -> bool {
     [
         "BUG:",
