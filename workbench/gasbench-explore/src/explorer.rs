@@ -336,6 +336,28 @@ impl<D: Domain> Explorer<D> {
         self.state = State::Confirming(i);
     }
 
+    /// A batch of generated or shrink-candidate sequences (`body`, their
+    /// rendered steps) to run, the sequences kept until it is observed.
+    fn hand_out(
+        &mut self,
+        name: String,
+        description: String,
+        body: &str,
+        seqs: Vec<(String, Vec<D::Op>)>,
+        stage: Stage,
+    ) -> Batch {
+        let toml = self.batch_text(&name, &description, body);
+        let tags = seqs.iter().map(|(t, _)| t.clone()).collect();
+        self.pending = seqs;
+        Batch {
+            name,
+            toml,
+            purpose: description,
+            seqs: tags,
+            stage,
+        }
+    }
+
     fn batch_text(&self, name: &str, description: &str, body: &str) -> String {
         let mut s = self.domain.header(name, description);
         s.push_str(&self.domain.prologue());
@@ -391,16 +413,7 @@ impl<D: Domain> Explorer<D> {
             seqs.len(),
             self.seed
         );
-        let toml = self.batch_text(&name, &description, &body);
-        let tags = seqs.iter().map(|(t, _)| t.clone()).collect();
-        self.pending = seqs;
-        Batch {
-            name,
-            toml,
-            purpose: description,
-            seqs: tags,
-            stage: Stage::Generate,
-        }
+        self.hand_out(name, description, &body, seqs, Stage::Generate)
     }
 
     fn shrink_batch(&mut self, i: usize, mut candidates: Vec<Vec<D::Op>>) -> Batch {
@@ -433,16 +446,7 @@ impl<D: Domain> Explorer<D> {
             self.found[i].rounds + 1,
             seqs.len()
         );
-        let toml = self.batch_text(&name, &description, &body);
-        let tags = seqs.iter().map(|(t, _)| t.clone()).collect();
-        self.pending = seqs;
-        Batch {
-            name,
-            toml,
-            purpose: description,
-            seqs: tags,
-            stage: Stage::Shrink,
-        }
+        self.hand_out(name, description, &body, seqs, Stage::Shrink)
     }
 
     fn confirm_batch(&mut self, i: usize) -> Batch {
